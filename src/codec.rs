@@ -1,0 +1,102 @@
+//! Block compression (§5): zstd frames, bounded on the way in.
+
+use std::cell::RefCell;
+use std::io::Read;
+
+use crate::limits::{EAGER_ALLOC_BYTES, ZSTD_WINDOW_LOG_MAX};
+
+/// Why a payload failed to decode.
+#[derive(Debug)]
+pub(crate) enum DecodeFailure {
+    /// zstd rejected the frame.
+    Zstd(String),
+    /// The frame decoded to a different length than the header declares.
+    Length { declared: u64, got: u64 },
+}
+
+impl std::fmt::Display for DecodeFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DecodeFailure::Zstd(message) => write!(f, "zstd error: {message}"),
+            DecodeFailure::Length { declared, got } => {
+                write!(
+                    f,
+                    "a frame of {got} bytes where the header declares {declared}"
+                )
+            }
+        }
+    }
+}
+
+thread_local! {
+    static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
+fn new_decompressor() -> std::io::Result<zstd::bulk::Decompressor<'static>> {
+    let mut d = zstd::bulk::Decompressor::new()?;
+    d.set_parameter(zstd::zstd_safe::DParameter::WindowLogMax(
+        ZSTD_WINDOW_LOG_MAX,
+    ))?;
+    Ok(d)
+}
+
+/// Decompresses `stored` into exactly `raw_len` bytes. The caller has checked `raw_len`
+/// against [`crate::Limits::max_block_bytes`].
+pub(crate) fn decompress(stored: &[u8], raw_len: u64) -> Result<Vec<u8>, DecodeFailure> {
+    if raw_len <= EAGER_ALLOC_BYTES {
+        let mut out = Vec::with_capacity(raw_len as usize + 1);
+        let result = DECOMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(new_decompressor()?);
+            }
+            match slot.as_mut() {
+                Some(d) => d.decompress_to_buffer(stored, &mut out),
+                None => Err(std::io::Error::other("no decompressor")),
+            }
+        });
+        let n = result.map_err(|e| DecodeFailure::Zstd(e.to_string()))?;
+        if n as u64 != raw_len {
+            return Err(DecodeFailure::Length {
+                declared: raw_len,
+                got: n as u64,
+            });
+        }
+        return Ok(out);
+    }
+    let mut decoder = zstd::stream::read::Decoder::with_buffer(stored)
+        .map_err(|e| DecodeFailure::Zstd(e.to_string()))?;
+    decoder
+        .window_log_max(ZSTD_WINDOW_LOG_MAX)
+        .map_err(|e| DecodeFailure::Zstd(e.to_string()))?;
+    let mut out = Vec::with_capacity(EAGER_ALLOC_BYTES as usize);
+    // One byte past the declared length tells a long frame from an exact one.
+    decoder
+        .take(raw_len.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| DecodeFailure::Zstd(e.to_string()))?;
+    if out.len() as u64 != raw_len {
+        return Err(DecodeFailure::Length {
+            declared: raw_len,
+            got: out.len() as u64,
+        });
+    }
+    Ok(out)
+}
+
+/// Compresses blocks at one level, reusing its context.
+pub(crate) struct Compressor(zstd::bulk::Compressor<'static>);
+
+impl Compressor {
+    pub(crate) fn new(level: i32) -> std::io::Result<Self> {
+        let mut c = zstd::bulk::Compressor::new(level)?;
+        // A content size in the frame lets any zstd tool check the length; no checksum,
+        // since the block CRC covers the stored bytes.
+        c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(true))?;
+        Ok(Compressor(c))
+    }
+
+    pub(crate) fn compress(&mut self, raw: &[u8]) -> std::io::Result<Vec<u8>> {
+        self.0.compress(raw)
+    }
+}

@@ -1,0 +1,347 @@
+//! The index region (§6): fixed-width tables read in place, never deserialized as a whole.
+//!
+//! ```text
+//! block table   block_count  x 32 bytes   BlockEntry
+//! record table  record_count x 32 bytes   RecordEntry, in ordinal order
+//! key order     record_count x  4 bytes   u32 record numbers sorted by key bytes
+//! key heap      key_heap_len bytes        keys, concatenated in record order
+//! ```
+
+use super::header::{ShardHeader, HEADER_LEN};
+use super::trailer::{Trailer, TRAILER_LEN};
+use super::{align_up, le, Defect, MAX_KEY_BYTES};
+
+/// Length of one block-table entry.
+pub const BLOCK_ENTRY_LEN: usize = 32;
+/// Length of one record-table entry.
+pub const RECORD_ENTRY_LEN: usize = 32;
+/// Length of one key-order entry.
+pub const KEY_ORDER_ENTRY_LEN: usize = 4;
+
+/// One row of the block table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlockEntry {
+    /// File offset of the block header.
+    pub offset: u64,
+    /// Payload length as stored.
+    pub stored_len: u64,
+    /// Payload length once decoded.
+    pub raw_len: u64,
+    /// Shard-local number of the block's first record.
+    pub first_record: u32,
+    /// Number of records in the block.
+    pub record_count: u32,
+}
+
+impl BlockEntry {
+    /// Encodes the entry.
+    pub fn encode(&self) -> [u8; BLOCK_ENTRY_LEN] {
+        let mut b = [0u8; BLOCK_ENTRY_LEN];
+        le::put(&mut b, 0, &self.offset.to_le_bytes());
+        le::put(&mut b, 8, &self.stored_len.to_le_bytes());
+        le::put(&mut b, 16, &self.raw_len.to_le_bytes());
+        le::put(&mut b, 24, &self.first_record.to_le_bytes());
+        le::put(&mut b, 28, &self.record_count.to_le_bytes());
+        b
+    }
+
+    /// Decodes an entry; [`IndexLayout::block`] validates it.
+    pub fn decode(b: &[u8; BLOCK_ENTRY_LEN]) -> BlockEntry {
+        BlockEntry {
+            offset: le::u64_at(b, 0),
+            stored_len: le::u64_at(b, 8),
+            raw_len: le::u64_at(b, 16),
+            first_record: le::u32_at(b, 24),
+            record_count: le::u32_at(b, 28),
+        }
+    }
+}
+
+/// One row of the record table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordEntry {
+    /// Offset of the record within its block's decoded payload.
+    pub offset: u64,
+    /// Length of the record.
+    pub len: u64,
+    /// Offset of the record's key in the key heap.
+    pub key_offset: u64,
+    /// The block holding the record.
+    pub block: u32,
+    /// CRC-32 of the record's bytes.
+    pub crc: u32,
+}
+
+impl RecordEntry {
+    /// Encodes the entry.
+    pub fn encode(&self) -> [u8; RECORD_ENTRY_LEN] {
+        let mut b = [0u8; RECORD_ENTRY_LEN];
+        le::put(&mut b, 0, &self.offset.to_le_bytes());
+        le::put(&mut b, 8, &self.len.to_le_bytes());
+        le::put(&mut b, 16, &self.key_offset.to_le_bytes());
+        le::put(&mut b, 24, &self.block.to_le_bytes());
+        le::put(&mut b, 28, &self.crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes an entry; [`IndexLayout::record`] validates it.
+    pub fn decode(b: &[u8; RECORD_ENTRY_LEN]) -> RecordEntry {
+        RecordEntry {
+            offset: le::u64_at(b, 0),
+            len: le::u64_at(b, 8),
+            key_offset: le::u64_at(b, 16),
+            block: le::u32_at(b, 24),
+            crc: le::u32_at(b, 28),
+        }
+    }
+}
+
+/// The validated geometry of a shard: where each table is. Building one costs O(1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexLayout {
+    /// Offset of the first block (the header rounded up to the alignment).
+    pub data_offset: u64,
+    /// Offset of the block table (= the index region).
+    pub index_offset: u64,
+    /// Length of the index region.
+    pub index_len: u64,
+    /// Offset of the record table.
+    pub record_table_offset: u64,
+    /// Offset of the key-order table.
+    pub key_order_offset: u64,
+    /// Offset of the key heap.
+    pub key_heap_offset: u64,
+    /// Length of the key heap.
+    pub key_heap_len: u64,
+    /// Offset of the trailer.
+    pub trailer_offset: u64,
+    /// Number of blocks.
+    pub block_count: u32,
+    /// Number of records, at most `u32::MAX + 1`... in practice at most `u32::MAX`.
+    pub record_count: u32,
+    /// Alignment of blocks, index and file length.
+    pub align: u64,
+}
+
+impl IndexLayout {
+    /// Checks the trailer against the header and the real file length. Defect offsets are
+    /// relative to the trailer's first byte.
+    pub fn new(
+        header: &ShardHeader,
+        trailer: &Trailer,
+        file_len: u64,
+    ) -> Result<IndexLayout, Defect> {
+        let align = u64::from(header.align);
+        if trailer.file_len != file_len {
+            return Err(Defect::invalid(
+                Trailer::FILE_LEN_FIELD,
+                "shard length",
+                trailer.file_len,
+                file_len,
+            ));
+        }
+        if trailer.header_crc != header.crc {
+            return Err(Defect::invalid(
+                Trailer::HEADER_CRC_FIELD,
+                "header crc copy",
+                format!("{:#010x}", header.crc),
+                format!("{:#010x}", trailer.header_crc),
+            ));
+        }
+        if trailer.archive_id != header.archive_id {
+            return Err(Defect::invalid(
+                Trailer::ARCHIVE_ID_FIELD,
+                "trailer archive id",
+                super::hex(&header.archive_id),
+                super::hex(&trailer.archive_id),
+            ));
+        }
+        if trailer.shard_number != header.shard_number {
+            return Err(Defect::invalid(
+                Trailer::SHARD_NUMBER_FIELD,
+                "trailer shard number",
+                header.shard_number,
+                trailer.shard_number,
+            ));
+        }
+        if trailer.first_ordinal != header.first_ordinal {
+            return Err(Defect::invalid(
+                Trailer::FIRST_ORDINAL_FIELD,
+                "trailer first ordinal",
+                header.first_ordinal,
+                trailer.first_ordinal,
+            ));
+        }
+        let record_count = u32::try_from(trailer.record_count)
+            .ok()
+            .filter(|&n| n >= 1)
+            .ok_or_else(|| {
+                Defect::invalid(
+                    Trailer::INDEX_OFFSET_FIELD,
+                    "record count",
+                    "1 to 4294967295",
+                    trailer.record_count,
+                )
+            })?;
+        let block_count = trailer.block_count;
+        if block_count == 0 || block_count > record_count {
+            return Err(Defect::invalid(
+                Trailer::INDEX_OFFSET_FIELD,
+                "block count",
+                format!("1 to {record_count}"),
+                block_count,
+            ));
+        }
+        let data_offset = align_up(HEADER_LEN as u64, align).unwrap_or(u64::MAX);
+        let geometry = || -> Option<(u64, u64, u64, u64, u64)> {
+            let n = u64::from(record_count);
+            let record_table = trailer
+                .index_offset
+                .checked_add(u64::from(block_count) * BLOCK_ENTRY_LEN as u64)?;
+            let key_order = record_table.checked_add(n * RECORD_ENTRY_LEN as u64)?;
+            let key_heap = key_order.checked_add(n * KEY_ORDER_ENTRY_LEN as u64)?;
+            let index_end = key_heap.checked_add(trailer.key_heap_len)?;
+            let trailer_offset = file_len.checked_sub(TRAILER_LEN as u64)?;
+            Some((record_table, key_order, key_heap, index_end, trailer_offset))
+        };
+        let (record_table_offset, key_order_offset, key_heap_offset, index_end, trailer_offset) =
+            geometry().ok_or_else(|| {
+                Defect::invalid(
+                    Trailer::INDEX_OFFSET_FIELD,
+                    "index geometry",
+                    "offsets within the file",
+                    "overflow",
+                )
+            })?;
+        let index_fits = trailer.index_offset >= data_offset
+            && trailer.index_offset % align == 0
+            && index_end.checked_sub(trailer.index_offset) == Some(trailer.index_len)
+            && index_end <= trailer_offset
+            && align_up(index_end + TRAILER_LEN as u64, align) == Some(file_len);
+        if !index_fits {
+            return Err(Defect::invalid(
+                Trailer::INDEX_OFFSET_FIELD,
+                "index geometry",
+                format!(
+                    "an aligned index of {} bytes ending where the trailer's padding starts",
+                    index_end.saturating_sub(trailer.index_offset)
+                ),
+                format!(
+                    "index at {} of {} bytes in a file of {file_len}",
+                    trailer.index_offset, trailer.index_len
+                ),
+            ));
+        }
+        Ok(IndexLayout {
+            data_offset,
+            index_offset: trailer.index_offset,
+            index_len: trailer.index_len,
+            record_table_offset,
+            key_order_offset,
+            key_heap_offset,
+            key_heap_len: trailer.key_heap_len,
+            trailer_offset,
+            block_count,
+            record_count,
+            align,
+        })
+    }
+
+    /// File offset of block-table entry `block`.
+    pub fn block_entry_offset(&self, block: u32) -> u64 {
+        self.index_offset + u64::from(block) * BLOCK_ENTRY_LEN as u64
+    }
+
+    /// File offset of record-table entry `record`.
+    pub fn record_entry_offset(&self, record: u32) -> u64 {
+        self.record_table_offset + u64::from(record) * RECORD_ENTRY_LEN as u64
+    }
+
+    /// File offset of key-order entry `rank`.
+    pub fn key_order_entry_offset(&self, rank: u32) -> u64 {
+        self.key_order_offset + u64::from(rank) * KEY_ORDER_ENTRY_LEN as u64
+    }
+
+    /// Validates a block entry read from the table (offsets are relative to the entry).
+    pub fn check_block(&self, number: u32, e: &BlockEntry) -> Result<(), Defect> {
+        let payload_end = e
+            .offset
+            .checked_add(super::block::BLOCK_HEADER_LEN as u64)
+            .and_then(|v| v.checked_add(e.stored_len));
+        if e.offset < self.data_offset
+            || e.offset % self.align != 0
+            || payload_end.is_none_or(|end| end > self.index_offset)
+        {
+            return Err(Defect::invalid(
+                0,
+                "block entry offset",
+                format!(
+                    "an aligned block between {} and {}",
+                    self.data_offset, self.index_offset
+                ),
+                format!("block {number} at {} of {} bytes", e.offset, e.stored_len),
+            ));
+        }
+        let end = u64::from(e.first_record) + u64::from(e.record_count);
+        if e.record_count == 0 || end > u64::from(self.record_count) {
+            return Err(Defect::invalid(
+                24,
+                "block entry records",
+                format!("records within 0..{}", self.record_count),
+                format!("{}..{end}", e.first_record),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Validates a record entry against its block entry and the key heap; returns the key's
+    /// range in the heap. `next_key_offset` is the next record's key offset, or `None` for the
+    /// last record.
+    pub fn check_record(
+        &self,
+        record: u32,
+        e: &RecordEntry,
+        block: &BlockEntry,
+        next_key_offset: Option<u64>,
+    ) -> Result<std::ops::Range<u64>, Defect> {
+        let in_block = record >= block.first_record
+            && u64::from(record) < u64::from(block.first_record) + u64::from(block.record_count);
+        if !in_block || e.block >= self.block_count {
+            return Err(Defect::invalid(
+                24,
+                "record entry block",
+                "the block listing this record",
+                e.block,
+            ));
+        }
+        if e.offset
+            .checked_add(e.len)
+            .is_none_or(|end| end > block.raw_len)
+            || e.len == 0
+        {
+            return Err(Defect::invalid(
+                0,
+                "record entry extent",
+                format!(
+                    "a non-empty range within the block's {} bytes",
+                    block.raw_len
+                ),
+                format!("{}+{}", e.offset, e.len),
+            ));
+        }
+        let key_end = next_key_offset.unwrap_or(self.key_heap_len);
+        let key_len = key_end.checked_sub(e.key_offset).unwrap_or(0);
+        if key_len == 0 || key_len > MAX_KEY_BYTES as u64 || key_end > self.key_heap_len {
+            return Err(Defect::invalid(
+                16,
+                "record key offset",
+                format!(
+                    "a key of 1 to {MAX_KEY_BYTES} bytes within the {}-byte key heap",
+                    self.key_heap_len
+                ),
+                format!("{}..{key_end}", e.key_offset),
+            ));
+        }
+        Ok(e.key_offset..key_end)
+    }
+}

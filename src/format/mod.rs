@@ -1,0 +1,209 @@
+//! The wire layer: byte layouts of the shard file's structures, with no I/O.
+//!
+//! Every structure is fixed-width little-endian and decoded field by field with
+//! `from_le_bytes` (never by casting). Section numbers (§) refer to `format-spec.md`.
+
+pub mod block;
+pub mod checksum;
+pub mod header;
+pub mod index;
+pub mod record;
+pub mod trailer;
+
+/// The format version this build writes and the highest it reads: (major, minor).
+/// A reader rejects any other major; a higher minor of a known major is rejected too in 1.0,
+/// since 1.0 defines no optional features yet (§10).
+pub const FORMAT_VERSION: (u16, u16) = (1, 0);
+
+/// Required alignment bounds for the `align_bytes` layout parameter (§3).
+pub const MIN_ALIGN_BYTES: u32 = 64;
+/// Largest alignment a writer may choose: 16 MiB, the largest tape record the research lists.
+pub const MAX_ALIGN_BYTES: u32 = 16 << 20;
+
+/// Longest sample key, in bytes of UTF-8 (Linux PATH_MAX, so that any key extracts).
+pub const MAX_KEY_BYTES: usize = 4096;
+/// Longest field name, in bytes of UTF-8 (Linux NAME_MAX).
+pub const MAX_FIELD_NAME_BYTES: usize = 255;
+
+/// Rounds `offset` up to a multiple of `align` (a power of two), or `None` on overflow.
+pub fn align_up(offset: u64, align: u64) -> Option<u64> {
+    debug_assert!(align.is_power_of_two());
+    offset.checked_add(align - 1).map(|v| v & !(align - 1))
+}
+
+/// True when `align` is an allowed alignment (§3).
+pub fn is_valid_align(align: u32) -> bool {
+    align.is_power_of_two() && (MIN_ALIGN_BYTES..=MAX_ALIGN_BYTES).contains(&align)
+}
+
+/// The block payload codec (§5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Codec {
+    /// The payload is the raw record bytes.
+    Stored,
+    /// The payload is one zstd frame holding the raw record bytes.
+    Zstd,
+}
+
+impl Codec {
+    /// The codec's wire byte.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            Codec::Stored => 0,
+            Codec::Zstd => 1,
+        }
+    }
+
+    /// Decodes a wire byte.
+    pub fn from_byte(byte: u8) -> Option<Codec> {
+        match byte {
+            0 => Some(Codec::Stored),
+            1 => Some(Codec::Zstd),
+            _ => None,
+        }
+    }
+
+    /// The codec's name as shown to users and written in the manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            Codec::Stored => "none",
+            Codec::Zstd => "zstd",
+        }
+    }
+}
+
+/// Little-endian field access on fixed buffers. Out-of-range reads yield 0 and writes are
+/// dropped; callers pass constant offsets within fixed-size arrays, which unit tests cover.
+pub(crate) mod le {
+    pub fn u8_at(b: &[u8], at: usize) -> u8 {
+        b.get(at).copied().unwrap_or(0)
+    }
+    pub fn u16_at(b: &[u8], at: usize) -> u16 {
+        b.get(at..at + 2)
+            .and_then(|s| s.try_into().ok())
+            .map_or(0, u16::from_le_bytes)
+    }
+    pub fn u32_at(b: &[u8], at: usize) -> u32 {
+        b.get(at..at + 4)
+            .and_then(|s| s.try_into().ok())
+            .map_or(0, u32::from_le_bytes)
+    }
+    pub fn u64_at(b: &[u8], at: usize) -> u64 {
+        b.get(at..at + 8)
+            .and_then(|s| s.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    }
+    pub fn array_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+        b.get(at..at + N)
+            .and_then(|s| s.try_into().ok())
+            .unwrap_or([0; N])
+    }
+    pub fn put(b: &mut [u8], at: usize, bytes: &[u8]) {
+        if let Some(dst) = b.get_mut(at..at + bytes.len()) {
+            dst.copy_from_slice(bytes);
+        }
+    }
+    /// True when every byte of `b[from..to]` is zero.
+    pub fn all_zero(b: &[u8], from: usize, to: usize) -> bool {
+        b.get(from..to).is_some_and(|s| s.iter().all(|&x| x == 0))
+    }
+}
+
+/// A structure failed to decode. Offsets are relative to the structure's first byte; the
+/// reader adds the structure's position and the file name (see [`Defect::at`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Defect {
+    /// A field holds a value the format forbids.
+    Invalid {
+        /// Offset of the field within the structure.
+        offset: u64,
+        /// The field or structure.
+        what: &'static str,
+        /// What the format requires.
+        expected: String,
+        /// What was found.
+        found: String,
+    },
+    /// The version field names a version this build does not read.
+    Version {
+        /// Offset of the version field within the structure.
+        offset: u64,
+        /// The version found.
+        got: (u16, u16),
+    },
+}
+
+impl Defect {
+    pub(crate) fn invalid(
+        offset: usize,
+        what: &'static str,
+        expected: impl std::fmt::Display,
+        found: impl std::fmt::Display,
+    ) -> Self {
+        Defect::Invalid {
+            offset: offset as u64,
+            what,
+            expected: expected.to_string(),
+            found: found.to_string(),
+        }
+    }
+
+    /// Turns the defect into an error located in `file` at `base` plus the field offset.
+    pub fn at(self, file: &std::path::Path, shard: Option<u32>, base: u64) -> crate::Error {
+        let location = |offset: u64| crate::Location {
+            file: file.to_path_buf(),
+            shard,
+            offset: base.saturating_add(offset),
+        };
+        match self {
+            Defect::Invalid {
+                offset,
+                what,
+                expected,
+                found,
+            } => crate::Error::corrupt(location(offset), what, expected, found),
+            Defect::Version { offset, got } => crate::ErrorKind::UnsupportedVersion {
+                location: location(offset),
+                expected: FORMAT_VERSION,
+                got,
+            }
+            .into(),
+        }
+    }
+}
+
+/// Checks a (major, minor) pair read at `offset` against [`FORMAT_VERSION`].
+pub(crate) fn check_version(major: u16, minor: u16, offset: usize) -> Result<(), Defect> {
+    if (major, minor) == FORMAT_VERSION {
+        Ok(())
+    } else {
+        Err(Defect::Version {
+            offset: offset as u64,
+            got: (major, minor),
+        })
+    }
+}
+
+/// Checks a stored CRC against the CRC of `covered`.
+pub(crate) fn check_crc(
+    stored: u32,
+    covered: &[u8],
+    offset: usize,
+    what: &'static str,
+) -> Result<(), Defect> {
+    let actual = checksum::crc32(covered);
+    if stored == actual {
+        Ok(())
+    } else {
+        Err(Defect::invalid(
+            offset,
+            what,
+            format!("crc32 {actual:#010x}"),
+            format!("{stored:#010x}"),
+        ))
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,276 @@
+//! A record: one sample's key and named fields, as laid out in a block's decoded payload (§6.3).
+//!
+//! ```text
+//! 0   2  key_len      u16, 1..=4096
+//! 2   2  field_count  u16, at least 1
+//! 4   4  reserved     zero
+//! 8   10 x field_count descriptors: data_len u64, name_len u16
+//! ..  key bytes, then every name, then every field's data, with no gaps
+//! ```
+
+use super::{le, Defect, MAX_FIELD_NAME_BYTES, MAX_KEY_BYTES};
+
+/// Length of the fixed record prefix.
+pub const RECORD_PREFIX_LEN: usize = 8;
+/// Length of one field descriptor.
+pub const FIELD_DESCRIPTOR_LEN: usize = 10;
+
+/// Number of bytes [`encode`] appends for `key` and `fields`, or `None` on overflow.
+pub fn encoded_len(key: &str, fields: &[(&str, &[u8])]) -> Option<u64> {
+    let mut len = (RECORD_PREFIX_LEN + key.len()) as u64;
+    for (name, data) in fields {
+        len = len
+            .checked_add((FIELD_DESCRIPTOR_LEN + name.len()) as u64)?
+            .checked_add(data.len() as u64)?;
+    }
+    Some(len)
+}
+
+/// Appends the record to `out`. The caller has validated key, names and counts.
+pub fn encode(out: &mut Vec<u8>, key: &str, fields: &[(&str, &[u8])]) {
+    out.extend_from_slice(&(key.len() as u16).to_le_bytes());
+    out.extend_from_slice(&(fields.len() as u16).to_le_bytes());
+    out.extend_from_slice(&[0; 4]);
+    for (name, data) in fields {
+        out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(name.len() as u16).to_le_bytes());
+    }
+    out.extend_from_slice(key.as_bytes());
+    for (name, _) in fields {
+        out.extend_from_slice(name.as_bytes());
+    }
+    for (_, data) in fields {
+        out.extend_from_slice(data);
+    }
+}
+
+/// A record whose layout has been checked: every range below is within the record.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordView<'a> {
+    bytes: &'a [u8],
+    field_count: usize,
+    key_len: usize,
+}
+
+impl<'a> RecordView<'a> {
+    /// Checks the layout of `bytes` as one record.
+    pub fn parse(bytes: &'a [u8]) -> Result<RecordView<'a>, Defect> {
+        if bytes.len() < RECORD_PREFIX_LEN {
+            return Err(Defect::invalid(
+                0,
+                "record",
+                "at least 8 bytes",
+                bytes.len(),
+            ));
+        }
+        let key_len = usize::from(le::u16_at(bytes, 0));
+        let field_count = usize::from(le::u16_at(bytes, 2));
+        if key_len == 0 || key_len > MAX_KEY_BYTES {
+            return Err(Defect::invalid(
+                0,
+                "record key length",
+                format!("1 to {MAX_KEY_BYTES}"),
+                key_len,
+            ));
+        }
+        if field_count == 0 {
+            return Err(Defect::invalid(2, "record field count", "at least 1", 0));
+        }
+        if !le::all_zero(bytes, 4, RECORD_PREFIX_LEN) {
+            return Err(Defect::invalid(
+                4,
+                "reserved record bytes",
+                "zeros",
+                "non-zero",
+            ));
+        }
+        let table_end = RECORD_PREFIX_LEN + field_count * FIELD_DESCRIPTOR_LEN;
+        let mut total = table_end as u64 + key_len as u64;
+        for i in 0..field_count {
+            let at = RECORD_PREFIX_LEN + i * FIELD_DESCRIPTOR_LEN;
+            if at + FIELD_DESCRIPTOR_LEN > bytes.len() {
+                return Err(Defect::invalid(
+                    at,
+                    "field descriptor",
+                    "within the record",
+                    "past its end",
+                ));
+            }
+            let name_len = usize::from(le::u16_at(bytes, at + 8));
+            if name_len > MAX_FIELD_NAME_BYTES {
+                return Err(Defect::invalid(
+                    at + 8,
+                    "field name length",
+                    format!("at most {MAX_FIELD_NAME_BYTES}"),
+                    name_len,
+                ));
+            }
+            total = total
+                .saturating_add(name_len as u64)
+                .saturating_add(le::u64_at(bytes, at));
+        }
+        if total != bytes.len() as u64 {
+            return Err(Defect::invalid(0, "record length", bytes.len(), total));
+        }
+        let view = RecordView {
+            bytes,
+            field_count,
+            key_len,
+        };
+        if std::str::from_utf8(view.key_bytes()).is_err() {
+            return Err(Defect::invalid(
+                table_end,
+                "record key",
+                "UTF-8",
+                "invalid UTF-8",
+            ));
+        }
+        let mut names_at = table_end + key_len;
+        for i in 0..field_count {
+            let (name, _) = view.raw_field(i);
+            if std::str::from_utf8(name).is_err() {
+                return Err(Defect::invalid(
+                    names_at,
+                    "field name",
+                    "UTF-8",
+                    "invalid UTF-8",
+                ));
+            }
+            names_at += name.len();
+        }
+        Ok(view)
+    }
+
+    /// A view of bytes that `parse` accepted before, with the counts it found.
+    pub(crate) fn from_checked(
+        bytes: &'a [u8],
+        field_count: usize,
+        key_len: usize,
+    ) -> RecordView<'a> {
+        RecordView {
+            bytes,
+            field_count,
+            key_len,
+        }
+    }
+
+    /// The key's length in bytes.
+    pub(crate) fn key_len(&self) -> usize {
+        self.key_len
+    }
+
+    /// The key's bytes (valid UTF-8, checked by `parse`).
+    pub fn key_bytes(&self) -> &'a [u8] {
+        let start = RECORD_PREFIX_LEN + self.field_count * FIELD_DESCRIPTOR_LEN;
+        self.bytes
+            .get(start..start + self.key_len)
+            .unwrap_or_default()
+    }
+
+    /// The key.
+    pub fn key(&self) -> &'a str {
+        std::str::from_utf8(self.key_bytes()).unwrap_or_default()
+    }
+
+    /// Number of fields.
+    pub fn field_count(&self) -> usize {
+        self.field_count
+    }
+
+    fn raw_field(&self, index: usize) -> (&'a [u8], &'a [u8]) {
+        let table_end = RECORD_PREFIX_LEN + self.field_count * FIELD_DESCRIPTOR_LEN;
+        let mut name_at = table_end + self.key_len;
+        let mut data_at = name_at;
+        for i in 0..self.field_count {
+            data_at += usize::from(le::u16_at(
+                self.bytes,
+                RECORD_PREFIX_LEN + i * FIELD_DESCRIPTOR_LEN + 8,
+            ));
+        }
+        for i in 0..self.field_count {
+            let at = RECORD_PREFIX_LEN + i * FIELD_DESCRIPTOR_LEN;
+            // parse() proved that every length sums to the record length, so these fit.
+            let data_len = le::u64_at(self.bytes, at) as usize;
+            let name_len = usize::from(le::u16_at(self.bytes, at + 8));
+            if i == index {
+                let name = self
+                    .bytes
+                    .get(name_at..name_at + name_len)
+                    .unwrap_or_default();
+                let data = self
+                    .bytes
+                    .get(data_at..data_at + data_len)
+                    .unwrap_or_default();
+                return (name, data);
+            }
+            name_at += name_len;
+            data_at += data_len;
+        }
+        (&[], &[])
+    }
+
+    /// Field `index`: its name and its data.
+    pub fn field(&self, index: usize) -> (&'a str, &'a [u8]) {
+        let (name, data) = self.raw_field(index);
+        (std::str::from_utf8(name).unwrap_or_default(), data)
+    }
+
+    /// Iterates over (name, data) pairs in stored order.
+    pub fn fields(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> + 'a {
+        let view = *self;
+        let table_end = RECORD_PREFIX_LEN + view.field_count * FIELD_DESCRIPTOR_LEN;
+        let names_len: usize = (0..view.field_count)
+            .map(|i| {
+                usize::from(le::u16_at(
+                    view.bytes,
+                    RECORD_PREFIX_LEN + i * FIELD_DESCRIPTOR_LEN + 8,
+                ))
+            })
+            .sum();
+        let mut name_at = table_end + view.key_len;
+        let mut data_at = name_at + names_len;
+        (0..view.field_count).map(move |i| {
+            let at = RECORD_PREFIX_LEN + i * FIELD_DESCRIPTOR_LEN;
+            let data_len = le::u64_at(view.bytes, at) as usize;
+            let name_len = usize::from(le::u16_at(view.bytes, at + 8));
+            let name = view
+                .bytes
+                .get(name_at..name_at + name_len)
+                .unwrap_or_default();
+            let data = view
+                .bytes
+                .get(data_at..data_at + data_len)
+                .unwrap_or_default();
+            name_at += name_len;
+            data_at += data_len;
+            (std::str::from_utf8(name).unwrap_or_default(), data)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip() {
+        let fields: &[(&str, &[u8])] = &[("jpg", b"\xff\xd8data"), ("json", b"{}"), ("", b"")];
+        let mut out = vec![];
+        encode(&mut out, "train/0001", fields);
+        assert_eq!(out.len() as u64, encoded_len("train/0001", fields).unwrap());
+        let view = RecordView::parse(&out).unwrap();
+        assert_eq!(view.key(), "train/0001");
+        let got: Vec<_> = view.fields().collect();
+        assert_eq!(got, fields.to_vec());
+        assert_eq!(view.field(1), ("json", &b"{}"[..]));
+    }
+
+    #[test]
+    fn every_prefix_is_rejected() {
+        let mut out = vec![];
+        encode(&mut out, "k", &[("a", b"xyz"), ("bb", b"")]);
+        for n in 0..out.len() {
+            assert!(RecordView::parse(&out[..n]).is_err(), "prefix {n} accepted");
+        }
+    }
+}

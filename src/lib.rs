@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+#![deny(missing_docs)]
+
+mod codec;
+mod error;
+pub mod format;
+mod limits;
+pub mod manifest;
+mod read;
+mod source;
+mod verify;
+mod write;
+
+pub use error::{Error, ErrorKind, Location, Result};
+pub use limits::Limits;
+pub use manifest::Manifest;
+pub use read::{Archive, Iter, Sample, Shard};
+pub use verify::{verify, verify_with_progress, Finding, VerifyMode, VerifyOptions, VerifyReport};
+pub use write::{Compression, Writer, WriterBuilder, PARTIAL_SUFFIX, WRITER_NAME};

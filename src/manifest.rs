@@ -1,0 +1,310 @@
+//! The archive manifest (§11): `manifest.json`, the list of shards with their BLAKE3 digests,
+//! bound together by the root digest.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::format::{hex, FORMAT_VERSION};
+use crate::{Error, Limits, Location, Result};
+
+/// File name of the manifest inside the archive folder.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Value of the manifest's `format` field.
+pub const MANIFEST_FORMAT: &str = "shardpack";
+
+/// Domain separation prefix of the root digest input (§11.2).
+const ROOT_DOMAIN: &[u8] = b"shardpack archive root v1\n";
+
+/// The file name of shard `number`: `shard-000000.shp`, six digits or more.
+pub fn shard_file_name(number: u32) -> String {
+    format!("shard-{number:06}.shp")
+}
+
+/// The archive manifest. Field order is the serialization order, which is part of the
+/// canonical form (§11.1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Always `"shardpack"`.
+    pub format: String,
+    /// `"MAJOR.MINOR"` of the shard format.
+    pub format_version: String,
+    /// Name and version of the writing tool, e.g. `"shardpack 0.1.0"`.
+    pub writer: String,
+    /// 32 lowercase hex digits, equal to every shard header's archive id.
+    pub archive_id: String,
+    /// The writer parameters.
+    pub layout: Layout,
+    /// Totals over all shards.
+    pub totals: Totals,
+    /// Every shard in order.
+    pub shards: Vec<ShardInfo>,
+    /// BLAKE3 root digest over everything above (§11.2), 64 lowercase hex digits.
+    pub root: String,
+}
+
+/// Writer parameters recorded in the manifest (and, in binary, in every shard header).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layout {
+    /// Media profile name.
+    pub profile: String,
+    /// Alignment of blocks, index and file length, in bytes.
+    pub align: u32,
+    /// Target decoded size of a block.
+    pub block_size: u64,
+    /// Target size of a shard file.
+    pub shard_size: u64,
+    /// `"zstd"` or `"none"`.
+    pub compression: String,
+    /// zstd level (0 for none).
+    pub level: i32,
+}
+
+/// Totals over all shards.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Totals {
+    /// Number of shards.
+    pub shards: u64,
+    /// Number of samples.
+    pub samples: u64,
+    /// Sum of shard file sizes.
+    pub bytes: u64,
+    /// Sum of record sizes before compression.
+    pub raw_bytes: u64,
+}
+
+/// One shard's entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardInfo {
+    /// File name within the archive folder; `shard_file_name(number)`.
+    pub file: String,
+    /// Exact file size in bytes.
+    pub size: u64,
+    /// Number of samples.
+    pub samples: u64,
+    /// Global ordinal of the first sample.
+    pub first_ordinal: u64,
+    /// Smallest key in the shard (byte order).
+    pub min_key: String,
+    /// Largest key in the shard (byte order).
+    pub max_key: String,
+    /// BLAKE3 of the whole file, 64 lowercase hex digits.
+    pub blake3: String,
+}
+
+fn put_str(h: &mut blake3::Hasher, s: &str) {
+    h.update(&(s.len() as u64).to_le_bytes());
+    h.update(s.as_bytes());
+}
+
+impl Manifest {
+    /// Computes the root digest from every other field (§11.2).
+    pub fn compute_root(&self) -> String {
+        let mut h = blake3::Hasher::new();
+        h.update(ROOT_DOMAIN);
+        put_str(&mut h, &self.format);
+        put_str(&mut h, &self.format_version);
+        put_str(&mut h, &self.writer);
+        put_str(&mut h, &self.archive_id);
+        let l = &self.layout;
+        put_str(&mut h, &l.profile);
+        h.update(&u64::from(l.align).to_le_bytes());
+        h.update(&l.block_size.to_le_bytes());
+        h.update(&l.shard_size.to_le_bytes());
+        put_str(&mut h, &l.compression);
+        h.update(&i64::from(l.level).to_le_bytes());
+        let t = &self.totals;
+        for v in [t.shards, t.samples, t.bytes, t.raw_bytes] {
+            h.update(&v.to_le_bytes());
+        }
+        h.update(&(self.shards.len() as u64).to_le_bytes());
+        for s in &self.shards {
+            put_str(&mut h, &s.file);
+            for v in [s.size, s.samples, s.first_ordinal] {
+                h.update(&v.to_le_bytes());
+            }
+            put_str(&mut h, &s.min_key);
+            put_str(&mut h, &s.max_key);
+            put_str(&mut h, &s.blake3);
+        }
+        h.finalize().to_hex().to_string()
+    }
+
+    /// The canonical bytes of this manifest: pretty JSON with two-space indent and a final
+    /// newline (§11.1).
+    pub fn to_canonical_bytes(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
+        bytes.push(b'\n');
+        bytes
+    }
+
+    /// Parses manifest bytes and checks every rule of §11 except the canonical form (which
+    /// `verify` reports separately): totals, ordinals, file names, hex fields, root.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
+        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| {
+            let offset = byte_offset(bytes, e.line(), e.column());
+            Error::corrupt(
+                Location::file(path, offset),
+                "manifest JSON",
+                "a shardpack manifest",
+                e,
+            )
+        })?;
+        manifest.validate(path)?;
+        Ok(manifest)
+    }
+
+    /// Reads and parses `ARCHIVE/manifest.json`.
+    pub fn load(archive: &Path, limits: &Limits) -> Result<Manifest> {
+        let path = archive.join(MANIFEST_FILE);
+        let bytes = read_capped(&path, limits.max_manifest_bytes)?;
+        Manifest::parse(&bytes, &path)
+    }
+
+    fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |what: &str, expected: String, found: String| {
+            Err(Error::corrupt(
+                Location::file(path, 0),
+                format!("manifest {what}"),
+                expected,
+                found,
+            ))
+        };
+        if self.format != MANIFEST_FORMAT {
+            return bad("format", MANIFEST_FORMAT.into(), self.format.clone());
+        }
+        let version = format!("{}.{}", FORMAT_VERSION.0, FORMAT_VERSION.1);
+        if self.format_version != version {
+            return Err(crate::ErrorKind::UnsupportedVersion {
+                location: Location::file(path, 0),
+                expected: FORMAT_VERSION,
+                got: parse_version(&self.format_version).unwrap_or((u16::MAX, u16::MAX)),
+            }
+            .into());
+        }
+        if parse_hex::<16>(&self.archive_id).is_none() {
+            return bad(
+                "archive_id",
+                "32 lowercase hex digits".into(),
+                self.archive_id.clone(),
+            );
+        }
+        if !crate::format::is_valid_align(self.layout.align) {
+            return bad(
+                "layout.align",
+                "a power of two from 64 to 16777216".into(),
+                self.layout.align.to_string(),
+            );
+        }
+        let mut ordinal = 0u64;
+        let mut bytes = 0u64;
+        for (i, s) in self.shards.iter().enumerate() {
+            let expected_name = shard_file_name(i as u32);
+            if s.file != expected_name {
+                return bad("shard file name", expected_name, s.file.clone());
+            }
+            if s.first_ordinal != ordinal {
+                return bad(
+                    &format!("first_ordinal of {}", s.file),
+                    ordinal.to_string(),
+                    s.first_ordinal.to_string(),
+                );
+            }
+            if s.samples == 0 || s.samples > u64::from(u32::MAX) {
+                return bad(
+                    &format!("samples of {}", s.file),
+                    "1 to 4294967295".into(),
+                    s.samples.to_string(),
+                );
+            }
+            if parse_hex::<32>(&s.blake3).is_none() {
+                return bad(
+                    &format!("blake3 of {}", s.file),
+                    "64 lowercase hex digits".into(),
+                    s.blake3.clone(),
+                );
+            }
+            ordinal = ordinal.saturating_add(s.samples);
+            bytes = bytes.saturating_add(s.size);
+        }
+        let t = &self.totals;
+        if t.shards != self.shards.len() as u64 || t.samples != ordinal || t.bytes != bytes {
+            return bad(
+                "totals",
+                format!(
+                    "{} shards, {ordinal} samples, {bytes} bytes",
+                    self.shards.len()
+                ),
+                format!(
+                    "{} shards, {} samples, {} bytes",
+                    t.shards, t.samples, t.bytes
+                ),
+            );
+        }
+        let root = self.compute_root();
+        if self.root != root {
+            return bad("root digest", root, self.root.clone());
+        }
+        Ok(())
+    }
+
+    /// The archive id as bytes (validated by `parse`).
+    pub fn archive_id_bytes(&self) -> [u8; 16] {
+        parse_hex::<16>(&self.archive_id).unwrap_or([0; 16])
+    }
+}
+
+/// Reads a whole file, refusing files larger than `max` before allocating.
+pub(crate) fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, "stat", e))?
+        .len();
+    if len > max {
+        return Err(crate::ErrorKind::LimitExceeded {
+            location: Location::file(path, 0),
+            limit: "manifest size",
+            max,
+            got: len,
+        }
+        .into());
+    }
+    std::fs::read(path).map_err(|e| Error::io(path, "read", e))
+}
+
+fn parse_version(s: &str) -> Option<(u16, u16)> {
+    let (a, b) = s.split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+/// Decodes exactly `N` bytes of lowercase hex.
+pub fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N || !s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+pub(crate) fn to_hex(bytes: &[u8]) -> String {
+    hex(bytes)
+}
+
+/// serde_json reports 1-based line and column; turn them into a byte offset.
+fn byte_offset(bytes: &[u8], line: usize, column: usize) -> u64 {
+    let mut offset = 0usize;
+    for (i, l) in bytes.split(|&b| b == b'\n').enumerate() {
+        if i + 1 == line {
+            return (offset + column.saturating_sub(1)) as u64;
+        }
+        offset += l.len() + 1;
+    }
+    offset.min(bytes.len()) as u64
+}

@@ -1,0 +1,48 @@
+//! The crate's only `unsafe` code: mapping a finished shard file read-only.
+//!
+//! # Safety contract
+//!
+//! A memory map shows the file's current bytes. If another process truncates a mapped file
+//! the reader gets SIGBUS; if it rewrites the file, bytes change under a reader that has
+//! already checked them. shardpack's contract is that **archive files are immutable once
+//! finished**: the writer only ever creates new files (temporary name, then rename) and never
+//! modifies a finished shard, and users must not edit, truncate or rewrite shard files while
+//! a reader has them open. Readers copy every header to the stack before checking it and
+//! check every record's CRC on each read, so a concurrent change is reported as corruption
+//! rather than trusted; but SIGBUS from truncation cannot be caught, which is why the
+//! contract exists (see memmap2's documentation of `Mmap::map`).
+#![allow(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::ops::Deref;
+
+use super::AccessPattern;
+
+pub(crate) struct ReadOnlyMap(memmap2::Mmap);
+
+impl ReadOnlyMap {
+    pub(crate) fn new(file: &File) -> io::Result<Self> {
+        // SAFETY: the file is opened read-only and mapped read-only, so this process never
+        // writes through the map; other writers are excluded by the immutability contract in
+        // this module's documentation, which the README repeats for users.
+        let map = unsafe { memmap2::MmapOptions::new().map(file)? };
+        Ok(ReadOnlyMap(map))
+    }
+
+    pub(crate) fn advise(&self, pattern: AccessPattern) {
+        let advice = match pattern {
+            AccessPattern::Random => memmap2::Advice::Random,
+            AccessPattern::Sequential => memmap2::Advice::Sequential,
+        };
+        // Advice is only a hint: failure changes speed, never results.
+        let _ = self.0.advise(advice);
+    }
+}
+
+impl Deref for ReadOnlyMap {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}

@@ -1,0 +1,1253 @@
+//! The verifier (§13): reports every defect of an archive with its place, never stopping at
+//! the first one, and tells "complete" (every file present, right size) from "valid" (every
+//! check holds).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::codec;
+use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN, BLOCK_SYNC};
+use crate::format::header::{ShardHeader, HEADER_LEN};
+use crate::format::index::{BlockEntry, IndexLayout, RecordEntry};
+use crate::format::record::RecordView;
+use crate::format::trailer::{Trailer, TRAILER_LEN};
+use crate::format::{align_up, checksum, hex, Codec, Defect};
+use crate::manifest::{self, Manifest, ShardInfo, MANIFEST_FILE};
+use crate::source::{AccessPattern, ShardBytes};
+use crate::write::PARTIAL_SUFFIX;
+use crate::{Error, ErrorKind, Limits, Result};
+
+/// How much `verify` reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VerifyMode {
+    /// Structure only: manifest, file presence and sizes, headers, trailers, index geometry.
+    /// Reads a few hundred bytes per shard.
+    Quick,
+    /// Every byte: shard BLAKE3 digests, every block header and payload CRC, the index CRC
+    /// and consistency, all padding, and the record CRCs of stored blocks.
+    #[default]
+    Full,
+    /// `Full`, plus decompressing every compressed block and checking each record in it.
+    Deep,
+}
+
+/// Options for [`verify`].
+#[derive(Clone, Debug, Default)]
+pub struct VerifyOptions {
+    /// How much to read.
+    pub mode: VerifyMode,
+    /// The root digest the archive must have (from the label), 64 hex digits.
+    pub expect_root: Option<String>,
+    /// Caps on what hostile input can make the verifier allocate.
+    pub limits: Limits,
+}
+
+/// One defect, with its place.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// The file concerned.
+    pub file: PathBuf,
+    /// The shard number, when the file is a shard.
+    pub shard: Option<u32>,
+    /// First byte of the damaged range.
+    pub offset: u64,
+    /// Length of the damaged range (0 when unknown or not a range).
+    pub len: u64,
+    /// What is damaged.
+    pub what: String,
+    /// What the format requires there.
+    pub expected: String,
+    /// What was found.
+    pub found: String,
+    /// First and last ordinal of the samples affected, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordinals: Option<[u64; 2]>,
+    /// Keys of the samples affected (at most a few), when the index is intact.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<String>,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(shard) = self.shard {
+            write!(f, " (shard {shard})")?;
+        }
+        write!(f, " at byte {}", self.offset)?;
+        if self.len > 0 {
+            write!(f, "..{}", self.offset.saturating_add(self.len))?;
+        }
+        write!(
+            f,
+            ": {}: expected {}, found {}",
+            self.what, self.expected, self.found
+        )?;
+        if let Some([a, b]) = self.ordinals {
+            write!(f, "; samples {a}..={b}")?;
+        }
+        if !self.keys.is_empty() {
+            write!(f, " ({})", self.keys.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// The outcome of [`verify`].
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    /// The archive folder.
+    pub archive: PathBuf,
+    /// The mode used.
+    pub mode: VerifyMode,
+    /// The root digest from the manifest, if it could be read.
+    pub root: Option<String>,
+    /// Manifest present and intact, and every shard file present with its manifest size.
+    pub complete: bool,
+    /// No finding at all.
+    pub valid: bool,
+    /// Number of shards checked.
+    pub shards: u64,
+    /// Number of samples according to the manifest.
+    pub samples: u64,
+    /// Bytes read and checked.
+    pub bytes_checked: u64,
+    /// Every defect found.
+    pub findings: Vec<Finding>,
+}
+
+impl VerifyReport {
+    /// True when nothing is wrong.
+    pub fn is_ok(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Checks the archive folder at `path` and reports every defect.
+///
+/// # Errors
+/// Only when `path` is not a readable folder; defects in its contents are findings.
+pub fn verify(path: impl AsRef<Path>, options: &VerifyOptions) -> Result<VerifyReport> {
+    verify_with_progress(path, options, &mut |_, _| {})
+}
+
+/// [`verify`], calling `progress(bytes_done, bytes_total)` as it goes.
+///
+/// # Errors
+/// As [`verify`].
+pub fn verify_with_progress(
+    path: impl AsRef<Path>,
+    options: &VerifyOptions,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<VerifyReport> {
+    let dir = path.as_ref();
+    let listing = fs::read_dir(dir).map_err(|e| Error::io(dir, "read archive folder", e))?;
+    let mut names: Vec<String> = listing
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    names.sort();
+    let mut v = Verifier {
+        findings: Vec::new(),
+        complete: true,
+        mode: options.mode,
+        limits: options.limits,
+        bytes_checked: 0,
+    };
+
+    let manifest = v.check_manifest(dir, options);
+    let shards: Vec<(u32, String, Option<&ShardInfo>)> = match &manifest {
+        Some(m) => m
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i as u32, s.file.clone(), Some(s)))
+            .collect(),
+        None => names
+            .iter()
+            .filter_map(|n| shard_number_of(n).map(|i| (i, n.clone(), None)))
+            .collect(),
+    };
+    for name in &names {
+        if name.ends_with(PARTIAL_SUFFIX) {
+            v.complete = false;
+            v.push(
+                dir.join(name),
+                None,
+                0,
+                0,
+                "leftover partial file",
+                "none (pack finishes or removes it)",
+                "present (interrupted pack?)",
+            );
+        } else if let (Some(n), Some(m)) = (shard_number_of(name), &manifest) {
+            if m.shards.get(n as usize).is_none_or(|s| &s.file != name) {
+                v.push(
+                    dir.join(name),
+                    Some(n),
+                    0,
+                    0,
+                    "shard file",
+                    "only shards listed in the manifest",
+                    "a shard file the manifest does not list",
+                );
+            }
+        }
+    }
+    let total: u64 = shards
+        .iter()
+        .map(|(_, name, info)| info.map_or_else(|| file_len(&dir.join(name)), |i| i.size))
+        .sum();
+    let mut done = 0;
+    for (number, name, info) in &shards {
+        let path = dir.join(name);
+        v.check_shard(&path, *number, *info, manifest.as_ref());
+        done += info.map_or_else(|| file_len(&path), |i| i.size);
+        progress(done, total);
+    }
+    let valid = v.findings.is_empty();
+    Ok(VerifyReport {
+        archive: dir.to_path_buf(),
+        mode: options.mode,
+        root: manifest.as_ref().map(|m| m.root.clone()),
+        complete: v.complete && manifest.is_some(),
+        valid,
+        shards: shards.len() as u64,
+        samples: manifest.as_ref().map_or(0, |m| m.totals.samples),
+        bytes_checked: v.bytes_checked,
+        findings: v.findings,
+    })
+}
+
+fn file_len(path: &Path) -> u64 {
+    fs::metadata(path).map_or(0, |m| m.len())
+}
+
+/// `shard-NNNNNN.shp` → NNNNNN.
+fn shard_number_of(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("shard-")?.strip_suffix(".shp")?;
+    let n: u32 = digits.parse().ok()?;
+    (manifest::shard_file_name(n) == name).then_some(n)
+}
+
+struct Verifier {
+    findings: Vec<Finding>,
+    complete: bool,
+    mode: VerifyMode,
+    limits: Limits,
+    bytes_checked: u64,
+}
+
+/// What the index tells about a shard, for naming the samples a finding affects.
+struct IndexView<'a> {
+    bytes: &'a [u8],
+    layout: IndexLayout,
+    first_ordinal: u64,
+    trusted: bool,
+}
+
+impl IndexView<'_> {
+    fn keys(&self, first: u32, count: u32) -> Vec<String> {
+        if !self.trusted {
+            return Vec::new();
+        }
+        let mut keys = Vec::new();
+        let end = first.saturating_add(count).min(self.layout.record_count);
+        for local in first..end {
+            if keys.len() == 3 {
+                keys.push(format!("... {} more", end - local));
+                break;
+            }
+            if let Some(k) = self.key(local) {
+                keys.push(String::from_utf8_lossy(k).into_owned());
+            }
+        }
+        keys
+    }
+
+    fn record(&self, local: u32) -> Option<RecordEntry> {
+        let at = usize::try_from(self.layout.record_entry_offset(local)).ok()?;
+        Some(RecordEntry::decode(
+            self.bytes.get(at..at + 32)?.try_into().ok()?,
+        ))
+    }
+
+    fn key(&self, local: u32) -> Option<&[u8]> {
+        let start = self.record(local)?.key_offset;
+        let end = if local + 1 < self.layout.record_count {
+            self.record(local + 1)?.key_offset
+        } else {
+            self.layout.key_heap_len
+        };
+        if start >= end || end > self.layout.key_heap_len {
+            return None;
+        }
+        let base = self.layout.key_heap_offset;
+        self.bytes
+            .get(usize::try_from(base + start).ok()?..usize::try_from(base + end).ok()?)
+    }
+}
+
+impl Verifier {
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        file: PathBuf,
+        shard: Option<u32>,
+        offset: u64,
+        len: u64,
+        what: impl Into<String>,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) {
+        self.findings.push(Finding {
+            file,
+            shard,
+            offset,
+            len,
+            what: what.into(),
+            expected: expected.into(),
+            found: found.into(),
+            ordinals: None,
+            keys: Vec::new(),
+        });
+    }
+
+    fn push_error(&mut self, err: &Error, shard: Option<u32>, len: u64) {
+        match err.kind() {
+            ErrorKind::Corrupt {
+                location,
+                what,
+                expected,
+                found,
+            } => self.push(
+                location.file.clone(),
+                shard.or(location.shard),
+                location.offset,
+                len,
+                what.clone(),
+                expected.clone(),
+                found.clone(),
+            ),
+            ErrorKind::UnsupportedVersion {
+                location,
+                expected,
+                got,
+            } => self.push(
+                location.file.clone(),
+                shard.or(location.shard),
+                location.offset,
+                len,
+                "format version",
+                format!("{}.{}", expected.0, expected.1),
+                format!("{}.{}", got.0, got.1),
+            ),
+            ErrorKind::LimitExceeded {
+                location,
+                limit,
+                max,
+                got,
+            } => self.push(
+                location.file.clone(),
+                shard.or(location.shard),
+                location.offset,
+                len,
+                *limit,
+                format!("at most {max}"),
+                got.to_string(),
+            ),
+            ErrorKind::Io {
+                path,
+                op,
+                offset,
+                source,
+            } => self.push(
+                path.clone(),
+                shard,
+                offset.unwrap_or(0),
+                len,
+                format!("file ({op})"),
+                "readable",
+                source.to_string(),
+            ),
+            _ => self.push(
+                PathBuf::new(),
+                shard,
+                0,
+                len,
+                "archive",
+                "no error",
+                err.to_string(),
+            ),
+        }
+    }
+
+    fn push_defect(&mut self, d: Defect, file: &Path, shard: u32, base: u64, len: u64) {
+        let err = d.at(file, Some(shard), base);
+        self.push_error(&err, Some(shard), len);
+    }
+
+    /// Tags the last finding with the samples it affects.
+    fn affects(&mut self, ordinals: Option<[u64; 2]>, keys: Vec<String>) {
+        if let Some(f) = self.findings.last_mut() {
+            f.ordinals = ordinals;
+            f.keys = keys;
+        }
+    }
+
+    fn check_manifest(&mut self, dir: &Path, options: &VerifyOptions) -> Option<Manifest> {
+        let path = dir.join(MANIFEST_FILE);
+        if !path.exists() {
+            self.complete = false;
+            self.push(
+                path,
+                None,
+                0,
+                0,
+                "manifest",
+                "manifest.json (written last by pack)",
+                "missing: the archive is incomplete (interrupted pack?)",
+            );
+            return None;
+        }
+        let manifest = manifest::read_capped(&path, self.limits.max_manifest_bytes)
+            .and_then(|bytes| Manifest::parse(&bytes, &path).map(|m| (m, bytes)));
+        let (manifest, bytes) = match manifest {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.complete = false;
+                self.push_error(&e, None, 0);
+                return None;
+            }
+        };
+        self.bytes_checked += bytes.len() as u64;
+        let canonical = manifest.to_canonical_bytes();
+        if canonical != bytes {
+            let at = canonical
+                .iter()
+                .zip(&bytes)
+                .position(|(a, b)| a != b)
+                .unwrap_or(canonical.len().min(bytes.len()));
+            self.push(
+                path.clone(),
+                None,
+                at as u64,
+                1,
+                "manifest canonical form",
+                format!("byte {:?}", canonical.get(at).map(|&b| b as char)),
+                format!("byte {:?}", bytes.get(at).map(|&b| b as char)),
+            );
+        }
+        if let Some(want) = &options.expect_root {
+            let want = want.trim().to_ascii_lowercase();
+            if want != manifest.root {
+                self.push(
+                    path,
+                    None,
+                    0,
+                    0,
+                    "root digest",
+                    format!("{want} (expected by the caller)"),
+                    manifest.root.clone(),
+                );
+            }
+        }
+        Some(manifest)
+    }
+
+    fn check_shard(
+        &mut self,
+        path: &Path,
+        number: u32,
+        info: Option<&ShardInfo>,
+        manifest: Option<&Manifest>,
+    ) {
+        let shard = Some(number);
+        let ordinals = info.map(|i| {
+            [
+                i.first_ordinal,
+                (i.first_ordinal + i.samples).saturating_sub(1),
+            ]
+        });
+        let len = match fs::symlink_metadata(path) {
+            Ok(m) if m.is_file() => m.len(),
+            Ok(_) => {
+                self.complete = false;
+                self.push(
+                    path.to_path_buf(),
+                    shard,
+                    0,
+                    0,
+                    "shard file",
+                    "a regular file",
+                    "not a regular file",
+                );
+                return;
+            }
+            Err(e) => {
+                self.complete = false;
+                self.push(
+                    path.to_path_buf(),
+                    shard,
+                    0,
+                    info.map_or(0, |i| i.size),
+                    "shard file",
+                    "present",
+                    format!("missing ({e})"),
+                );
+                self.affects(ordinals, Vec::new());
+                return;
+            }
+        };
+        if let Some(info) = info {
+            if len != info.size {
+                self.complete = false;
+                self.push(
+                    path.to_path_buf(),
+                    shard,
+                    len.min(info.size),
+                    info.size.abs_diff(len),
+                    "shard length",
+                    format!("{} bytes (manifest)", info.size),
+                    format!("{len} bytes"),
+                );
+            }
+        }
+        let bytes = match ShardBytes::map(path) {
+            Ok(b) => b,
+            Err(e) => return self.push_error(&e, shard, 0),
+        };
+        bytes.advise(AccessPattern::Sequential);
+        if self.mode != VerifyMode::Quick {
+            self.bytes_checked += len;
+            if let Some(info) = info {
+                let digest = blake3::hash(&bytes).to_hex().to_string();
+                if digest != info.blake3 {
+                    self.push(
+                        path.to_path_buf(),
+                        shard,
+                        0,
+                        len,
+                        "shard digest (BLAKE3 of the whole file)",
+                        info.blake3.clone(),
+                        digest,
+                    );
+                }
+            }
+        }
+        let header = self.check_header(path, number, &bytes, info, manifest);
+        let default_align = manifest.map_or(4096, |m| m.layout.align);
+        let align = u64::from(header.as_ref().map_or(default_align, |h| h.align));
+        let data_offset = align_up(HEADER_LEN as u64, align).unwrap_or(HEADER_LEN as u64);
+        if self.mode != VerifyMode::Quick {
+            self.check_zero(
+                path,
+                number,
+                &bytes,
+                HEADER_LEN as u64,
+                data_offset,
+                "header padding",
+            );
+        }
+        let Some(trailer_offset) = len
+            .checked_sub(TRAILER_LEN as u64)
+            .filter(|&t| t >= HEADER_LEN as u64)
+        else {
+            self.push(
+                path.to_path_buf(),
+                shard,
+                len,
+                0,
+                "shard length",
+                format!("at least {} bytes", HEADER_LEN + TRAILER_LEN),
+                format!("{len} bytes (truncated)"),
+            );
+            self.affects(ordinals, Vec::new());
+            return;
+        };
+        let trailer = match Trailer::decode(&copy_array(&bytes, trailer_offset)) {
+            Ok(t) => Some(t),
+            Err(d) => {
+                self.push_defect(d, path, number, trailer_offset, TRAILER_LEN as u64);
+                None
+            }
+        };
+        let layout = match (&header, &trailer) {
+            (Some(h), Some(t)) => match IndexLayout::new(h, t, len) {
+                Ok(l) => Some(l),
+                Err(d) => {
+                    self.push_defect(d, path, number, trailer_offset, 0);
+                    None
+                }
+            },
+            _ => None,
+        };
+        if let (Some(t), Some(i)) = (&trailer, info) {
+            if t.record_count != i.samples {
+                self.push(
+                    path.to_path_buf(),
+                    shard,
+                    trailer_offset + 40,
+                    8,
+                    "trailer record count",
+                    format!("{} (manifest)", i.samples),
+                    t.record_count.to_string(),
+                );
+            }
+        }
+        if self.mode == VerifyMode::Quick {
+            return;
+        }
+        let index_ok = match (&layout, &trailer) {
+            (Some(l), Some(t)) => self.check_index_crc(path, number, &bytes, l, t),
+            _ => false,
+        };
+        let view = layout.map(|layout| IndexView {
+            bytes: &bytes,
+            layout,
+            first_ordinal: header.as_ref().map_or(0, |h| h.first_ordinal),
+            trusted: index_ok,
+        });
+        let walk_end = layout.map_or(trailer_offset, |l| l.index_offset);
+        let blocks = self.walk_blocks(
+            path,
+            number,
+            &bytes,
+            data_offset,
+            walk_end,
+            align,
+            header.as_ref(),
+            view.as_ref(),
+        );
+        if let Some(view) = &view {
+            self.check_tables(path, number, view, &blocks);
+        }
+    }
+
+    fn check_header(
+        &mut self,
+        path: &Path,
+        number: u32,
+        bytes: &[u8],
+        info: Option<&ShardInfo>,
+        manifest: Option<&Manifest>,
+    ) -> Option<ShardHeader> {
+        let shard = Some(number);
+        let header = match ShardHeader::decode(&copy_array(bytes, 0)) {
+            Ok(h) => h,
+            Err(d) => {
+                self.push_defect(d, path, number, 0, HEADER_LEN as u64);
+                return None;
+            }
+        };
+        let mut mismatch = |offset: u64, what: &str, want: String, got: String| {
+            if want != got {
+                self.push(path.to_path_buf(), shard, offset, 0, what, want, got);
+            }
+        };
+        mismatch(
+            32,
+            "header shard number",
+            number.to_string(),
+            header.shard_number.to_string(),
+        );
+        if let (Some(info), Some(m)) = (info, manifest) {
+            mismatch(
+                16,
+                "header archive id (a shard from another archive?)",
+                m.archive_id.clone(),
+                hex(&header.archive_id),
+            );
+            mismatch(
+                40,
+                "header first ordinal",
+                info.first_ordinal.to_string(),
+                header.first_ordinal.to_string(),
+            );
+            mismatch(
+                64,
+                "header alignment",
+                m.layout.align.to_string(),
+                header.align.to_string(),
+            );
+            mismatch(
+                48,
+                "header block size",
+                m.layout.block_size.to_string(),
+                header.block_bytes.to_string(),
+            );
+            mismatch(
+                56,
+                "header shard size",
+                m.layout.shard_size.to_string(),
+                header.shard_bytes.to_string(),
+            );
+            mismatch(
+                68,
+                "header codec",
+                m.layout.compression.clone(),
+                header.codec.name().to_string(),
+            );
+        }
+        Some(header)
+    }
+
+    fn check_zero(
+        &mut self,
+        path: &Path,
+        number: u32,
+        bytes: &[u8],
+        from: u64,
+        to: u64,
+        what: &str,
+    ) {
+        let (Ok(a), Ok(b)) = (usize::try_from(from), usize::try_from(to)) else {
+            return;
+        };
+        let Some(region) = bytes.get(a..b.min(bytes.len())) else {
+            return;
+        };
+        if let Some(i) = region.iter().position(|&x| x != 0) {
+            let last = region.iter().rposition(|&x| x != 0).unwrap_or(i);
+            self.push(
+                path.to_path_buf(),
+                Some(number),
+                from + i as u64,
+                (last - i + 1) as u64,
+                what,
+                "zero bytes",
+                format!("non-zero byte {:#04x}", region[i]),
+            );
+        }
+    }
+
+    fn check_index_crc(
+        &mut self,
+        path: &Path,
+        number: u32,
+        bytes: &[u8],
+        l: &IndexLayout,
+        t: &Trailer,
+    ) -> bool {
+        let index_end = l.index_offset + l.index_len;
+        let region = bytes
+            .get(l.index_offset as usize..index_end as usize)
+            .unwrap_or_default();
+        let crc = checksum::crc32(region);
+        let ok = crc == t.index_crc;
+        if !ok {
+            self.push(
+                path.to_path_buf(),
+                Some(number),
+                l.index_offset,
+                l.index_len,
+                "index",
+                format!("crc32 {:#010x} (trailer)", t.index_crc),
+                format!("{crc:#010x}"),
+            );
+        }
+        self.check_zero(
+            path,
+            number,
+            bytes,
+            index_end,
+            l.trailer_offset,
+            "index padding",
+        );
+        ok
+    }
+
+    /// Walks the data region block by block through the block headers alone, as a reader
+    /// without an index would, resynchronising on sync markers after damage.
+    #[allow(clippy::too_many_arguments)]
+    fn walk_blocks(
+        &mut self,
+        path: &Path,
+        number: u32,
+        bytes: &[u8],
+        data_offset: u64,
+        end: u64,
+        align: u64,
+        header: Option<&ShardHeader>,
+        view: Option<&IndexView<'_>>,
+    ) -> Vec<(u64, BlockHeader)> {
+        let shard = Some(number);
+        let mut blocks = Vec::new();
+        let mut pos = data_offset;
+        let mut next_number = 0u32;
+        let mut next_ordinal = header.map(|h| h.first_ordinal);
+        while pos < end {
+            let decoded = if pos + BLOCK_HEADER_LEN as u64 <= end {
+                BlockHeader::decode(&copy_array(bytes, pos))
+            } else {
+                Err(Defect::invalid(
+                    0,
+                    "block header",
+                    format!("{BLOCK_HEADER_LEN} bytes before the index"),
+                    format!("{} bytes", end - pos),
+                ))
+            };
+            let h = match decoded {
+                Ok(h) => h,
+                Err(d) => {
+                    let resync = find_sync(bytes, pos + align, end, align);
+                    self.push_defect(d, path, number, pos, resync - pos);
+                    if let Some(view) = view {
+                        // The damaged blocks are the ones the index places in this range.
+                        let lost: Vec<u32> = (0..view.layout.block_count)
+                            .filter(|&b| {
+                                block_entry(view, b)
+                                    .is_some_and(|e| e.offset >= pos && e.offset < resync)
+                            })
+                            .collect();
+                        if let (Some(&a), Some(&b)) = (lost.first(), lost.last()) {
+                            let (ea, eb) = (block_entry(view, a), block_entry(view, b));
+                            if let (Some(ea), Some(eb)) = (ea, eb) {
+                                let first = ea.first_record;
+                                let last = eb.first_record + eb.record_count.saturating_sub(1);
+                                self.affects(
+                                    Some([
+                                        view.first_ordinal + u64::from(first),
+                                        view.first_ordinal + u64::from(last),
+                                    ]),
+                                    view.keys(first, last - first + 1),
+                                );
+                            }
+                        }
+                    }
+                    pos = resync;
+                    next_number = u32::MAX;
+                    continue;
+                }
+            };
+            let payload = pos + BLOCK_HEADER_LEN as u64;
+            let Some(payload_end) = payload.checked_add(h.stored_len).filter(|&e| e <= end) else {
+                self.push(
+                    path.to_path_buf(),
+                    shard,
+                    pos,
+                    0,
+                    format!("block {} length", h.block_number),
+                    format!("a payload ending before byte {end}"),
+                    format!("{} bytes", h.stored_len),
+                );
+                pos = find_sync(bytes, pos + align, end, align);
+                next_number = u32::MAX;
+                continue;
+            };
+            let ordinals = Some([
+                h.first_ordinal,
+                h.first_ordinal + u64::from(h.record_count) - 1,
+            ]);
+            if next_number != u32::MAX && h.block_number != next_number {
+                self.push(
+                    path.to_path_buf(),
+                    shard,
+                    pos + 12,
+                    4,
+                    "block number",
+                    next_number.to_string(),
+                    h.block_number.to_string(),
+                );
+            }
+            if h.shard_number != number {
+                self.push(
+                    path.to_path_buf(),
+                    shard,
+                    pos + 8,
+                    4,
+                    "block shard number",
+                    number.to_string(),
+                    h.shard_number.to_string(),
+                );
+            }
+            if let Some(want) = next_ordinal.filter(|_| next_number != u32::MAX) {
+                if h.first_ordinal != want {
+                    self.push(
+                        path.to_path_buf(),
+                        shard,
+                        pos + 16,
+                        8,
+                        "block first ordinal",
+                        want.to_string(),
+                        h.first_ordinal.to_string(),
+                    );
+                }
+            }
+            let stored = bytes
+                .get(payload as usize..payload_end as usize)
+                .unwrap_or_default();
+            let crc = checksum::crc32(stored);
+            if crc != h.payload_crc {
+                self.push(
+                    path.to_path_buf(),
+                    shard,
+                    payload,
+                    h.stored_len,
+                    format!("block {} payload", h.block_number),
+                    format!("crc32 {:#010x} (block header)", h.payload_crc),
+                    format!("{crc:#010x}"),
+                );
+                let keys = view
+                    .and_then(|v| {
+                        block_entry(v, h.block_number)
+                            .map(|e| v.keys(e.first_record, e.record_count))
+                    })
+                    .unwrap_or_default();
+                self.affects(ordinals, keys);
+            }
+            let next = align_up(payload_end, align).unwrap_or(end).min(end);
+            self.check_zero(path, number, bytes, payload_end, next, "block padding");
+            blocks.push((pos, h));
+            next_number = h.block_number.wrapping_add(1);
+            next_ordinal = Some(h.first_ordinal + u64::from(h.record_count));
+            pos = next;
+        }
+        blocks
+    }
+
+    /// Checks the block table against the blocks found by walking, and every record entry,
+    /// record and key-order entry.
+    fn check_tables(
+        &mut self,
+        path: &Path,
+        number: u32,
+        view: &IndexView<'_>,
+        walked: &[(u64, BlockHeader)],
+    ) {
+        let shard = Some(number);
+        let l = view.layout;
+        if walked.len() != l.block_count as usize {
+            self.push(
+                path.to_path_buf(),
+                shard,
+                l.index_offset,
+                0,
+                "block count",
+                format!("{} (trailer)", l.block_count),
+                format!("{} blocks found by walking the data", walked.len()),
+            );
+        }
+        for b in 0..l.block_count {
+            let at = l.block_entry_offset(b);
+            let Some(entry) = block_entry(view, b) else {
+                continue;
+            };
+            if let Err(d) = l.check_block(b, &entry) {
+                self.push_defect(d, path, number, at, 32);
+                continue;
+            }
+            let walked_block = walked.iter().find(|(offset, _)| *offset == entry.offset);
+            match walked_block {
+                Some((_, h)) => {
+                    let agrees = h.block_number == b
+                        && h.stored_len == entry.stored_len
+                        && h.raw_len == entry.raw_len
+                        && h.record_count == entry.record_count
+                        && h.first_ordinal == view.first_ordinal + u64::from(entry.first_record);
+                    if !agrees {
+                        self.push(
+                            path.to_path_buf(),
+                            shard,
+                            at,
+                            32,
+                            format!("block table entry {b}"),
+                            "the values in the block's header",
+                            "different values",
+                        );
+                    } else {
+                        self.check_block_records(path, number, view, b, &entry, h);
+                    }
+                }
+                None => self.push(
+                    path.to_path_buf(),
+                    shard,
+                    at,
+                    32,
+                    format!("block table entry {b}"),
+                    "the offset of a block header",
+                    entry.offset.to_string(),
+                ),
+            }
+        }
+        self.check_key_order(path, number, view);
+    }
+
+    fn check_block_records(
+        &mut self,
+        path: &Path,
+        number: u32,
+        view: &IndexView<'_>,
+        b: u32,
+        entry: &BlockEntry,
+        h: &BlockHeader,
+    ) {
+        let shard = Some(number);
+        let l = view.layout;
+        let payload_offset = entry.offset + BLOCK_HEADER_LEN as u64;
+        let stored = view
+            .bytes
+            .get(payload_offset as usize..(payload_offset + h.stored_len) as usize)
+            .unwrap_or_default();
+        let payload_ok = checksum::crc32(stored) == h.payload_crc;
+        let decoded;
+        let raw: Option<&[u8]> = match h.codec {
+            Codec::Stored => Some(stored),
+            Codec::Zstd if self.mode == VerifyMode::Deep && payload_ok => {
+                if h.raw_len > self.limits.max_block_bytes {
+                    self.push(
+                        path.to_path_buf(),
+                        shard,
+                        entry.offset,
+                        0,
+                        "decoded block size",
+                        format!("at most {}", self.limits.max_block_bytes),
+                        h.raw_len.to_string(),
+                    );
+                    None
+                } else {
+                    match codec::decompress(stored, h.raw_len) {
+                        Ok(d) => {
+                            decoded = d;
+                            Some(decoded.as_slice())
+                        }
+                        Err(e) => {
+                            self.push(
+                                path.to_path_buf(),
+                                shard,
+                                payload_offset,
+                                h.stored_len,
+                                format!("block {b} zstd frame"),
+                                format!("{} decoded bytes", h.raw_len),
+                                e.to_string(),
+                            );
+                            None
+                        }
+                    }
+                }
+            }
+            Codec::Zstd => None,
+        };
+        let mut prev_end = 0u64;
+        for local in entry.first_record..entry.first_record + entry.record_count {
+            let entry_at = l.record_entry_offset(local);
+            let Some(r) = view.record(local) else {
+                continue;
+            };
+            let next_key = if local + 1 < l.record_count {
+                view.record(local + 1).map(|n| n.key_offset)
+            } else {
+                None
+            };
+            let ordinal = view.first_ordinal + u64::from(local);
+            let key = view
+                .key(local)
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .filter(|_| view.trusted);
+            let affects = |v: &mut Verifier| {
+                v.affects(Some([ordinal, ordinal]), key.clone().into_iter().collect())
+            };
+            if let Err(d) = l.check_record(local, &r, entry, next_key) {
+                self.push_defect(d, path, number, entry_at, 32);
+                affects(self);
+                continue;
+            }
+            if r.offset < prev_end {
+                self.push(
+                    path.to_path_buf(),
+                    shard,
+                    entry_at,
+                    8,
+                    format!("record {local} offset"),
+                    format!("at least {prev_end} (after the previous record)"),
+                    r.offset.to_string(),
+                );
+                affects(self);
+            }
+            let Some(raw) = raw else {
+                prev_end = r.offset + r.len;
+                continue;
+            };
+            // Where a defect in this record shows in the file: the record itself when stored,
+            // the block payload when compressed.
+            let place = if h.codec == Codec::Stored {
+                payload_offset + r.offset
+            } else {
+                payload_offset
+            };
+            let place_len = if h.codec == Codec::Stored {
+                r.len
+            } else {
+                h.stored_len
+            };
+            if h.codec == Codec::Stored && r.offset > prev_end {
+                self.check_zero(
+                    path,
+                    number,
+                    view.bytes,
+                    payload_offset + prev_end,
+                    payload_offset + r.offset,
+                    "gap between records",
+                );
+            } else if r.offset > prev_end
+                && raw
+                    .get(prev_end as usize..r.offset as usize)
+                    .is_some_and(|g| g.iter().any(|&x| x != 0))
+            {
+                self.push(
+                    path.to_path_buf(),
+                    shard,
+                    place,
+                    place_len,
+                    format!("gap before record {local} (decoded)"),
+                    "zero bytes",
+                    "non-zero bytes",
+                );
+            }
+            let record = raw
+                .get(r.offset as usize..(r.offset + r.len) as usize)
+                .unwrap_or_default();
+            let crc = checksum::crc32(record);
+            if crc != r.crc {
+                self.push(
+                    path.to_path_buf(),
+                    shard,
+                    place,
+                    place_len,
+                    format!("record {local}"),
+                    format!("crc32 {:#010x} (index)", r.crc),
+                    format!("{crc:#010x}"),
+                );
+                affects(self);
+            } else {
+                match RecordView::parse(record) {
+                    Ok(v) if view.key(local) != Some(v.key_bytes()) => {
+                        self.push(
+                            path.to_path_buf(),
+                            shard,
+                            place,
+                            place_len,
+                            format!("record {local} key"),
+                            "the key in the index",
+                            format!("{:?}", v.key()),
+                        );
+                        affects(self);
+                    }
+                    Ok(_) => {}
+                    Err(d) => {
+                        self.push_defect(d, path, number, place, place_len);
+                        affects(self);
+                    }
+                }
+            }
+            prev_end = r.offset + r.len;
+        }
+        if let Some(raw) = raw {
+            if prev_end < raw.len() as u64 {
+                if h.codec == Codec::Stored {
+                    self.check_zero(
+                        path,
+                        number,
+                        view.bytes,
+                        payload_offset + prev_end,
+                        payload_offset + raw.len() as u64,
+                        "gap after the last record",
+                    );
+                } else if raw
+                    .get(prev_end as usize..)
+                    .is_some_and(|g| g.iter().any(|&x| x != 0))
+                {
+                    self.push(
+                        path.to_path_buf(),
+                        shard,
+                        payload_offset,
+                        h.stored_len,
+                        format!("block {b} tail (decoded)"),
+                        "zero bytes",
+                        "non-zero bytes",
+                    );
+                }
+            }
+        }
+    }
+
+    fn check_key_order(&mut self, path: &Path, number: u32, view: &IndexView<'_>) {
+        let l = view.layout;
+        let n = l.record_count as usize;
+        let mut seen = vec![false; n];
+        let mut prev: Option<&[u8]> = None;
+        for rank in 0..l.record_count {
+            let at = l.key_order_entry_offset(rank);
+            let local = copy_array::<4>(view.bytes, at);
+            let local = u32::from_le_bytes(local);
+            let Some(slot) = seen.get_mut(local as usize).filter(|s| !**s) else {
+                self.push(
+                    path.to_path_buf(),
+                    Some(number),
+                    at,
+                    4,
+                    format!("key order entry {rank}"),
+                    format!("a record below {n} listed once"),
+                    local.to_string(),
+                );
+                continue;
+            };
+            *slot = true;
+            let key = view.key(local);
+            if let (Some(p), Some(k)) = (prev, key) {
+                if p >= k {
+                    self.push(
+                        path.to_path_buf(),
+                        Some(number),
+                        at,
+                        4,
+                        format!("key order entry {rank}"),
+                        "keys in strictly ascending order",
+                        format!(
+                            "{:?} after {:?}",
+                            String::from_utf8_lossy(k),
+                            String::from_utf8_lossy(p)
+                        ),
+                    );
+                }
+            }
+            prev = key.or(prev);
+        }
+    }
+}
+
+fn block_entry(view: &IndexView<'_>, b: u32) -> Option<BlockEntry> {
+    if b >= view.layout.block_count {
+        return None;
+    }
+    let at = usize::try_from(view.layout.block_entry_offset(b)).ok()?;
+    Some(BlockEntry::decode(
+        view.bytes.get(at..at + 32)?.try_into().ok()?,
+    ))
+}
+
+/// The next aligned offset at or after `from` (and before `end`) holding a valid block
+/// header, or `end`.
+fn find_sync(bytes: &[u8], from: u64, end: u64, align: u64) -> u64 {
+    let mut pos = from;
+    while pos + BLOCK_HEADER_LEN as u64 <= end {
+        let at = pos as usize;
+        if bytes.get(at..at + 8) == Some(&BLOCK_SYNC[..])
+            && BlockHeader::decode(&copy_array(bytes, pos)).is_ok()
+        {
+            return pos;
+        }
+        pos += align;
+    }
+    end
+}
+
+fn copy_array<const N: usize>(bytes: &[u8], offset: u64) -> [u8; N] {
+    usize::try_from(offset)
+        .ok()
+        .and_then(|start| bytes.get(start..start.checked_add(N)?))
+        .and_then(|s| s.try_into().ok())
+        .unwrap_or([0; N])
+}
