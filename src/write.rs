@@ -309,6 +309,17 @@ impl Writer {
     }
 }
 
+#[cfg(unix)]
+fn set_readable(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn set_readable(_file: &File) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// Makes a rename durable: fsync the folder that holds it.
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir)

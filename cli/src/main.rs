@@ -1,1 +1,63 @@
-fn main() {}
+//! The `shardpack` command: a thin layer over the `shardpack` library.
+
+mod cmd;
+mod output;
+mod size;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status when the command did its job and found nothing wrong.
+const EXIT_OK: u8 = 0;
+/// Exit status when the archive is damaged: `verify` found defects, or `cat`/`extract` met
+/// damaged data (everything else was still done).
+const EXIT_DEFECTS: u8 = 1;
+/// Exit status for usage errors, unreadable or unwritable files, and bad input.
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "shardpack",
+    version,
+    about = "Sharded, checksummed archives for ML datasets: pack, read, verify",
+    after_help = "Exit status: 0 success; 1 the archive is damaged (verify found defects, or cat/extract met damaged data); 2 usage error, I/O error or bad input."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Pack(cmd::pack::Args),
+    Ls(cmd::ls::Args),
+    Info(cmd::info::Args),
+    Cat(cmd::cat::Args),
+    Extract(cmd::extract::Args),
+    Verify(cmd::verify::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Pack(args) => cmd::pack::run(args),
+        Command::Ls(args) => cmd::ls::run(args),
+        Command::Info(args) => cmd::info::run(args),
+        Command::Cat(args) => cmd::cat::run(args),
+        Command::Extract(args) => cmd::extract::run(args),
+        Command::Verify(args) => cmd::verify::run(args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(err) if output::is_broken_pipe(&err) => ExitCode::from(EXIT_OK),
+        Err(err) => {
+            eprintln!("shardpack: error: {err:#}");
+            let damaged = err.chain().any(|c| {
+                c.downcast_ref::<shardpack::Error>()
+                    .is_some_and(|e| e.is_corruption())
+            });
+            ExitCode::from(if damaged { EXIT_DEFECTS } else { EXIT_ERROR })
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! `shardpack pack`: walk a folder and write an archive.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use shardpack::{Compression, Writer};
+
+use crate::output::progress_bar;
+use crate::size::parse_size;
+
+/// Pack a folder into an archive.
+///
+/// Files are grouped into samples by the WebDataset convention: `train/0001.jpg` and
+/// `train/0001.json` become one sample with key `train/0001` and fields `jpg` and `json`.
+/// The key is the path up to the first dot of the file name (a leading dot and a final dot
+/// do not count); the rest is the field name, empty for files without an extension.
+/// Samples are written in sorted key order. Empty folders are not recorded.
+///
+/// Symbolic links, devices, sockets and FIFOs are refused (exit 2) unless
+/// --skip-special is given, which skips them with a warning.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Folder to pack.
+    input: PathBuf,
+    /// The archive folder to create (must not exist, or be empty).
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Target shard file size (e.g. 256M, 1G).
+    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    shard_size: u64,
+    /// Target decoded block size; the unit of compression (e.g. 1M).
+    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
+    block_size: u64,
+    /// Alignment of blocks, index and file length: a power of two from 64 to 16M.
+    #[arg(long, default_value = "4096", value_parser = parse_size)]
+    align: u64,
+    /// Block compression.
+    #[arg(long, value_enum, default_value = "zstd")]
+    compression: CompressionArg,
+    /// zstd level, -7 to 22.
+    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
+    level: i32,
+    /// Archive id (32 hex digits). Default: derived from the file list and options, so the
+    /// same input gives the same bytes.
+    #[arg(long)]
+    archive_id: Option<String>,
+    /// Skip symbolic links and special files with a warning instead of refusing them.
+    #[arg(long)]
+    skip_special: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CompressionArg {
+    Zstd,
+    None,
+}
+
+struct InputFile {
+    path: PathBuf,
+    size: u64,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let files = walk(&args.input, args.skip_special)?;
+    let samples = group(files)?;
+    let total: u64 = samples.values().flatten().map(|(_, f)| f.size).sum();
+    let compression = match args.compression {
+        CompressionArg::None => Compression::None,
+        CompressionArg::Zstd => Compression::Zstd { level: args.level },
+    };
+    let align = u32::try_from(args.align).context("--align is too large")?;
+    let archive_id = match &args.archive_id {
+        Some(hex) => shardpack::manifest::parse_hex::<16>(&hex.to_ascii_lowercase())
+            .context("--archive-id must be 32 hex digits")?,
+        None => derive_id(&samples, &args),
+    };
+    let existed = args.output.exists();
+    let writer = Writer::builder()
+        .shard_size(args.shard_size)
+        .block_size(args.block_size)
+        .align(align)
+        .compression(compression)
+        .archive_id(archive_id)
+        .create(&args.output)
+        .with_context(|| format!("cannot create archive {}", args.output.display()))?;
+    let result = write_samples(writer, &samples, total);
+    let manifest = match result {
+        Ok(m) => m,
+        Err(e) => {
+            // Leave nothing that looks like an archive: a folder we created goes entirely;
+            // in a folder that was there (empty) before, the writer wrote no manifest.
+            if !existed {
+                let _ = fs::remove_dir_all(&args.output);
+            }
+            return Err(e);
+        }
+    };
+    if args.json {
+        let summary = serde_json::json!({
+            "archive": args.output,
+            "samples": manifest.totals.samples,
+            "shards": manifest.totals.shards,
+            "bytes": manifest.totals.bytes,
+            "raw_bytes": manifest.totals.raw_bytes,
+            "root": manifest.root,
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "packed {} samples ({} bytes of files) into {} shard(s), {} bytes: {}",
+            manifest.totals.samples,
+            total,
+            manifest.totals.shards,
+            manifest.totals.bytes,
+            args.output.display()
+        );
+        println!("root {}", manifest.root);
+    }
+    Ok(crate::EXIT_OK)
+}
+
+fn write_samples(
+    mut writer: Writer,
+    samples: &BTreeMap<String, Vec<(String, InputFile)>>,
+    total: u64,
+) -> Result<shardpack::Manifest> {
+    let bar = progress_bar(total, "pack");
+    for (key, fields) in samples {
+        let mut data = Vec::with_capacity(fields.len());
+        for (_, file) in fields {
+            let bytes = fs::read(&file.path)
+                .with_context(|| format!("cannot read {}", file.path.display()))?;
+            if bytes.len() as u64 != file.size {
+                bail!("{} changed size while being packed", file.path.display());
+            }
+            data.push(bytes);
+        }
+        let named: Vec<(&str, &[u8])> = fields
+            .iter()
+            .zip(&data)
+            .map(|((name, _), d)| (name.as_str(), d.as_slice()))
+            .collect();
+        writer
+            .append(key, &named)
+            .with_context(|| format!("cannot pack sample {key:?}"))?;
+        bar.inc(data.iter().map(|d| d.len() as u64).sum());
+    }
+    let manifest = writer.finish()?;
+    bar.finish_and_clear();
+    Ok(manifest)
+}
+
+/// Every regular file under `root`, as ('/'-joined relative path, file), sorted.
+fn walk(root: &Path, skip_special: bool) -> Result<Vec<(String, InputFile)>> {
+    let meta = fs::metadata(root)
+        .with_context(|| format!("cannot read input folder {}", root.display()))?;
+    if !meta.is_dir() {
+        bail!("input {} is not a folder", root.display());
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, prefix)) = stack.pop() {
+        let entries =
+            fs::read_dir(&dir).with_context(|| format!("cannot read folder {}", dir.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("cannot read folder {}", dir.display()))?;
+            let path = entry.path();
+            let Ok(name) = entry.file_name().into_string() else {
+                bail!(
+                    "file name {} is not valid UTF-8; keys must be UTF-8",
+                    path.display()
+                );
+            };
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let meta = fs::symlink_metadata(&path)
+                .with_context(|| format!("cannot stat {}", path.display()))?;
+            let kind = meta.file_type();
+            if kind.is_dir() {
+                stack.push((path, rel));
+            } else if kind.is_file() {
+                out.push((
+                    rel,
+                    InputFile {
+                        path,
+                        size: meta.len(),
+                    },
+                ));
+            } else {
+                let what = if kind.is_symlink() {
+                    "a symbolic link"
+                } else {
+                    "a special file"
+                };
+                if skip_special {
+                    eprintln!("shardpack: warning: skipping {} ({what})", path.display());
+                } else {
+                    bail!("{} is {what}; shardpack packs regular files only (use --skip-special to skip it)", path.display());
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// Splits a relative path into (key, field) by the WebDataset convention; see `Args`.
+pub fn split_key(rel: &str) -> (&str, &str) {
+    let base_start = rel.rfind('/').map_or(0, |i| i + 1);
+    let base = &rel[base_start..];
+    match base.char_indices().skip(1).find(|&(_, c)| c == '.') {
+        Some((dot, _)) if dot + 1 < base.len() => {
+            (&rel[..base_start + dot], &rel[base_start + dot + 1..])
+        }
+        _ => (rel, ""),
+    }
+}
+
+fn group(files: Vec<(String, InputFile)>) -> Result<BTreeMap<String, Vec<(String, InputFile)>>> {
+    let mut samples: BTreeMap<String, Vec<(String, InputFile)>> = BTreeMap::new();
+    for (rel, file) in files {
+        let (key, field) = split_key(&rel);
+        samples
+            .entry(key.to_string())
+            .or_default()
+            .push((field.to_string(), file));
+    }
+    for fields in samples.values_mut() {
+        fields.sort_by(|a, b| a.0.cmp(&b.0));
+    }
+    Ok(samples)
+}
+
+fn derive_id(samples: &BTreeMap<String, Vec<(String, InputFile)>>, args: &Args) -> [u8; 16] {
+    let mut h = blake3::Hasher::new_derive_key("shardpack pack archive id v1");
+    for (key, fields) in samples {
+        for (field, file) in fields {
+            h.update(&(key.len() as u64).to_le_bytes())
+                .update(key.as_bytes());
+            h.update(&(field.len() as u64).to_le_bytes())
+                .update(field.as_bytes());
+            h.update(&file.size.to_le_bytes());
+        }
+    }
+    let options = format!(
+        "{} {} {} {:?} {}",
+        args.shard_size, args.block_size, args.align, args.compression as u8, args.level
+    );
+    h.update(options.as_bytes());
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&h.finalize().as_bytes()[..16]);
+    id
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_key;
+
+    #[test]
+    fn webdataset_convention() {
+        assert_eq!(split_key("train/0001.jpg"), ("train/0001", "jpg"));
+        assert_eq!(split_key("a.seg.png"), ("a", "seg.png"));
+        assert_eq!(split_key("dir.x/README"), ("dir.x/README", ""));
+        assert_eq!(split_key("d/.hidden"), ("d/.hidden", ""));
+        assert_eq!(split_key("d/.hidden.txt"), ("d/.hidden", "txt"));
+        assert_eq!(split_key("a."), ("a.", ""));
+        assert_eq!(split_key("..x"), (".", "x"));
+        assert_eq!(split_key("héllo wörld.tar.gz"), ("héllo wörld", "tar.gz"));
+    }
+}
