@@ -298,6 +298,8 @@ impl Writer {
         let tmp_path = tmp.path().to_path_buf();
         tmp.write_all(&bytes)
             .map_err(|e| Error::io(&tmp_path, "write", e))?;
+        // tempfile creates 0600; a manifest is as readable as the shards beside it.
+        set_readable(tmp.as_file()).map_err(|e| Error::io(&tmp_path, "set permissions of", e))?;
         tmp.as_file()
             .sync_all()
             .map_err(|e| Error::io(&tmp_path, "sync", e))?;
