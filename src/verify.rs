@@ -384,9 +384,19 @@ impl Verifier {
         }
     }
 
+    /// Reports a structure that failed to decode. With a known extent (`len > 0`) the
+    /// finding covers the whole structure, and names the offending field's byte in `what`.
     fn push_defect(&mut self, d: Defect, file: &Path, shard: u32, base: u64, len: u64) {
         let err = d.at(file, Some(shard), base);
         self.push_error(&err, Some(shard), len);
+        if len > 0 {
+            if let Some(f) = self.findings.last_mut() {
+                if f.offset != base {
+                    f.what = format!("{} (field at byte {})", f.what, f.offset);
+                    f.offset = base;
+                }
+            }
+        }
     }
 
     /// Tags the last finding with the samples it affects.
