@@ -529,10 +529,7 @@ impl ShardWriter {
         let mut raw = raw;
         raw.clear();
         self.block_buf = raw;
-        debug_assert_eq!(
-            offset + BLOCK_HEADER_LEN as u64 + header.stored_len <= self.pos,
-            true
-        );
+        debug_assert!(offset + BLOCK_HEADER_LEN as u64 + header.stored_len <= self.pos);
         Ok(())
     }
 

@@ -28,9 +28,9 @@ fn reads_never_lie(path: &Path, original: &[OwnedSample]) -> usize {
             }
             Err(_) => errors += 1,
         }
-        match archive.get_by_key(key) {
-            Ok(Some(s)) => assert_eq!(s.ordinal(), ordinal as u64),
-            Ok(None) | Err(_) => {}
+        // A damaged key index may fail to find a key, but never finds another sample.
+        if let Ok(Some(s)) = archive.get_by_key(key) {
+            assert_eq!(s.ordinal(), ordinal as u64);
         }
     }
     errors

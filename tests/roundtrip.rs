@@ -127,7 +127,8 @@ fn bad_samples_are_refused_and_leave_the_writer_usable() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = Writer::builder().create(dir.path().join("a")).unwrap();
     let too_long = "k".repeat(4097);
-    let cases: Vec<(&str, Vec<(&str, &[u8])>)> = vec![
+    type Fields<'a> = Vec<(&'a str, &'a [u8])>;
+    let cases: Vec<(&str, Fields)> = vec![
         ("", vec![("x", b"1")]),
         (&too_long, vec![("x", b"1")]),
         ("nul\0", vec![("x", b"1")]),

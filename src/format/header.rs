@@ -195,7 +195,7 @@ mod tests {
         let bytes = h.encode();
         let back = ShardHeader::decode(&bytes).unwrap();
         assert_eq!(ShardHeader { crc: back.crc, ..h }, back);
-        assert_eq!(RESERVED_OFFSET, 72);
+        assert_eq!(RESERVED_OFFSET, 71);
     }
 
     #[test]

@@ -330,7 +330,7 @@ impl IndexLayout {
             ));
         }
         let key_end = next_key_offset.unwrap_or(self.key_heap_len);
-        let key_len = key_end.checked_sub(e.key_offset).unwrap_or(0);
+        let key_len = key_end.saturating_sub(e.key_offset);
         if key_len == 0 || key_len > MAX_KEY_BYTES as u64 || key_end > self.key_heap_len {
             return Err(Defect::invalid(
                 16,

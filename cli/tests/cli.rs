@@ -1,0 +1,324 @@
+//! The `shardpack` command end to end: exit codes, output, bad input, extraction safety.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shardpack"))
+}
+
+fn run(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+    let mut c = bin();
+    for a in args {
+        c.arg(a.as_ref());
+    }
+    c.output().expect("run shardpack")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A tree with the awkward names the issue lists: spaces, dots, no extension, unicode,
+/// empty files, nested folders.
+fn make_tree(root: &Path) {
+    let files: &[(&str, &[u8])] = &[
+        ("train/0001.jpg", &[0xFF, 0xD8, 0xFF, 0x00, 0x01]),
+        ("train/0001.json", br#"{"label": 1}"#),
+        ("train/0002.jpg", &[0xFF, 0xD8, 0x02]),
+        ("train/0002.json", br#"{"label": 2}"#),
+        ("with space/a b.txt", b"spaces"),
+        ("dots/x.tar.gz", b"tgz"),
+        ("dots/.hidden", b"hidden"),
+        ("dots/trailing.", b"trailing dot"),
+        ("noext/README", b"readme"),
+        ("ünïcödé/日本.txt", "unicode".as_bytes()),
+        ("empty/zero.bin", b""),
+        ("top.txt", b"top"),
+    ];
+    for (rel, data) in files {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+}
+
+fn assert_same_tree(a: &Path, b: &Path) {
+    let list = |root: &Path| -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push((
+                        p.strip_prefix(root).unwrap().to_path_buf(),
+                        std::fs::read(&p).unwrap(),
+                    ));
+                }
+            }
+        }
+        out.sort();
+        out
+    };
+    assert_eq!(list(a), list(b));
+}
+
+#[test]
+fn pack_ls_info_cat_verify_extract() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    make_tree(&input);
+    let archive = tmp.path().join("archive");
+    let o = run(&[&"pack", &input, &"-o", &archive]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("packed 10 samples"), "{}", stdout(&o));
+
+    let o = run(&[&"ls", &archive]);
+    assert_eq!(o.status.code(), Some(0));
+    let keys: Vec<String> = stdout(&o).lines().map(String::from).collect();
+    assert!(
+        keys.contains(&"train/0001".to_string()) && keys.contains(&"dots/.hidden".to_string()),
+        "{keys:?}"
+    );
+    let o = run(&[&"ls", &archive, &"--long", &"--json"]);
+    let first: serde_json::Value =
+        serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    assert!(first["fields"].is_array());
+
+    let o = run(&[&"info", &archive, &"--json"]);
+    let info: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let root = info["root"].as_str().unwrap().to_string();
+    let o = run(&[&"info", &archive]);
+    assert!(stdout(&o).contains(&root));
+
+    let o = run(&[&"cat", &archive, &"train/0001", &"--field", &"json"]);
+    assert_eq!(o.stdout, br#"{"label": 1}"#);
+    let o = run(&[&"cat", &archive, &"train/0001"]);
+    assert_eq!(o.status.code(), Some(2), "two fields need --field");
+    assert!(stderr(&o).contains("--field"));
+    let o = run(&[&"cat", &archive, &"--ordinal", &"0"]);
+    assert!(o.status.success());
+    let o = run(&[&"cat", &archive, &"no/such/key"]);
+    assert_eq!(o.status.code(), Some(2));
+
+    let o = run(&[&"verify", &archive, &"--expect-root", &root]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = run(&[&"verify", &archive, &"--deep", &"--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["complete"], true);
+
+    let out = tmp.path().join("out");
+    let o = run(&[&"extract", &archive, &"-o", &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_tree(&input, &out);
+
+    // Deterministic: packing again gives the same bytes.
+    let again = tmp.path().join("again");
+    assert!(run(&[&"pack", &input, &"-o", &again]).status.success());
+    for f in ["manifest.json", "shard-000000.shp"] {
+        assert_eq!(
+            std::fs::read(archive.join(f)).unwrap(),
+            std::fs::read(again.join(f)).unwrap()
+        );
+    }
+}
+
+#[test]
+fn verify_exit_codes_and_located_findings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    make_tree(&input);
+    let archive = tmp.path().join("archive");
+    assert!(
+        run(&[&"pack", &input, &"-o", &archive, &"--compression", &"none"])
+            .status
+            .success()
+    );
+    let shard = archive.join("shard-000000.shp");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let at = bytes.windows(6).position(|w| w == b"spaces").unwrap();
+    bytes[at] ^= 0x20;
+    std::fs::write(&shard, &bytes).unwrap();
+    let o = run(&[&"verify", &archive]);
+    assert_eq!(o.status.code(), Some(1));
+    let text = stdout(&o);
+    assert!(
+        text.contains("shard-000000.shp (shard 0)") && text.contains("DAMAGED"),
+        "{text}"
+    );
+    assert!(
+        text.contains("with space/a b"),
+        "finding names the key: {text}"
+    );
+    let o = run(&[&"cat", &archive, &"with space/a b"]);
+    assert_eq!(o.status.code(), Some(1), "a damaged read exits 1");
+    assert!(
+        o.stdout.is_empty(),
+        "no bytes of a damaged record are written"
+    );
+    assert!(
+        stderr(&o).contains("shard-000000.shp") && stderr(&o).contains("at byte"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&[&"verify", &tmp.path().join("nope")]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&[&"verify"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn bad_input_is_refused_and_leaves_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("archive");
+    // Missing input.
+    let o = run(&[&"pack", &tmp.path().join("missing"), &"-o", &archive]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("missing"), "{}", stderr(&o));
+    assert!(!archive.exists());
+    // A symlink is refused by default, skipped with a warning on request.
+    let input = tmp.path().join("in");
+    make_tree(&input);
+    std::os::unix::fs::symlink("/etc/passwd", input.join("link.txt")).unwrap();
+    let o = run(&[&"pack", &input, &"-o", &archive]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("symbolic link") && stderr(&o).contains("--skip-special"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!archive.exists());
+    let o = run(&[&"pack", &input, &"-o", &archive, &"--skip-special"]);
+    assert!(o.status.success());
+    assert!(stderr(&o).contains("warning: skipping"));
+    // Output that exists and is not empty.
+    let o = run(&[&"pack", &input, &"-o", &archive, &"--skip-special"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
+    // Bad options.
+    for bad in [
+        &["--level", "99"][..],
+        &["--align", "100"],
+        &["--shard-size", "0"],
+        &["--archive-id", "xyz"],
+    ] {
+        let mut c = bin();
+        c.arg("pack")
+            .arg(&input)
+            .arg("-o")
+            .arg(tmp.path().join("x"))
+            .args(bad);
+        let o = c.output().unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bad:?}");
+        assert!(!tmp.path().join("x").join("manifest.json").exists());
+    }
+}
+
+#[test]
+fn special_file_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("a.txt"), b"x").unwrap();
+    let fifo = input.join("pipe");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let o = run(&[&"pack", &input, &"-o", &tmp.path().join("a")]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("special file"), "{}", stderr(&o));
+    assert!(!tmp.path().join("a").exists());
+}
+
+/// A full disk: writes beyond a file-size limit fail (EFBIG), as they would with ENOSPC.
+#[test]
+fn full_disk_is_a_clear_error_and_leaves_no_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for i in 0..8 {
+        let data: Vec<u8> = (0..300_000u32)
+            .map(|x| (x.wrapping_mul(2654435761).wrapping_add(i) >> 13) as u8)
+            .collect();
+        std::fs::write(input.join(format!("{i}.bin")), data).unwrap();
+    }
+    let archive = tmp.path().join("archive");
+    // ulimit -f counts 1024-byte blocks in bash and dash alike; SIGXFSZ is ignored so the
+    // write returns EFBIG instead of killing the process.
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 512; exec '{}' pack '{}' -o '{}' --compression none",
+        env!("CARGO_BIN_EXE_shardpack"),
+        input.display(),
+        archive.display()
+    );
+    let o = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("shard-000000.shp") && err.contains("at byte"),
+        "{err}"
+    );
+    assert!(
+        !archive.exists(),
+        "a failed pack removes the folder it created"
+    );
+}
+
+#[test]
+fn extract_refuses_unsafe_keys_and_symlinks() {
+    use shardpack::Writer;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("evil");
+    let mut w = Writer::builder().create(&archive).unwrap();
+    for key in [
+        "../escape",
+        "/etc/evil",
+        "a/../../escape2",
+        "ok/..",
+        "link/inside",
+        "fine",
+    ] {
+        w.append(key, &[("txt", b"payload".as_slice())]).unwrap();
+    }
+    w.finish().unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    // A pre-existing symlink in the target folder must not be followed.
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir(&outside).unwrap();
+    let o = run(&[&"extract", &archive, &"-o", &out]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(out.join("fine.txt").exists() && out.join("link/inside.txt").exists());
+    // "ok/.." + ".txt" is the harmless name "...txt" inside "ok".
+    assert!(out.join("ok/...txt").exists());
+    assert!(!tmp.path().join("escape.txt").exists() && !tmp.path().join("escape2.txt").exists());
+    assert!(!Path::new("/etc/evil.txt").exists());
+    let refused = stderr(&o).matches("refusing").count();
+    assert_eq!(refused, 3, "{}", stderr(&o));
+
+    // The target must be empty, so no symbolic link planted in it beforehand is followed.
+    let out2 = tmp.path().join("out2");
+    std::fs::create_dir(&out2).unwrap();
+    std::os::unix::fs::symlink(&outside, out2.join("link")).unwrap();
+    let o = run(&[&"extract", &archive, &"-o", &out2]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a non-empty target is refused: {}",
+        stderr(&o)
+    );
+    assert!(
+        std::fs::read_dir(&outside).unwrap().next().is_none(),
+        "nothing written outside"
+    );
+}

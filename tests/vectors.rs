@@ -1,0 +1,236 @@
+//! Golden vectors: the writer's exact output for fixed input is pinned in `tests/vectors/`,
+//! and an independent minimal reader written from `format-spec.md` alone reads it back.
+//!
+//! Regenerate (only when the format changes, in the same commit as the spec) with
+//! `SHARDPACK_REGENERATE_VECTORS=1 cargo test --test vectors`, then update the SHA-256s in
+//! `tests/vectors/README.md`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use shardpack::{Archive, Compression, ErrorKind};
+
+fn vectors() -> Vec<(&'static str, Compression)> {
+    vec![
+        ("small-stored", Compression::None),
+        ("small-zstd", Compression::Zstd { level: 3 }),
+    ]
+}
+
+fn vector_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/vectors")
+        .join(name)
+}
+
+#[test]
+fn writer_output_matches_the_vectors() {
+    let regenerate = std::env::var_os("SHARDPACK_REGENERATE_VECTORS").is_some();
+    for (name, compression) in vectors() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fresh = tmp.path().join(name);
+        write_archive(&fresh, tiny(compression), &small_samples());
+        let golden = vector_dir(name);
+        if regenerate {
+            let _ = std::fs::remove_dir_all(&golden);
+            std::fs::create_dir_all(&golden).unwrap();
+            for (file, bytes) in files(&fresh) {
+                std::fs::write(golden.join(file.file_name().unwrap()), bytes).unwrap();
+            }
+        }
+        let (want, got) = (files(&golden), files(&fresh));
+        assert_eq!(want.len(), got.len(), "{name}: file count");
+        for ((wf, w), (_, g)) in want.iter().zip(&got) {
+            if let Some(at) = w.iter().zip(g).position(|(a, b)| a != b) {
+                panic!(
+                    "{}: first difference at byte {at}: vector {:#04x}, writer {:#04x}",
+                    wf.display(),
+                    w[at],
+                    g[at]
+                );
+            }
+            assert_eq!(w.len(), g.len(), "{}: length", wf.display());
+        }
+    }
+}
+
+#[test]
+fn vectors_read_back_through_the_library() {
+    for (name, _) in vectors() {
+        let archive = Archive::open(vector_dir(name)).unwrap();
+        assert_eq!(read_all(&archive), small_samples(), "{name}");
+        assert!(shardpack::verify(vector_dir(name), &Default::default())
+            .unwrap()
+            .is_ok());
+    }
+}
+
+// ---- An independent minimal reader, from format-spec.md only (no shardpack types). ----
+
+fn u16le(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes(b[at..at + 2].try_into().unwrap())
+}
+fn u32le(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+fn u64le(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
+}
+
+fn minimal_read(dir: &Path) -> Vec<OwnedSample> {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let mut out = Vec::new();
+    for shard in manifest["shards"].as_array().unwrap() {
+        let f = std::fs::read(dir.join(shard["file"].as_str().unwrap())).unwrap();
+        assert_eq!(
+            blake3::hash(&f).to_hex().as_str(),
+            shard["blake3"].as_str().unwrap()
+        );
+        assert_eq!(&f[..8], b"\x89SHP\r\n\x1a\n");
+        assert_eq!(crc32fast::hash(&f[..124]), u32le(&f, 124));
+        let t = &f[f.len() - 128..];
+        assert_eq!(&t[..8], b"\x89SPE\r\n\x1a\n");
+        assert_eq!(crc32fast::hash(&t[..124]), u32le(t, 124));
+        let (blocks, records) = (u32le(t, 36) as usize, u64le(t, 40) as usize);
+        let (index, index_len, heap_len) = (
+            u64le(t, 56) as usize,
+            u64le(t, 64) as usize,
+            u64le(t, 72) as usize,
+        );
+        assert_eq!(crc32fast::hash(&f[index..index + index_len]), u32le(t, 88));
+        let record_table = index + 32 * blocks;
+        let heap = record_table + 36 * records;
+        let mut decoded: Vec<Vec<u8>> = Vec::new();
+        for b in 0..blocks {
+            let e = index + 32 * b;
+            let off = u64le(&f, e) as usize;
+            let h = &f[off..off + 64];
+            assert_eq!(&h[..8], b"\x89SPB\r\n\x1a\n");
+            assert_eq!(crc32fast::hash(&h[..60]), u32le(h, 60));
+            let (stored, raw) = (u64le(h, 32) as usize, u64le(h, 40) as usize);
+            let payload = &f[off + 64..off + 64 + stored];
+            assert_eq!(crc32fast::hash(payload), u32le(h, 48));
+            decoded.push(match h[28] {
+                0 => payload.to_vec(),
+                1 => zstd::bulk::decompress(payload, raw).unwrap(),
+                c => panic!("codec {c}"),
+            });
+        }
+        for r in 0..records {
+            let e = record_table + 32 * r;
+            let (offset, len, key_off, block, crc) = (
+                u64le(&f, e) as usize,
+                u64le(&f, e + 8) as usize,
+                u64le(&f, e + 16) as usize,
+                u32le(&f, e + 24) as usize,
+                u32le(&f, e + 28),
+            );
+            let key_end = if r + 1 < records {
+                u64le(&f, e + 32 + 16) as usize
+            } else {
+                heap_len
+            };
+            let rec = &decoded[block][offset..offset + len];
+            assert_eq!(crc32fast::hash(rec), crc);
+            let (key_len, nfields) = (u16le(rec, 0) as usize, u16le(rec, 2) as usize);
+            let mut at = 8 + 10 * nfields;
+            let key = std::str::from_utf8(&rec[at..at + key_len])
+                .unwrap()
+                .to_string();
+            assert_eq!(key.as_bytes(), &f[heap + key_off..heap + key_end]);
+            at += key_len;
+            let mut names = Vec::new();
+            for i in 0..nfields {
+                let n = u16le(rec, 8 + 10 * i + 8) as usize;
+                names.push(String::from_utf8(rec[at..at + n].to_vec()).unwrap());
+                at += n;
+            }
+            let mut fields = Vec::new();
+            for (i, name) in names.into_iter().enumerate() {
+                let n = u64le(rec, 8 + 10 * i) as usize;
+                fields.push((name, rec[at..at + n].to_vec()));
+                at += n;
+            }
+            assert_eq!(at, rec.len());
+            out.push((key, fields));
+        }
+        let order: Vec<usize> = (0..records)
+            .map(|i| u32le(&f, heap - 4 * records + 4 * i) as usize)
+            .collect();
+        let keys: Vec<&str> = order
+            .iter()
+            .map(|&r| out[out.len() - records + r].0.as_str())
+            .collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "key order sorted");
+    }
+    out
+}
+
+#[test]
+fn an_independent_reader_reads_the_vectors() {
+    for (name, _) in vectors() {
+        assert_eq!(minimal_read(&vector_dir(name)), small_samples(), "{name}");
+    }
+}
+
+#[test]
+fn the_crc_is_crc32_iso_hdlc() {
+    assert_eq!(
+        shardpack::format::checksum::crc32(b"123456789"),
+        0xCBF4_3926
+    );
+}
+
+/// Named bad vectors, each made from a golden one, each mapping to one error kind.
+#[test]
+fn bad_vectors_map_to_their_error_kind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("v");
+    std::fs::create_dir(&dir).unwrap();
+    for (file, bytes) in files(&vector_dir("small-stored")) {
+        std::fs::write(dir.join(file.file_name().unwrap()), bytes).unwrap();
+    }
+    let shard = dir.join("shard-000000.shp");
+    let good = std::fs::read(&shard).unwrap();
+    let fix_crc = |b: &mut Vec<u8>| {
+        let crc = crc32fast::hash(&b[..124]);
+        b[124..128].copy_from_slice(&crc.to_le_bytes());
+    };
+    // bad_version: a future major with a correct CRC.
+    let mut b = good.clone();
+    b[8] = 2;
+    fix_crc(&mut b);
+    std::fs::write(&shard, &b).unwrap();
+    let err = Archive::open(&dir).unwrap().get(0).unwrap_err();
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::UnsupportedVersion { got: (2, 0), .. }
+        ),
+        "{err}"
+    );
+    // bad_magic
+    let mut b = good.clone();
+    b[1] = b'X';
+    std::fs::write(&shard, &b).unwrap();
+    let err = Archive::open(&dir).unwrap().get(0).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Corrupt { what, .. } if what == "shard magic"),
+        "{err}"
+    );
+    // bad_manifest_root
+    std::fs::write(&shard, &good).unwrap();
+    let m = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    let root_at = m.find("\"root\": \"").unwrap() + 9;
+    let mut m = m.into_bytes();
+    m[root_at] = if m[root_at] == b'0' { b'1' } else { b'0' };
+    std::fs::write(dir.join("manifest.json"), &m).unwrap();
+    let err = Archive::open(&dir).err().unwrap();
+    assert!(
+        matches!(err.kind(), ErrorKind::Corrupt { what, .. } if what == "manifest root digest"),
+        "{err}"
+    );
+}
