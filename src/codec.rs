@@ -43,6 +43,26 @@ fn new_decompressor() -> std::io::Result<zstd::bulk::Decompressor<'static>> {
 /// Decompresses `stored` into exactly `raw_len` bytes. The caller has checked `raw_len`
 /// against [`crate::Limits::max_block_bytes`].
 pub(crate) fn decompress(stored: &[u8], raw_len: u64) -> Result<Vec<u8>, DecodeFailure> {
+    // Exactly one frame, declaring exactly the length the block header declares (§5.2):
+    // libzstd alone would also accept concatenated and skippable frames.
+    let frame_len = zstd::zstd_safe::find_frame_compressed_size(stored)
+        .map_err(|code| DecodeFailure::Zstd(zstd::zstd_safe::get_error_name(code).to_string()))?;
+    if frame_len != stored.len() {
+        return Err(DecodeFailure::Zstd(format!(
+            "a frame of {frame_len} bytes followed by {} other bytes",
+            stored.len() - frame_len.min(stored.len())
+        )));
+    }
+    match zstd::zstd_safe::get_frame_content_size(stored) {
+        Ok(Some(size)) if size == raw_len => {}
+        Ok(Some(size)) => {
+            return Err(DecodeFailure::Length {
+                declared: raw_len,
+                got: size,
+            })
+        }
+        _ => return Err(DecodeFailure::Zstd("a frame without a content size".into())),
+    }
     if raw_len <= EAGER_ALLOC_BYTES {
         let mut out = Vec::with_capacity(raw_len as usize + 1);
         let result = DECOMPRESSOR.with(|cell| {

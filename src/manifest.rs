@@ -17,6 +17,14 @@ pub const MANIFEST_FORMAT: &str = "shardpack";
 /// Domain separation prefix of the root digest input (§11.2).
 const ROOT_DOMAIN: &[u8] = b"shardpack archive root v1\n";
 
+/// The manifest name of a header's profile byte (§9).
+pub fn profile_name(byte: u8) -> &'static str {
+    match byte {
+        0 => "generic",
+        _ => "unknown",
+    }
+}
+
 /// The file name of shard `number`: `shard-000000.shp`, six digits or more.
 pub fn shard_file_name(number: u32) -> String {
     format!("shard-{number:06}.shp")
@@ -146,6 +154,26 @@ impl Manifest {
     /// Parses manifest bytes and checks every rule of §11 except the canonical form (which
     /// `verify` reports separately): totals, ordinals, file names, hex fields, root.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
+        // The version first: a later version may add fields that 1.0's strict schema rejects,
+        // and must be reported as unsupported rather than as damage.
+        #[derive(Deserialize)]
+        struct VersionProbe {
+            format_version: Option<String>,
+        }
+        if let Ok(VersionProbe {
+            format_version: Some(v),
+        }) = serde_json::from_slice(bytes)
+        {
+            let known = format!("{}.{}", FORMAT_VERSION.0, FORMAT_VERSION.1);
+            if v != known {
+                return Err(crate::ErrorKind::UnsupportedVersion {
+                    location: Location::file(path, 0),
+                    expected: FORMAT_VERSION,
+                    got: parse_version(&v).unwrap_or((u16::MAX, u16::MAX)),
+                }
+                .into());
+            }
+        }
         let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| {
             let offset = byte_offset(bytes, e.line(), e.column());
             Error::corrupt(
@@ -199,6 +227,25 @@ impl Manifest {
                 "layout.align",
                 "a power of two from 64 to 16777216".into(),
                 self.layout.align.to_string(),
+            );
+        }
+        if self.layout.profile != "generic" {
+            return bad(
+                "layout.profile",
+                "generic".into(),
+                self.layout.profile.clone(),
+            );
+        }
+        let level_ok = match self.layout.compression.as_str() {
+            "zstd" => (-7..=22).contains(&self.layout.level),
+            "none" => self.layout.level == 0,
+            _ => false,
+        };
+        if !level_ok {
+            return bad(
+                "layout.compression",
+                "zstd with a level from -7 to 22, or none with level 0".into(),
+                format!("{} level {}", self.layout.compression, self.layout.level),
             );
         }
         let mut ordinal = 0u64;

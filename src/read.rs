@@ -211,7 +211,7 @@ impl<'a> Iterator for Iter<'a> {
                 item
             }
             Err(e) => {
-                self.ordinal = info.first_ordinal + info.samples;
+                self.ordinal = info.first_ordinal.saturating_add(info.samples);
                 self.local = u32::MAX;
                 Err(e)
             }
@@ -563,6 +563,14 @@ impl Shard {
             None
         };
         let end = next.unwrap_or(self.layout.key_heap_len);
+        if local == 0 && entry.key_offset != 0 {
+            return Err(self.corrupt(
+                self.layout.record_entry_offset(0) + 16,
+                "first key offset",
+                0,
+                entry.key_offset,
+            ));
+        }
         let bytes = end
             .checked_sub(entry.key_offset)
             .filter(|n| {
@@ -637,6 +645,22 @@ impl Shard {
             key_range.end - key_range.start,
             "key",
         )?;
+        if local > block.first_record {
+            // Records of a block are in offset order and never share bytes (§6.2).
+            let prev = self.record_entry(local - 1)?;
+            if prev.offset.saturating_add(prev.len) > entry.offset {
+                return Err(self.corrupt(
+                    self.layout.record_entry_offset(local),
+                    format!("record {local} offset"),
+                    format!(
+                        "at least {} (after record {})",
+                        prev.offset.saturating_add(prev.len),
+                        local - 1
+                    ),
+                    entry.offset,
+                ));
+            }
+        }
         let header = self.block_header(entry.block, &block)?;
         let ordinal = self.header.first_ordinal + u64::from(local);
         let payload_offset = block.offset + BLOCK_HEADER_LEN as u64;

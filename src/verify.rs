@@ -155,6 +155,7 @@ pub fn verify_with_progress(
         mode: options.mode,
         limits: options.limits,
         bytes_checked: 0,
+        raw_total: Some(0),
     };
 
     let manifest = v.check_manifest(dir, options);
@@ -207,6 +208,19 @@ pub fn verify_with_progress(
         done += info.map_or_else(|| file_len(&path), |i| i.size);
         progress(done, total);
     }
+    if let (Some(m), Some(raw)) = (&manifest, v.raw_total) {
+        if raw != m.totals.raw_bytes && !shards.is_empty() {
+            v.push(
+                dir.join(MANIFEST_FILE),
+                None,
+                0,
+                0,
+                "manifest totals.raw_bytes",
+                format!("{raw} (sum over the shard trailers)"),
+                m.totals.raw_bytes.to_string(),
+            );
+        }
+    }
     let valid = v.findings.is_empty();
     Ok(VerifyReport {
         archive: dir.to_path_buf(),
@@ -238,6 +252,8 @@ struct Verifier {
     mode: VerifyMode,
     limits: Limits,
     bytes_checked: u64,
+    /// Sum of the trailers' raw byte counts, while every trailer could be read.
+    raw_total: Option<u64>,
 }
 
 /// What the index tells about a shard, for naming the samples a finding affects.
@@ -246,6 +262,8 @@ struct IndexView<'a> {
     layout: IndexLayout,
     first_ordinal: u64,
     trusted: bool,
+    /// The trailer's sum of record lengths.
+    raw_bytes: u64,
 }
 
 impl IndexView<'_> {
@@ -474,14 +492,17 @@ impl Verifier {
         info: Option<&ShardInfo>,
         manifest: Option<&Manifest>,
     ) {
+        // Stays None unless this shard's trailer is read.
+        let running_raw_total = self.raw_total.take();
         let shard = Some(number);
         let ordinals = info.map(|i| {
             [
                 i.first_ordinal,
-                (i.first_ordinal + i.samples).saturating_sub(1),
+                i.first_ordinal.saturating_add(i.samples).saturating_sub(1),
             ]
         });
-        let len = match fs::symlink_metadata(path) {
+        // Follows symbolic links, as the reader does: a shard may live on another volume.
+        let len = match fs::metadata(path) {
             Ok(m) if m.is_file() => m.len(),
             Ok(_) => {
                 self.complete = false;
@@ -584,6 +605,10 @@ impl Verifier {
                 None
             }
         };
+        self.raw_total = match (&trailer, running_raw_total) {
+            (Some(t), Some(total)) => Some(total.saturating_add(t.raw_bytes)),
+            _ => None,
+        };
         let layout = match (&header, &trailer) {
             (Some(h), Some(t)) => match IndexLayout::new(h, t, len) {
                 Ok(l) => Some(l),
@@ -619,6 +644,7 @@ impl Verifier {
             layout,
             first_ordinal: header.as_ref().map_or(0, |h| h.first_ordinal),
             trusted: index_ok,
+            raw_bytes: trailer.as_ref().map_or(0, |t| t.raw_bytes),
         });
         let walk_end = layout.map_or(trailer_offset, |l| l.index_offset);
         let blocks = self.walk_blocks(
@@ -633,6 +659,7 @@ impl Verifier {
         );
         if let Some(view) = &view {
             self.check_tables(path, number, view, &blocks);
+            self.check_key_order(path, number, view, info);
         }
     }
 
@@ -699,6 +726,18 @@ impl Verifier {
                 "header codec",
                 m.layout.compression.clone(),
                 header.codec.name().to_string(),
+            );
+            mismatch(
+                69,
+                "header zstd level",
+                m.layout.level.to_string(),
+                header.level.to_string(),
+            );
+            mismatch(
+                70,
+                "header profile",
+                m.layout.profile.clone(),
+                manifest::profile_name(header.profile).to_string(),
             );
         }
         Some(header)
@@ -806,17 +845,20 @@ impl Verifier {
                     self.push_defect(d, path, number, pos, resync - pos);
                     if let Some(view) = view {
                         // The damaged blocks are the ones the index places in this range.
-                        let lost: Vec<u32> = (0..view.layout.block_count)
-                            .filter(|&b| {
-                                block_entry(view, b)
-                                    .is_some_and(|e| e.offset >= pos && e.offset < resync)
+                        let lost: Vec<BlockEntry> = (0..view.layout.block_count)
+                            .filter_map(|b| {
+                                block_entry(view, b).filter(|e| {
+                                    view.layout.check_block(b, e).is_ok()
+                                        && e.offset >= pos
+                                        && e.offset < resync
+                                })
                             })
                             .collect();
-                        if let (Some(&a), Some(&b)) = (lost.first(), lost.last()) {
-                            let (ea, eb) = (block_entry(view, a), block_entry(view, b));
-                            if let (Some(ea), Some(eb)) = (ea, eb) {
-                                let first = ea.first_record;
-                                let last = eb.first_record + eb.record_count.saturating_sub(1);
+                        if let (Some(ea), Some(eb)) = (lost.first(), lost.last()) {
+                            // check_block bounds both ends by the record count.
+                            let first = ea.first_record;
+                            let last = eb.first_record + eb.record_count - 1;
+                            if last >= first {
                                 self.affects(
                                     Some([
                                         view.first_ordinal + u64::from(first),
@@ -982,7 +1024,21 @@ impl Verifier {
                 ),
             }
         }
-        self.check_key_order(path, number, view);
+        let raw: u64 = (0..l.record_count)
+            .filter_map(|r| view.record(r))
+            .map(|r| r.len)
+            .fold(0, u64::saturating_add);
+        if raw != view.raw_bytes {
+            self.push(
+                path.to_path_buf(),
+                shard,
+                l.trailer_offset + 96,
+                8,
+                "trailer raw byte count",
+                format!("{raw} (sum of record lengths)"),
+                view.raw_bytes.to_string(),
+            );
+        }
     }
 
     fn check_block_records(
@@ -1183,7 +1239,13 @@ impl Verifier {
         }
     }
 
-    fn check_key_order(&mut self, path: &Path, number: u32, view: &IndexView<'_>) {
+    fn check_key_order(
+        &mut self,
+        path: &Path,
+        number: u32,
+        view: &IndexView<'_>,
+        info: Option<&ShardInfo>,
+    ) {
         let l = view.layout;
         let n = l.record_count as usize;
         let mut seen = vec![false; n];
@@ -1224,6 +1286,33 @@ impl Verifier {
                 }
             }
             prev = key.or(prev);
+        }
+        let Some(info) = info.filter(|_| view.trusted) else {
+            return;
+        };
+        let key_at_rank = |rank: u32| {
+            let at = usize::try_from(l.key_order_entry_offset(rank)).ok()?;
+            let local = u32::from_le_bytes(view.bytes.get(at..at + 4)?.try_into().ok()?);
+            view.key(local)
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+        };
+        for (what, want, rank) in [
+            ("min_key", &info.min_key, 0),
+            ("max_key", &info.max_key, l.record_count - 1),
+        ] {
+            if let Some(got) = key_at_rank(rank) {
+                if &got != want {
+                    self.push(
+                        path.to_path_buf(),
+                        Some(number),
+                        l.key_order_entry_offset(rank),
+                        4,
+                        format!("manifest {what} of {}", info.file),
+                        format!("{got:?} (shard key index)"),
+                        format!("{want:?}"),
+                    );
+                }
+            }
         }
     }
 }

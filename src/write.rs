@@ -227,8 +227,16 @@ impl Writer {
     pub fn append(&mut self, key: &str, fields: &[(&str, &[u8])]) -> Result<u64> {
         let key_hash = validate_sample(key, fields, &self.seen_keys)?;
         let record_len = format::record::encoded_len(key, fields)
-            .filter(|&n| n <= u64::from(u32::MAX) * 1024)
-            .ok_or_else(|| Error::invalid_input(format!("sample {key:?}"), "is too large"))?;
+            .filter(|&n| n <= crate::Limits::DEFAULT.max_block_bytes)
+            .ok_or_else(|| {
+                Error::invalid_input(
+                    format!("sample {key:?}"),
+                    format!(
+                        "is larger than the {} bytes a default reader accepts",
+                        crate::Limits::DEFAULT.max_block_bytes
+                    ),
+                )
+            })?;
         if let Some(shard) = &self.shard {
             let projected =
                 shard.pos + shard.block_buf.len() as u64 + record_len + shard.index_len();

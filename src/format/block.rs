@@ -118,6 +118,18 @@ impl BlockHeader {
             raw_len: le::u64_at(b, RAW_LEN_OFFSET),
             payload_crc: le::u32_at(b, PAYLOAD_CRC_OFFSET),
         };
+        if header
+            .first_ordinal
+            .checked_add(u64::from(header.record_count))
+            .is_none()
+        {
+            return Err(Defect::invalid(
+                FIRST_ORDINAL_OFFSET,
+                "block first ordinal",
+                "an ordinal range within 64 bits",
+                header.first_ordinal,
+            ));
+        }
         if header.record_count == 0 {
             return Err(Defect::invalid(
                 RECORD_COUNT_OFFSET,

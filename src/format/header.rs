@@ -105,17 +105,19 @@ impl ShardHeader {
                 super::hex(&magic),
             ));
         }
+        // The version is checked before the CRC: a later version may change the layout
+        // that the CRC covers, and must be reported as unsupported, not as damaged.
+        check_version(
+            le::u16_at(b, VERSION_MAJOR_OFFSET),
+            le::u16_at(b, VERSION_MINOR_OFFSET),
+            VERSION_MAJOR_OFFSET,
+        )?;
         let crc = le::u32_at(b, CRC_OFFSET);
         check_crc(
             crc,
             b.get(..CRC_OFFSET).unwrap_or_default(),
             CRC_OFFSET,
             "shard header",
-        )?;
-        check_version(
-            le::u16_at(b, VERSION_MAJOR_OFFSET),
-            le::u16_at(b, VERSION_MINOR_OFFSET),
-            VERSION_MAJOR_OFFSET,
         )?;
         let header_len = le::u32_at(b, HEADER_LEN_OFFSET);
         if header_len as usize != HEADER_LEN {

@@ -117,7 +117,7 @@ pub struct IndexLayout {
     pub trailer_offset: u64,
     /// Number of blocks.
     pub block_count: u32,
-    /// Number of records, at most `u32::MAX + 1`... in practice at most `u32::MAX`.
+    /// Number of records, 1 to `u32::MAX`.
     pub record_count: u32,
     /// Alignment of blocks, index and file length.
     pub align: u64,
@@ -177,16 +177,28 @@ impl IndexLayout {
             .filter(|&n| n >= 1)
             .ok_or_else(|| {
                 Defect::invalid(
-                    Trailer::INDEX_OFFSET_FIELD,
+                    Trailer::RECORD_COUNT_FIELD,
                     "record count",
                     "1 to 4294967295",
                     trailer.record_count,
                 )
             })?;
+        if header
+            .first_ordinal
+            .checked_add(u64::from(record_count))
+            .is_none()
+        {
+            return Err(Defect::invalid(
+                Trailer::FIRST_ORDINAL_FIELD,
+                "first ordinal",
+                "an ordinal range within 64 bits",
+                header.first_ordinal,
+            ));
+        }
         let block_count = trailer.block_count;
         if block_count == 0 || block_count > record_count {
             return Err(Defect::invalid(
-                Trailer::INDEX_OFFSET_FIELD,
+                Trailer::BLOCK_COUNT_FIELD,
                 "block count",
                 format!("1 to {record_count}"),
                 block_count,
@@ -328,6 +340,9 @@ impl IndexLayout {
                 ),
                 format!("{}+{}", e.offset, e.len),
             ));
+        }
+        if record == 0 && e.key_offset != 0 {
+            return Err(Defect::invalid(16, "first key offset", 0, e.key_offset));
         }
         let key_end = next_key_offset.unwrap_or(self.key_heap_len);
         let key_len = key_end.saturating_sub(e.key_offset);

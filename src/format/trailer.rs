@@ -126,16 +126,18 @@ impl Trailer {
                 super::hex(&magic),
             ));
         }
+        // The version is checked before the CRC: a later version may change the layout
+        // that the CRC covers, and must be reported as unsupported, not as damaged.
+        check_version(
+            le::u16_at(b, VERSION_MAJOR_OFFSET),
+            le::u16_at(b, VERSION_MINOR_OFFSET),
+            VERSION_MAJOR_OFFSET,
+        )?;
         check_crc(
             le::u32_at(b, CRC_OFFSET),
             b.get(..CRC_OFFSET).unwrap_or_default(),
             CRC_OFFSET,
             "trailer",
-        )?;
-        check_version(
-            le::u16_at(b, VERSION_MAJOR_OFFSET),
-            le::u16_at(b, VERSION_MINOR_OFFSET),
-            VERSION_MAJOR_OFFSET,
         )?;
         let len = le::u32_at(b, TRAILER_LEN_OFFSET);
         if len as usize != TRAILER_LEN {
@@ -173,6 +175,8 @@ impl Trailer {
     /// Offset of a trailer field, for error locations.
     pub(crate) const FILE_LEN_FIELD: usize = FILE_LEN_OFFSET;
     pub(crate) const INDEX_OFFSET_FIELD: usize = INDEX_OFFSET_OFFSET;
+    pub(crate) const RECORD_COUNT_FIELD: usize = RECORD_COUNT_OFFSET;
+    pub(crate) const BLOCK_COUNT_FIELD: usize = BLOCK_COUNT_OFFSET;
     pub(crate) const HEADER_CRC_FIELD: usize = HEADER_CRC_OFFSET;
     pub(crate) const ARCHIVE_ID_FIELD: usize = ARCHIVE_ID_OFFSET;
     pub(crate) const SHARD_NUMBER_FIELD: usize = SHARD_NUMBER_OFFSET;
