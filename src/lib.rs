@@ -8,8 +8,12 @@
 mod codec;
 mod error;
 pub mod format;
+#[doc(hidden)]
+pub mod fuzzing;
 mod limits;
 pub mod manifest;
+mod media;
+mod output;
 mod read;
 mod source;
 mod verify;
@@ -18,6 +22,7 @@ mod write;
 pub use error::{Error, ErrorKind, Location, Result};
 pub use limits::Limits;
 pub use manifest::Manifest;
+pub use media::MediaProfile;
 pub use read::{Archive, Iter, Sample, Shard};
 pub use verify::{verify, verify_with_progress, Finding, VerifyMode, VerifyOptions, VerifyReport};
 pub use write::{Compression, Writer, WriterBuilder, PARTIAL_SUFFIX, WRITER_NAME};

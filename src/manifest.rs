@@ -19,10 +19,7 @@ const ROOT_DOMAIN: &[u8] = b"shardpack archive root v1\n";
 
 /// The manifest name of a header's profile byte (§9).
 pub fn profile_name(byte: u8) -> &'static str {
-    match byte {
-        0 => "generic",
-        _ => "unknown",
-    }
+    crate::media::MediaProfile::from_code(byte).map_or("unknown", |p| p.name)
 }
 
 /// The file name of shard `number`: `shard-000000.shp`, six digits or more.
@@ -97,6 +94,8 @@ pub struct ShardInfo {
     pub samples: u64,
     /// Global ordinal of the first sample.
     pub first_ordinal: u64,
+    /// Sum of the shard's record lengths (equal to its trailer's).
+    pub raw_bytes: u64,
     /// Smallest key in the shard (byte order).
     pub min_key: String,
     /// Largest key in the shard (byte order).
@@ -133,7 +132,7 @@ impl Manifest {
         h.update(&(self.shards.len() as u64).to_le_bytes());
         for s in &self.shards {
             put_str(&mut h, &s.file);
-            for v in [s.size, s.samples, s.first_ordinal] {
+            for v in [s.size, s.samples, s.first_ordinal, s.raw_bytes] {
                 h.update(&v.to_le_bytes());
             }
             put_str(&mut h, &s.min_key);
@@ -250,6 +249,7 @@ impl Manifest {
         }
         let mut ordinal = 0u64;
         let mut bytes = 0u64;
+        let mut raw_bytes = 0u64;
         for (i, s) in self.shards.iter().enumerate() {
             let expected_name = shard_file_name(i as u32);
             if s.file != expected_name {
@@ -278,9 +278,14 @@ impl Manifest {
             }
             ordinal = ordinal.saturating_add(s.samples);
             bytes = bytes.saturating_add(s.size);
+            raw_bytes = raw_bytes.saturating_add(s.raw_bytes);
         }
         let t = &self.totals;
-        if t.shards != self.shards.len() as u64 || t.samples != ordinal || t.bytes != bytes {
+        if t.shards != self.shards.len() as u64
+            || t.samples != ordinal
+            || t.bytes != bytes
+            || t.raw_bytes != raw_bytes
+        {
             return bad(
                 "totals",
                 format!(

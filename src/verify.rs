@@ -11,9 +11,9 @@ use crate::codec;
 use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN, BLOCK_SYNC};
 use crate::format::header::{ShardHeader, HEADER_LEN};
 use crate::format::index::{BlockEntry, IndexLayout, RecordEntry};
-use crate::format::record::RecordView;
+use crate::format::record::{PayloadItem, RecordView};
 use crate::format::trailer::{Trailer, TRAILER_LEN};
-use crate::format::{align_up, checksum, hex, Codec, Defect};
+use crate::format::{self, align_up, checksum, hex, Codec, Defect};
 use crate::manifest::{self, Manifest, ShardInfo, MANIFEST_FILE};
 use crate::source::{AccessPattern, ShardBytes};
 use crate::write::PARTIAL_SUFFIX;
@@ -620,6 +620,17 @@ impl Verifier {
             _ => None,
         };
         if let (Some(t), Some(i)) = (&trailer, info) {
+            if t.raw_bytes != i.raw_bytes {
+                self.push(
+                    path.to_path_buf(),
+                    shard,
+                    trailer_offset + 96,
+                    8,
+                    "trailer raw byte count",
+                    format!("{} (manifest)", i.raw_bytes),
+                    t.raw_bytes.to_string(),
+                );
+            }
             if t.record_count != i.samples {
                 self.push(
                     path.to_path_buf(),
@@ -1148,28 +1159,15 @@ impl Verifier {
             } else {
                 h.stored_len
             };
-            if h.codec == Codec::Stored && r.offset > prev_end {
-                self.check_zero(
+            if r.offset > prev_end {
+                self.check_filler(
                     path,
                     number,
-                    view.bytes,
-                    payload_offset + prev_end,
-                    payload_offset + r.offset,
-                    "gap between records",
-                );
-            } else if r.offset > prev_end
-                && raw
-                    .get(prev_end as usize..r.offset as usize)
-                    .is_some_and(|g| g.iter().any(|&x| x != 0))
-            {
-                self.push(
-                    path.to_path_buf(),
-                    shard,
-                    place,
-                    place_len,
-                    format!("gap before record {local} (decoded)"),
-                    "zero bytes",
-                    "non-zero bytes",
+                    raw,
+                    prev_end,
+                    r.offset,
+                    (payload_offset, h),
+                    &format!("filler before record {local}"),
                 );
             }
             let record = raw
@@ -1212,30 +1210,53 @@ impl Verifier {
         }
         if let Some(raw) = raw {
             if prev_end < raw.len() as u64 {
-                if h.codec == Codec::Stored {
-                    self.check_zero(
-                        path,
-                        number,
-                        view.bytes,
-                        payload_offset + prev_end,
-                        payload_offset + raw.len() as u64,
-                        "gap after the last record",
-                    );
-                } else if raw
-                    .get(prev_end as usize..)
-                    .is_some_and(|g| g.iter().any(|&x| x != 0))
-                {
-                    self.push(
-                        path.to_path_buf(),
-                        shard,
-                        payload_offset,
-                        h.stored_len,
-                        format!("block {b} tail (decoded)"),
-                        "zero bytes",
-                        "non-zero bytes",
-                    );
-                }
+                self.check_filler(
+                    path,
+                    number,
+                    raw,
+                    prev_end,
+                    raw.len() as u64,
+                    (payload_offset, h),
+                    &format!("filler after the last record of block {b}"),
+                );
             }
+        }
+    }
+
+    /// Bytes of a decoded payload between records (or after the last) must be one filler
+    /// (§6.4). Located in the file for stored blocks, at the payload for compressed ones.
+    #[allow(clippy::too_many_arguments)]
+    fn check_filler(
+        &mut self,
+        path: &Path,
+        number: u32,
+        raw: &[u8],
+        from: u64,
+        to: u64,
+        block: (u64, &BlockHeader),
+        what: &str,
+    ) {
+        let (payload_offset, h) = block;
+        let ok = matches!(format::record::item_at(raw, from as usize), Ok(PayloadItem::Filler(n)) if n == to - from);
+        if !ok {
+            let (offset, len, what) = if h.codec == Codec::Stored {
+                (payload_offset + from, to - from, what.to_string())
+            } else {
+                (
+                    payload_offset,
+                    h.stored_len,
+                    format!("{what} (decoded offset {from})"),
+                )
+            };
+            self.push(
+                path.to_path_buf(),
+                Some(number),
+                offset,
+                len,
+                what,
+                format!("a filler of {} bytes", to - from),
+                "other bytes",
+            );
         }
     }
 

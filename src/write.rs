@@ -1,17 +1,21 @@
 //! The writer: one forward pass per shard, never seeking back (§4).
 
 use std::collections::HashSet;
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::codec::Compressor;
 use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN};
 use crate::format::header::{ShardHeader, HEADER_LEN};
 use crate::format::index::{BlockEntry, RecordEntry};
+use crate::format::record::FILLER_MARKER_LEN;
+use crate::format::stream::EntryKind;
 use crate::format::trailer::{Trailer, TRAILER_LEN};
 use crate::format::{self, align_up, Codec, MAX_FIELD_NAME_BYTES, MAX_KEY_BYTES};
-use crate::manifest::{self, shard_file_name, Layout, Manifest, ShardInfo, Totals, MANIFEST_FILE};
+use crate::manifest::{self, shard_file_name, Layout, Manifest, ShardInfo, Totals};
+use crate::media::MediaProfile;
+use crate::output::{FolderOutput, Output, RecordStream};
 use crate::{Error, Result};
 
 /// How block payloads are compressed.
@@ -32,32 +36,56 @@ pub const WRITER_NAME: &str = concat!("shardpack ", env!("CARGO_PKG_VERSION"));
 /// Suffix of a shard file still being written; renamed away when the shard is finished.
 pub const PARTIAL_SUFFIX: &str = ".partial";
 
-/// Options for a [`Writer`].
+/// Options for a [`Writer`]. Start from a media profile; every parameter can then be set
+/// on its own.
 #[derive(Clone, Debug)]
 pub struct WriterBuilder {
+    profile: MediaProfile,
     block_size: u64,
     shard_size: u64,
     align: u32,
     compression: Compression,
     archive_id: Option<[u8; 16]>,
+    record_page: Option<u32>,
+    stream_record: u32,
+    checkpoint_every: u32,
 }
 
 impl Default for WriterBuilder {
     fn default() -> Self {
-        WriterBuilder {
-            block_size: 1 << 20,
-            shard_size: 256 << 20,
-            align: 4096,
-            compression: Compression::Zstd { level: 3 },
-            archive_id: None,
-        }
+        WriterBuilder::for_profile(MediaProfile::generic())
     }
 }
 
 impl WriterBuilder {
-    /// Default options: 1 MiB blocks, 256 MiB shards, 4 KiB alignment, zstd level 3.
+    /// Default options: the generic profile (1 MiB blocks, 256 MiB shards, 4 KiB
+    /// alignment), zstd level 3.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The options of a media profile (see [`MediaProfile`]), zstd level 3.
+    pub fn for_profile(profile: MediaProfile) -> Self {
+        WriterBuilder {
+            profile,
+            block_size: profile.block_size,
+            shard_size: profile.shard_size,
+            align: profile.align,
+            compression: Compression::Zstd { level: 3 },
+            archive_id: None,
+            record_page: profile.record_page,
+            stream_record: profile.stream_record,
+            checkpoint_every: 1,
+        }
+    }
+
+    /// Switches to `profile`'s parameters, keeping compression and archive id.
+    pub fn profile(self, profile: MediaProfile) -> Self {
+        WriterBuilder {
+            compression: self.compression,
+            archive_id: self.archive_id,
+            ..Self::for_profile(profile)
+        }
     }
 
     /// Target decoded size of a block. A sample larger than this gets a block of its own.
@@ -92,13 +120,33 @@ impl WriterBuilder {
         self
     }
 
+    /// Page placement (§5.4): records of at most `page` bytes never straddle a page
+    /// boundary of the file. `None` turns it off.
+    pub fn record_page(mut self, page: Option<u32>) -> Self {
+        self.record_page = page;
+        self
+    }
+
+    /// Record size of a stream written by [`WriterBuilder::create_stream`]: a power of two
+    /// from 64 bytes to 16 MiB, and at least the alignment.
+    pub fn stream_record(mut self, bytes: u32) -> Self {
+        self.stream_record = bytes;
+        self
+    }
+
+    /// A stream gets a manifest checkpoint after every `shards` shards (at least 1).
+    pub fn checkpoint_every(mut self, shards: u32) -> Self {
+        self.checkpoint_every = shards.max(1);
+        self
+    }
+
     fn layout(&self) -> Layout {
         let (compression, level) = match self.compression {
             Compression::None => ("none", 0),
             Compression::Zstd { level } => ("zstd", level),
         };
         Layout {
-            profile: "generic".into(),
+            profile: self.profile.name.into(),
             align: self.align,
             block_size: self.block_size,
             shard_size: self.shard_size,
@@ -107,13 +155,7 @@ impl WriterBuilder {
         }
     }
 
-    /// Creates the archive folder `dir` (which must not exist or be empty) and a writer
-    /// for it.
-    ///
-    /// # Errors
-    /// Invalid options, a non-empty `dir`, or an I/O error creating it.
-    pub fn create(self, dir: impl AsRef<Path>) -> Result<Writer> {
-        let dir = dir.as_ref().to_path_buf();
+    fn check(&self) -> Result<Option<Compressor>> {
         if !format::is_valid_align(self.align) {
             return Err(Error::invalid_input(
                 "align",
@@ -126,18 +168,34 @@ impl WriterBuilder {
                 "must be at least 1 byte",
             ));
         }
-        let compressor = match self.compression {
-            Compression::Zstd { level } if (-7..=22).contains(&level) => {
-                Some(Compressor::new(level).map_err(|e| Error::io(&dir, "set up zstd for", e))?)
-            }
-            Compression::Zstd { level } => {
+        if let Some(page) = self.record_page {
+            if !page.is_power_of_two() || page < 64 || page > self.align {
                 return Err(Error::invalid_input(
-                    format!("zstd level {level}"),
-                    "must be from -7 to 22",
-                ))
+                    format!("record page {page}"),
+                    "must be a power of two from 64 to the alignment",
+                ));
             }
-            Compression::None => None,
-        };
+        }
+        match self.compression {
+            Compression::Zstd { level } if (-7..=22).contains(&level) => Compressor::new(level)
+                .map(Some)
+                .map_err(|e| Error::io(Path::new("zstd"), "set up", e)),
+            Compression::Zstd { level } => Err(Error::invalid_input(
+                format!("zstd level {level}"),
+                "must be from -7 to 22",
+            )),
+            Compression::None => Ok(None),
+        }
+    }
+
+    /// Creates the archive folder `dir` (which must not exist or be empty) and a writer
+    /// for it.
+    ///
+    /// # Errors
+    /// Invalid options, a non-empty `dir`, or an I/O error creating it.
+    pub fn create(self, dir: impl AsRef<Path>) -> Result<Writer> {
+        let dir = dir.as_ref().to_path_buf();
+        let compressor = self.check()?;
         match fs::read_dir(&dir) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
@@ -152,22 +210,40 @@ impl WriterBuilder {
             }
             Err(e) => return Err(Error::io(&dir, "read folder", e)),
         }
-        let layout = self.layout();
-        let archive_id = self
-            .archive_id
-            .unwrap_or_else(|| derive_archive_id(&layout));
-        Ok(Writer {
-            dir,
-            options: self,
-            layout,
-            archive_id,
+        Ok(Writer::new(
+            self,
+            Output::Folder(FolderOutput::new(dir)),
             compressor,
-            shard: None,
-            shards: Vec::new(),
-            next_ordinal: 0,
-            seen_keys: HashSet::new(),
-            raw_bytes: 0,
-        })
+        ))
+    }
+
+    /// A writer that sends the whole archive as one stream of fixed-size records to `sink`
+    /// (a pipe, a tape device), never seeking (§16). Shards follow one another, a manifest
+    /// checkpoint follows every [`checkpoint_every`](Self::checkpoint_every) shards, and
+    /// the final manifest closes the stream. `name` names the sink in errors.
+    ///
+    /// # Errors
+    /// Invalid options, or an I/O error writing the stream's first record.
+    pub fn create_stream(
+        self,
+        sink: Box<dyn Write + Send>,
+        name: impl Into<PathBuf>,
+    ) -> Result<Writer> {
+        let compressor = self.check()?;
+        if !format::is_valid_align(self.stream_record) || self.stream_record < self.align {
+            return Err(Error::invalid_input(
+                format!("stream record size {}", self.stream_record),
+                format!(
+                    "must be a power of two from 64 to 16777216 and at least the alignment {}",
+                    self.align
+                ),
+            ));
+        }
+        let id = self
+            .archive_id
+            .unwrap_or_else(|| derive_archive_id(&self.layout()));
+        let stream = RecordStream::new(sink, name.into(), self.stream_record, id)?;
+        Ok(Writer::new(self, Output::Stream(stream), compressor))
     }
 }
 
@@ -190,11 +266,11 @@ fn derive_archive_id(layout: &Layout) -> [u8; 16] {
 /// Dropping a writer without finishing leaves no manifest, so the folder is never taken for
 /// a complete archive.
 pub struct Writer {
-    dir: PathBuf,
     options: WriterBuilder,
     layout: Layout,
     archive_id: [u8; 16],
     compressor: Option<Compressor>,
+    output: Output,
     shard: Option<ShardWriter>,
     shards: Vec<ShardInfo>,
     next_ordinal: u64,
@@ -203,6 +279,25 @@ pub struct Writer {
 }
 
 impl Writer {
+    fn new(options: WriterBuilder, output: Output, compressor: Option<Compressor>) -> Writer {
+        let layout = options.layout();
+        let archive_id = options
+            .archive_id
+            .unwrap_or_else(|| derive_archive_id(&layout));
+        Writer {
+            options,
+            layout,
+            archive_id,
+            compressor,
+            output,
+            shard: None,
+            shards: Vec::new(),
+            next_ordinal: 0,
+            seen_keys: HashSet::new(),
+            raw_bytes: 0,
+        }
+    }
+
     /// A builder with default options.
     pub fn builder() -> WriterBuilder {
         WriterBuilder::new()
@@ -226,38 +321,39 @@ impl Writer {
     /// (nothing is written for these); or an I/O error (the archive is then unusable).
     pub fn append(&mut self, key: &str, fields: &[(&str, &[u8])]) -> Result<u64> {
         let key_hash = validate_sample(key, fields, &self.seen_keys)?;
+        let max = crate::Limits::DEFAULT.max_block_bytes;
         let record_len = format::record::encoded_len(key, fields)
-            .filter(|&n| n <= crate::Limits::DEFAULT.max_block_bytes)
+            .filter(|&n| n <= max)
             .ok_or_else(|| {
                 Error::invalid_input(
                     format!("sample {key:?}"),
-                    format!(
-                        "is larger than the {} bytes a default reader accepts",
-                        crate::Limits::DEFAULT.max_block_bytes
-                    ),
+                    format!("is larger than the {max} bytes a default reader accepts"),
                 )
             })?;
         if let Some(shard) = &self.shard {
-            let projected =
-                shard.pos + shard.block_buf.len() as u64 + record_len + shard.index_len();
-            if projected > self.options.shard_size || shard.records.len() == u32::MAX as usize {
+            let full =
+                shard.size_with(record_len, key.len(), &self.options) > self.options.shard_size;
+            if full || shard.records.len() == u32::MAX as usize {
                 self.close_shard()?;
             }
         }
         if self.shard.is_none() {
-            self.shard = Some(ShardWriter::create(self, self.shards.len() as u32)?);
+            let number = self.shards.len() as u32;
+            self.output.begin_shard(number)?;
+            self.shard = Some(ShardWriter::create(self, number)?);
         }
         let Some(shard) = self.shard.as_mut() else {
             return Err(Error::invalid_input("writer", "no shard"));
         };
+        let output = &mut self.output;
         if !shard.block_buf.is_empty()
             && shard.block_buf.len() as u64 + record_len > self.options.block_size
         {
-            shard.flush_block(self.compressor.as_mut())?;
+            shard.flush_block(output, self.compressor.as_mut())?;
         }
-        shard.add_record(key, fields);
+        shard.add_record(key, fields, record_len, self.options.record_page);
         if shard.block_buf.len() as u64 >= self.options.block_size {
-            shard.flush_block(self.compressor.as_mut())?;
+            shard.flush_block(output, self.compressor.as_mut())?;
         }
         self.seen_keys.insert(key_hash);
         self.raw_bytes += record_len;
@@ -268,19 +364,22 @@ impl Writer {
 
     fn close_shard(&mut self) -> Result<()> {
         if let Some(shard) = self.shard.take() {
-            let info = shard.finish(self.compressor.as_mut())?;
+            let info = shard.finish(&mut self.output, self.compressor.as_mut())?;
+            self.output.end_shard()?;
             self.shards.push(info);
+            if self.shards.len() % self.options.checkpoint_every as usize == 0 {
+                let manifest = self.manifest();
+                self.output
+                    .write_manifest(&manifest, EntryKind::Checkpoint)?;
+            }
         }
         Ok(())
     }
 
-    /// Finishes the last shard and writes the manifest (atomically, last), returning it.
-    ///
-    /// # Errors
-    /// An I/O error; the folder then has no manifest and is not a complete archive.
-    pub fn finish(mut self) -> Result<Manifest> {
-        self.close_shard()?;
-        let shards = std::mem::take(&mut self.shards);
+    /// The manifest of every finished shard.
+    fn manifest(&self) -> Manifest {
+        let shards = self.shards.clone();
+        let samples = shards.last().map_or(0, |s| s.first_ordinal + s.samples);
         let mut manifest = Manifest {
             format: manifest::MANIFEST_FORMAT.into(),
             format_version: format!("{}.{}", format::FORMAT_VERSION.0, format::FORMAT_VERSION.1),
@@ -289,52 +388,29 @@ impl Writer {
             layout: self.layout.clone(),
             totals: Totals {
                 shards: shards.len() as u64,
-                samples: self.next_ordinal,
+                samples,
                 bytes: shards.iter().map(|s| s.size).sum(),
-                raw_bytes: self.raw_bytes,
+                raw_bytes: shards.iter().map(|s| s.raw_bytes).sum(),
             },
             shards,
             root: String::new(),
         };
         manifest.root = manifest.compute_root();
-        let bytes = manifest.to_canonical_bytes();
-        let mut tmp = tempfile::Builder::new()
-            .prefix(".manifest.")
-            .suffix(PARTIAL_SUFFIX)
-            .tempfile_in(&self.dir)
-            .map_err(|e| Error::io(&self.dir, "create a temporary manifest in", e))?;
-        let tmp_path = tmp.path().to_path_buf();
-        tmp.write_all(&bytes)
-            .map_err(|e| Error::io(&tmp_path, "write", e))?;
-        // tempfile creates 0600; a manifest is as readable as the shards beside it.
-        set_readable(tmp.as_file()).map_err(|e| Error::io(&tmp_path, "set permissions of", e))?;
-        tmp.as_file()
-            .sync_all()
-            .map_err(|e| Error::io(&tmp_path, "sync", e))?;
-        let path = self.dir.join(MANIFEST_FILE);
-        tmp.persist(&path)
-            .map_err(|e| Error::io(&path, "rename into place", e.error))?;
-        sync_dir(&self.dir)?;
+        manifest
+    }
+
+    /// Finishes the last shard and writes the manifest (atomically, last), returning it.
+    ///
+    /// # Errors
+    /// An I/O error; the folder then has no manifest and is not a complete archive.
+    pub fn finish(mut self) -> Result<Manifest> {
+        self.close_shard()?;
+        let manifest = self.manifest();
+        debug_assert_eq!(manifest.totals.samples, self.next_ordinal);
+        debug_assert_eq!(manifest.totals.raw_bytes, self.raw_bytes);
+        self.output.write_manifest(&manifest, EntryKind::Final)?;
         Ok(manifest)
     }
-}
-
-#[cfg(unix)]
-fn set_readable(file: &File) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    file.set_permissions(fs::Permissions::from_mode(0o644))
-}
-
-#[cfg(not(unix))]
-fn set_readable(_file: &File) -> std::io::Result<()> {
-    Ok(())
-}
-
-/// Makes a rename durable: fsync the folder that holds it.
-fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, "sync folder", e))
 }
 
 fn validate_sample(
@@ -379,12 +455,12 @@ fn validate_sample(
     Ok(key_hash)
 }
 
-/// One shard being written.
+/// One shard being written. Its bytes go to the writer's [`Output`]; it hashes them as they
+/// go, so the BLAKE3 digest needs no second read.
 struct ShardWriter {
     number: u32,
-    partial_path: PathBuf,
-    final_path: PathBuf,
-    file: BufWriter<File>,
+    /// Names the shard in errors.
+    name: PathBuf,
     hasher: blake3::Hasher,
     pos: u64,
     header: ShardHeader,
@@ -394,19 +470,10 @@ struct ShardWriter {
     block_buf: Vec<u8>,
     block_first_record: u32,
     raw_bytes: u64,
-    finished: bool,
 }
 
 impl ShardWriter {
-    fn create(writer: &Writer, number: u32) -> Result<ShardWriter> {
-        let name = shard_file_name(number);
-        let final_path = writer.dir.join(&name);
-        let partial_path = writer.dir.join(format!("{name}{PARTIAL_SUFFIX}"));
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&partial_path)
-            .map_err(|e| Error::io(&partial_path, "create", e))?;
+    fn create(writer: &mut Writer, number: u32) -> Result<ShardWriter> {
         let (codec, level) = match writer.options.compression {
             Compression::None => (Codec::Stored, 0),
             Compression::Zstd { level } => (Codec::Zstd, level as i8),
@@ -420,17 +487,15 @@ impl ShardWriter {
             align: writer.options.align,
             codec,
             level,
-            profile: 0,
+            profile: writer.options.profile.code,
             crc: 0,
         };
+        let name = writer.output.name(number);
         let encoded = header.encode();
-        let header =
-            ShardHeader::decode(&encoded).map_err(|d| d.at(&partial_path, Some(number), 0))?;
+        let header = ShardHeader::decode(&encoded).map_err(|d| d.at(&name, Some(number), 0))?;
         let mut shard = ShardWriter {
             number,
-            partial_path,
-            final_path,
-            file: BufWriter::with_capacity(1 << 20, file),
+            name,
             hasher: blake3::Hasher::new(),
             pos: 0,
             header,
@@ -440,29 +505,25 @@ impl ShardWriter {
             block_buf: Vec::new(),
             block_first_record: 0,
             raw_bytes: 0,
-            finished: false,
         };
-        shard.write(&encoded)?;
-        shard.pad_to(shard.header.data_offset())?;
+        shard.write(&mut writer.output, &encoded)?;
+        shard.pad_to(&mut writer.output, shard.header.data_offset())?;
         debug_assert!(HEADER_LEN as u64 <= shard.pos);
         Ok(shard)
     }
 
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        let pos = self.pos;
-        self.file
-            .write_all(bytes)
-            .map_err(|e| Error::io_at(&self.partial_path, "write", pos, e))?;
+    fn write(&mut self, out: &mut Output, bytes: &[u8]) -> Result<()> {
+        out.write(bytes, self.pos)?;
         self.hasher.update(bytes);
         self.pos += bytes.len() as u64;
         Ok(())
     }
 
-    fn pad_to(&mut self, target: u64) -> Result<()> {
+    fn pad_to(&mut self, out: &mut Output, target: u64) -> Result<()> {
         const ZEROS: [u8; 4096] = [0; 4096];
         while self.pos < target {
             let n = (target - self.pos).min(ZEROS.len() as u64) as usize;
-            self.write(&ZEROS[..n])?;
+            self.write(out, &ZEROS[..n])?;
         }
         Ok(())
     }
@@ -471,15 +532,43 @@ impl ShardWriter {
         u64::from(self.header.align)
     }
 
-    /// Size of the index if the shard were closed now (for the shard-size target).
-    fn index_len(&self) -> u64 {
-        (self.blocks.len() as u64 + 1) * 32
-            + self.records.len() as u64 * 36
-            + self.key_heap.len() as u64
-            + TRAILER_LEN as u64
+    /// An upper bound on the shard's size if a record of `record_len` bytes with a key of
+    /// `key_len` bytes were added now and the shard then closed, so that a shard only
+    /// exceeds its target when one sample alone does.
+    fn size_with(&self, record_len: u64, key_len: usize, options: &WriterBuilder) -> u64 {
+        let align = self.align();
+        let page = options.record_page.map_or(0, u64::from);
+        // Worst case: the pending block is closed, the record starts a new block, page
+        // placement pads it by up to two pages, and every structure pads to the alignment.
+        let blocks = self.block_buf.len() as u64
+            + record_len
+            + 2 * page
+            + 2 * (BLOCK_HEADER_LEN as u64 + align);
+        let index = (self.blocks.len() as u64 + 2) * 32
+            + (self.records.len() as u64 + 1) * 36
+            + (self.key_heap.len() + key_len) as u64;
+        self.pos + blocks + index + TRAILER_LEN as u64 + align
     }
 
-    fn add_record(&mut self, key: &str, fields: &[(&str, &[u8])]) {
+    fn add_record(
+        &mut self,
+        key: &str,
+        fields: &[(&str, &[u8])],
+        record_len: u64,
+        page: Option<u32>,
+    ) {
+        if let Some(page) = page.map(u64::from) {
+            // Where the record would start in the file: this block starts at `pos`.
+            let at = self.pos + BLOCK_HEADER_LEN as u64 + self.block_buf.len() as u64;
+            if record_len <= page && at / page != (at + record_len - 1) / page {
+                let mut gap = page - at % page;
+                if gap < FILLER_MARKER_LEN as u64 {
+                    // Too short for a filler marker: skip to the page after.
+                    gap += page;
+                }
+                format::record::encode_filler(&mut self.block_buf, gap as usize);
+            }
+        }
         let offset = self.block_buf.len();
         format::record::encode(&mut self.block_buf, key, fields);
         let bytes = &self.block_buf[offset..];
@@ -494,7 +583,7 @@ impl ShardWriter {
         self.key_heap.extend_from_slice(key.as_bytes());
     }
 
-    fn flush_block(&mut self, compressor: Option<&mut Compressor>) -> Result<()> {
+    fn flush_block(&mut self, out: &mut Output, compressor: Option<&mut Compressor>) -> Result<()> {
         if self.block_buf.is_empty() {
             return Ok(());
         }
@@ -502,7 +591,7 @@ impl ShardWriter {
         let compressed = match compressor {
             Some(c) => Some(
                 c.compress(&raw)
-                    .map_err(|e| Error::io(&self.partial_path, "compress a block of", e))?,
+                    .map_err(|e| Error::io(&self.name, "compress a block of", e))?,
             ),
             None => None,
         };
@@ -522,10 +611,10 @@ impl ShardWriter {
             payload_crc: format::checksum::crc32(payload),
         };
         let offset = self.pos;
-        self.write(&header.encode())?;
-        self.write(payload)?;
+        self.write(out, &header.encode())?;
+        self.write(out, payload)?;
         let next = align_up(self.pos, self.align()).unwrap_or(self.pos);
-        self.pad_to(next)?;
+        self.pad_to(out, next)?;
         self.blocks.push(BlockEntry {
             offset,
             stored_len: header.stored_len,
@@ -537,7 +626,6 @@ impl ShardWriter {
         let mut raw = raw;
         raw.clear();
         self.block_buf = raw;
-        debug_assert!(offset + BLOCK_HEADER_LEN as u64 + header.stored_len <= self.pos);
         Ok(())
     }
 
@@ -550,11 +638,16 @@ impl ShardWriter {
         &self.key_heap[start..end]
     }
 
-    fn finish(mut self, compressor: Option<&mut Compressor>) -> Result<ShardInfo> {
-        self.flush_block(compressor)?;
+    fn finish(
+        mut self,
+        out: &mut Output,
+        compressor: Option<&mut Compressor>,
+    ) -> Result<ShardInfo> {
+        self.flush_block(out, compressor)?;
         let index_offset = self.pos;
-        let mut crc = crc32fast::Hasher::new();
-        let mut index = Vec::with_capacity(self.index_len() as usize);
+        let mut index = Vec::with_capacity(
+            self.blocks.len() * 32 + self.records.len() * 36 + self.key_heap.len(),
+        );
         for b in &self.blocks {
             index.extend_from_slice(&b.encode());
         }
@@ -567,10 +660,10 @@ impl ShardWriter {
             index.extend_from_slice(&r.to_le_bytes());
         }
         index.extend_from_slice(&self.key_heap);
-        crc.update(&index);
-        self.write(&index)?;
+        let index_crc = format::checksum::crc32(&index);
+        self.write(out, &index)?;
         let file_len = align_up(self.pos + TRAILER_LEN as u64, self.align()).unwrap_or(u64::MAX);
-        self.pad_to(file_len - TRAILER_LEN as u64)?;
+        self.pad_to(out, file_len - TRAILER_LEN as u64)?;
         let trailer = Trailer {
             archive_id: self.header.archive_id,
             shard_number: self.number,
@@ -581,22 +674,11 @@ impl ShardWriter {
             index_len: index.len() as u64,
             key_heap_len: self.key_heap.len() as u64,
             file_len,
-            index_crc: crc.finalize(),
+            index_crc,
             header_crc: self.header.crc,
             raw_bytes: self.raw_bytes,
         };
-        self.write(&trailer.encode())?;
-        self.file
-            .flush()
-            .map_err(|e| Error::io(&self.partial_path, "write", e))?;
-        self.file
-            .get_ref()
-            .sync_all()
-            .map_err(|e| Error::io(&self.partial_path, "sync", e))?;
-        fs::rename(&self.partial_path, &self.final_path)
-            .map_err(|e| Error::io(&self.final_path, "rename into place", e))?;
-        self.finished = true;
-        let (min, max) = (order.first(), order.last());
+        self.write(out, &trailer.encode())?;
         let key_string = |r: Option<&u32>| {
             r.map(|&r| String::from_utf8_lossy(self.key(r as usize)).into_owned())
                 .unwrap_or_default()
@@ -606,18 +688,10 @@ impl ShardWriter {
             size: self.pos,
             samples: self.records.len() as u64,
             first_ordinal: self.header.first_ordinal,
-            min_key: key_string(min),
-            max_key: key_string(max),
+            raw_bytes: self.raw_bytes,
+            min_key: key_string(order.first()),
+            max_key: key_string(order.last()),
             blake3: self.hasher.finalize().to_hex().to_string(),
         })
-    }
-}
-
-impl Drop for ShardWriter {
-    fn drop(&mut self) {
-        if !self.finished {
-            // An unfinished shard must not survive: it has no trailer.
-            let _ = fs::remove_file(&self.partial_path);
-        }
     }
 }

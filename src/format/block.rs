@@ -138,6 +138,16 @@ impl BlockHeader {
                 0,
             ));
         }
+        if codec == Codec::Zstd && header.stored_len >= header.raw_len {
+            // A zstd block is only written when it is smaller; so a reader can tell the
+            // codec from the lengths alone (§5.2).
+            return Err(Defect::invalid(
+                STORED_LEN_OFFSET,
+                "zstd block length",
+                format!("less than the decoded {}", header.raw_len),
+                header.stored_len,
+            ));
+        }
         if codec == Codec::Stored && header.stored_len != header.raw_len {
             return Err(Defect::invalid(
                 RAW_LEN_OFFSET,
@@ -163,7 +173,7 @@ mod tests {
             record_count: 4,
             codec: Codec::Zstd,
             stored_len: 5,
-            raw_len: 6,
+            raw_len: 600,
             payload_crc: 7,
         };
         let bytes = h.encode();

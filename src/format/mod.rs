@@ -8,6 +8,7 @@ pub mod checksum;
 pub mod header;
 pub mod index;
 pub mod record;
+pub mod stream;
 pub mod trailer;
 
 /// The format version this build writes and the highest it reads: (major, minor).

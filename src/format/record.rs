@@ -15,6 +15,94 @@ pub const RECORD_PREFIX_LEN: usize = 8;
 /// Length of one field descriptor.
 pub const FIELD_DESCRIPTOR_LEN: usize = 10;
 
+/// A filler: bytes between or after records that belong to no record (§6.4). It starts
+/// with a marker that no record can start with (a zero key length and a zero field count),
+/// then the number of zero bytes that follow; so a block's decoded payload parses from start
+/// to end, record by record, without the index.
+pub const FILLER_MARKER_LEN: usize = 8;
+
+/// Appends a filler of exactly `len` bytes (at least [`FILLER_MARKER_LEN`]).
+pub fn encode_filler(out: &mut Vec<u8>, len: usize) {
+    debug_assert!(len >= FILLER_MARKER_LEN);
+    out.extend_from_slice(&[0; 4]);
+    out.extend_from_slice(&((len - FILLER_MARKER_LEN) as u32).to_le_bytes());
+    out.resize(out.len() + len - FILLER_MARKER_LEN, 0);
+}
+
+/// One item of a decoded payload, found by parsing from its start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PayloadItem {
+    /// A record of this many bytes.
+    Record(u64),
+    /// A filler of this many bytes.
+    Filler(u64),
+}
+
+/// The item starting at `at` in a decoded payload: a record's length from its prefix and
+/// descriptors, or a filler's from its marker. Checks that it fits in the payload and, for a
+/// filler, that its bytes are zero.
+pub fn item_at(payload: &[u8], at: usize) -> Result<PayloadItem, Defect> {
+    let rest = payload.get(at..).unwrap_or_default();
+    if rest.len() < RECORD_PREFIX_LEN {
+        return Err(Defect::invalid(
+            at,
+            "record or filler",
+            "at least 8 bytes",
+            rest.len(),
+        ));
+    }
+    let key_len = le::u16_at(rest, 0);
+    let field_count = usize::from(le::u16_at(rest, 2));
+    if key_len == 0 && field_count == 0 {
+        if !le::all_zero(rest, 2, 4) {
+            return Err(Defect::invalid(at, "filler marker", "zeros", "non-zero"));
+        }
+        let len = FILLER_MARKER_LEN as u64 + u64::from(le::u32_at(rest, 4));
+        if len > rest.len() as u64 {
+            return Err(Defect::invalid(
+                at,
+                "filler length",
+                format!("at most {}", rest.len()),
+                len,
+            ));
+        }
+        if !le::all_zero(rest, FILLER_MARKER_LEN, len as usize) {
+            return Err(Defect::invalid(
+                at,
+                "filler",
+                "zero bytes",
+                "non-zero bytes",
+            ));
+        }
+        return Ok(PayloadItem::Filler(len));
+    }
+    let mut len =
+        (RECORD_PREFIX_LEN + field_count * FIELD_DESCRIPTOR_LEN) as u64 + u64::from(key_len);
+    for i in 0..field_count {
+        let d = RECORD_PREFIX_LEN + i * FIELD_DESCRIPTOR_LEN;
+        if d + FIELD_DESCRIPTOR_LEN > rest.len() {
+            return Err(Defect::invalid(
+                at,
+                "field descriptor",
+                "within the payload",
+                "past its end",
+            ));
+        }
+        len = len
+            .saturating_add(u64::from(le::u16_at(rest, d + 8)))
+            .saturating_add(le::u64_at(rest, d));
+    }
+    if len > rest.len() as u64 {
+        return Err(Defect::invalid(
+            at,
+            "record length",
+            format!("at most {}", rest.len()),
+            len,
+        ));
+    }
+    Ok(PayloadItem::Record(len))
+}
+
 /// Number of bytes [`encode`] appends for `key` and `fields`, or `None` on overflow.
 pub fn encoded_len(key: &str, fields: &[(&str, &[u8])]) -> Option<u64> {
     let mut len = (RECORD_PREFIX_LEN + key.len()) as u64;

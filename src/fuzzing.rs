@@ -1,0 +1,41 @@
+//! The bodies of the fuzz targets, here so that `fuzz/` and the regression replay in
+//! `tests/regressions.rs` run the very same code. Each returns normally on any input; a
+//! panic is a bug.
+
+use crate::{Limits, Manifest, Shard};
+
+/// Opens `data` as a shard and reads every record and every key, and looks each key up.
+pub fn read_shard(data: &[u8]) {
+    let Ok(shard) = Shard::from_vec("fuzz.shp", data.to_vec(), Limits::default()) else {
+        return;
+    };
+    for local in 0..shard.len().min(10_000) {
+        let _ = shard
+            .get(local)
+            .map(|s| s.fields().map(|(_, d)| d.len()).sum::<usize>());
+        if let Ok(key) = shard.key(local) {
+            let key = key.to_string();
+            let _ = shard.find(key.as_bytes());
+        }
+    }
+}
+
+/// Parses `data` as a manifest.
+pub fn parse_manifest(data: &[u8]) {
+    if let Ok(m) = Manifest::parse(data, std::path::Path::new("manifest.json")) {
+        let _ = m.to_canonical_bytes();
+    }
+}
+
+/// Writes `data` as `shard-000000.shp` of a manifest-less archive and verifies it deeply.
+pub fn verify_shard(data: &[u8]) {
+    let Ok(dir) = tempfile::tempdir() else { return };
+    if std::fs::write(dir.path().join(crate::manifest::shard_file_name(0)), data).is_err() {
+        return;
+    }
+    let options = crate::VerifyOptions {
+        mode: crate::VerifyMode::Deep,
+        ..Default::default()
+    };
+    let _ = crate::verify(dir.path(), &options);
+}

@@ -1,0 +1,271 @@
+//! Where a writer's bytes go: shard files in an archive folder, or one tape stream of
+//! fixed-size records (§16). Neither ever seeks back.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use crate::format::stream::{EntryHeader, EntryKind, ENTRY_HEADER_LEN, NO_PREVIOUS};
+use crate::manifest::{shard_file_name, Manifest, MANIFEST_FILE};
+use crate::write::PARTIAL_SUFFIX;
+use crate::{Error, Result};
+
+/// The destination of an archive being written.
+pub(crate) enum Output {
+    Folder(FolderOutput),
+    Stream(RecordStream),
+}
+
+impl Output {
+    /// Starts shard `number`.
+    pub(crate) fn begin_shard(&mut self, number: u32) -> Result<()> {
+        match self {
+            Output::Folder(f) => f.begin_shard(number),
+            // Shards start on a record boundary: the previous item was padded.
+            Output::Stream(_) => Ok(()),
+        }
+    }
+
+    /// Appends bytes of the current shard; `offset` is their offset in the shard, for errors.
+    pub(crate) fn write(&mut self, bytes: &[u8], offset: u64) -> Result<()> {
+        match self {
+            Output::Folder(f) => f.write(bytes, offset),
+            Output::Stream(s) => s.write(bytes),
+        }
+    }
+
+    /// Finishes the current shard durably.
+    pub(crate) fn end_shard(&mut self) -> Result<()> {
+        match self {
+            Output::Folder(f) => f.end_shard(),
+            Output::Stream(s) => s.pad_to_record(),
+        }
+    }
+
+    /// Writes a manifest: the final one closes the archive; checkpoints go to streams only.
+    pub(crate) fn write_manifest(&mut self, manifest: &Manifest, kind: EntryKind) -> Result<()> {
+        match self {
+            Output::Folder(f) if kind == EntryKind::Final => f.write_manifest(manifest),
+            Output::Folder(_) => Ok(()),
+            Output::Stream(s) => s.write_manifest(manifest, kind),
+        }
+    }
+
+    /// The path that names this output in errors.
+    pub(crate) fn name(&self, number: u32) -> PathBuf {
+        match self {
+            Output::Folder(f) => f
+                .dir
+                .join(format!("{}{PARTIAL_SUFFIX}", shard_file_name(number))),
+            Output::Stream(s) => s.name.clone(),
+        }
+    }
+}
+
+/// Shard files in a folder: each written as `NAME.partial`, synced, then renamed; the
+/// manifest last, through a temporary file and a rename.
+pub(crate) struct FolderOutput {
+    pub(crate) dir: PathBuf,
+    current: Option<ShardFile>,
+}
+
+struct ShardFile {
+    file: BufWriter<File>,
+    partial: PathBuf,
+    done: PathBuf,
+}
+
+impl Drop for ShardFile {
+    fn drop(&mut self) {
+        // Reached only when the shard was not finished: it has no trailer, so it goes.
+        let _ = fs::remove_file(&self.partial);
+    }
+}
+
+impl FolderOutput {
+    pub(crate) fn new(dir: PathBuf) -> Self {
+        FolderOutput { dir, current: None }
+    }
+
+    fn begin_shard(&mut self, number: u32) -> Result<()> {
+        let name = shard_file_name(number);
+        let partial = self.dir.join(format!("{name}{PARTIAL_SUFFIX}"));
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&partial)
+            .map_err(|e| Error::io(&partial, "create", e))?;
+        self.current = Some(ShardFile {
+            file: BufWriter::with_capacity(1 << 20, file),
+            partial,
+            done: self.dir.join(name),
+        });
+        Ok(())
+    }
+
+    fn write(&mut self, bytes: &[u8], offset: u64) -> Result<()> {
+        let Some(f) = self.current.as_mut() else {
+            return Ok(());
+        };
+        f.file
+            .write_all(bytes)
+            .map_err(|e| Error::io_at(&f.partial, "write", offset, e))
+    }
+
+    fn end_shard(&mut self) -> Result<()> {
+        let Some(mut f) = self.current.take() else {
+            return Ok(());
+        };
+        f.file
+            .flush()
+            .map_err(|e| Error::io(&f.partial, "write", e))?;
+        f.file
+            .get_ref()
+            .sync_all()
+            .map_err(|e| Error::io(&f.partial, "sync", e))?;
+        fs::rename(&f.partial, &f.done).map_err(|e| Error::io(&f.done, "rename into place", e))?;
+        // Renamed: nothing left for Drop to remove.
+        f.partial = PathBuf::new();
+        Ok(())
+    }
+
+    fn write_manifest(&mut self, manifest: &Manifest) -> Result<()> {
+        write_manifest_file(&self.dir, manifest)
+    }
+}
+
+/// Writes `DIR/manifest.json` atomically: a temporary file, synced, renamed, folder synced.
+pub(crate) fn write_manifest_file(dir: &Path, manifest: &Manifest) -> Result<()> {
+    let bytes = manifest.to_canonical_bytes();
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".manifest.")
+        .suffix(PARTIAL_SUFFIX)
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, "create a temporary manifest in", e))?;
+    let tmp_path = tmp.path().to_path_buf();
+    tmp.write_all(&bytes)
+        .map_err(|e| Error::io(&tmp_path, "write", e))?;
+    // tempfile creates 0600; a manifest is as readable as the shards beside it.
+    set_readable(tmp.as_file()).map_err(|e| Error::io(&tmp_path, "set permissions of", e))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(|e| Error::io(&tmp_path, "sync", e))?;
+    let path = dir.join(MANIFEST_FILE);
+    tmp.persist(&path)
+        .map_err(|e| Error::io(&path, "rename into place", e.error))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, "sync folder", e))
+}
+
+#[cfg(unix)]
+fn set_readable(file: &File) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    file.set_permissions(fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn set_readable(_file: &File) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// A non-seekable sink written only in whole records of `record_size` bytes: each call to the
+/// inner writer's `write_all` is exactly one record, as a tape drive in variable-block mode
+/// needs (one `write()` = one physical block).
+pub struct RecordStream {
+    inner: Box<dyn Write + Send>,
+    name: PathBuf,
+    record_size: usize,
+    buf: Vec<u8>,
+    written: u64,
+    archive_id: [u8; 16],
+    generation: u64,
+    previous: u64,
+}
+
+impl RecordStream {
+    /// A stream over `inner` (a pipe, a tape device, a file) in records of `record_size`
+    /// bytes; `name` names it in errors.
+    pub(crate) fn new(
+        inner: Box<dyn Write + Send>,
+        name: PathBuf,
+        record_size: u32,
+        archive_id: [u8; 16],
+    ) -> Result<Self> {
+        let mut s = RecordStream {
+            inner,
+            name,
+            record_size: record_size as usize,
+            buf: Vec::with_capacity(record_size as usize),
+            written: 0,
+            archive_id,
+            generation: 0,
+            previous: NO_PREVIOUS,
+        };
+        s.write_entry(EntryKind::Start, &[])?;
+        Ok(s)
+    }
+
+    /// Bytes accepted so far (written or buffered).
+    pub(crate) fn position(&self) -> u64 {
+        self.written + self.buf.len() as u64
+    }
+
+    fn write(&mut self, mut bytes: &[u8]) -> Result<()> {
+        while !bytes.is_empty() {
+            let n = (self.record_size - self.buf.len()).min(bytes.len());
+            self.buf.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.buf.len() == self.record_size {
+                self.flush_record()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_record(&mut self) -> Result<()> {
+        let offset = self.written;
+        self.inner
+            .write_all(&self.buf)
+            .map_err(|e| Error::io_at(&self.name, "write a record to", offset, e))?;
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    fn pad_to_record(&mut self) -> Result<()> {
+        if !self.buf.is_empty() {
+            self.buf.resize(self.record_size, 0);
+            self.flush_record()?;
+        }
+        Ok(())
+    }
+
+    fn write_entry(&mut self, kind: EntryKind, manifest: &[u8]) -> Result<()> {
+        self.pad_to_record()?;
+        let header = EntryHeader {
+            record_size: self.record_size as u32,
+            kind,
+            generation: self.generation,
+            manifest_len: manifest.len() as u64,
+            self_offset: self.position(),
+            previous: self.previous,
+            archive_id: self.archive_id,
+            digest: *blake3::hash(manifest).as_bytes(),
+        };
+        self.previous = header.self_offset;
+        self.generation += 1;
+        let mut first = vec![0u8; self.record_size];
+        first[..ENTRY_HEADER_LEN].copy_from_slice(&header.encode());
+        self.write(&first)?;
+        self.write(manifest)?;
+        self.pad_to_record()?;
+        self.inner
+            .flush()
+            .map_err(|e| Error::io_at(&self.name, "flush", self.written, e))
+    }
+
+    fn write_manifest(&mut self, manifest: &Manifest, kind: EntryKind) -> Result<()> {
+        self.write_entry(kind, &manifest.to_canonical_bytes())
+    }
+}
