@@ -15,14 +15,18 @@ pub mod manifest;
 mod media;
 mod output;
 mod read;
+pub mod scan;
 mod source;
+pub mod stream;
 mod verify;
 mod write;
 
 pub use error::{Error, ErrorKind, Location, Result};
+pub use format::stream::EntryKind;
 pub use limits::Limits;
 pub use manifest::Manifest;
 pub use media::MediaProfile;
 pub use read::{Archive, Iter, Sample, Shard};
+pub use source::trace::{IoKind, IoOp, IoTrace};
 pub use verify::{verify, verify_with_progress, Finding, VerifyMode, VerifyOptions, VerifyReport};
 pub use write::{Compression, Writer, WriterBuilder, PARTIAL_SUFFIX, WRITER_NAME};

@@ -228,10 +228,10 @@ impl Manifest {
                 self.layout.align.to_string(),
             );
         }
-        if self.layout.profile != "generic" {
+        if crate::media::MediaProfile::from_name(&self.layout.profile).is_none() {
             return bad(
                 "layout.profile",
-                "generic".into(),
+                "generic, hdd, ssd, tape or optical".into(),
                 self.layout.profile.clone(),
             );
         }

@@ -43,6 +43,8 @@ pub struct VerifyOptions {
     pub expect_root: Option<String>,
     /// Caps on what hostile input can make the verifier allocate.
     pub limits: Limits,
+    /// Records every read of the sequential pass.
+    pub trace: Option<crate::IoTrace>,
 }
 
 /// One defect, with its place.
@@ -155,6 +157,7 @@ pub fn verify_with_progress(
         mode: options.mode,
         limits: options.limits,
         bytes_checked: 0,
+        trace: options.trace.clone(),
         raw_total: Some(0),
     };
 
@@ -252,6 +255,7 @@ struct Verifier {
     mode: VerifyMode,
     limits: Limits,
     bytes_checked: u64,
+    trace: Option<crate::IoTrace>,
     /// Sum of the trailers' raw byte counts, while every trailer could be read.
     raw_total: Option<u64>,
 }
@@ -553,8 +557,18 @@ impl Verifier {
         bytes.advise(AccessPattern::Sequential);
         if self.mode != VerifyMode::Quick {
             self.bytes_checked += len;
+            // The pass that reads every byte goes front to back in the profile's large
+            // reads (physical order, §13.1); the structural checks after it find the
+            // bytes in the page cache.
+            let chunk = manifest
+                .and_then(|m| crate::MediaProfile::from_name(&m.layout.profile))
+                .unwrap_or_default()
+                .read_chunk;
+            let digest = match hash_file(path, number, chunk, self.trace.clone()) {
+                Ok(d) => d,
+                Err(e) => return self.push_error(&e, shard, 0),
+            };
             if let Some(info) = info {
-                let digest = blake3::hash(&bytes).to_hex().to_string();
                 if digest != info.blake3 {
                     self.push(
                         path.to_path_buf(),
@@ -1370,4 +1384,27 @@ fn copy_array<const N: usize>(bytes: &[u8], offset: u64) -> [u8; N] {
         .and_then(|start| bytes.get(start..start.checked_add(N)?))
         .and_then(|s| s.try_into().ok())
         .unwrap_or([0; N])
+}
+
+/// BLAKE3 of a whole file, read front to back in reads of `chunk` bytes.
+fn hash_file(
+    path: &Path,
+    number: u32,
+    chunk: u64,
+    trace: Option<crate::IoTrace>,
+) -> Result<String> {
+    let src = crate::scan::FileSource::open(path, number, trace)?;
+    let mut win = crate::scan::Window::new(src, chunk as usize, path.to_path_buf());
+    let mut hasher = blake3::Hasher::new();
+    loop {
+        let n = win.buffered();
+        if n == 0 && !win.ensure(1)? {
+            break;
+        }
+        let n = win.buffered();
+        if let Some(bytes) = win.take(n)? {
+            hasher.update(bytes);
+        }
+    }
+    Ok(hasher.finalize().to_hex().to_string())
 }

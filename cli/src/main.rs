@@ -36,6 +36,7 @@ enum Command {
     Cat(cmd::cat::Args),
     Extract(cmd::extract::Args),
     Verify(cmd::verify::Args),
+    Unstream(cmd::unstream::Args),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +48,7 @@ fn main() -> ExitCode {
         Command::Cat(args) => cmd::cat::run(args),
         Command::Extract(args) => cmd::extract::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Unstream(args) => cmd::unstream::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -1,4 +1,5 @@
-//! The crate's only `unsafe` code: mapping a finished shard file read-only.
+//! The crate's only `unsafe` code: mapping a finished shard file read-only, and telling
+//! the kernel how a file will be read.
 //!
 //! # Safety contract
 //!
@@ -45,4 +46,19 @@ impl Deref for ReadOnlyMap {
     fn deref(&self) -> &[u8] {
         &self.0
     }
+}
+
+/// Tells the kernel that `file` will be read front to back, so it reads ahead further
+/// (Linux doubles the readahead window, research §A2). Only a hint: failure changes speed,
+/// never results.
+pub(crate) fn advise_sequential(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: posix_fadvise only reads its integer arguments; the descriptor is valid
+        // for the duration of the call because `file` is borrowed.
+        let _ = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
 }

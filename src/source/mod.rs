@@ -1,6 +1,9 @@
 //! Where shard bytes come from: a read-only memory map (the fast path) or an owned buffer.
 
 mod mmap;
+pub mod trace;
+
+pub(crate) use mmap::advise_sequential;
 
 use std::fs::File;
 use std::ops::Deref;

@@ -18,7 +18,7 @@ use crate::output::progress_bar;
 /// the rest is extracted, and the exit status is 1.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The archive folder.
+    /// The archive folder, or - for a stream on standard input.
     archive: PathBuf,
     /// The folder to create.
     #[arg(short, long)]
@@ -26,6 +26,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    if super::is_stdin(&args.archive) {
+        return run_stream(&args);
+    }
     let archive = Archive::open(&args.archive)
         .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
     prepare_target(&args.output)?;
@@ -41,27 +44,57 @@ pub fn run(args: Args) -> Result<u8> {
             }
             Err(e) => return Err(e.into()),
         };
-        for (name, data) in sample.fields() {
-            let rel = if name.is_empty() {
-                sample.key().to_string()
-            } else {
-                format!("{}.{name}", sample.key())
-            };
-            match write_inside(&args.output, &rel, data) {
-                Ok(()) => {}
-                Err(e) => {
-                    eprintln!(
-                        "shardpack: error: sample {} ({:?}): {e:#}",
-                        sample.ordinal(),
-                        sample.key()
-                    );
-                    failures += 1;
-                }
-            }
-            bar.inc(data.len() as u64);
-        }
+        failures += extract_sample(&args.output, &sample);
+        bar.inc(sample.fields().map(|(_, d)| d.len() as u64).sum());
     }
     bar.finish_and_clear();
+    if failures > 0 {
+        eprintln!("shardpack: {failures} file(s) not extracted");
+        return Ok(crate::EXIT_DEFECTS);
+    }
+    Ok(crate::EXIT_OK)
+}
+
+/// Writes every field of `sample` under `dir`; returns how many could not be written.
+fn extract_sample(dir: &Path, sample: &shardpack::Sample<'_>) -> u64 {
+    let mut failures = 0;
+    for (name, data) in sample.fields() {
+        let rel = if name.is_empty() {
+            sample.key().to_string()
+        } else {
+            format!("{}.{name}", sample.key())
+        };
+        if let Err(e) = write_inside(dir, &rel, data) {
+            eprintln!(
+                "shardpack: error: sample {} ({:?}): {e:#}",
+                sample.ordinal(),
+                sample.key()
+            );
+            failures += 1;
+        }
+    }
+    failures
+}
+
+/// Extracts a stream from standard input as it passes; stops at the first damage (a
+/// stream cannot be resynchronised in one pass) with everything before it written.
+fn run_stream(args: &Args) -> Result<u8> {
+    let (input, name) = super::open_stream_input(&args.archive)?;
+    let reader = shardpack::stream::StreamReader::new(input, name, shardpack::Limits::default())?;
+    prepare_target(&args.output)?;
+    let mut failures = 0u64;
+    for item in reader {
+        match item {
+            Ok(shardpack::stream::StreamItem::Sample(sample)) => {
+                failures += extract_sample(&args.output, &sample)
+            }
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("shardpack: error: {e}");
+                return Ok(crate::EXIT_DEFECTS);
+            }
+        }
+    }
     if failures > 0 {
         eprintln!("shardpack: {failures} file(s) not extracted");
         return Ok(crate::EXIT_DEFECTS);

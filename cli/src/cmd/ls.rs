@@ -10,7 +10,7 @@ use shardpack::Archive;
 /// with --long the ordinal, shard and every field with its size (reads every sample).
 #[derive(clap::Args)]
 pub struct Args {
-    /// The archive folder.
+    /// The archive folder, or - for a stream on standard input.
     archive: PathBuf,
     /// Also show ordinal, shard and fields with sizes (reads and checks every sample).
     #[arg(short, long)]
@@ -21,6 +21,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    if super::is_stdin(&args.archive) {
+        return run_stream(&args);
+    }
     let archive = Archive::open(&args.archive)
         .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
     let mut out = BufWriter::new(std::io::stdout().lock());
@@ -55,6 +58,48 @@ pub fn run(args: Args) -> Result<u8> {
                 )?;
             } else {
                 writeln!(out, "{key}")?;
+            }
+        }
+    }
+    out.flush()?;
+    Ok(crate::EXIT_OK)
+}
+
+/// Lists a stream's samples as they pass, in one read of standard input.
+fn run_stream(args: &Args) -> Result<u8> {
+    let (input, name) = super::open_stream_input(&args.archive)?;
+    let reader = shardpack::stream::StreamReader::new(input, name, shardpack::Limits::default())?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for item in reader {
+        let shardpack::stream::StreamItem::Sample(sample) = item? else {
+            continue;
+        };
+        let fields: Vec<(&str, usize)> = sample.fields().map(|(n, d)| (n, d.len())).collect();
+        match (args.long, args.json) {
+            (false, false) => writeln!(out, "{}", sample.key())?,
+            (false, true) => writeln!(
+                out,
+                "{}",
+                serde_json::json!({"ordinal": sample.ordinal(), "key": sample.key()})
+            )?,
+            (true, true) => {
+                let fields: Vec<_> = fields
+                    .iter()
+                    .map(|(n, s)| serde_json::json!({"name": n, "size": s}))
+                    .collect();
+                let line = serde_json::json!({"ordinal": sample.ordinal(), "shard": sample.shard(), "key": sample.key(), "fields": fields});
+                writeln!(out, "{line}")?;
+            }
+            (true, false) => {
+                let fields: Vec<String> = fields.iter().map(|(n, s)| format!("{n}:{s}")).collect();
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}",
+                    sample.ordinal(),
+                    sample.shard(),
+                    sample.key(),
+                    fields.join(" ")
+                )?;
             }
         }
     }

@@ -3,4 +3,31 @@ pub mod extract;
 pub mod info;
 pub mod ls;
 pub mod pack;
+pub mod unstream;
 pub mod verify;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// True when the archive argument names a stream on standard input.
+pub fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// Opens a stream input: `-` is standard input, read straight from file descriptor 0 so
+/// that every read asks the device for whole records; anything else is a file or device.
+pub fn open_stream_input(path: &Path) -> Result<(File, PathBuf)> {
+    if is_stdin(path) {
+        use std::os::fd::AsFd;
+        let fd = std::io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("cannot use standard input")?;
+        Ok((File::from(fd), PathBuf::from("<stdin>")))
+    } else {
+        let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        Ok((file, path.to_path_buf()))
+    }
+}

@@ -5,7 +5,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use shardpack::{Compression, Writer};
+use std::io::Write as _;
+use std::os::fd::AsFd;
+
+use shardpack::{Compression, MediaProfile, Writer, WriterBuilder};
 
 use crate::output::progress_bar;
 use crate::size::parse_size;
@@ -24,18 +27,32 @@ use crate::size::parse_size;
 pub struct Args {
     /// Folder to pack.
     input: PathBuf,
-    /// The archive folder to create (must not exist, or be empty).
+    /// The archive folder to create (must not exist, or be empty), or - to write the
+    /// whole archive as one stream of fixed-size records to standard output (for tape:
+    /// `| dd of=/dev/nst0 bs=512k`, `| mbuffer`).
     #[arg(short, long)]
     output: PathBuf,
-    /// Target shard file size (e.g. 256M, 1G).
-    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
-    shard_size: u64,
-    /// Target decoded block size; the unit of compression (e.g. 1M).
-    #[arg(long, default_value = "1MiB", value_parser = parse_size)]
-    block_size: u64,
+    /// Media profile: sets alignment, block and shard sizes and record placement for the
+    /// medium (see format-spec.md §9). The options below override single parameters.
+    #[arg(long, value_enum, default_value = "generic")]
+    profile: ProfileArg,
+    /// Target shard file size (e.g. 256M, 1G). Default: the profile's.
+    #[arg(long, value_parser = parse_size)]
+    shard_size: Option<u64>,
+    /// Target decoded block size; the unit of compression (e.g. 1M). Default: the profile's.
+    #[arg(long, value_parser = parse_size)]
+    block_size: Option<u64>,
     /// Alignment of blocks, index and file length: a power of two from 64 to 16M.
-    #[arg(long, default_value = "4096", value_parser = parse_size)]
-    align: u64,
+    /// Default: the profile's.
+    #[arg(long, value_parser = parse_size)]
+    align: Option<u64>,
+    /// Record size of a stream (-o -): every write is one record of this size, a power of
+    /// two from 64 to 16M and at least the alignment. Default: 512K (LTFS's).
+    #[arg(long, value_parser = parse_size)]
+    record_size: Option<u64>,
+    /// In a stream, write a manifest checkpoint after every N shards.
+    #[arg(long, default_value_t = 1)]
+    checkpoint_every: u32,
     /// Block compression.
     #[arg(long, value_enum, default_value = "zstd")]
     compression: CompressionArg,
@@ -52,6 +69,27 @@ pub struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ProfileArg {
+    Generic,
+    Hdd,
+    Ssd,
+    Tape,
+    Optical,
+}
+
+impl ProfileArg {
+    fn profile(self) -> MediaProfile {
+        match self {
+            ProfileArg::Generic => MediaProfile::generic(),
+            ProfileArg::Hdd => MediaProfile::hdd(),
+            ProfileArg::Ssd => MediaProfile::ssd(),
+            ProfileArg::Tape => MediaProfile::tape(),
+            ProfileArg::Optical => MediaProfile::optical(),
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -73,32 +111,62 @@ pub fn run(args: Args) -> Result<u8> {
         CompressionArg::None => Compression::None,
         CompressionArg::Zstd => Compression::Zstd { level: args.level },
     };
-    let align = u32::try_from(args.align).context("--align is too large")?;
     let archive_id = match &args.archive_id {
         Some(hex) => shardpack::manifest::parse_hex::<16>(&hex.to_ascii_lowercase())
             .context("--archive-id must be 32 hex digits")?,
         None => derive_id(&samples, &args),
     };
-    let existed = args.output.exists();
-    let writer = Writer::builder()
-        .shard_size(args.shard_size)
-        .block_size(args.block_size)
-        .align(align)
+    let profile = args.profile.profile();
+    let mut builder = WriterBuilder::for_profile(profile)
         .compression(compression)
         .archive_id(archive_id)
-        .create(&args.output)
-        .with_context(|| format!("cannot create archive {}", args.output.display()))?;
+        .checkpoint_every(args.checkpoint_every);
+    if let Some(n) = args.shard_size {
+        builder = builder.shard_size(n);
+    }
+    if let Some(n) = args.block_size {
+        builder = builder.block_size(n);
+    }
+    if let Some(n) = args.align {
+        builder = builder.align(u32::try_from(n).context("--align is too large")?);
+    }
+    if let Some(n) = args.record_size {
+        builder = builder.stream_record(u32::try_from(n).context("--record-size is too large")?);
+    }
+    let to_stream = args.output.as_os_str() == "-";
+    let existed = args.output.exists();
+    let writer = if to_stream {
+        // Straight to file descriptor 1: Rust's stdout is line-buffered and would split
+        // records at newline bytes.
+        let fd = std::io::stdout()
+            .as_fd()
+            .try_clone_to_owned()
+            .context("cannot use standard output")?;
+        builder
+            .create_stream(Box::new(fs::File::from(fd)), "<stdout>")
+            .context("cannot start the stream")?
+    } else {
+        builder
+            .create(&args.output)
+            .with_context(|| format!("cannot create archive {}", args.output.display()))?
+    };
     let result = write_samples(writer, &samples, total);
     let manifest = match result {
         Ok(m) => m,
         Err(e) => {
             // Leave nothing that looks like an archive: a folder we created goes entirely;
             // in a folder that was there (empty) before, the writer wrote no manifest.
-            if !existed {
+            if !existed && !to_stream {
                 let _ = fs::remove_dir_all(&args.output);
             }
             return Err(e);
         }
+    };
+    // With -o -, standard output carries the stream: the summary goes to standard error.
+    let mut report: Box<dyn std::io::Write> = if to_stream {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
     };
     if args.json {
         let summary = serde_json::json!({
@@ -109,17 +177,18 @@ pub fn run(args: Args) -> Result<u8> {
             "raw_bytes": manifest.totals.raw_bytes,
             "root": manifest.root,
         });
-        println!("{summary}");
+        writeln!(report, "{summary}")?;
     } else {
-        println!(
+        writeln!(
+            report,
             "packed {} samples ({} bytes of files) into {} shard(s), {} bytes: {}",
             manifest.totals.samples,
             total,
             manifest.totals.shards,
             manifest.totals.bytes,
             args.output.display()
-        );
-        println!("root {}", manifest.root);
+        )?;
+        writeln!(report, "root {}", manifest.root)?;
     }
     Ok(crate::EXIT_OK)
 }
@@ -251,8 +320,14 @@ fn derive_id(samples: &BTreeMap<String, Vec<(String, InputFile)>>, args: &Args) 
         }
     }
     let options = format!(
-        "{} {} {} {:?} {}",
-        args.shard_size, args.block_size, args.align, args.compression as u8, args.level
+        "{:?} {:?} {:?} {:?} {:?} {} {}",
+        args.profile as u8,
+        args.shard_size,
+        args.block_size,
+        args.align,
+        args.record_size,
+        args.compression as u8,
+        args.level
     );
     h.update(options.as_bytes());
     let mut id = [0u8; 16];

@@ -1,0 +1,428 @@
+//! Reading a tape stream (§16) in one pass: samples, shard ends and manifest entries, in
+//! stream order, never seeking; and `unstream`, which turns a stream into an archive folder.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Read};
+use std::path::{Path, PathBuf};
+
+use crate::format::header::SHARD_MAGIC;
+use crate::format::stream::{EntryHeader, EntryKind, ENTRY_HEADER_LEN, ENTRY_MAGIC};
+use crate::manifest::{shard_file_name, Manifest};
+use crate::scan::{BlockCursor, ShardScanner, StreamSource, Window};
+use crate::write::PARTIAL_SUFFIX;
+use crate::{Error, IoTrace, Limits, Location, Result, Sample};
+
+/// One thing found in a stream.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StreamItem {
+    /// A sample, its block's CRC checked.
+    Sample(Sample<'static>),
+    /// A shard read whole: its trailer and index were checked against its blocks.
+    ShardEnd {
+        /// The shard's number.
+        number: u32,
+        /// Its length in bytes.
+        size: u64,
+        /// BLAKE3 of its bytes (hex).
+        blake3: String,
+    },
+    /// A manifest entry: a checkpoint or the final manifest.
+    Manifest {
+        /// Checkpoint or final.
+        kind: EntryKind,
+        /// The manifest, its digest and root checked.
+        manifest: Box<Manifest>,
+    },
+}
+
+/// Reads a stream written by [`crate::WriterBuilder::create_stream`] from any `Read`
+/// (standard input, a pipe, a tape device), front to back.
+pub struct StreamReader<R> {
+    win: Window<StreamSource<R>>,
+    name: PathBuf,
+    record_size: u64,
+    limits: Limits,
+    shard: Option<(ShardScanner, u32)>,
+    block: Option<BlockCursor>,
+    next_shard: u32,
+    finished: bool,
+    failed: bool,
+    /// When set, each shard is also written to this folder (`unstream`).
+    copy_to: Option<PathBuf>,
+}
+
+impl<R: Read> StreamReader<R> {
+    /// A reader over `inner`; `name` names the stream in errors (e.g. "<stdin>").
+    ///
+    /// # Errors
+    /// The stream does not start with a stream start entry.
+    pub fn new(inner: R, name: impl Into<PathBuf>, limits: Limits) -> Result<Self> {
+        Self::with_trace(inner, name, limits, None)
+    }
+
+    /// [`StreamReader::new`], recording every read in `trace`.
+    ///
+    /// # Errors
+    /// As [`StreamReader::new`].
+    pub fn with_trace(
+        inner: R,
+        name: impl Into<PathBuf>,
+        limits: Limits,
+        trace: Option<IoTrace>,
+    ) -> Result<Self> {
+        let name = name.into();
+        // Every read asks for whole records (a tape drive fails a read shorter than its
+        // block); before the record size is known, for the largest one allowed.
+        let mut win = Window::new(
+            StreamSource::new(inner, trace),
+            crate::format::MAX_ALIGN_BYTES as usize,
+            name.clone(),
+        );
+        let at = |o| Location::file(&name, o);
+        let first: [u8; ENTRY_HEADER_LEN] = match win.peek(ENTRY_HEADER_LEN)? {
+            Some(b) => b.try_into().unwrap_or([0; ENTRY_HEADER_LEN]),
+            None => {
+                return Err(Error::corrupt(
+                    at(0),
+                    "stream start",
+                    "a shardpack stream",
+                    "fewer than 128 bytes",
+                ))
+            }
+        };
+        let header = EntryHeader::decode(&first).map_err(|d| d.at(&name, None, 0))?;
+        if header.kind != EntryKind::Start || header.self_offset != 0 {
+            return Err(Error::corrupt(
+                at(0),
+                "stream start",
+                "a start entry at offset 0",
+                format!("{:?} at {}", header.kind, header.self_offset),
+            ));
+        }
+        let record_size = u64::from(header.record_size);
+        win.set_chunk(((16 << 20) / record_size.max(1) * record_size).max(record_size) as usize);
+        let mut reader = StreamReader {
+            win,
+            name,
+            record_size,
+            limits,
+            shard: None,
+            block: None,
+            next_shard: 0,
+            finished: false,
+            failed: false,
+            copy_to: None,
+        };
+        reader.take_records(record_size, "stream start")?;
+        Ok(reader)
+    }
+
+    /// The stream's record size.
+    pub fn record_size(&self) -> u64 {
+        self.record_size
+    }
+
+    fn at(&self, offset: u64) -> Location {
+        Location::file(&self.name, offset)
+    }
+
+    /// Takes `len` bytes (a whole number of records) that must be there.
+    fn take_records(&mut self, len: u64, what: &str) -> Result<()> {
+        let at = self.win.offset();
+        match self.win.take(len as usize)? {
+            Some(_) => Ok(()),
+            None => Err(self.torn(at, what)),
+        }
+    }
+
+    fn torn(&mut self, at: u64, what: &str) -> Error {
+        let end = at + self.win.buffered() as u64;
+        let detail = if end % self.record_size != 0 {
+            format!("the stream ends mid-record at byte {end}")
+        } else {
+            format!("the stream ends at byte {end}")
+        };
+        Error::corrupt(self.at(at), what.to_string(), "more records", detail)
+    }
+
+    /// Skips the zero padding after a shard to the next record boundary.
+    fn skip_padding(&mut self) -> Result<()> {
+        let at = self.win.offset();
+        let pad = (self.record_size - at % self.record_size) % self.record_size;
+        match self.win.take(pad as usize)? {
+            Some(p) if p.iter().all(|&b| b == 0) => Ok(()),
+            Some(_) => Err(Error::corrupt(
+                self.at(at),
+                "padding after a shard",
+                "zero bytes",
+                "non-zero bytes",
+            )),
+            None => Err(self.torn(at, "padding after a shard")),
+        }
+    }
+
+    fn read_manifest_entry(&mut self) -> Result<StreamItem> {
+        let at = self.win.offset();
+        let bytes: [u8; ENTRY_HEADER_LEN] = match self.win.peek(ENTRY_HEADER_LEN)? {
+            Some(b) => b.try_into().unwrap_or([0; ENTRY_HEADER_LEN]),
+            None => return Err(self.torn(at, "manifest entry")),
+        };
+        let h = EntryHeader::decode(&bytes).map_err(|d| d.at(&self.name, None, at))?;
+        if u64::from(h.record_size) != self.record_size
+            || h.self_offset != at
+            || h.kind == EntryKind::Start
+        {
+            return Err(Error::corrupt(
+                self.at(at),
+                "manifest entry",
+                format!(
+                    "a checkpoint or final entry at {at} in records of {}",
+                    self.record_size
+                ),
+                format!(
+                    "{:?} at {} in records of {}",
+                    h.kind, h.self_offset, h.record_size
+                ),
+            ));
+        }
+        if h.manifest_len > self.limits.max_manifest_bytes {
+            return Err(crate::ErrorKind::LimitExceeded {
+                location: self.at(at),
+                limit: "manifest size",
+                max: self.limits.max_manifest_bytes,
+                got: h.manifest_len,
+            }
+            .into());
+        }
+        self.take_records(self.record_size, "manifest entry")?;
+        let body_at = self.win.offset();
+        let padded = h.manifest_len.div_ceil(self.record_size) * self.record_size;
+        let body = match self.win.take(padded as usize)? {
+            Some(b) => b.to_vec(),
+            None => return Err(self.torn(body_at, "manifest")),
+        };
+        let (json, pad) = body.split_at(h.manifest_len as usize);
+        if *blake3::hash(json).as_bytes() != h.digest || pad.iter().any(|&b| b != 0) {
+            return Err(Error::corrupt(
+                self.at(body_at),
+                "manifest in the stream",
+                "the digest in its entry header, then zeros",
+                "other bytes",
+            ));
+        }
+        let manifest = Manifest::parse(json, &self.name.join(format!("manifest@{body_at}")))?;
+        if manifest.archive_id_bytes() != h.archive_id {
+            return Err(Error::corrupt(
+                self.at(at),
+                "manifest archive id",
+                crate::format::hex(&h.archive_id),
+                manifest.archive_id.clone(),
+            ));
+        }
+        if h.kind == EntryKind::Final {
+            self.finished = true;
+        }
+        Ok(StreamItem::Manifest {
+            kind: h.kind,
+            manifest: Box::new(manifest),
+        })
+    }
+
+    fn start_shard(&mut self) -> Result<()> {
+        let number = self.next_shard;
+        let path = self.name.join(shard_file_name(number));
+        let copy: Option<Box<dyn std::io::Write>> = match &self.copy_to {
+            Some(dir) => {
+                let partial = dir.join(format!("{}{PARTIAL_SUFFIX}", shard_file_name(number)));
+                let file = File::create(&partial).map_err(|e| Error::io(&partial, "create", e))?;
+                Some(Box::new(BufWriter::with_capacity(1 << 20, file)))
+            }
+            None => None,
+        };
+        let scanner = ShardScanner::start(&mut self.win, path.clone(), None, copy)?;
+        if scanner.header().shard_number != number {
+            return Err(Error::corrupt(
+                Location::shard(&path, number, 32),
+                "shard number in the stream",
+                number,
+                scanner.header().shard_number,
+            ));
+        }
+        self.shard = Some((scanner, number));
+        Ok(())
+    }
+
+    fn next_item(&mut self) -> Result<Option<StreamItem>> {
+        loop {
+            if let Some(cursor) = self.block.as_mut() {
+                let path = self.name.join(shard_file_name(self.next_shard));
+                if let Some(s) = cursor.next_sample(&path)? {
+                    return Ok(Some(StreamItem::Sample(s)));
+                }
+                self.block = None;
+            }
+            if let Some((scanner, number)) = self.shard.as_mut() {
+                let number = *number;
+                let path = self.name.join(shard_file_name(number));
+                if let Some((rel, h, payload)) = scanner.next_block(&mut self.win)? {
+                    self.block = Some(BlockCursor::decode(
+                        &path,
+                        number,
+                        rel,
+                        &h,
+                        payload,
+                        self.limits.max_block_bytes,
+                    )?);
+                    continue;
+                }
+                let Some((scanner, _)) = self.shard.take() else {
+                    continue;
+                };
+                let scanned = scanner.finish(&mut self.win)?;
+                self.skip_padding()?;
+                if let Some(dir) = &self.copy_to {
+                    let name = shard_file_name(number);
+                    let partial = dir.join(format!("{name}{PARTIAL_SUFFIX}"));
+                    fs::rename(&partial, dir.join(&name))
+                        .map_err(|e| Error::io(&partial, "rename", e))?;
+                }
+                self.next_shard += 1;
+                return Ok(Some(StreamItem::ShardEnd {
+                    number,
+                    size: scanned.file_len,
+                    blake3: scanned.blake3,
+                }));
+            }
+            let at = self.win.offset();
+            let magic: Option<[u8; 8]> = self.win.peek(8)?.and_then(|m| m.try_into().ok());
+            match magic {
+                None if self.finished => return Ok(None),
+                None => return Err(self.torn(at, "next item (the stream has no final manifest)")),
+                Some(_) if self.finished => {
+                    return Err(Error::corrupt(
+                        self.at(at),
+                        "end of stream",
+                        "nothing after the final manifest",
+                        "more records",
+                    ))
+                }
+                Some(m) if m == SHARD_MAGIC => self.start_shard()?,
+                Some(m) if m == ENTRY_MAGIC => return self.read_manifest_entry().map(Some),
+                Some(m) => {
+                    return Err(Error::corrupt(
+                        self.at(at),
+                        "stream record",
+                        "a shard header or a manifest entry",
+                        crate::format::hex(&m),
+                    ))
+                }
+            }
+        }
+    }
+}
+
+impl<R: Read> Iterator for StreamReader<R> {
+    type Item = Result<StreamItem>;
+
+    /// After the first error the stream cannot be resynchronised in one pass: it ends.
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        match self.next_item() {
+            Ok(item) => item.map(Ok),
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// What [`unstream`] did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UnstreamReport {
+    /// Shards written to the archive folder and listed in its manifest.
+    pub shards: u64,
+    /// Samples in the archive.
+    pub samples: u64,
+    /// True when the stream ended with its final manifest; false when the archive is the
+    /// last checkpoint of a torn stream.
+    pub complete: bool,
+    /// Complete shards read after the last manifest of a torn stream; no manifest lists
+    /// them, so they were removed.
+    pub dropped_shards: u64,
+    /// The error that tore the stream, if any.
+    pub damage: Option<String>,
+}
+
+/// Turns a stream into an archive folder at `dir` (new or empty) in one pass. A stream torn
+/// at any point gives the archive as of its last manifest checkpoint; the error is reported
+/// in the result, not returned.
+///
+/// # Errors
+/// `dir` cannot be created or written, or the stream has no manifest entry at all.
+pub fn unstream<R: Read>(
+    inner: R,
+    name: impl Into<PathBuf>,
+    dir: &Path,
+    limits: Limits,
+) -> Result<UnstreamReport> {
+    match fs::read_dir(dir) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Error::invalid_input(
+                    dir.display().to_string(),
+                    "output folder exists and is not empty; choose a new path",
+                ));
+            }
+        }
+        Err(_) => fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create folder", e))?,
+    }
+    let mut reader = StreamReader::new(inner, name, limits)?;
+    reader.copy_to = Some(dir.to_path_buf());
+    let mut last: Option<(Manifest, EntryKind)> = None;
+    let mut damage = None;
+    let mut written = 0u32;
+    for item in reader.by_ref() {
+        match item {
+            Ok(StreamItem::Manifest { kind, manifest }) => last = Some((*manifest, kind)),
+            Ok(StreamItem::ShardEnd { .. }) => written += 1,
+            Ok(_) => {}
+            Err(e) => {
+                damage = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    let Some((manifest, kind)) = last else {
+        // Nothing to keep: no manifest lists any shard.
+        for n in 0..=written {
+            let name = shard_file_name(n);
+            let _ = fs::remove_file(dir.join(&name));
+            let _ = fs::remove_file(dir.join(format!("{name}{PARTIAL_SUFFIX}")));
+        }
+        return Err(Error::corrupt(
+            Location::file(&reader.name, 0),
+            "stream",
+            "at least one manifest checkpoint",
+            damage.unwrap_or_else(|| "none".into()),
+        ));
+    };
+    // Shards the manifest does not list (after the last checkpoint) and a partial shard go.
+    let listed = manifest.shards.len() as u32;
+    for n in listed..=written {
+        let name = shard_file_name(n);
+        let _ = fs::remove_file(dir.join(&name));
+        let _ = fs::remove_file(dir.join(format!("{name}{PARTIAL_SUFFIX}")));
+    }
+    crate::output::write_manifest_file(dir, &manifest)?;
+    Ok(UnstreamReport {
+        shards: u64::from(listed),
+        samples: manifest.totals.samples,
+        complete: kind == EntryKind::Final && damage.is_none(),
+        dropped_shards: u64::from(written.saturating_sub(listed)),
+        damage,
+    })
+}
