@@ -39,3 +39,16 @@ pub fn verify_shard(data: &[u8]) {
     };
     let _ = crate::verify(dir.path(), &options);
 }
+
+/// Reads `data` as a tape stream, front to back, item by item.
+pub fn read_stream(data: &[u8]) {
+    let Ok(reader) = crate::stream::StreamReader::new(data, "fuzz-stream", Limits::default())
+    else {
+        return;
+    };
+    for item in reader.take(100_000) {
+        if let Ok(crate::stream::StreamItem::Sample(s)) = item {
+            let _ = s.fields().map(|(_, d)| d.len()).sum::<usize>();
+        }
+    }
+}

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 mod codec;
+pub mod cost_model;
 mod error;
 pub mod format;
 #[doc(hidden)]
@@ -19,13 +20,14 @@ pub mod scan;
 mod source;
 pub mod stream;
 mod verify;
+mod volume;
 mod write;
 
 pub use error::{Error, ErrorKind, Location, Result};
 pub use format::stream::EntryKind;
 pub use limits::Limits;
 pub use manifest::Manifest;
-pub use media::MediaProfile;
+pub use media::{volume_budget, MediaProfile, Volume, MAX_STREAM_RECORD, MIN_STREAM_RECORD};
 pub use read::{Archive, Iter, Sample, Shard};
 pub use source::trace::{IoKind, IoOp, IoTrace};
 pub use verify::{verify, verify_with_progress, Finding, VerifyMode, VerifyOptions, VerifyReport};

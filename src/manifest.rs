@@ -22,6 +22,21 @@ pub fn profile_name(byte: u8) -> &'static str {
     crate::media::MediaProfile::from_code(byte).map_or("unknown", |p| p.name)
 }
 
+/// The folder name of volume `number` (1-based) in an archive split into volumes.
+pub fn volume_folder_name(number: u32) -> String {
+    format!("vol-{number:04}")
+}
+
+/// The number of volumes the manifest's shards are on (0 when not split).
+pub fn volume_count(manifest: &Manifest) -> u32 {
+    manifest
+        .shards
+        .iter()
+        .filter_map(|s| s.volume)
+        .max()
+        .unwrap_or(0)
+}
+
 /// The file name of shard `number`: `shard-000000.shp`, six digits or more.
 pub fn shard_file_name(number: u32) -> String {
     format!("shard-{number:06}.shp")
@@ -66,6 +81,10 @@ pub struct Layout {
     pub compression: String,
     /// zstd level (0 for none).
     pub level: i32,
+    /// Capacity budget of one volume (optical discs), when the archive is split into
+    /// volumes; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_size: Option<u64>,
 }
 
 /// Totals over all shards.
@@ -102,6 +121,9 @@ pub struct ShardInfo {
     pub max_key: String,
     /// BLAKE3 of the whole file, 64 lowercase hex digits.
     pub blake3: String,
+    /// The volume (1-based) holding the shard, when the archive is split into volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume: Option<u32>,
 }
 
 fn put_str(h: &mut blake3::Hasher, s: &str) {
@@ -125,6 +147,7 @@ impl Manifest {
         h.update(&l.shard_size.to_le_bytes());
         put_str(&mut h, &l.compression);
         h.update(&i64::from(l.level).to_le_bytes());
+        h.update(&l.volume_size.unwrap_or(0).to_le_bytes());
         let t = &self.totals;
         for v in [t.shards, t.samples, t.bytes, t.raw_bytes] {
             h.update(&v.to_le_bytes());
@@ -138,6 +161,7 @@ impl Manifest {
             put_str(&mut h, &s.min_key);
             put_str(&mut h, &s.max_key);
             put_str(&mut h, &s.blake3);
+            h.update(&u64::from(s.volume.unwrap_or(0)).to_le_bytes());
         }
         h.finalize().to_hex().to_string()
     }
@@ -279,6 +303,27 @@ impl Manifest {
             ordinal = ordinal.saturating_add(s.samples);
             bytes = bytes.saturating_add(s.size);
             raw_bytes = raw_bytes.saturating_add(s.raw_bytes);
+        }
+        let mut volume = 1u32;
+        for (i, s) in self.shards.iter().enumerate() {
+            match (self.layout.volume_size, s.volume) {
+                (None, None) => {}
+                (Some(_), Some(v)) if v == volume || (v == volume + 1 && i > 0) => volume = v,
+                (Some(_), Some(v)) => {
+                    return bad(
+                        &format!("volume of {}", s.file),
+                        format!("{volume} or {}", volume + 1),
+                        v.to_string(),
+                    );
+                }
+                _ => {
+                    return bad(
+                        &format!("volume of {}", s.file),
+                        "a volume exactly when layout.volume_size is set".into(),
+                        format!("{:?}", s.volume),
+                    )
+                }
+            }
         }
         let t = &self.totals;
         if t.shards != self.shards.len() as u64

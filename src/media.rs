@@ -19,8 +19,8 @@ pub struct MediaProfile {
     /// Target size of a shard file.
     pub shard_size: u64,
     /// When set, the writer places every record of at most this many bytes inside one
-    /// page of this size, and larger records start on a page boundary when that saves a
-    /// page (§5.4), so that a random read touches as few pages as possible.
+    /// page of this size (§5.4), so that a random read of it touches one page; a larger
+    /// record is not padded and touches at most one page more than its length needs.
     pub record_page: Option<u32>,
     /// Size of each read when scanning sequentially.
     pub read_chunk: u64,
@@ -29,6 +29,13 @@ pub struct MediaProfile {
 }
 
 const KIB: u32 = 1 << 10;
+
+/// Smallest tape record a stream may use: LTFS's minimum block size (research §A4).
+pub const MIN_STREAM_RECORD: u32 = 4 * KIB;
+/// Largest tape record a stream may use: the largest power of two under the 16 MiB − 1
+/// maximum block that IBM Ultrium drives report (research §A4); many HBAs fail far sooner,
+/// which is why the default is 512 KiB.
+pub const MAX_STREAM_RECORD: u32 = 8 << 20;
 const MIB: u64 = 1 << 20;
 
 impl MediaProfile {
@@ -149,4 +156,83 @@ mod tests {
             assert!(p.read_chunk >= 1 << 20);
         }
     }
+}
+
+/// Optical media by name, with their capacities in 2048-byte sectors (dvdisaster's sizes,
+/// research §A5; BD sizes with defect management, the safe choice).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Volume {
+    /// CD-R, 80 minutes.
+    Cd,
+    /// DVD±R single layer.
+    Dvd,
+    /// DVD±R dual layer.
+    DvdDl,
+    /// BD-R single layer (25 GB).
+    Bd25,
+    /// BD-R dual layer (50 GB).
+    Bd50,
+    /// BDXL triple layer (100 GB).
+    Bd100,
+    /// BDXL quadruple layer (128 GB).
+    Bdxl128,
+}
+
+/// Bytes in an optical sector.
+pub const SECTOR_BYTES: u64 = 2048;
+
+impl Volume {
+    /// Every medium, smallest first.
+    pub const ALL: [Volume; 7] = [
+        Volume::Cd,
+        Volume::Dvd,
+        Volume::DvdDl,
+        Volume::Bd25,
+        Volume::Bd50,
+        Volume::Bd100,
+        Volume::Bdxl128,
+    ];
+
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Volume::Cd => "cd",
+            Volume::Dvd => "dvd",
+            Volume::DvdDl => "dvd-dl",
+            Volume::Bd25 => "bd25",
+            Volume::Bd50 => "bd50",
+            Volume::Bd100 => "bd100",
+            Volume::Bdxl128 => "bdxl128",
+        }
+    }
+
+    /// The medium called `name`.
+    pub fn from_name(name: &str) -> Option<Volume> {
+        Volume::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// Capacity in sectors.
+    pub fn sectors(self) -> u64 {
+        match self {
+            Volume::Cd => 359_424,
+            Volume::Dvd => 2_295_104,
+            Volume::DvdDl => 4_171_712,
+            Volume::Bd25 => 11_826_176,
+            Volume::Bd50 => 23_652_352,
+            Volume::Bd100 => 47_305_728,
+            Volume::Bdxl128 => 60_403_712,
+        }
+    }
+
+    /// Capacity in bytes.
+    pub fn capacity(self) -> u64 {
+        self.sectors() * SECTOR_BYTES
+    }
+}
+
+/// The bytes of a medium of `capacity` bytes left for archive files once its file system
+/// (ISO 9660 / UDF volume descriptors, directories, anchors) has its room: 0.5% or 8 MiB,
+/// whichever is more. Parity written beside the archive takes its share from what is left.
+pub fn volume_budget(capacity: u64) -> u64 {
+    capacity.saturating_sub((capacity / 200).max(8 << 20))
 }

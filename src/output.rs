@@ -14,6 +14,7 @@ use crate::{Error, Result};
 pub(crate) enum Output {
     Folder(FolderOutput),
     Stream(RecordStream),
+    Volumes(VolumeOutput),
 }
 
 impl Output {
@@ -21,6 +22,7 @@ impl Output {
     pub(crate) fn begin_shard(&mut self, number: u32) -> Result<()> {
         match self {
             Output::Folder(f) => f.begin_shard(number),
+            Output::Volumes(v) => v.folder.begin_shard(number),
             // Shards start on a record boundary: the previous item was padded.
             Output::Stream(_) => Ok(()),
         }
@@ -30,23 +32,59 @@ impl Output {
     pub(crate) fn write(&mut self, bytes: &[u8], offset: u64) -> Result<()> {
         match self {
             Output::Folder(f) => f.write(bytes, offset),
+            Output::Volumes(v) => v.folder.write(bytes, offset),
             Output::Stream(s) => s.write(bytes),
         }
     }
 
-    /// Finishes the current shard durably.
-    pub(crate) fn end_shard(&mut self) -> Result<()> {
+    /// Finishes the current shard (of `size` bytes) durably; returns its volume.
+    pub(crate) fn end_shard(&mut self, size: u64) -> Result<Option<u32>> {
         match self {
-            Output::Folder(f) => f.end_shard(),
-            Output::Stream(s) => s.pad_to_record(),
+            Output::Folder(f) => f.end_shard().map(|()| None),
+            Output::Volumes(v) => {
+                v.folder.end_shard()?;
+                v.used += size;
+                Ok(Some(v.volume))
+            }
+            Output::Stream(s) => s.pad_to_record().map(|()| None),
         }
+    }
+
+    /// Bytes left in the current volume, when the output has volumes.
+    pub(crate) fn remaining(&self) -> Option<u64> {
+        match self {
+            // Room is kept in every volume for the manifest written at the end.
+            Output::Volumes(v) => Some(
+                v.budget
+                    .saturating_sub(v.used)
+                    .saturating_sub(MANIFEST_RESERVE),
+            ),
+            _ => None,
+        }
+    }
+
+    /// The budget of a whole volume, when the output has volumes.
+    pub(crate) fn volume_budget(&self) -> Option<u64> {
+        match self {
+            Output::Volumes(v) => Some(v.budget.saturating_sub(MANIFEST_RESERVE)),
+            _ => None,
+        }
+    }
+
+    /// Starts the next volume.
+    pub(crate) fn next_volume(&mut self) -> Result<()> {
+        if let Output::Volumes(v) = self {
+            v.start(v.volume + 1)?;
+        }
+        Ok(())
     }
 
     /// Writes a manifest: the final one closes the archive; checkpoints go to streams only.
     pub(crate) fn write_manifest(&mut self, manifest: &Manifest, kind: EntryKind) -> Result<()> {
         match self {
             Output::Folder(f) if kind == EntryKind::Final => f.write_manifest(manifest),
-            Output::Folder(_) => Ok(()),
+            Output::Volumes(v) if kind == EntryKind::Final => v.write_manifest(manifest),
+            Output::Folder(_) | Output::Volumes(_) => Ok(()),
             Output::Stream(s) => s.write_manifest(manifest, kind),
         }
     }
@@ -55,6 +93,10 @@ impl Output {
     pub(crate) fn name(&self, number: u32) -> PathBuf {
         match self {
             Output::Folder(f) => f
+                .dir
+                .join(format!("{}{PARTIAL_SUFFIX}", shard_file_name(number))),
+            Output::Volumes(v) => v
+                .folder
                 .dir
                 .join(format!("{}{PARTIAL_SUFFIX}", shard_file_name(number))),
             Output::Stream(s) => s.name.clone(),
@@ -131,6 +173,67 @@ impl FolderOutput {
 
     fn write_manifest(&mut self, manifest: &Manifest) -> Result<()> {
         write_manifest_file(&self.dir, manifest)
+    }
+}
+
+/// Room kept in each volume for `manifest.json` (about 3,000 shards' entries).
+const MANIFEST_RESERVE: u64 = 1 << 20;
+
+/// An archive split into volume folders `ROOT/vol-0001`, `ROOT/vol-0002`, ..., each filled
+/// up to `budget` bytes (shards and manifest) and each given the whole manifest at the end.
+pub(crate) struct VolumeOutput {
+    root: PathBuf,
+    budget: u64,
+    volume: u32,
+    used: u64,
+    folder: FolderOutput,
+    /// Bytes used in each finished volume.
+    sizes: Vec<u64>,
+}
+
+impl VolumeOutput {
+    pub(crate) fn new(root: PathBuf, budget: u64) -> Result<Self> {
+        let mut v = VolumeOutput {
+            folder: FolderOutput::new(root.clone()),
+            root,
+            budget,
+            volume: 0,
+            used: 0,
+            sizes: Vec::new(),
+        };
+        v.start(1)?;
+        Ok(v)
+    }
+
+    fn start(&mut self, volume: u32) -> Result<()> {
+        if self.volume > 0 {
+            self.sizes.push(self.used);
+        }
+        let dir = self.root.join(crate::manifest::volume_folder_name(volume));
+        fs::create_dir(&dir).map_err(|e| Error::io(&dir, "create volume folder", e))?;
+        self.folder = FolderOutput::new(dir);
+        self.volume = volume;
+        self.used = 0;
+        Ok(())
+    }
+
+    fn write_manifest(&mut self, manifest: &Manifest) -> Result<()> {
+        let len = manifest.to_canonical_bytes().len() as u64;
+        let mut sizes = self.sizes.clone();
+        sizes.push(self.used);
+        for (i, used) in sizes.iter().enumerate() {
+            let dir = self
+                .root
+                .join(crate::manifest::volume_folder_name(i as u32 + 1));
+            if used + len > self.budget {
+                return Err(Error::invalid_input(
+                    dir.display().to_string(),
+                    format!("{used} bytes of shards and a {len}-byte manifest exceed the volume budget of {} bytes; use smaller shards", self.budget),
+                ));
+            }
+            write_manifest_file(&dir, manifest)?;
+        }
+        Ok(())
     }
 }
 

@@ -26,6 +26,9 @@ pub struct Archive {
     manifest: Manifest,
     shards: Vec<OnceLock<Shard>>,
     limits: Limits,
+    trace: Option<crate::IoTrace>,
+    /// For an archive split into volumes: where each volume is.
+    volumes: Option<crate::volume::VolumeSet>,
 }
 
 impl Archive {
@@ -44,6 +47,9 @@ impl Archive {
     /// As [`Archive::open`].
     pub fn open_with_limits(path: impl AsRef<Path>, limits: Limits) -> Result<Archive> {
         let path = path.as_ref().to_path_buf();
+        if let Some(found) = crate::volume::find(&path).filter(|f| f.manifest_dir != path) {
+            return Archive::open_found(path, found, limits);
+        }
         let manifest_path = path.join(MANIFEST_FILE);
         if !manifest_path.exists() {
             let reason = if path.is_dir() {
@@ -53,14 +59,95 @@ impl Archive {
             };
             return Err(ErrorKind::Incomplete { path, reason }.into());
         }
-        let manifest = Manifest::load(&path, &limits)?;
+        let found = crate::volume::Found {
+            manifest_dir: path.clone(),
+            volume_dirs: crate::volume::find(&path)
+                .map(|f| f.volume_dirs)
+                .unwrap_or_default(),
+        };
+        Archive::open_found(path, found, limits)
+    }
+
+    /// Opens an archive split into volumes from the volume folders given (discs mounted
+    /// anywhere): each folder's volume is found from the shards it holds. Missing volumes
+    /// are named by the reads that need them, and by `verify`.
+    ///
+    /// # Errors
+    /// No folder holds a manifest, or it fails its checks.
+    pub fn open_volumes(folders: &[PathBuf]) -> Result<Archive> {
+        let Some(manifest_dir) = folders
+            .iter()
+            .find(|d| d.join(MANIFEST_FILE).exists())
+            .cloned()
+        else {
+            return Err(ErrorKind::Incomplete {
+                path: folders.first().cloned().unwrap_or_default(),
+                reason: format!("no folder given holds a {MANIFEST_FILE}"),
+            }
+            .into());
+        };
+        let volume_dirs = folders.iter().map(|d| (None, d.clone())).collect();
+        let path = manifest_dir.clone();
+        Archive::open_found(
+            path,
+            crate::volume::Found {
+                manifest_dir,
+                volume_dirs,
+            },
+            Limits::default(),
+        )
+    }
+
+    fn open_found(path: PathBuf, found: crate::volume::Found, limits: Limits) -> Result<Archive> {
+        let manifest = Manifest::load(&found.manifest_dir, &limits)?;
+        let volumes = manifest
+            .layout
+            .volume_size
+            .map(|_| crate::volume::VolumeSet::new(&manifest, &found.volume_dirs));
         let shards = manifest.shards.iter().map(|_| OnceLock::new()).collect();
         Ok(Archive {
             path,
             manifest,
             shards,
             limits,
+            trace: None,
+            volumes,
         })
+    }
+
+    /// The path of shard `index`'s file.
+    ///
+    /// # Errors
+    /// `index` out of range, or the shard's volume is missing.
+    pub fn shard_path(&self, index: usize) -> Result<PathBuf> {
+        match &self.volumes {
+            Some(v) => v.shard_path(&self.manifest, index),
+            None => {
+                let info = self.manifest.shards.get(index).ok_or_else(|| {
+                    Error::invalid_input(format!("shard {index}"), "not in the manifest")
+                })?;
+                Ok(self.path.join(&info.file))
+            }
+        }
+    }
+
+    /// Volumes (1-based) of a split archive that are not present.
+    pub fn missing_volumes(&self) -> Vec<u32> {
+        self.volumes
+            .as_ref()
+            .map(|v| v.missing())
+            .unwrap_or_default()
+    }
+
+    /// [`Archive::open`], recording every access to the mapped shards (offset and length,
+    /// as [`crate::IoKind::MapAccess`]) and every prefetch hint in `trace`.
+    ///
+    /// # Errors
+    /// As [`Archive::open`].
+    pub fn open_traced(path: impl AsRef<Path>, trace: crate::IoTrace) -> Result<Archive> {
+        let mut archive = Archive::open(path)?;
+        archive.trace = Some(trace);
+        Ok(archive)
     }
 
     /// The archive folder.
@@ -108,12 +195,13 @@ impl Archive {
         if let Some(shard) = cell.get() {
             return Ok(shard);
         }
-        let shard = Shard::open_expected(
-            &self.path.join(&info.file),
+        let mut shard = Shard::open_expected(
+            &self.shard_path(index)?,
             index as u32,
             Some((info, &self.manifest)),
             self.limits,
         )?;
+        shard.trace = self.trace.clone();
         // Another thread may have won the race; either shard is equally valid.
         let _ = cell.set(shard);
         cell.get()
@@ -172,6 +260,45 @@ impl Archive {
             }
         }
         Ok(None)
+    }
+
+    /// Reads many samples at once, in the order asked: the reads are made in file order,
+    /// and the byte ranges they need are merged (gaps under 64 KiB) and handed to the
+    /// kernel as one prefetch each before any is read, so that a batch costs few device
+    /// requests instead of one per sample.
+    pub fn get_many(&self, ordinals: &[u64]) -> Vec<Result<Sample<'_>>> {
+        const MERGE_GAP: u64 = 64 << 10;
+        let mut order: Vec<usize> = (0..ordinals.len()).collect();
+        order.sort_by_key(|&i| ordinals[i]);
+        // Plan: the file range of each record, merged per shard.
+        let mut ranges: Vec<(usize, u64, u64)> = Vec::new();
+        for &i in &order {
+            let Ok((shard, local)) = self.locate(ordinals[i]) else {
+                continue;
+            };
+            let Ok(s) = self.shard(shard) else { continue };
+            let Some((start, end)) = s.record_range(local) else {
+                continue;
+            };
+            match ranges.last_mut() {
+                Some((sh, _, e)) if *sh == shard && start <= e.saturating_add(MERGE_GAP) => {
+                    *e = (*e).max(end)
+                }
+                _ => ranges.push((shard, start, end)),
+            }
+        }
+        for (shard, start, end) in ranges {
+            if let Ok(s) = self.shard(shard) {
+                s.prefetch(start, end - start);
+            }
+        }
+        let mut out: Vec<Option<Result<Sample<'_>>>> = ordinals.iter().map(|_| None).collect();
+        for &i in &order {
+            out[i] = Some(self.get(ordinals[i]));
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::invalid_input("get_many", "lost a result"))))
+            .collect()
     }
 
     /// Iterates over every sample in ordinal (= file) order through the memory map.
@@ -259,6 +386,7 @@ pub struct Shard {
     /// The last decoded block, so that reading a compressed block's records in order
     /// decodes it once.
     decoded: Mutex<Option<(u32, Arc<[u8]>)>>,
+    trace: Option<crate::IoTrace>,
 }
 
 impl Shard {
@@ -386,6 +514,7 @@ impl Shard {
             layout,
             limits,
             decoded: Mutex::new(None),
+            trace: None,
         })
     }
 
@@ -434,6 +563,9 @@ impl Shard {
     }
 
     fn slice(&self, offset: u64, len: u64, what: &str) -> Result<&[u8]> {
+        if let Some(t) = &self.trace {
+            t.record(crate::IoKind::MapAccess, self.number, offset, len);
+        }
         offset
             .checked_add(len)
             .and_then(|end| {
@@ -555,6 +687,31 @@ impl Shard {
             *guard = Some((block, Arc::clone(&data)));
         }
         Ok(data)
+    }
+
+    /// The file range holding record `local`'s bytes as stored (the whole block payload
+    /// for a compressed block), if the index entries are sane.
+    pub fn record_range(&self, local: u32) -> Option<(u64, u64)> {
+        if local >= self.layout.record_count {
+            return None;
+        }
+        let entry = self.record_entry(local).ok()?;
+        let block = self.block_entry(entry.block).ok()?;
+        let payload = block.offset + BLOCK_HEADER_LEN as u64;
+        if block.stored_len == block.raw_len {
+            let start = payload.checked_add(entry.offset)?;
+            Some((start, start.checked_add(entry.len)?))
+        } else {
+            Some((block.offset, payload.checked_add(block.stored_len)?))
+        }
+    }
+
+    /// Asks the kernel to read `len` bytes at `offset` ahead of use.
+    pub(crate) fn prefetch(&self, offset: u64, len: u64) {
+        if let Some(t) = &self.trace {
+            t.record(crate::IoKind::Prefetch, self.number, offset, len);
+        }
+        self.bytes.will_need(offset, len);
     }
 
     /// Key-heap range of record `local`, validated.

@@ -32,6 +32,14 @@ pub(crate) struct FileSource {
 
 impl FileSource {
     pub(crate) fn open(path: &Path, number: u32, trace: Option<IoTrace>) -> Result<Self> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?;
+        if !meta.is_file() {
+            return Err(Error::io(
+                path,
+                "read",
+                io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+            ));
+        }
         let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
         crate::source::advise_sequential(&file);
         Ok(FileSource {
@@ -116,6 +124,11 @@ impl<S: SeqRead> Window<S> {
     /// Changes the size of later reads.
     pub(crate) fn set_chunk(&mut self, chunk: usize) {
         self.chunk = chunk.max(1);
+    }
+
+    /// True once the source has reported its end.
+    pub(crate) fn ended(&self) -> bool {
+        self.eof
     }
 
     /// Absolute offset of the cursor.
@@ -640,9 +653,9 @@ impl<'a> Scan<'a> {
 
     fn path(&self, shard: u32) -> PathBuf {
         let m = self.archive.manifest();
-        m.shards
-            .get(shard as usize)
-            .map_or_else(PathBuf::new, |s| self.archive.path().join(&s.file))
+        m.shards.get(shard as usize).map_or_else(PathBuf::new, |_| {
+            self.archive.shard_path(shard as usize).unwrap_or_default()
+        })
     }
 
     fn open_shard(&mut self) -> Result<Option<()>> {
@@ -651,7 +664,7 @@ impl<'a> Scan<'a> {
             return Ok(None);
         };
         let number = self.shard as u32;
-        let path = self.archive.path().join(&info.file);
+        let path = self.archive.shard_path(self.shard)?;
         let len = std::fs::metadata(&path)
             .map_err(|e| Error::io(&path, "stat", e))?
             .len();
@@ -725,13 +738,10 @@ impl<'a> Scan<'a> {
     fn next_sample(&mut self) -> Result<Option<crate::Sample<'static>>> {
         loop {
             if let Some(cursor) = self.block.as_mut() {
-                let path = self.archive.path().join(
-                    self.archive
-                        .manifest()
-                        .shards
-                        .get(cursor.shard as usize)
-                        .map_or("", |s| s.file.as_str()),
-                );
+                let path = self
+                    .archive
+                    .shard_path(cursor.shard as usize)
+                    .unwrap_or_default();
                 match cursor.next_sample(&path) {
                     Ok(Some(s)) => return Ok(Some(s)),
                     Ok(None) => self.block = None,

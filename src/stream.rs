@@ -53,7 +53,7 @@ pub struct StreamReader<R> {
 }
 
 impl<R: Read> StreamReader<R> {
-    /// A reader over `inner`; `name` names the stream in errors (e.g. "<stdin>").
+    /// A reader over `inner`; `name` names the stream in errors (e.g. `<stdin>`).
     ///
     /// # Errors
     /// The stream does not start with a stream start entry.
@@ -114,7 +114,7 @@ impl<R: Read> StreamReader<R> {
             failed: false,
             copy_to: None,
         };
-        reader.take_records(record_size, "stream start")?;
+        reader.take_entry_record("stream start")?;
         Ok(reader)
     }
 
@@ -128,12 +128,34 @@ impl<R: Read> StreamReader<R> {
     }
 
     /// Takes `len` bytes (a whole number of records) that must be there.
-    fn take_records(&mut self, len: u64, what: &str) -> Result<()> {
+    /// Takes the record holding an entry header: the bytes after the header are zeros.
+    fn take_entry_record(&mut self, what: &str) -> Result<()> {
         let at = self.win.offset();
-        match self.win.take(len as usize)? {
-            Some(_) => Ok(()),
+        match self.win.take(self.record_size as usize)? {
+            Some(r) if r.iter().skip(ENTRY_HEADER_LEN).all(|&b| b == 0) => Ok(()),
+            Some(_) => Err(Error::corrupt(
+                self.at(at + ENTRY_HEADER_LEN as u64),
+                format!("{what} record"),
+                "zero bytes after the entry header",
+                "non-zero bytes",
+            )),
             None => Err(self.torn(at, what)),
         }
+    }
+
+    /// A shard that fails because the stream ended is a torn stream, and says so.
+    fn scan_error(&mut self, e: Error) -> Error {
+        if self.win.ended() {
+            let at = self.win.offset();
+            let torn = self.torn(at, "shard");
+            return Error::corrupt(
+                e.location().cloned().unwrap_or_else(|| self.at(at)),
+                format!("{e}"),
+                "the rest of the shard",
+                torn.to_string(),
+            );
+        }
+        e
     }
 
     fn torn(&mut self, at: u64, what: &str) -> Error {
@@ -195,7 +217,7 @@ impl<R: Read> StreamReader<R> {
             }
             .into());
         }
-        self.take_records(self.record_size, "manifest entry")?;
+        self.take_entry_record("manifest entry")?;
         let body_at = self.win.offset();
         let padded = h.manifest_len.div_ceil(self.record_size) * self.record_size;
         let body = match self.win.take(padded as usize)? {
@@ -265,7 +287,12 @@ impl<R: Read> StreamReader<R> {
             if let Some((scanner, number)) = self.shard.as_mut() {
                 let number = *number;
                 let path = self.name.join(shard_file_name(number));
-                if let Some((rel, h, payload)) = scanner.next_block(&mut self.win)? {
+                let next = scanner.next_block(&mut self.win);
+                let next = match next {
+                    Ok(n) => n,
+                    Err(e) => return Err(self.scan_error(e)),
+                };
+                if let Some((rel, h, payload)) = next {
                     self.block = Some(BlockCursor::decode(
                         &path,
                         number,
@@ -279,7 +306,10 @@ impl<R: Read> StreamReader<R> {
                 let Some((scanner, _)) = self.shard.take() else {
                     continue;
                 };
-                let scanned = scanner.finish(&mut self.win)?;
+                let scanned = match scanner.finish(&mut self.win) {
+                    Ok(s) => s,
+                    Err(e) => return Err(self.scan_error(e)),
+                };
                 self.skip_padding()?;
                 if let Some(dir) = &self.copy_to {
                     let name = shard_file_name(number);
@@ -307,7 +337,11 @@ impl<R: Read> StreamReader<R> {
                         "more records",
                     ))
                 }
-                Some(m) if m == SHARD_MAGIC => self.start_shard()?,
+                Some(m) if m == SHARD_MAGIC => {
+                    if let Err(e) = self.start_shard() {
+                        return Err(self.scan_error(e));
+                    }
+                }
                 Some(m) if m == ENTRY_MAGIC => return self.read_manifest_entry().map(Some),
                 Some(m) => {
                     return Err(Error::corrupt(

@@ -145,12 +145,7 @@ pub fn verify_with_progress(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<VerifyReport> {
     let dir = path.as_ref();
-    let listing = fs::read_dir(dir).map_err(|e| Error::io(dir, "read archive folder", e))?;
-    let mut names: Vec<String> = listing
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    names.sort();
+    fs::read_dir(dir).map_err(|e| Error::io(dir, "read archive folder", e))?;
     let mut v = Verifier {
         findings: Vec::new(),
         complete: true,
@@ -160,61 +155,100 @@ pub fn verify_with_progress(
         trace: options.trace.clone(),
         raw_total: Some(0),
     };
-
-    let manifest = v.check_manifest(dir, options);
-    let shards: Vec<(u32, String, Option<&ShardInfo>)> = match &manifest {
+    // An archive split into volumes keeps its manifest in every volume folder.
+    let found = crate::volume::find(dir).filter(|f| f.manifest_dir != dir);
+    let manifest_dir = found.as_ref().map_or(dir, |f| f.manifest_dir.as_path());
+    let manifest = v.check_manifest(manifest_dir, options);
+    let volumes = match (&manifest, &found) {
+        (Some(m), Some(f)) if m.layout.volume_size.is_some() => {
+            Some(crate::volume::VolumeSet::new(m, &f.volume_dirs))
+        }
+        (Some(m), None) if m.layout.volume_size.is_some() => Some(crate::volume::VolumeSet::new(
+            m,
+            &crate::volume::find(dir)
+                .map(|f| f.volume_dirs)
+                .unwrap_or_default(),
+        )),
+        _ => None,
+    };
+    let folders: Vec<PathBuf> = match (&volumes, &manifest) {
+        (Some(set), Some(m)) => {
+            v.check_volumes(set, m, manifest_dir);
+            set.present().into_iter().map(|(_, d)| d).collect()
+        }
+        _ => vec![dir.to_path_buf()],
+    };
+    let shards: Vec<(u32, PathBuf, Option<&ShardInfo>)> = match &manifest {
         Some(m) => m
             .shards
             .iter()
             .enumerate()
-            .map(|(i, s)| (i as u32, s.file.clone(), Some(s)))
+            .filter_map(|(i, s)| match &volumes {
+                Some(set) => set.shard_path(m, i).ok().map(|p| (i as u32, p, Some(s))),
+                None => Some((i as u32, dir.join(&s.file), Some(s))),
+            })
             .collect(),
-        None => names
+        None => folders
             .iter()
-            .filter_map(|n| shard_number_of(n).map(|i| (i, n.clone(), None)))
+            .flat_map(|f| {
+                listing(f)
+                    .into_iter()
+                    .filter_map(move |n| shard_number_of(&n).map(|i| (i, f.join(&n), None)))
+            })
             .collect(),
     };
-    for name in &names {
-        if name.ends_with(PARTIAL_SUFFIX) {
-            v.complete = false;
-            v.push(
-                dir.join(name),
-                None,
-                0,
-                0,
-                "leftover partial file",
-                "none (pack finishes or removes it)",
-                "present (interrupted pack?)",
-            );
-        } else if let (Some(n), Some(m)) = (shard_number_of(name), &manifest) {
-            if m.shards.get(n as usize).is_none_or(|s| &s.file != name) {
+    for folder in &folders {
+        for name in listing(folder) {
+            if name.ends_with(PARTIAL_SUFFIX) {
+                v.complete = false;
                 v.push(
-                    dir.join(name),
-                    Some(n),
+                    folder.join(&name),
+                    None,
                     0,
                     0,
-                    "shard file",
-                    "only shards listed in the manifest",
-                    "a shard file the manifest does not list",
+                    "leftover partial file",
+                    "none (pack finishes or removes it)",
+                    "present (interrupted pack?)",
                 );
+            } else if let (Some(n), Some(m)) = (shard_number_of(&name), &manifest) {
+                let listed = shards
+                    .iter()
+                    .any(|(i, p, _)| *i == n && *p == folder.join(&name));
+                if !listed
+                    && m.shards
+                        .get(n as usize)
+                        .is_none_or(|s| s.file != name || volumes.is_none())
+                {
+                    v.push(
+                        folder.join(&name),
+                        Some(n),
+                        0,
+                        0,
+                        "shard file",
+                        "only shards listed in the manifest",
+                        "a shard file the manifest does not list",
+                    );
+                }
             }
         }
     }
     let total: u64 = shards
         .iter()
-        .map(|(_, name, info)| info.map_or_else(|| file_len(&dir.join(name)), |i| i.size))
+        .map(|(_, p, info)| info.map_or_else(|| file_len(p), |i| i.size))
         .sum();
     let mut done = 0;
-    for (number, name, info) in &shards {
-        let path = dir.join(name);
-        v.check_shard(&path, *number, *info, manifest.as_ref());
-        done += info.map_or_else(|| file_len(&path), |i| i.size);
+    for (number, path, info) in &shards {
+        v.check_shard(path, *number, *info, manifest.as_ref());
+        done += info.map_or_else(|| file_len(path), |i| i.size);
         progress(done, total);
     }
     if let (Some(m), Some(raw)) = (&manifest, v.raw_total) {
-        if raw != m.totals.raw_bytes && !shards.is_empty() {
+        if raw != m.totals.raw_bytes
+            && !shards.is_empty()
+            && volumes.as_ref().is_none_or(|s| s.missing().is_empty())
+        {
             v.push(
-                dir.join(MANIFEST_FILE),
+                manifest_dir.join(MANIFEST_FILE),
                 None,
                 0,
                 0,
@@ -236,6 +270,20 @@ pub fn verify_with_progress(
         bytes_checked: v.bytes_checked,
         findings: v.findings,
     })
+}
+
+/// File names in `dir`, sorted; names that are not UTF-8 are reported by the caller as
+/// unknown files would be, so they are left out here.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 fn file_len(path: &Path) -> u64 {
@@ -426,6 +474,75 @@ impl Verifier {
         if let Some(f) = self.findings.last_mut() {
             f.ordinals = ordinals;
             f.keys = keys;
+        }
+    }
+
+    /// A split archive: every volume present, each within its budget and holding the same
+    /// manifest.
+    fn check_volumes(&mut self, set: &crate::volume::VolumeSet, m: &Manifest, manifest_dir: &Path) {
+        let count = crate::manifest::volume_count(m);
+        for missing in set.missing() {
+            self.complete = false;
+            let on: Vec<&ShardInfo> = m
+                .shards
+                .iter()
+                .filter(|s| s.volume == Some(missing))
+                .collect();
+            let (first, last) = (
+                on.first().map(|s| s.first_ordinal),
+                on.last().map(|s| s.first_ordinal + s.samples - 1),
+            );
+            let files: Vec<&str> = on.iter().map(|s| s.file.as_str()).collect();
+            self.push(
+                PathBuf::from(crate::manifest::volume_folder_name(missing)),
+                None,
+                0,
+                on.iter().map(|s| s.size).sum(),
+                format!("volume {missing} of {count}"),
+                "present",
+                format!("missing (it holds {})", files.join(", ")),
+            );
+            if let (Some(a), Some(b)) = (first, last) {
+                self.affects(Some([a, b]), Vec::new());
+            }
+        }
+        let reference = fs::read(manifest_dir.join(MANIFEST_FILE)).unwrap_or_default();
+        let budget = m.layout.volume_size.unwrap_or(u64::MAX);
+        for (number, dir) in set.present() {
+            let path = dir.join(MANIFEST_FILE);
+            match fs::read(&path) {
+                Ok(bytes) if bytes == reference => {}
+                Ok(_) => self.push(
+                    path,
+                    None,
+                    0,
+                    0,
+                    format!("manifest of volume {number}"),
+                    "the same manifest as every volume",
+                    "a different manifest",
+                ),
+                Err(e) => self.push(
+                    path,
+                    None,
+                    0,
+                    0,
+                    format!("manifest of volume {number}"),
+                    "present",
+                    format!("missing ({e})"),
+                ),
+            }
+            let used: u64 = listing(&dir).iter().map(|n| file_len(&dir.join(n))).sum();
+            if used > budget {
+                self.push(
+                    dir.clone(),
+                    None,
+                    0,
+                    used,
+                    format!("volume {number} size"),
+                    format!("at most {budget} bytes (layout.volume_size)"),
+                    format!("{used} bytes"),
+                );
+            }
         }
     }
 

@@ -15,7 +15,7 @@ use crate::format::trailer::{Trailer, TRAILER_LEN};
 use crate::format::{self, align_up, Codec, MAX_FIELD_NAME_BYTES, MAX_KEY_BYTES};
 use crate::manifest::{self, shard_file_name, Layout, Manifest, ShardInfo, Totals};
 use crate::media::MediaProfile;
-use crate::output::{FolderOutput, Output, RecordStream};
+use crate::output::{FolderOutput, Output, RecordStream, VolumeOutput};
 use crate::{Error, Result};
 
 /// How block payloads are compressed.
@@ -49,6 +49,7 @@ pub struct WriterBuilder {
     record_page: Option<u32>,
     stream_record: u32,
     checkpoint_every: u32,
+    volume_size: Option<u64>,
 }
 
 impl Default for WriterBuilder {
@@ -76,6 +77,7 @@ impl WriterBuilder {
             record_page: profile.record_page,
             stream_record: profile.stream_record,
             checkpoint_every: 1,
+            volume_size: None,
         }
     }
 
@@ -134,6 +136,14 @@ impl WriterBuilder {
         self
     }
 
+    /// Splits the archive into volume folders `vol-0001`, `vol-0002`, ... of at most `bytes`
+    /// each (shards and manifest), for discs: see [`crate::Volume`] for media capacities.
+    /// Every volume gets the whole manifest.
+    pub fn volume_size(mut self, bytes: Option<u64>) -> Self {
+        self.volume_size = bytes;
+        self
+    }
+
     /// A stream gets a manifest checkpoint after every `shards` shards (at least 1).
     pub fn checkpoint_every(mut self, shards: u32) -> Self {
         self.checkpoint_every = shards.max(1);
@@ -152,6 +162,7 @@ impl WriterBuilder {
             shard_size: self.shard_size,
             compression: compression.into(),
             level,
+            volume_size: self.volume_size,
         }
     }
 
@@ -166,6 +177,15 @@ impl WriterBuilder {
             return Err(Error::invalid_input(
                 "block and shard size",
                 "must be at least 1 byte",
+            ));
+        }
+        let max_block = crate::Limits::DEFAULT.max_block_bytes;
+        if self.block_size > max_block {
+            return Err(Error::invalid_input(
+                format!("block size {}", self.block_size),
+                format!(
+                    "must be at most {max_block} bytes, the largest block a default reader accepts"
+                ),
             ));
         }
         if let Some(page) = self.record_page {
@@ -210,11 +230,11 @@ impl WriterBuilder {
             }
             Err(e) => return Err(Error::io(&dir, "read folder", e)),
         }
-        Ok(Writer::new(
-            self,
-            Output::Folder(FolderOutput::new(dir)),
-            compressor,
-        ))
+        let output = match self.volume_size {
+            Some(budget) => Output::Volumes(VolumeOutput::new(dir, budget)?),
+            None => Output::Folder(FolderOutput::new(dir)),
+        };
+        Ok(Writer::new(self, output, compressor))
     }
 
     /// A writer that sends the whole archive as one stream of fixed-size records to `sink`
@@ -230,11 +250,23 @@ impl WriterBuilder {
         name: impl Into<PathBuf>,
     ) -> Result<Writer> {
         let compressor = self.check()?;
-        if !format::is_valid_align(self.stream_record) || self.stream_record < self.align {
+        if self.volume_size.is_some() {
             return Err(Error::invalid_input(
-                format!("stream record size {}", self.stream_record),
+                "volume size",
+                "volumes are folders; a stream has none",
+            ));
+        }
+        let (min, max) = (
+            crate::media::MIN_STREAM_RECORD,
+            crate::media::MAX_STREAM_RECORD,
+        );
+        let r = self.stream_record;
+        if !r.is_power_of_two() || !(min..=max).contains(&r) || r < self.align {
+            return Err(Error::invalid_input(
+                format!("stream record size {r}"),
                 format!(
-                    "must be a power of two from 64 to 16777216 and at least the alignment {}",
+                    "must be a power of two from {min} (LTFS's minimum) to {max} (the largest under \
+                     the 16 MiB - 1 that LTO drives accept), and at least the alignment {}",
                     self.align
                 ),
             ));
@@ -331,16 +363,16 @@ impl Writer {
                 )
             })?;
         if let Some(shard) = &self.shard {
-            let full =
-                shard.size_with(record_len, key.len(), &self.options) > self.options.shard_size;
+            let full = shard.size_with(record_len, key.len(), &self.options) > shard.cap;
             if full || shard.records.len() == u32::MAX as usize {
                 self.close_shard()?;
             }
         }
         if self.shard.is_none() {
             let number = self.shards.len() as u32;
+            let cap = self.place_shard(key, record_len)?;
             self.output.begin_shard(number)?;
-            self.shard = Some(ShardWriter::create(self, number)?);
+            self.shard = Some(ShardWriter::create(self, number, cap)?);
         }
         let Some(shard) = self.shard.as_mut() else {
             return Err(Error::invalid_input("writer", "no shard"));
@@ -362,10 +394,32 @@ impl Writer {
         Ok(ordinal)
     }
 
+    /// Chooses where a new shard starting with this record goes (the next volume when the
+    /// current one is too full for it) and returns the size the shard may reach.
+    fn place_shard(&mut self, key: &str, record_len: u64) -> Result<u64> {
+        let Some(budget) = self.output.volume_budget() else {
+            return Ok(self.options.shard_size);
+        };
+        let need = ShardWriter::size_alone(record_len, key.len(), &self.options);
+        if need > budget {
+            return Err(Error::invalid_input(
+                format!("sample {key:?}"),
+                format!("needs a shard of up to {need} bytes, more than a whole volume ({budget} bytes usable); use a larger volume"),
+            ));
+        }
+        if self.output.remaining().is_some_and(|left| left < need) {
+            self.output.next_volume()?;
+        }
+        Ok(self
+            .options
+            .shard_size
+            .min(self.output.remaining().unwrap_or(u64::MAX)))
+    }
+
     fn close_shard(&mut self) -> Result<()> {
         if let Some(shard) = self.shard.take() {
-            let info = shard.finish(&mut self.output, self.compressor.as_mut())?;
-            self.output.end_shard()?;
+            let mut info = shard.finish(&mut self.output, self.compressor.as_mut())?;
+            info.volume = self.output.end_shard(info.size)?;
             self.shards.push(info);
             if self.shards.len() % self.options.checkpoint_every as usize == 0 {
                 let manifest = self.manifest();
@@ -470,10 +524,28 @@ struct ShardWriter {
     block_buf: Vec<u8>,
     block_first_record: u32,
     raw_bytes: u64,
+    /// The size this shard may not exceed unless one sample alone does.
+    cap: u64,
 }
 
 impl ShardWriter {
-    fn create(writer: &mut Writer, number: u32) -> Result<ShardWriter> {
+    /// An upper bound on the size of a shard holding only this record.
+    fn size_alone(record_len: u64, key_len: usize, options: &WriterBuilder) -> u64 {
+        let align = u64::from(options.align);
+        let data_offset = align_up(HEADER_LEN as u64, align).unwrap_or(u64::MAX);
+        let page = options.record_page.map_or(0, u64::from);
+        data_offset
+            + record_len
+            + 2 * page
+            + 2 * (BLOCK_HEADER_LEN as u64 + align)
+            + 2 * 32
+            + 36
+            + key_len as u64
+            + TRAILER_LEN as u64
+            + align
+    }
+
+    fn create(writer: &mut Writer, number: u32, cap: u64) -> Result<ShardWriter> {
         let (codec, level) = match writer.options.compression {
             Compression::None => (Codec::Stored, 0),
             Compression::Zstd { level } => (Codec::Zstd, level as i8),
@@ -505,6 +577,7 @@ impl ShardWriter {
             block_buf: Vec::new(),
             block_first_record: 0,
             raw_bytes: 0,
+            cap,
         };
         shard.write(&mut writer.output, &encoded)?;
         shard.pad_to(&mut writer.output, shard.header.data_offset())?;
@@ -689,6 +762,7 @@ impl ShardWriter {
             samples: self.records.len() as u64,
             first_ordinal: self.header.first_ordinal,
             raw_bytes: self.raw_bytes,
+            volume: None,
             min_key: key_string(order.first()),
             max_key: key_string(order.last()),
             blake3: self.hasher.finalize().to_hex().to_string(),

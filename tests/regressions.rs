@@ -7,10 +7,11 @@ use std::path::Path;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 3] = [
+const TARGETS: [(&str, Target); 4] = [
     ("read_shard", shardpack::fuzzing::read_shard),
     ("parse_manifest", shardpack::fuzzing::parse_manifest),
     ("verify_shard", shardpack::fuzzing::verify_shard),
+    ("read_stream", shardpack::fuzzing::read_stream),
 ];
 
 #[test]
@@ -34,5 +35,5 @@ fn replay_regressions_and_seeds() {
             }
         }
     }
-    assert!(replayed >= 6, "only {replayed} inputs replayed");
+    assert!(replayed >= 7, "only {replayed} inputs replayed");
 }

@@ -37,6 +37,7 @@ enum Command {
     Extract(cmd::extract::Args),
     Verify(cmd::verify::Args),
     Unstream(cmd::unstream::Args),
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
         Command::Extract(args) => cmd::extract::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Unstream(args) => cmd::unstream::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -45,7 +45,7 @@ impl BlockEntry {
         b
     }
 
-    /// Decodes an entry; [`IndexLayout::block`] validates it.
+    /// Decodes an entry; [`IndexLayout::check_block`] validates it.
     pub fn decode(b: &[u8; BLOCK_ENTRY_LEN]) -> BlockEntry {
         BlockEntry {
             offset: le::u64_at(b, 0),
@@ -84,7 +84,7 @@ impl RecordEntry {
         b
     }
 
-    /// Decodes an entry; [`IndexLayout::record`] validates it.
+    /// Decodes an entry; [`IndexLayout::check_record`] validates it.
     pub fn decode(b: &[u8; RECORD_ENTRY_LEN]) -> RecordEntry {
         RecordEntry {
             offset: le::u64_at(b, 0),

@@ -31,6 +31,18 @@ impl ReadOnlyMap {
         Ok(ReadOnlyMap(map))
     }
 
+    pub(crate) fn will_need(&self, offset: u64, len: u64) {
+        // memmap2 checks the range against the map and aligns it to pages.
+        if let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) {
+            if offset
+                .checked_add(len)
+                .is_some_and(|end| end <= self.0.len())
+            {
+                let _ = self.0.advise_range(memmap2::Advice::WillNeed, offset, len);
+            }
+        }
+    }
+
     pub(crate) fn advise(&self, pattern: AccessPattern) {
         let advice = match pattern {
             AccessPattern::Random => memmap2::Advice::Random,

@@ -20,6 +20,16 @@ pub(crate) enum ShardBytes {
 impl ShardBytes {
     /// Maps `path` read-only; an empty file is held as an empty buffer (maps cannot be empty).
     pub(crate) fn map(path: &Path) -> Result<ShardBytes> {
+        // Opening a FIFO or device named like a shard would block or misbehave: regular
+        // files only (symbolic links to them are followed).
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?;
+        if !meta.is_file() {
+            return Err(Error::io(
+                path,
+                "map",
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+            ));
+        }
         let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
         let len = file
             .metadata()
@@ -31,6 +41,13 @@ impl ShardBytes {
         mmap::ReadOnlyMap::new(&file)
             .map(ShardBytes::Mapped)
             .map_err(|e| Error::io(path, "map", e))
+    }
+
+    /// Asks the kernel to start reading a range of the map (no-op for owned bytes).
+    pub(crate) fn will_need(&self, offset: u64, len: u64) {
+        if let ShardBytes::Mapped(map) = self {
+            map.will_need(offset, len);
+        }
     }
 
     /// Tells the kernel how the map will be read (no-op for owned bytes).

@@ -12,6 +12,8 @@ pub enum IoKind {
     Write,
     /// A memory-map access of `len` bytes at `offset` (page faults, not syscalls).
     MapAccess,
+    /// A hint to the kernel to read `len` bytes at `offset` ahead of use.
+    Prefetch,
 }
 
 /// One traced operation.

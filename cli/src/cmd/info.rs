@@ -1,5 +1,6 @@
 //! `shardpack info`: what an archive holds and its root digest.
 
+use crate::output::outln;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -21,7 +22,7 @@ pub fn run(args: Args) -> Result<u8> {
         .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
     let m = archive.manifest();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(m)?);
+        outln!("{}", serde_json::to_string_pretty(m)?);
         return Ok(crate::EXIT_OK);
     }
     let t = &m.totals;
@@ -31,22 +32,25 @@ pub fn run(args: Args) -> Result<u8> {
     } else {
         1.0
     };
-    println!("archive      {}", args.archive.display());
-    println!("format       {} {}", m.format, m.format_version);
-    println!("writer       {}", m.writer);
-    println!("archive id   {}", m.archive_id);
-    println!("profile      {}", l.profile);
-    println!(
+    outln!("archive      {}", args.archive.display());
+    outln!("format       {} {}", m.format, m.format_version);
+    outln!("writer       {}", m.writer);
+    outln!("archive id   {}", m.archive_id);
+    outln!("profile      {}", l.profile);
+    outln!(
         "layout       align {} B, block {} B, shard {} B",
-        l.align, l.block_size, l.shard_size
+        l.align,
+        l.block_size,
+        l.shard_size
     );
-    println!("compression  {} (level {})", l.compression, l.level);
-    println!("samples      {}", t.samples);
-    println!("shards       {}", t.shards);
-    println!(
+    outln!("compression  {} (level {})", l.compression, l.level);
+    outln!("samples      {}", t.samples);
+    outln!("shards       {}", t.shards);
+    outln!(
         "size         {} bytes ({} bytes of records, ratio {ratio:.3})",
-        t.bytes, t.raw_bytes
+        t.bytes,
+        t.raw_bytes
     );
-    println!("root         {}", m.root);
+    outln!("root         {}", m.root);
     Ok(crate::EXIT_OK)
 }

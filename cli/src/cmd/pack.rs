@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use std::io::Write as _;
 use std::os::fd::AsFd;
 
-use shardpack::{Compression, MediaProfile, Writer, WriterBuilder};
+use shardpack::{Compression, MediaProfile, Volume, Writer, WriterBuilder};
 
 use crate::output::progress_bar;
 use crate::size::parse_size;
@@ -50,6 +50,13 @@ pub struct Args {
     /// two from 64 to 16M and at least the alignment. Default: 512K (LTFS's).
     #[arg(long, value_parser = parse_size)]
     record_size: Option<u64>,
+    /// Split the archive into volume folders (vol-0001, vol-0002, ...) that each fit this
+    /// optical medium with room for its file system; each carries the whole manifest.
+    #[arg(long, value_enum, conflicts_with = "volume_size")]
+    volume: Option<VolumeArg>,
+    /// Split the archive into volume folders for a medium of this capacity (e.g. 4700M).
+    #[arg(long, value_parser = parse_size)]
+    volume_size: Option<u64>,
     /// In a stream, write a manifest checkpoint after every N shards.
     #[arg(long, default_value_t = 1)]
     checkpoint_every: u32,
@@ -88,6 +95,31 @@ impl ProfileArg {
             ProfileArg::Ssd => MediaProfile::ssd(),
             ProfileArg::Tape => MediaProfile::tape(),
             ProfileArg::Optical => MediaProfile::optical(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum VolumeArg {
+    Cd,
+    Dvd,
+    DvdDl,
+    Bd25,
+    Bd50,
+    Bd100,
+    Bdxl128,
+}
+
+impl VolumeArg {
+    fn volume(self) -> Volume {
+        match self {
+            VolumeArg::Cd => Volume::Cd,
+            VolumeArg::Dvd => Volume::Dvd,
+            VolumeArg::DvdDl => Volume::DvdDl,
+            VolumeArg::Bd25 => Volume::Bd25,
+            VolumeArg::Bd50 => Volume::Bd50,
+            VolumeArg::Bd100 => Volume::Bd100,
+            VolumeArg::Bdxl128 => Volume::Bdxl128,
         }
     }
 }
@@ -133,6 +165,11 @@ pub fn run(args: Args) -> Result<u8> {
     if let Some(n) = args.record_size {
         builder = builder.stream_record(u32::try_from(n).context("--record-size is too large")?);
     }
+    let capacity = args
+        .volume
+        .map(|v| v.volume().capacity())
+        .or(args.volume_size);
+    builder = builder.volume_size(capacity.map(shardpack::volume_budget));
     let to_stream = args.output.as_os_str() == "-";
     let existed = args.output.exists();
     let writer = if to_stream {
@@ -320,7 +357,10 @@ fn derive_id(samples: &BTreeMap<String, Vec<(String, InputFile)>>, args: &Args) 
         }
     }
     let options = format!(
-        "{:?} {:?} {:?} {:?} {:?} {} {}",
+        "{:?} {:?} {:?} {:?} {:?} {:?} {} {}",
+        args.volume
+            .map(|v| v.volume().capacity())
+            .or(args.volume_size),
         args.profile as u8,
         args.shard_size,
         args.block_size,

@@ -1,5 +1,6 @@
 //! `shardpack unstream`: turn a stream (from `pack -o -`, a tape) into an archive folder.
 
+use crate::output::outln;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -25,17 +26,17 @@ pub fn run(args: Args) -> Result<u8> {
     let report = shardpack::stream::unstream(input, name, &args.output, Limits::default())
         .with_context(|| format!("cannot unstream into {}", args.output.display()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        println!(
+        outln!(
             "wrote {} shard(s), {} sample(s) to {}",
             report.shards,
             report.samples,
             args.output.display()
         );
         if let Some(damage) = &report.damage {
-            println!("DAMAGED stream: {damage}");
-            println!(
+            outln!("DAMAGED stream: {damage}");
+            outln!(
                 "kept everything up to the last manifest checkpoint; dropped {} later shard(s)",
                 report.dropped_shards
             );

@@ -1,5 +1,6 @@
 //! `shardpack verify`: prove an archive intact, or say where it is not.
 
+use crate::output::outln;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -55,13 +56,13 @@ pub fn run(args: Args) -> Result<u8> {
     .with_context(|| format!("cannot verify {}", args.archive.display()))?;
     bar.finish_and_clear();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for finding in &report.findings {
-            println!("DEFECT {finding}");
+            outln!("DEFECT {finding}");
         }
         let status = if report.is_ok() { "OK" } else { "DAMAGED" };
-        println!(
+        outln!(
             "{status}: {} finding(s); complete: {}; {} shard(s), {} sample(s), {} bytes checked ({:?} mode)",
             report.findings.len(),
             if report.complete { "yes" } else { "no" },
@@ -71,7 +72,7 @@ pub fn run(args: Args) -> Result<u8> {
             report.mode
         );
         if let Some(root) = &report.root {
-            println!("root {root}");
+            outln!("root {root}");
         }
     }
     Ok(if report.is_ok() {
@@ -137,20 +138,20 @@ fn run_stream(args: &Args) -> Result<u8> {
     }
     if args.json {
         let report = serde_json::json!({"archive": "-", "complete": complete, "valid": findings.is_empty(), "shards": shards.len(), "samples": samples, "root": root, "findings": findings});
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for f in &findings {
-            println!("DEFECT {f}");
+            outln!("DEFECT {f}");
         }
         let status = if findings.is_empty() { "OK" } else { "DAMAGED" };
-        println!(
+        outln!(
             "{status}: {} finding(s); complete: {}; {} shard(s), {samples} sample(s) in the stream",
             findings.len(),
             if complete { "yes" } else { "no" },
             shards.len()
         );
         if let Some(root) = &root {
-            println!("root {root}");
+            outln!("root {root}");
         }
     }
     Ok(if findings.is_empty() && complete {

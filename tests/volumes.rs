@@ -1,0 +1,171 @@
+//! Archives split into optical volumes: no volume exceeds its budget, every structure is
+//! aligned to the medium's ECC block, every volume carries the manifest, and a missing
+//! volume is named by the reader and the verifier.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::*;
+use shardpack::{
+    verify, Archive, Compression, ErrorKind, MediaProfile, VerifyOptions, WriterBuilder,
+};
+
+const BUDGET: u64 = 6 << 20;
+
+fn optical(budget: u64) -> WriterBuilder {
+    WriterBuilder::for_profile(MediaProfile::optical())
+        .shard_size(2 << 20)
+        .block_size(256 << 10)
+        .compression(Compression::None)
+        .volume_size(Some(budget))
+}
+
+fn dataset() -> Vec<OwnedSample> {
+    (0..120)
+        .map(|i| {
+            (
+                format!("img/{i:04}"),
+                vec![
+                    ("jpg".into(), noise(i, 40_000 + (i as usize * 997) % 60_000)),
+                    ("cls".into(), vec![i as u8]),
+                ],
+            )
+        })
+        .collect()
+}
+
+fn folder_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+fn volume_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn volumes_fit_their_budget_and_everything_is_aligned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("discs");
+    let samples = dataset();
+    let manifest = write_archive(&root, optical(BUDGET), &samples);
+    let dirs = volume_dirs(&root);
+    assert!(dirs.len() >= 2, "the data needs several volumes: {dirs:?}");
+    let reference = std::fs::read(dirs[0].join("manifest.json")).unwrap();
+    for (i, dir) in dirs.iter().enumerate() {
+        assert!(dir.ends_with(format!("vol-{:04}", i + 1)));
+        assert!(
+            folder_bytes(dir) <= BUDGET,
+            "{} holds {} bytes",
+            dir.display(),
+            folder_bytes(dir)
+        );
+        assert_eq!(
+            std::fs::read(dir.join("manifest.json")).unwrap(),
+            reference,
+            "every volume has the manifest"
+        );
+    }
+    let align = u64::from(MediaProfile::optical().align);
+    for s in &manifest.shards {
+        assert_eq!(s.size % align, 0, "{} ends on an ECC block", s.file);
+        assert!(s.volume.is_some());
+    }
+    let archive = Archive::open(&root).unwrap();
+    for i in 0..archive.shard_count() {
+        let shard = archive.shard(i).unwrap();
+        assert_eq!(shard.layout().index_offset % align, 0);
+        for b in 0..shard.layout().block_count {
+            assert_eq!(
+                shard.block_entry(b).unwrap().offset % align,
+                0,
+                "block {b} of shard {i} starts on an ECC block"
+            );
+        }
+    }
+    assert_eq!(read_all(&archive), samples);
+    assert!(verify(&root, &VerifyOptions::default()).unwrap().is_ok());
+    // A single volume folder finds its siblings.
+    assert!(verify(&dirs[1], &VerifyOptions::default()).unwrap().is_ok());
+}
+
+#[test]
+fn a_missing_volume_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("discs");
+    let samples = dataset();
+    let manifest = write_archive(&root, optical(BUDGET), &samples);
+    let away = tmp.path().join("in-the-post");
+    std::fs::rename(root.join("vol-0002"), &away).unwrap();
+    let report = verify(&root, &VerifyOptions::default()).unwrap();
+    assert!(!report.complete);
+    let finding = report
+        .findings
+        .iter()
+        .find(|f| f.what.starts_with("volume 2 of"))
+        .expect("missing volume named");
+    assert!(
+        finding.found.contains("missing") && finding.ordinals.is_some(),
+        "{finding:?}"
+    );
+    let archive = Archive::open(&root).unwrap();
+    assert_eq!(archive.missing_volumes(), vec![2]);
+    let on_two = manifest
+        .shards
+        .iter()
+        .find(|s| s.volume == Some(2))
+        .unwrap();
+    let err = archive.get(on_two.first_ordinal).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Incomplete { .. }) && err.to_string().contains("volume 2"),
+        "{err}"
+    );
+    assert!(archive.get(0).is_ok(), "volume 1 still reads");
+
+    // Discs mounted anywhere: the set is found from the shards each folder holds.
+    let mounted: Vec<PathBuf> = vec![away.clone(), root.join("vol-0001")]
+        .into_iter()
+        .chain(
+            volume_dirs(&root)
+                .into_iter()
+                .filter(|d| !d.ends_with("vol-0001")),
+        )
+        .collect();
+    let archive = Archive::open_volumes(&mounted).unwrap();
+    assert!(archive.missing_volumes().is_empty());
+    assert_eq!(read_all(&archive), samples);
+}
+
+#[test]
+fn a_volume_too_small_for_one_sample_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut w = optical(256 << 10).create(tmp.path().join("tiny")).unwrap();
+    let err = w.append("big", &[("bin", &noise(1, 300_000))]).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::InvalidInput { .. }) && err.to_string().contains("volume"),
+        "{err}"
+    );
+}
+
+#[test]
+fn media_capacities_are_the_researched_ones() {
+    use shardpack::Volume;
+    assert_eq!(Volume::Bd25.capacity(), 11_826_176 * 2048);
+    assert_eq!(Volume::Dvd.capacity(), 2_295_104 * 2048);
+    for v in Volume::ALL {
+        let budget = shardpack::volume_budget(v.capacity());
+        assert!(
+            budget < v.capacity() && budget > v.capacity() / 100 * 98,
+            "{v:?}"
+        );
+        assert_eq!(Volume::from_name(v.name()), Some(v));
+    }
+}
