@@ -37,6 +37,7 @@ enum Command {
     Extract(cmd::extract::Args),
     Verify(cmd::verify::Args),
     Unstream(cmd::unstream::Args),
+    Salvage(cmd::salvage::Args),
     Bench(cmd::bench::Args),
 }
 
@@ -50,6 +51,7 @@ fn main() -> ExitCode {
         Command::Extract(args) => cmd::extract::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Unstream(args) => cmd::unstream::run(args),
+        Command::Salvage(args) => cmd::salvage::run(args),
         Command::Bench(args) => cmd::bench::run(args),
     };
     match result {

@@ -322,3 +322,183 @@ fn extract_refuses_unsafe_keys_and_symlinks() {
         "nothing written outside"
     );
 }
+
+fn run_with_stdin(args: &[&dyn AsRef<std::ffi::OsStr>], stdin: &Path) -> Output {
+    let mut c = bin();
+    for a in args {
+        c.arg(a.as_ref());
+    }
+    c.stdin(std::fs::File::open(stdin).unwrap())
+        .output()
+        .expect("run shardpack")
+}
+
+#[test]
+fn tape_stream_through_stdout_and_stdin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    make_tree(&input);
+    let stream = tmp.path().join("stream.tape");
+    let o = bin()
+        .args([
+            "pack",
+            "--profile",
+            "tape",
+            "--record-size",
+            "64K",
+            "--align",
+            "64K",
+            "--shard-size",
+            "256K",
+        ])
+        .arg(&input)
+        .args(["-o", "-"])
+        .stdout(std::fs::File::create(&stream).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("packed 10 samples"),
+        "the summary goes to stderr: {}",
+        stderr(&o)
+    );
+    let len = std::fs::metadata(&stream).unwrap().len();
+    assert_eq!(len % (64 << 10), 0, "whole records only");
+
+    let o = run_with_stdin(&[&"ls", &"-"], &stream);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o).lines().count(), 10);
+    let o = run_with_stdin(&[&"verify", &"-"], &stream);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let out = tmp.path().join("out");
+    let o = run_with_stdin(&[&"extract", &"-", &"-o", &out], &stream);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same_tree(&input, &out);
+    let folder = tmp.path().join("folder");
+    let o = run_with_stdin(&[&"unstream", &"-", &"-o", &folder], &stream);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(run(&[&"verify", &folder]).status.code(), Some(0));
+
+    // Torn mid-record: verify and unstream report it, exit 1, and keep what came before.
+    let bytes = std::fs::read(&stream).unwrap();
+    let torn = tmp.path().join("torn.tape");
+    std::fs::write(&torn, &bytes[..bytes.len() / 2 + 1000]).unwrap();
+    let o = run_with_stdin(&[&"verify", &"-"], &torn);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("mid-record"), "{}", stdout(&o));
+    let kept = tmp.path().join("kept");
+    let o = run_with_stdin(&[&"unstream", &"-", &"-o", &kept], &torn);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        run(&[&"verify", &kept]).status.code(),
+        Some(0),
+        "the checkpointed part verifies"
+    );
+
+    // A record size a tape driver would refuse.
+    for bad in ["1000", "2K", "16M"] {
+        let o = bin()
+            .args(["pack", "--profile", "tape", "--record-size", bad])
+            .arg(&input)
+            .args(["-o", "-"])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{bad}");
+        assert!(stderr(&o).contains("record size"), "{}", stderr(&o));
+    }
+}
+
+#[test]
+fn optical_volumes_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for i in 0..30u32 {
+        let data: Vec<u8> = (0..400_000u32)
+            .map(|x| (x.wrapping_mul(2_654_435_761).wrapping_add(i) >> 9) as u8)
+            .collect();
+        std::fs::write(input.join(format!("{i:02}.bin")), data).unwrap();
+    }
+    let archive = tmp.path().join("discs");
+    let o = run(&[
+        &"pack",
+        &input,
+        &"-o",
+        &archive,
+        &"--profile",
+        &"optical",
+        &"--volume-size",
+        &"16M",
+        &"--shard-size",
+        &"3M",
+        &"--compression",
+        &"none",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(archive.join("vol-0001").is_dir() && archive.join("vol-0002").is_dir());
+    assert_eq!(run(&[&"verify", &archive]).status.code(), Some(0));
+    std::fs::remove_dir_all(archive.join("vol-0002")).unwrap();
+    let o = run(&[&"verify", &archive]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("volume 2 of"), "{}", stdout(&o));
+    // A medium too small for one sample.
+    let o = run(&[
+        &"pack",
+        &input,
+        &"-o",
+        &tmp.path().join("tiny"),
+        &"--profile",
+        &"optical",
+        &"--volume-size",
+        &"9M",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("volume"), "{}", stderr(&o));
+    // A profile that does not exist.
+    let o = run(&[
+        &"pack",
+        &input,
+        &"-o",
+        &tmp.path().join("x"),
+        &"--profile",
+        &"floppy",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("possible values"), "{}", stderr(&o));
+}
+
+#[test]
+fn salvage_recovers_what_a_damaged_archive_still_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    make_tree(&input);
+    let archive = tmp.path().join("a");
+    assert!(run(&[
+        &"pack",
+        &input,
+        &"-o",
+        &archive,
+        &"--compression",
+        &"none",
+        &"--block-size",
+        &"64"
+    ])
+    .status
+    .success());
+    // Lose the manifest and the shard's trailer and index.
+    std::fs::remove_file(archive.join("manifest.json")).unwrap();
+    let shard = archive.join("shard-000000.shp");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() - 4096]).unwrap();
+    let out = tmp.path().join("saved");
+    let o = run(&[&"salvage", &archive, &"-o", &out]);
+    assert!(o.status.code().is_some_and(|c| c <= 1), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("recovered 10 sample(s)"),
+        "{}",
+        stdout(&o)
+    );
+    let extracted = tmp.path().join("x");
+    assert!(run(&[&"extract", &out, &"-o", &extracted]).status.success());
+    assert_same_tree(&input, &extracted);
+}

@@ -4,6 +4,7 @@ pub mod extract;
 pub mod info;
 pub mod ls;
 pub mod pack;
+pub mod salvage;
 pub mod unstream;
 pub mod verify;
 

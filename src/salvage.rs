@@ -1,0 +1,313 @@
+//! Salvage (§13.3): recover every intact sample from damaged shards without trailers,
+//! indexes or manifest, by finding blocks through their sync markers; report what is lost.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN, BLOCK_SYNC};
+use crate::format::header::{ShardHeader, HEADER_LEN};
+use crate::format::trailer::{Trailer, TRAILER_LEN};
+use crate::format::{checksum, MIN_ALIGN_BYTES};
+use crate::scan::BlockCursor;
+use crate::source::ShardBytes;
+use crate::{Error, Limits, Manifest, Result, WriterBuilder};
+
+/// A byte range of an input that held no intact block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LostRange {
+    /// The input file.
+    pub file: PathBuf,
+    /// First byte of the range.
+    pub offset: u64,
+    /// Length of the range.
+    pub len: u64,
+    /// Why its bytes could not be used.
+    pub reason: String,
+    /// Ordinals of the samples lost there (first and last), when block headers or the
+    /// trailer around the range tell them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordinals: Option<[u64; 2]>,
+}
+
+/// What [`salvage`] recovered and lost.
+#[derive(Clone, Debug, Serialize)]
+pub struct SalvageReport {
+    /// Input shard files read.
+    pub files: u64,
+    /// Intact blocks found.
+    pub blocks: u64,
+    /// Samples written to the new archive.
+    pub samples: u64,
+    /// Samples found more than once (duplicated shards) and written once.
+    pub duplicates: u64,
+    /// Ranges with no intact block, and the samples they held when known.
+    pub lost: Vec<LostRange>,
+    /// The new archive's manifest root.
+    pub root: String,
+}
+
+/// Every shard file among `inputs`: files as given, folders searched (with their volume
+/// folders) for `shard-*.shp`.
+fn shard_files(inputs: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for input in inputs {
+        let meta = std::fs::metadata(input).map_err(|e| Error::io(input, "stat", e))?;
+        if meta.is_file() {
+            files.push(input.clone());
+            continue;
+        }
+        let mut stack = vec![input.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, "read folder", e))?;
+            for e in entries.flatten() {
+                let p = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if p.is_dir() && name.starts_with("vol-") {
+                    stack.push(p);
+                } else if p.is_file()
+                    && name.starts_with("shard-")
+                    && (name.ends_with(".shp") || name.ends_with(".shp.partial"))
+                {
+                    files.push(p);
+                }
+            }
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// A block found by its sync marker, intact.
+struct Found {
+    offset: u64,
+    header: BlockHeader,
+}
+
+/// Finds every intact block of one file by scanning for sync markers on the 64-byte grid
+/// every alignment shares; reports the ranges between them that hold no intact block.
+fn scan_file(path: &Path, bytes: &[u8], lost: &mut Vec<LostRange>) -> Vec<Found> {
+    let len = bytes.len() as u64;
+    let header = bytes
+        .get(..HEADER_LEN)
+        .and_then(|b| b.try_into().ok())
+        .and_then(|b| ShardHeader::decode(b).ok());
+    let trailer = len
+        .checked_sub(TRAILER_LEN as u64)
+        .and_then(|at| bytes.get(at as usize..).and_then(|b| b.try_into().ok()))
+        .and_then(|b| Trailer::decode(b).ok());
+    let data_end = trailer.as_ref().map_or(len, |t| t.index_offset.min(len));
+    let step = u64::from(MIN_ALIGN_BYTES);
+    let mut found: Vec<Found> = Vec::new();
+    let mut pos = header.as_ref().map_or(0, |h| h.data_offset());
+    let mut gap_start: Option<u64> = None;
+    while pos + BLOCK_HEADER_LEN as u64 <= data_end {
+        let at = pos as usize;
+        let intact = (bytes.get(at..at + 8) == Some(&BLOCK_SYNC[..]))
+            .then(|| {
+                bytes
+                    .get(at..at + BLOCK_HEADER_LEN)
+                    .and_then(|b| b.try_into().ok())
+                    .and_then(|b| BlockHeader::decode(b).ok())
+            })
+            .flatten()
+            .filter(|h| {
+                // A block of another shard (an archive stored inside a sample, say) is not
+                // one of ours.
+                let ours = header.as_ref().is_none_or(|s| {
+                    h.shard_number == s.shard_number
+                        && h.first_ordinal >= s.first_ordinal
+                        && trailer.as_ref().is_none_or(|t| {
+                            h.first_ordinal < t.first_ordinal.saturating_add(t.record_count)
+                        })
+                });
+                let start = pos + BLOCK_HEADER_LEN as u64;
+                ours && start
+                    .checked_add(h.stored_len)
+                    .is_some_and(|end| end <= data_end)
+                    && bytes
+                        .get(start as usize..(start + h.stored_len) as usize)
+                        .is_some_and(|p| checksum::crc32(p) == h.payload_crc)
+            });
+        match intact {
+            Some(h) => {
+                if let Some(g) = gap_start.take() {
+                    lost.push(LostRange {
+                        file: path.to_path_buf(),
+                        offset: g,
+                        len: pos - g,
+                        reason: "no intact block".into(),
+                        ordinals: None,
+                    });
+                }
+                let end = pos + BLOCK_HEADER_LEN as u64 + h.stored_len;
+                found.push(Found {
+                    offset: pos,
+                    header: h,
+                });
+                pos = end.div_ceil(step) * step;
+            }
+            None => {
+                // Zero padding between blocks is not damage.
+                let zero = bytes
+                    .get(at..at + step as usize)
+                    .is_some_and(|b| b.iter().all(|&x| x == 0));
+                if !zero && gap_start.is_none() {
+                    gap_start = Some(pos);
+                }
+                pos += step;
+            }
+        }
+    }
+    if let Some(g) = gap_start {
+        lost.push(LostRange {
+            file: path.to_path_buf(),
+            offset: g,
+            len: data_end - g,
+            reason: "no intact block".into(),
+            ordinals: None,
+        });
+    }
+    if header.is_none() {
+        lost.push(LostRange {
+            file: path.to_path_buf(),
+            offset: 0,
+            len: HEADER_LEN as u64,
+            reason: "damaged shard header (its blocks were still used)".into(),
+            ordinals: None,
+        });
+    }
+    if trailer.is_none() {
+        lost.push(LostRange {
+            file: path.to_path_buf(),
+            offset: len.saturating_sub(TRAILER_LEN as u64),
+            len: TRAILER_LEN as u64,
+            reason: "damaged or missing trailer and index (blocks found by their sync markers)"
+                .into(),
+            ordinals: None,
+        });
+    }
+    // Samples missing between the blocks found, from the ordinals the block headers carry
+    // and the shard's range from its header and trailer when they are intact.
+    let mut expected = header.as_ref().map(|h| h.first_ordinal);
+    for f in &found {
+        if let Some(e) = expected.filter(|&e| e < f.header.first_ordinal) {
+            lost.push(LostRange {
+                file: path.to_path_buf(),
+                offset: f.offset,
+                len: 0,
+                reason: "samples before this block are in no intact block".into(),
+                ordinals: Some([e, f.header.first_ordinal - 1]),
+            });
+        }
+        expected = Some(f.header.first_ordinal + u64::from(f.header.record_count));
+    }
+    if let (Some(e), Some(t)) = (expected, &trailer) {
+        let end = t.first_ordinal.saturating_add(t.record_count);
+        if e < end {
+            lost.push(LostRange {
+                file: path.to_path_buf(),
+                offset: data_end,
+                len: 0,
+                reason: "samples at the end of the shard are in no intact block".into(),
+                ordinals: Some([e, end - 1]),
+            });
+        }
+    }
+    found
+}
+
+/// Recovers every intact sample from `inputs` (shard files, archive folders, even partial
+/// shards of an interrupted pack) into a new archive at `output`, written with `options`.
+/// Samples keep their order (by shard, then ordinal); a key seen twice is written once.
+///
+/// # Errors
+/// An input cannot be read, or the new archive cannot be written.
+pub fn salvage(inputs: &[PathBuf], output: &Path, options: WriterBuilder) -> Result<SalvageReport> {
+    let files = shard_files(inputs)?;
+    let mut lost = Vec::new();
+    let mut writer = options.create(output)?;
+    let mut seen: HashSet<String> = HashSet::new();
+    let (mut blocks, mut samples, mut duplicates) = (0u64, 0u64, 0u64);
+    // Shards in order of their number and first ordinal, as far as their headers tell.
+    let mut ordered: Vec<(u64, PathBuf, ShardBytes)> = Vec::new();
+    for path in &files {
+        let bytes = ShardBytes::map(path)?;
+        let first = bytes
+            .get(..HEADER_LEN)
+            .and_then(|b| b.try_into().ok())
+            .and_then(|b| ShardHeader::decode(b).ok())
+            .map_or(u64::MAX, |h| h.first_ordinal);
+        ordered.push((first, path.clone(), bytes));
+    }
+    ordered.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+    for (_, path, bytes) in &ordered {
+        for f in scan_file(path, bytes, &mut lost) {
+            let payload_at = f.offset as usize + BLOCK_HEADER_LEN;
+            let payload = bytes
+                .get(payload_at..payload_at + f.header.stored_len as usize)
+                .unwrap_or_default();
+            let mut cursor = match BlockCursor::decode(
+                path,
+                f.header.shard_number,
+                f.offset,
+                &f.header,
+                payload,
+                Limits::default().max_block_bytes,
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    lost.push(LostRange {
+                        file: path.clone(),
+                        offset: f.offset,
+                        len: BLOCK_HEADER_LEN as u64 + f.header.stored_len,
+                        reason: e.to_string(),
+                        ordinals: Some([
+                            f.header.first_ordinal,
+                            f.header.first_ordinal + u64::from(f.header.record_count) - 1,
+                        ]),
+                    });
+                    continue;
+                }
+            };
+            blocks += 1;
+            loop {
+                match cursor.next_sample(path) {
+                    Ok(Some(s)) => {
+                        if !seen.insert(s.key().to_string()) {
+                            duplicates += 1;
+                            continue;
+                        }
+                        let fields: Vec<(&str, &[u8])> = s.fields().collect();
+                        writer.append(s.key(), &fields)?;
+                        samples += 1;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        lost.push(LostRange {
+                            file: path.clone(),
+                            offset: f.offset,
+                            len: BLOCK_HEADER_LEN as u64 + f.header.stored_len,
+                            reason: e.to_string(),
+                            ordinals: Some([
+                                f.header.first_ordinal,
+                                f.header.first_ordinal + u64::from(f.header.record_count) - 1,
+                            ]),
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    let manifest: Manifest = writer.finish()?;
+    Ok(SalvageReport {
+        files: files.len() as u64,
+        blocks,
+        samples,
+        duplicates,
+        lost,
+        root: manifest.root,
+    })
+}
