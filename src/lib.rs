@@ -15,6 +15,7 @@ mod limits;
 pub mod manifest;
 mod media;
 mod output;
+mod parity;
 mod read;
 mod salvage;
 pub mod scan;
@@ -29,6 +30,10 @@ pub use format::stream::EntryKind;
 pub use limits::Limits;
 pub use manifest::Manifest;
 pub use media::{volume_budget, MediaProfile, Volume, MAX_STREAM_RECORD, MIN_STREAM_RECORD};
+pub use parity::{
+    parity_status, protect, repair, ParityStatus, ProtectReport, ProtectedFolder, RepairReport,
+    RepairedRange, PARITY_FILE,
+};
 pub use read::{Archive, Iter, Sample, Shard};
 pub use salvage::{salvage, LostRange, SalvageReport};
 pub use source::trace::{IoKind, IoOp, IoTrace};

@@ -118,6 +118,12 @@ pub struct VerifyReport {
     pub bytes_checked: u64,
     /// Every defect found.
     pub findings: Vec<Finding>,
+    /// With parity: whether `repair` can rebuild every damaged byte (BagIt's
+    /// complete/valid, plus recoverable); `None` without parity or in quick mode.
+    pub recoverable: Option<bool>,
+    /// With parity: the damage each parity file sees, and the parity repair would need.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parity: Option<Vec<crate::ParityStatus>>,
 }
 
 impl VerifyReport {
@@ -258,8 +264,38 @@ pub fn verify_with_progress(
             );
         }
     }
+    let parity = if options.mode == VerifyMode::Quick {
+        None
+    } else {
+        match crate::parity::parity_status(dir) {
+            Ok(p) => p,
+            Err(e) => {
+                v.push_error(&e, None, 0);
+                None
+            }
+        }
+    };
+    if let Some(p) = &parity {
+        for s in p.iter().filter(|s| s.damaged_parity_chunks > 0) {
+            v.push(
+                s.folder.join(crate::PARITY_FILE),
+                None,
+                0,
+                0,
+                "parity chunks",
+                "every chunk's CRC",
+                format!(
+                    "{} damaged (repair still uses the others)",
+                    s.damaged_parity_chunks
+                ),
+            );
+        }
+    }
+    let recoverable = parity.as_ref().map(|p| p.iter().all(|s| s.recoverable));
     let valid = v.findings.is_empty();
     Ok(VerifyReport {
+        recoverable,
+        parity,
         archive: dir.to_path_buf(),
         mode: options.mode,
         root: manifest.as_ref().map(|m| m.root.clone()),
@@ -531,7 +567,12 @@ impl Verifier {
                     format!("missing ({e})"),
                 ),
             }
-            let used: u64 = listing(&dir).iter().map(|n| file_len(&dir.join(n))).sum();
+            // The budget is for the archive's files; parity comes on top of it.
+            let used: u64 = listing(&dir)
+                .iter()
+                .filter(|n| n.as_str() != crate::PARITY_FILE)
+                .map(|n| file_len(&dir.join(n)))
+                .sum();
             if used > budget {
                 self.push(
                     dir.clone(),

@@ -110,14 +110,20 @@ fn located(report: &shardpack::VerifyReport, place: &Place) -> bool {
 #[test]
 fn every_injected_fault_is_detected_located_and_never_read_as_data() {
     let samples = dataset();
-    let mut matrix: BTreeMap<(&str, &str), (u32, u32)> = BTreeMap::new();
+    // (injected, detected, repaired, lost)
+    let mut matrix: BTreeMap<(&str, &str), (u32, u32, u32, u32)> = BTreeMap::new();
     for profile in MediaProfile::ALL {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("a");
         let other = tmp.path().join("b");
         write_archive(&dir, builder(profile, 0xA1), &samples);
         write_archive(&other, builder(profile, 0xB2), &samples);
-        let pristine = files(&dir);
+        // Parity of 25%: the faults below that stay within it must be repaired.
+        shardpack::protect(&dir, 25.0).unwrap();
+        let pristine: Vec<(PathBuf, Vec<u8>)> = files(&dir)
+            .into_iter()
+            .filter(|(p, _)| !p.ends_with(shardpack::PARITY_FILE))
+            .collect();
         let shards: Vec<&PathBuf> = pristine
             .iter()
             .map(|(p, _)| p)
@@ -129,7 +135,9 @@ fn every_injected_fault_is_detected_located_and_never_read_as_data() {
             profile.name,
             shards.len()
         );
-        let mut rng = Rng(0x5eed ^ u64::from(profile.code) << 32 | 1);
+        let mut rng = Rng(0x5eed ^ (u64::from(profile.code) << 32) | 1);
+
+        let parity_bytes = std::fs::read(dir.join(shardpack::PARITY_FILE)).unwrap();
         let mut faults: Vec<(&str, Fault)> = Vec::new();
         for _ in 0..120 {
             let (path, bytes) = pristine[rng.below(pristine.len() as u64) as usize].clone();
@@ -252,10 +260,30 @@ fn every_injected_fault_is_detected_located_and_never_read_as_data() {
             );
             entry.1 += 1;
             reads_never_lie(&dir, &samples);
+            // Repair: within the parity everything comes back byte-identical; beyond it,
+            // repair says what is lost and changes no intact file.
+            let fixed = shardpack::repair(&dir).unwrap();
+            let identical = pristine
+                .iter()
+                .all(|(p, b)| std::fs::read(p).ok().as_ref() == Some(b));
+            if fixed.complete() {
+                let differing: Vec<&PathBuf> = pristine
+                    .iter()
+                    .filter(|(p, b)| std::fs::read(p).ok().as_ref() != Some(b))
+                    .map(|(p, _)| p)
+                    .collect();
+                assert!(identical, "{}: {kind}: repair claimed success but bytes differ in {differing:?}: {fixed:#?}", profile.name);
+                assert!(verify(&dir, &VerifyOptions::default()).unwrap().is_ok());
+                entry.2 += 1;
+            } else {
+                assert!(!fixed.lost.is_empty());
+                entry.3 += 1;
+            }
             // Restore.
             for (p, b) in &pristine {
                 std::fs::write(p, b).unwrap();
             }
+            std::fs::write(dir.join(shardpack::PARITY_FILE), &parity_bytes).unwrap();
         }
         assert!(
             verify(&dir, &VerifyOptions::default()).unwrap().is_ok(),
@@ -263,11 +291,11 @@ fn every_injected_fault_is_detected_located_and_never_read_as_data() {
         );
     }
     println!(
-        "{:<10} {:<28} {:>9} {:>9}",
-        "profile", "fault", "injected", "detected"
+        "{:<10} {:<28} {:>9} {:>9} {:>9} {:>9}",
+        "profile", "fault (25% parity)", "injected", "detected", "repaired", "lost"
     );
-    for ((profile, kind), (injected, detected)) in &matrix {
-        println!("{profile:<10} {kind:<28} {injected:>9} {detected:>9}");
+    for ((profile, kind), (injected, detected, repaired, lost)) in &matrix {
+        println!("{profile:<10} {kind:<28} {injected:>9} {detected:>9} {repaired:>9} {lost:>9}");
     }
     let total: u32 = matrix.values().map(|v| v.0).sum();
     assert!(total >= 1000, "only {total} faults injected");

@@ -38,6 +38,8 @@ enum Command {
     Verify(cmd::verify::Args),
     Unstream(cmd::unstream::Args),
     Salvage(cmd::salvage::Args),
+    Protect(cmd::protect::Args),
+    Repair(cmd::repair::Args),
     Bench(cmd::bench::Args),
 }
 
@@ -52,6 +54,8 @@ fn main() -> ExitCode {
         Command::Verify(args) => cmd::verify::run(args),
         Command::Unstream(args) => cmd::unstream::run(args),
         Command::Salvage(args) => cmd::salvage::run(args),
+        Command::Protect(args) => cmd::protect::run(args),
+        Command::Repair(args) => cmd::repair::run(args),
         Command::Bench(args) => cmd::bench::run(args),
     };
     match result {

@@ -7,6 +7,7 @@ pub mod block;
 pub mod checksum;
 pub mod header;
 pub mod index;
+pub mod parity;
 pub mod record;
 pub mod stream;
 pub mod trailer;

@@ -4,6 +4,8 @@ pub mod extract;
 pub mod info;
 pub mod ls;
 pub mod pack;
+pub mod protect;
+pub mod repair;
 pub mod salvage;
 pub mod unstream;
 pub mod verify;

@@ -1,0 +1,46 @@
+//! `shardpack protect`: add Reed-Solomon parity to a finished archive.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+use crate::output::outln;
+
+/// Add (or replace) Reed-Solomon parity so that `repair` can rebuild damaged bytes, even
+/// whole lost shards when the parity allows. Shards and manifest are not changed: the root
+/// digest stays the same. The parity goes to parity.spp in the archive folder (in each
+/// volume folder of a split archive).
+#[derive(clap::Args)]
+pub struct Args {
+    /// The archive folder.
+    archive: PathBuf,
+    /// Parity as a percentage of the data (dvdisaster's "normal" is 14.3%; 20-30% when the
+    /// parity shares the medium with the data).
+    #[arg(long, default_value_t = 15.0)]
+    parity: f64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    let report = shardpack::protect(&args.archive, args.parity)
+        .with_context(|| format!("cannot protect {}", args.archive.display()))?;
+    if args.json {
+        outln!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(crate::EXIT_OK);
+    }
+    for f in &report.folders {
+        outln!(
+            "protected {} bytes in {} with {} bytes of parity: {} data + {} parity layers of {}-byte chunks; survives a burst of {} bytes per layer lost",
+            f.data_bytes,
+            f.folder.display(),
+            f.parity_bytes,
+            f.layers.0,
+            f.layers.1,
+            f.chunk_bytes,
+            f.burst_bytes
+        );
+    }
+    Ok(crate::EXIT_OK)
+}

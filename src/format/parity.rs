@@ -1,0 +1,182 @@
+//! The parity file header (§17): `parity.spp` holds Reed-Solomon recovery layers for the
+//! files of an archive folder (or of one volume), and the CRC of every chunk.
+
+use super::{check_crc, check_version, le, Defect, FORMAT_VERSION};
+
+/// Signature of a parity file (and of the copy of its header at its end).
+pub const PARITY_MAGIC: [u8; 8] = *b"\x89SPR\r\n\x1a\n";
+
+/// Length of the encoded header.
+pub const PARITY_HEADER_LEN: usize = 128;
+
+const MAGIC_OFFSET: usize = 0;
+const VERSION_MAJOR_OFFSET: usize = MAGIC_OFFSET + 8;
+const VERSION_MINOR_OFFSET: usize = VERSION_MAJOR_OFFSET + 2;
+const HEADER_LEN_OFFSET: usize = VERSION_MINOR_OFFSET + 2;
+const ARCHIVE_ID_OFFSET: usize = HEADER_LEN_OFFSET + 4;
+const CHUNK_BYTES_OFFSET: usize = ARCHIVE_ID_OFFSET + 16;
+const DATA_LAYERS_OFFSET: usize = CHUNK_BYTES_OFFSET + 4;
+const PARITY_LAYERS_OFFSET: usize = DATA_LAYERS_OFFSET + 4;
+const FILE_COUNT_OFFSET: usize = PARITY_LAYERS_OFFSET + 4;
+const LAYER_CHUNKS_OFFSET: usize = FILE_COUNT_OFFSET + 4;
+const DATA_CHUNKS_OFFSET: usize = LAYER_CHUNKS_OFFSET + 8;
+const TABLES_OFFSET_OFFSET: usize = DATA_CHUNKS_OFFSET + 8;
+const TABLES_LEN_OFFSET: usize = TABLES_OFFSET_OFFSET + 8;
+const TABLES_CRC_OFFSET: usize = TABLES_LEN_OFFSET + 8;
+const RESERVED_OFFSET: usize = TABLES_CRC_OFFSET + 4;
+const CRC_OFFSET: usize = PARITY_HEADER_LEN - 4;
+
+/// A decoded parity header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParityHeader {
+    /// The archive's id.
+    pub archive_id: [u8; 16],
+    /// Bytes per chunk: the unit of checksums and of erasures.
+    pub chunk_bytes: u32,
+    /// Number of data layers (k): the protected data is cut into k layers of equal length.
+    pub data_layers: u32,
+    /// Number of parity layers (m).
+    pub parity_layers: u32,
+    /// Number of protected files.
+    pub file_count: u32,
+    /// Chunks per layer (L).
+    pub layer_chunks: u64,
+    /// Chunks of protected data (N ≤ k·L).
+    pub data_chunks: u64,
+    /// Offset of the tables in the parity file.
+    pub tables_offset: u64,
+    /// Length of the tables.
+    pub tables_len: u64,
+    /// CRC-32 of the tables.
+    pub tables_crc: u32,
+}
+
+impl ParityHeader {
+    /// Encodes the header with its CRC.
+    pub fn encode(&self) -> [u8; PARITY_HEADER_LEN] {
+        let mut b = [0u8; PARITY_HEADER_LEN];
+        le::put(&mut b, MAGIC_OFFSET, &PARITY_MAGIC);
+        le::put(
+            &mut b,
+            VERSION_MAJOR_OFFSET,
+            &FORMAT_VERSION.0.to_le_bytes(),
+        );
+        le::put(
+            &mut b,
+            VERSION_MINOR_OFFSET,
+            &FORMAT_VERSION.1.to_le_bytes(),
+        );
+        le::put(
+            &mut b,
+            HEADER_LEN_OFFSET,
+            &(PARITY_HEADER_LEN as u32).to_le_bytes(),
+        );
+        le::put(&mut b, ARCHIVE_ID_OFFSET, &self.archive_id);
+        le::put(&mut b, CHUNK_BYTES_OFFSET, &self.chunk_bytes.to_le_bytes());
+        le::put(&mut b, DATA_LAYERS_OFFSET, &self.data_layers.to_le_bytes());
+        le::put(
+            &mut b,
+            PARITY_LAYERS_OFFSET,
+            &self.parity_layers.to_le_bytes(),
+        );
+        le::put(&mut b, FILE_COUNT_OFFSET, &self.file_count.to_le_bytes());
+        le::put(
+            &mut b,
+            LAYER_CHUNKS_OFFSET,
+            &self.layer_chunks.to_le_bytes(),
+        );
+        le::put(&mut b, DATA_CHUNKS_OFFSET, &self.data_chunks.to_le_bytes());
+        le::put(
+            &mut b,
+            TABLES_OFFSET_OFFSET,
+            &self.tables_offset.to_le_bytes(),
+        );
+        le::put(&mut b, TABLES_LEN_OFFSET, &self.tables_len.to_le_bytes());
+        le::put(&mut b, TABLES_CRC_OFFSET, &self.tables_crc.to_le_bytes());
+        let crc = super::checksum::crc32(b.get(..CRC_OFFSET).unwrap_or_default());
+        le::put(&mut b, CRC_OFFSET, &crc.to_le_bytes());
+        b
+    }
+
+    /// Decodes and validates a header; the geometry is checked by the parity reader.
+    pub fn decode(b: &[u8; PARITY_HEADER_LEN]) -> Result<ParityHeader, Defect> {
+        let magic: [u8; 8] = le::array_at(b, MAGIC_OFFSET);
+        if magic != PARITY_MAGIC {
+            return Err(Defect::invalid(
+                MAGIC_OFFSET,
+                "parity magic",
+                super::hex(&PARITY_MAGIC),
+                super::hex(&magic),
+            ));
+        }
+        check_version(
+            le::u16_at(b, VERSION_MAJOR_OFFSET),
+            le::u16_at(b, VERSION_MINOR_OFFSET),
+            VERSION_MAJOR_OFFSET,
+        )?;
+        check_crc(
+            le::u32_at(b, CRC_OFFSET),
+            b.get(..CRC_OFFSET).unwrap_or_default(),
+            CRC_OFFSET,
+            "parity header",
+        )?;
+        let len = le::u32_at(b, HEADER_LEN_OFFSET);
+        if len as usize != PARITY_HEADER_LEN {
+            return Err(Defect::invalid(
+                HEADER_LEN_OFFSET,
+                "parity header length",
+                PARITY_HEADER_LEN,
+                len,
+            ));
+        }
+        if !le::all_zero(b, RESERVED_OFFSET, CRC_OFFSET) {
+            return Err(Defect::invalid(
+                RESERVED_OFFSET,
+                "reserved parity header bytes",
+                "zeros",
+                "non-zero",
+            ));
+        }
+        Ok(ParityHeader {
+            archive_id: le::array_at(b, ARCHIVE_ID_OFFSET),
+            chunk_bytes: le::u32_at(b, CHUNK_BYTES_OFFSET),
+            data_layers: le::u32_at(b, DATA_LAYERS_OFFSET),
+            parity_layers: le::u32_at(b, PARITY_LAYERS_OFFSET),
+            file_count: le::u32_at(b, FILE_COUNT_OFFSET),
+            layer_chunks: le::u64_at(b, LAYER_CHUNKS_OFFSET),
+            data_chunks: le::u64_at(b, DATA_CHUNKS_OFFSET),
+            tables_offset: le::u64_at(b, TABLES_OFFSET_OFFSET),
+            tables_len: le::u64_at(b, TABLES_LEN_OFFSET),
+            tables_crc: le::u32_at(b, TABLES_CRC_OFFSET),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roundtrip_and_flips() {
+        let h = ParityHeader {
+            archive_id: [3; 16],
+            chunk_bytes: 4096,
+            data_layers: 200,
+            parity_layers: 30,
+            file_count: 4,
+            layer_chunks: 77,
+            data_chunks: 15_000,
+            tables_offset: 1 << 20,
+            tables_len: 70_000,
+            tables_crc: 9,
+        };
+        let b = h.encode();
+        assert_eq!(ParityHeader::decode(&b), Ok(h));
+        assert_eq!(RESERVED_OFFSET, 84);
+        for i in 0..PARITY_HEADER_LEN {
+            let mut c = b;
+            c[i] ^= 0x02;
+            assert!(ParityHeader::decode(&c).is_err(), "flip at {i} accepted");
+        }
+    }
+}

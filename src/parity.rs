@@ -1,0 +1,851 @@
+//! Reed-Solomon parity and repair (§17): protect an archive folder (or each volume) with
+//! recovery layers, find damaged chunks by their CRCs, and rebuild them byte-identically.
+//!
+//! The protected files (shards, then the manifest), each padded to whole chunks, are cut
+//! into `k` data layers of `L` chunks; stripe `j` is chunk `j` of every layer plus chunk `j`
+//! of `m` parity layers (dvdisaster's RS03 layout). A run of up to `L` damaged chunks (a
+//! burst of bad sectors, a lost 64 KiB block) costs each stripe at most one member, and a
+//! whole lost shard costs each stripe at most `ceil(size / layer) + 1`, so it is rebuilt
+//! when that many parity layers exist.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::format::parity::{ParityHeader, PARITY_HEADER_LEN};
+use crate::format::{align_up, checksum};
+use crate::manifest::{Manifest, MANIFEST_FILE};
+use crate::{Error, ErrorKind, Limits, Location, Result};
+
+/// File name of the parity file in an archive (or volume) folder.
+pub const PARITY_FILE: &str = "parity.spp";
+
+/// Data layers when the data has at least this many chunks (dvdisaster uses 255 layers in
+/// all, research §A5).
+const DATA_LAYERS: u64 = 200;
+
+/// Bytes of each layer read at once while encoding.
+const BATCH_BYTES: u64 = 256 << 10;
+
+/// One protected file, as the parity file records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ProtectedFile {
+    /// File name in the folder.
+    pub name: String,
+    /// Size in bytes when protected.
+    pub size: u64,
+    /// BLAKE3 of its bytes when protected (hex).
+    pub blake3: String,
+    /// Global index of its first chunk.
+    #[serde(skip)]
+    first_chunk: u64,
+}
+
+/// The geometry and tables of a parity file.
+#[derive(Clone, Debug)]
+struct Parity {
+    header: ParityHeader,
+    files: Vec<ProtectedFile>,
+    data_crcs: Vec<u64>,
+    parity_crcs: Vec<u64>,
+    layers_offset: u64,
+    /// The header at the start was unreadable; the copy at the end was used.
+    start_damaged: bool,
+}
+
+impl Parity {
+    fn chunk(&self) -> u64 {
+        u64::from(self.header.chunk_bytes)
+    }
+
+    /// The file holding global chunk `i`, and the chunk's offset in it.
+    fn locate(&self, i: u64) -> Option<(usize, u64)> {
+        let f = self
+            .files
+            .partition_point(|f| f.first_chunk <= i)
+            .checked_sub(1)?;
+        let file = &self.files[f];
+        let off = (i - file.first_chunk) * self.chunk();
+        (off < file.size.max(1)).then_some((f, off))
+    }
+
+    fn parity_chunk_offset(&self, layer: u64, column: u64) -> u64 {
+        self.layers_offset + (layer * self.header.layer_chunks + column) * self.chunk()
+    }
+}
+
+/// What `protect` wrote.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProtectReport {
+    /// Folders protected (the archive, or each volume).
+    pub folders: Vec<ProtectedFolder>,
+}
+
+/// One protected folder.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProtectedFolder {
+    /// The folder.
+    pub folder: PathBuf,
+    /// Bytes protected.
+    pub data_bytes: u64,
+    /// Size of its parity file.
+    pub parity_bytes: u64,
+    /// Bytes per chunk.
+    pub chunk_bytes: u64,
+    /// Data layers (k) and parity layers (m).
+    pub layers: (u32, u32),
+    /// The longest run of damaged bytes each stripe survives: one layer.
+    pub burst_bytes: u64,
+}
+
+/// The folders of an archive that get a parity file each: the archive, or every volume.
+fn folders(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>> {
+    let archive = crate::Archive::open(dir)?;
+    let manifest = archive.manifest().clone();
+    if manifest.layout.volume_size.is_none() {
+        return Ok(vec![(dir.to_path_buf(), manifest)]);
+    }
+    let mut out = Vec::new();
+    for v in 1..=crate::manifest::volume_count(&manifest) {
+        let index = manifest
+            .shards
+            .iter()
+            .position(|s| s.volume == Some(v))
+            .unwrap_or(0);
+        let path = archive.shard_path(index)?;
+        let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        out.push((folder, manifest.clone()));
+    }
+    Ok(out)
+}
+
+/// The files of `folder` that its parity protects: its shards, then the manifest.
+fn protected_names(folder: &Path, manifest: &Manifest) -> Vec<String> {
+    let mut names: Vec<String> = manifest
+        .shards
+        .iter()
+        .filter(|s| folder.join(&s.file).exists() || s.volume.is_none())
+        .map(|s| s.file.clone())
+        .collect();
+    if let Some(v) = manifest
+        .layout
+        .volume_size
+        .and(folder.file_name())
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("vol-"))
+        .and_then(|n| n.parse::<u32>().ok())
+    {
+        names = manifest
+            .shards
+            .iter()
+            .filter(|s| s.volume == Some(v))
+            .map(|s| s.file.clone())
+            .collect();
+    }
+    names.push(MANIFEST_FILE.to_string());
+    names
+}
+
+/// Adds (or replaces) Reed-Solomon parity of `percent` % of the data to the archive at
+/// `dir` (to each volume of a split archive). Shards and manifest are not changed, so the
+/// root digest stays the same.
+///
+/// # Errors
+/// The archive cannot be opened or read, or the parity file cannot be written.
+pub fn protect(dir: &Path, percent: f64) -> Result<ProtectReport> {
+    if !(percent > 0.0 && percent <= 1000.0) {
+        return Err(Error::invalid_input(
+            format!("parity {percent}%"),
+            "must be more than 0 and at most 1000",
+        ));
+    }
+    let mut report = ProtectReport {
+        folders: Vec::new(),
+    };
+    for (folder, manifest) in folders(dir)? {
+        let chunk = u64::from(manifest.layout.align).max(4096);
+        let names = protected_names(&folder, &manifest);
+        let layers = |k: u64| ((k as f64 * percent / 100.0).ceil() as u64).max(1);
+        report.folders.push(protect_folder(
+            &folder,
+            &names,
+            manifest.archive_id_bytes(),
+            chunk,
+            &layers,
+        )?);
+    }
+    Ok(report)
+}
+
+/// Writes the parity file of `folder` for the files `names`, with `parity_layers(k)`
+/// parity layers for `k` data layers.
+fn protect_folder(
+    folder: &Path,
+    names: &[String],
+    archive_id: [u8; 16],
+    chunk: u64,
+    parity_layers: &dyn Fn(u64) -> u64,
+) -> Result<ProtectedFolder> {
+    let mut files = Vec::new();
+    let mut handles = Vec::new();
+    let mut first_chunk = 0u64;
+    for name in names {
+        let path = folder.join(name);
+        let file = File::open(&path).map_err(|e| Error::io(&path, "open", e))?;
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io(&path, "stat", e))?
+            .len();
+        files.push(ProtectedFile {
+            name: name.clone(),
+            size,
+            blake3: hash_file(&path)?,
+            first_chunk,
+        });
+        first_chunk += size.div_ceil(chunk).max(1);
+        handles.push(file);
+    }
+    let n = first_chunk;
+    let k = DATA_LAYERS.min(n).max(1);
+    let layer = n.div_ceil(k);
+    let m = parity_layers(k);
+    if !reed_solomon_simd::ReedSolomonEncoder::supports(k as usize, m as usize) {
+        return Err(Error::invalid_input(
+            "parity",
+            format!(
+                "{m} parity layers for {k} data layers is more than Reed-Solomon supports here"
+            ),
+        ));
+    }
+    let layers_offset = align_up(PARITY_HEADER_LEN as u64, chunk).unwrap_or(chunk);
+    let mut parity = Parity {
+        header: ParityHeader {
+            archive_id,
+            chunk_bytes: chunk as u32,
+            data_layers: k as u32,
+            parity_layers: m as u32,
+            file_count: files.len() as u32,
+            layer_chunks: layer,
+            data_chunks: n,
+            tables_offset: layers_offset + m * layer * chunk,
+            tables_len: 0,
+            tables_crc: 0,
+        },
+        files,
+        data_crcs: vec![0; n as usize],
+        parity_crcs: vec![0; (m * layer) as usize],
+        layers_offset,
+        start_damaged: false,
+    };
+    let out_path = folder.join(format!("{PARITY_FILE}{}", crate::write::PARTIAL_SUFFIX));
+    let out = File::create(&out_path).map_err(|e| Error::io(&out_path, "create", e))?;
+    let batch = (BATCH_BYTES / chunk).max(1);
+    let mut column = 0u64;
+    while column < layer {
+        let count = batch.min(layer - column);
+        let mut buffers: Vec<Vec<u8>> = Vec::with_capacity(k as usize);
+        for r in 0..k {
+            let mut buf = vec![0u8; (count * chunk) as usize];
+            read_chunks(
+                &parity,
+                &handles,
+                folder,
+                r * layer + column,
+                count,
+                &mut buf,
+            )?;
+            for c in 0..count {
+                let i = r * layer + column + c;
+                if i < n {
+                    parity.data_crcs[i as usize] =
+                        chunk_digest(&buf[(c * chunk) as usize..((c + 1) * chunk) as usize]);
+                }
+            }
+            buffers.push(buf);
+        }
+        let recovery =
+            reed_solomon_simd::encode(k as usize, m as usize, &buffers).map_err(|e| {
+                Error::invalid_input("parity", format!("Reed-Solomon encoding failed: {e}"))
+            })?;
+        for (p, buf) in recovery.iter().enumerate() {
+            let at = parity.parity_chunk_offset(p as u64, column);
+            out.write_all_at(buf, at)
+                .map_err(|e| Error::io_at(&out_path, "write", at, e))?;
+            for c in 0..count {
+                parity.parity_crcs[(p as u64 * layer + column + c) as usize] =
+                    chunk_digest(&buf[(c * chunk) as usize..((c + 1) * chunk) as usize]);
+            }
+        }
+        column += count;
+    }
+    let tables = encode_tables(&parity);
+    parity.header.tables_len = tables.len() as u64;
+    parity.header.tables_crc = checksum::crc32(&tables);
+    let header = parity.header.encode();
+    let t = parity.header.tables_offset;
+    out.write_all_at(&tables, t)
+        .map_err(|e| Error::io_at(&out_path, "write", t, e))?;
+    out.write_all_at(&header, t + tables.len() as u64)
+        .map_err(|e| Error::io_at(&out_path, "write", t, e))?;
+    out.write_all_at(&header, 0)
+        .map_err(|e| Error::io_at(&out_path, "write", 0, e))?;
+    out.sync_all()
+        .map_err(|e| Error::io(&out_path, "sync", e))?;
+    let final_path = folder.join(PARITY_FILE);
+    fs::rename(&out_path, &final_path)
+        .map_err(|e| Error::io(&final_path, "rename into place", e))?;
+    let data_bytes = parity.files.iter().map(|f| f.size).sum();
+    Ok(ProtectedFolder {
+        folder: folder.to_path_buf(),
+        data_bytes,
+        parity_bytes: t + tables.len() as u64 + PARITY_HEADER_LEN as u64,
+        chunk_bytes: chunk,
+        layers: (k as u32, m as u32),
+        burst_bytes: layer * chunk,
+    })
+}
+
+/// Fills `buf` with `count` chunks from global chunk `start` (zeros past each file's end
+/// and past the data).
+fn read_chunks(
+    parity: &Parity,
+    handles: &[File],
+    folder: &Path,
+    start: u64,
+    count: u64,
+    buf: &mut [u8],
+) -> Result<()> {
+    let chunk = parity.chunk();
+    for c in 0..count {
+        let Some((f, off)) = parity.locate(start + c) else {
+            continue;
+        };
+        let file = &parity.files[f];
+        let len = chunk.min(file.size.saturating_sub(off)) as usize;
+        let dst = &mut buf[(c * chunk) as usize..(c * chunk) as usize + len];
+        handles[f]
+            .read_exact_at(dst, off)
+            .map_err(|e| Error::io_at(&folder.join(&file.name), "read", off, e))?;
+    }
+    Ok(())
+}
+
+/// A chunk's checksum: the first 8 bytes of its BLAKE3. Not a CRC: a shard's header ends
+/// with its own CRC-32, and CRC-32 over (bytes, CRC-32 of those bytes) is the same for
+/// any bytes, so a chunk CRC could not tell a valid header of another shard from ours.
+fn chunk_digest(bytes: &[u8]) -> u64 {
+    let h = blake3::hash(bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&h.as_bytes()[..8]);
+    u64::from_le_bytes(first)
+}
+
+fn encode_tables(p: &Parity) -> Vec<u8> {
+    let mut t = Vec::new();
+    for f in &p.files {
+        t.extend_from_slice(&(f.name.len() as u16).to_le_bytes());
+        t.extend_from_slice(f.name.as_bytes());
+        t.extend_from_slice(&f.size.to_le_bytes());
+        t.extend_from_slice(&crate::manifest::parse_hex::<32>(&f.blake3).unwrap_or([0; 32]));
+    }
+    for c in p.data_crcs.iter().chain(&p.parity_crcs) {
+        t.extend_from_slice(&c.to_le_bytes());
+    }
+    t
+}
+
+fn hash_file(path: &Path) -> Result<String> {
+    let mut h = blake3::Hasher::new();
+    let mut file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    std::io::copy(&mut file, &mut h).map_err(|e| Error::io(path, "hash", e))?;
+    Ok(h.finalize().to_hex().to_string())
+}
+
+/// Reads a parity file: its header (or the copy at its end), then its tables.
+fn load(folder: &Path) -> Result<Parity> {
+    let path = folder.join(PARITY_FILE);
+    let file = File::open(&path).map_err(|e| Error::io(&path, "open", e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io(&path, "stat", e))?
+        .len();
+    let at = |o| Location::file(&path, o);
+    let read_header = |offset: u64| -> Result<ParityHeader> {
+        let mut b = [0u8; PARITY_HEADER_LEN];
+        file.read_exact_at(&mut b, offset)
+            .map_err(|e| Error::io_at(&path, "read", offset, e))?;
+        ParityHeader::decode(&b).map_err(|d| d.at(&path, None, offset))
+    };
+    let first = read_header(0);
+    let start_damaged = first.is_err();
+    let header = first.or_else(|first| {
+        read_header(len.saturating_sub(PARITY_HEADER_LEN as u64)).map_err(|_| first)
+    })?;
+    let chunk = u64::from(header.chunk_bytes);
+    let (k, m, layer, n) = (
+        u64::from(header.data_layers),
+        u64::from(header.parity_layers),
+        header.layer_chunks,
+        header.data_chunks,
+    );
+    let layers_offset = align_up(PARITY_HEADER_LEN as u64, chunk.max(1)).unwrap_or(0);
+    let geometry_ok = chunk >= 64
+        && chunk.is_power_of_two()
+        && k >= 1
+        && m >= 1
+        && n <= k.saturating_mul(layer)
+        && n > k.saturating_sub(1).saturating_mul(layer)
+        && m.checked_mul(layer)
+            .and_then(|x| x.checked_mul(chunk))
+            .and_then(|x| x.checked_add(layers_offset))
+            == Some(header.tables_offset)
+        && header
+            .tables_offset
+            .checked_add(header.tables_len)
+            .and_then(|x| x.checked_add(PARITY_HEADER_LEN as u64))
+            == Some(len)
+        && header.tables_len <= Limits::DEFAULT.max_manifest_bytes.saturating_mul(4);
+    if !geometry_ok {
+        return Err(Error::corrupt(
+            at(0),
+            "parity geometry",
+            format!("a parity file of {len} bytes with consistent layers"),
+            format!("{header:?}"),
+        ));
+    }
+    let mut tables = vec![0u8; header.tables_len as usize];
+    file.read_exact_at(&mut tables, header.tables_offset)
+        .map_err(|e| Error::io_at(&path, "read", header.tables_offset, e))?;
+    if checksum::crc32(&tables) != header.tables_crc {
+        return Err(Error::corrupt(
+            at(header.tables_offset),
+            "parity tables",
+            format!("crc32 {:#010x}", header.tables_crc),
+            "another",
+        ));
+    }
+    let mut files = Vec::new();
+    let mut pos = 0usize;
+    let mut first_chunk = 0u64;
+    for _ in 0..header.file_count {
+        let here = pos;
+        let bad = || {
+            Error::corrupt(
+                at(header.tables_offset + here as u64),
+                "parity file table",
+                "name, size and digest",
+                "a short table",
+            )
+        };
+        let name_len = usize::from(u16::from_le_bytes(
+            tables
+                .get(pos..pos + 2)
+                .ok_or_else(bad)?
+                .try_into()
+                .unwrap_or_default(),
+        ));
+        let name = String::from_utf8(
+            tables
+                .get(pos + 2..pos + 2 + name_len)
+                .ok_or_else(bad)?
+                .to_vec(),
+        )
+        .map_err(|_| bad())?;
+        if name.contains('/') || name.starts_with('.') || name.is_empty() {
+            return Err(Error::corrupt(
+                at(header.tables_offset + pos as u64),
+                "parity file name",
+                "a plain file name",
+                name,
+            ));
+        }
+        pos += 2 + name_len;
+        let size = u64::from_le_bytes(
+            tables
+                .get(pos..pos + 8)
+                .ok_or_else(bad)?
+                .try_into()
+                .unwrap_or_default(),
+        );
+        let digest: [u8; 32] = tables
+            .get(pos + 8..pos + 40)
+            .ok_or_else(bad)?
+            .try_into()
+            .unwrap_or_default();
+        pos += 40;
+        files.push(ProtectedFile {
+            name,
+            size,
+            blake3: crate::format::hex(&digest),
+            first_chunk,
+        });
+        first_chunk = first_chunk.saturating_add(size.div_ceil(chunk).max(1));
+    }
+    let crc_count = n + m * layer;
+    if first_chunk != n || (tables.len() - pos) as u64 != crc_count * 8 {
+        return Err(Error::corrupt(
+            at(header.tables_offset),
+            "parity tables",
+            format!("{n} data chunks"),
+            format!("{first_chunk} in the file table"),
+        ));
+    }
+    let crcs: Vec<u64> = tables[pos..]
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
+        .collect();
+    let (data_crcs, parity_crcs) = crcs.split_at(n as usize);
+    Ok(Parity {
+        header,
+        files,
+        data_crcs: data_crcs.to_vec(),
+        parity_crcs: parity_crcs.to_vec(),
+        layers_offset,
+        start_damaged,
+    })
+}
+
+/// The damage one folder's parity sees.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ParityStatus {
+    /// The folder.
+    pub folder: PathBuf,
+    /// Data chunks whose CRC fails, or that are missing.
+    pub damaged_chunks: u64,
+    /// Parity chunks whose CRC fails.
+    pub damaged_parity_chunks: u64,
+    /// Parity layers (m): the erasures each stripe survives.
+    pub parity_layers: u32,
+    /// Stripes with more erasures than parity can repair.
+    pub unrecoverable_stripes: u64,
+    /// Parity layers more that repairing everything would have needed.
+    pub more_layers_needed: u32,
+    /// True when every damaged chunk can be rebuilt.
+    pub recoverable: bool,
+}
+
+struct Damage {
+    parity: Parity,
+    data: BTreeSet<u64>,
+    parity_chunks: BTreeSet<u64>,
+    handles: Vec<Option<File>>,
+    sizes_differ: Vec<bool>,
+}
+
+fn inspect(folder: &Path) -> Result<Damage> {
+    let parity = load(folder)?;
+    let chunk = parity.chunk();
+    let mut data = BTreeSet::new();
+    let mut handles = Vec::new();
+    let mut sizes_differ = Vec::new();
+    let mut buf = vec![0u8; (chunk as usize).max(1)];
+    for (fi, f) in parity.files.iter().enumerate() {
+        let path = folder.join(&f.name);
+        let file = File::open(&path).ok();
+        let actual = file
+            .as_ref()
+            .and_then(|h| h.metadata().ok())
+            .map(|m| m.len());
+        sizes_differ.push(actual != Some(f.size));
+        let chunks = f.size.div_ceil(chunk).max(1);
+        for c in 0..chunks {
+            let i = f.first_chunk + c;
+            let off = c * chunk;
+            let len = chunk.min(f.size.saturating_sub(off)) as usize;
+            buf.fill(0);
+            let ok = match &file {
+                Some(h) => {
+                    h.read_exact_at(&mut buf[..len], off).is_ok()
+                        && chunk_digest(&buf) == parity.data_crcs[i as usize]
+                }
+                None => false,
+            };
+            if !ok {
+                data.insert(i);
+            }
+        }
+        let _ = fi;
+        handles.push(file);
+    }
+    let mut parity_chunks = BTreeSet::new();
+    let pfile = File::open(folder.join(PARITY_FILE))
+        .map_err(|e| Error::io(&folder.join(PARITY_FILE), "open", e))?;
+    for (idx, want) in parity.parity_crcs.iter().enumerate() {
+        let at = parity.layers_offset + idx as u64 * chunk;
+        if pfile.read_exact_at(&mut buf, at).is_err() || chunk_digest(&buf) != *want {
+            parity_chunks.insert(idx as u64);
+        }
+    }
+    Ok(Damage {
+        parity,
+        data,
+        parity_chunks,
+        handles,
+        sizes_differ,
+    })
+}
+
+fn status_of(folder: &Path, d: &Damage) -> ParityStatus {
+    let layer = d.parity.header.layer_chunks;
+    let m = u64::from(d.parity.header.parity_layers);
+    let mut per_column: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for &i in &d.data {
+        per_column.entry(i % layer).or_default().0 += 1;
+    }
+    for &p in &d.parity_chunks {
+        per_column.entry(p % layer).or_default().1 += 1;
+    }
+    let mut unrecoverable = 0;
+    let mut worst = 0u64;
+    for (data, par) in per_column.values() {
+        if *data > 0 && data + par > m {
+            unrecoverable += 1;
+            worst = worst.max(data + par - m);
+        }
+    }
+    ParityStatus {
+        folder: folder.to_path_buf(),
+        damaged_chunks: d.data.len() as u64,
+        damaged_parity_chunks: d.parity_chunks.len() as u64,
+        parity_layers: d.parity.header.parity_layers,
+        unrecoverable_stripes: unrecoverable,
+        more_layers_needed: worst as u32,
+        recoverable: unrecoverable == 0,
+    }
+}
+
+/// How far the parity of the archive at `dir` can repair its damage; `None` when the
+/// archive has no parity.
+///
+/// # Errors
+/// A parity file exists but cannot be read.
+pub fn parity_status(dir: &Path) -> Result<Option<Vec<ParityStatus>>> {
+    let mut out = Vec::new();
+    for folder in parity_folders(dir) {
+        let d = inspect(&folder)?;
+        out.push(status_of(&folder, &d));
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// Folders under `dir` (itself or its `vol-*` folders) that hold a parity file.
+fn parity_folders(dir: &Path) -> Vec<PathBuf> {
+    if dir.join(PARITY_FILE).exists() {
+        return vec![dir.to_path_buf()];
+    }
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && p.join(PARITY_FILE).exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// A byte range that repair rebuilt or could not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RepairedRange {
+    /// The file.
+    pub file: PathBuf,
+    /// First byte.
+    pub offset: u64,
+    /// Length.
+    pub len: u64,
+}
+
+/// What `repair` did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RepairReport {
+    /// Byte ranges rebuilt byte-identically.
+    pub repaired: Vec<RepairedRange>,
+    /// Byte ranges that could not be rebuilt.
+    pub lost: Vec<RepairedRange>,
+    /// Files rewritten (their BLAKE3 checked against the parity file's record).
+    pub files_rewritten: Vec<PathBuf>,
+    /// Per folder: damage seen and what more parity would have been needed.
+    pub status: Vec<ParityStatus>,
+}
+
+impl RepairReport {
+    /// True when nothing is lost.
+    pub fn complete(&self) -> bool {
+        self.lost.is_empty()
+    }
+}
+
+/// Rebuilds every damaged or missing chunk of the archive at `dir` that its parity allows,
+/// byte-identically, replacing damaged files atomically (new file, then rename); reports
+/// what it fixed and precisely what is lost.
+///
+/// # Errors
+/// The archive has no parity file, or a file cannot be written.
+pub fn repair(dir: &Path) -> Result<RepairReport> {
+    let folders = parity_folders(dir);
+    if folders.is_empty() {
+        return Err(ErrorKind::Incomplete {
+            path: dir.to_path_buf(),
+            reason: format!("no {PARITY_FILE}: protect the archive first (shardpack protect)"),
+        }
+        .into());
+    }
+    let mut report = RepairReport::default();
+    for folder in folders {
+        repair_folder(&folder, &mut report)?;
+    }
+    Ok(report)
+}
+
+fn ranges(parity: &Parity, folder: &Path, chunks: &BTreeSet<u64>) -> Vec<RepairedRange> {
+    let chunk = parity.chunk();
+    let mut out: Vec<RepairedRange> = Vec::new();
+    for &i in chunks {
+        let Some((f, off)) = parity.locate(i) else {
+            continue;
+        };
+        let file = folder.join(&parity.files[f].name);
+        let len = chunk.min(parity.files[f].size.saturating_sub(off)).max(1);
+        match out.last_mut() {
+            Some(r) if r.file == file && r.offset + r.len == off => r.len += len,
+            _ => out.push(RepairedRange {
+                file,
+                offset: off,
+                len,
+            }),
+        }
+    }
+    out
+}
+
+fn repair_folder(folder: &Path, report: &mut RepairReport) -> Result<()> {
+    let d = inspect(folder)?;
+    let status = status_of(folder, &d);
+    let p = &d.parity;
+    let (k, m, layer, n, chunk) = (
+        u64::from(p.header.data_layers),
+        u64::from(p.header.parity_layers),
+        p.header.layer_chunks,
+        p.header.data_chunks,
+        p.chunk(),
+    );
+    let pfile = File::open(folder.join(PARITY_FILE))
+        .map_err(|e| Error::io(&folder.join(PARITY_FILE), "open", e))?;
+    let mut restored: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
+    let mut lost = BTreeSet::new();
+    let columns: BTreeSet<u64> = d.data.iter().map(|i| i % layer).collect();
+    for j in columns {
+        let erased_data: Vec<u64> = (0..k)
+            .map(|r| r * layer + j)
+            .filter(|i| d.data.contains(i))
+            .collect();
+        let good_parity: Vec<u64> = (0..m)
+            .filter(|q| !d.parity_chunks.contains(&(q * layer + j)))
+            .collect();
+        if erased_data.len() as u64 > good_parity.len() as u64 {
+            lost.extend(erased_data);
+            continue;
+        }
+        let mut originals = Vec::new();
+        for r in 0..k {
+            let i = r * layer + j;
+            if d.data.contains(&i) {
+                continue;
+            }
+            let mut buf = vec![0u8; chunk as usize];
+            if i < n {
+                if let Some((f, off)) = p.locate(i) {
+                    let len = chunk.min(p.files[f].size.saturating_sub(off)) as usize;
+                    if let Some(h) = &d.handles[f] {
+                        h.read_exact_at(&mut buf[..len], off).map_err(|e| {
+                            Error::io_at(&folder.join(&p.files[f].name), "read", off, e)
+                        })?;
+                    }
+                }
+            }
+            originals.push((r as usize, buf));
+        }
+        let mut recovery = Vec::new();
+        for q in good_parity {
+            let mut buf = vec![0u8; chunk as usize];
+            let at = p.parity_chunk_offset(q, j);
+            pfile
+                .read_exact_at(&mut buf, at)
+                .map_err(|e| Error::io_at(&folder.join(PARITY_FILE), "read", at, e))?;
+            recovery.push((q as usize, buf));
+        }
+        let decoded = reed_solomon_simd::decode(k as usize, m as usize, originals, recovery)
+            .map_err(|e| {
+                Error::corrupt(
+                    Location::file(&folder.join(PARITY_FILE), 0),
+                    "parity stripe",
+                    "a decodable stripe",
+                    e,
+                )
+            })?;
+        for (r, bytes) in decoded {
+            let i = r as u64 * layer + j;
+            if d.data.contains(&i) {
+                if chunk_digest(&bytes) == p.data_crcs[i as usize] {
+                    restored.insert(i, bytes);
+                } else {
+                    lost.insert(i);
+                }
+            }
+        }
+    }
+    // Rewrite every file that is damaged, truncated, grown or missing, if all its damaged
+    // chunks came back; otherwise leave it as it is and report what is lost.
+    for (f, file) in p.files.iter().enumerate() {
+        let chunks = file.size.div_ceil(chunk).max(1);
+        let mine: Vec<u64> = (file.first_chunk..file.first_chunk + chunks)
+            .filter(|i| d.data.contains(i))
+            .collect();
+        if mine.is_empty() && !d.sizes_differ[f] {
+            continue;
+        }
+        if mine.iter().any(|i| lost.contains(i)) {
+            continue;
+        }
+        let path = folder.join(&file.name);
+        let tmp = folder.join(format!("{}.repair", file.name));
+        let mut bytes = vec![0u8; file.size as usize];
+        if let Some(h) = &d.handles[f] {
+            let have = h.metadata().map(|m| m.len()).unwrap_or(0).min(file.size) as usize;
+            let _ = h.read_exact_at(&mut bytes[..have], 0);
+        }
+        for i in &mine {
+            let off = ((i - file.first_chunk) * chunk) as usize;
+            let len = (chunk as usize).min(bytes.len() - off);
+            bytes[off..off + len].copy_from_slice(&restored[i][..len]);
+        }
+        if blake3::hash(&bytes).to_hex().as_str() != file.blake3 {
+            lost.extend(mine);
+            continue;
+        }
+        let mut out = File::create(&tmp).map_err(|e| Error::io(&tmp, "create", e))?;
+        out.write_all(&bytes)
+            .map_err(|e| Error::io(&tmp, "write", e))?;
+        out.sync_all().map_err(|e| Error::io(&tmp, "sync", e))?;
+        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "rename into place", e))?;
+        report.files_rewritten.push(path);
+        let fixed: BTreeSet<u64> = mine.into_iter().collect();
+        report.repaired.extend(ranges(p, folder, &fixed));
+    }
+    // With the data whole again, damaged parity is rewritten so that protection is full.
+    if lost.is_empty() && (!d.parity_chunks.is_empty() || p.start_damaged) {
+        let names: Vec<String> = p.files.iter().map(|f| f.name.clone()).collect();
+        let (archive_id, chunk, m) = (p.header.archive_id, p.chunk(), m);
+        drop(pfile);
+        protect_folder(folder, &names, archive_id, chunk, &|_| m)?;
+        report.files_rewritten.push(folder.join(PARITY_FILE));
+    }
+    report.lost.extend(ranges(p, folder, &lost));
+    report.status.push(status);
+    Ok(())
+}
