@@ -120,3 +120,47 @@ impl Compressor {
         self.0.compress(raw)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(data: &[u8]) -> Vec<u8> {
+        Compressor::new(3).unwrap().compress(data).unwrap()
+    }
+
+    #[test]
+    fn exact_length_is_required() {
+        let data = vec![7u8; 5000];
+        let f = frame(&data);
+        assert_eq!(decompress(&f, 5000).unwrap(), data);
+        assert!(matches!(
+            decompress(&f, 4999),
+            Err(DecodeFailure::Length { .. })
+        ));
+        assert!(matches!(
+            decompress(&f, 5001),
+            Err(DecodeFailure::Length { .. })
+        ));
+    }
+
+    #[test]
+    fn trailing_bytes_and_second_frames_are_refused() {
+        let data = vec![1u8; 1000];
+        let mut f = frame(&data);
+        f.extend_from_slice(&frame(&data));
+        assert!(decompress(&f, 2000).is_err(), "two frames");
+        let mut g = frame(&data);
+        g.push(0);
+        assert!(decompress(&g, 1000).is_err(), "trailing byte");
+    }
+
+    #[test]
+    fn a_frame_without_content_size_is_refused() {
+        let mut c = zstd::bulk::Compressor::new(3).unwrap();
+        c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(false))
+            .unwrap();
+        let f = c.compress(&[5u8; 3000]).unwrap();
+        assert!(matches!(decompress(&f, 3000), Err(DecodeFailure::Zstd(_))));
+    }
+}

@@ -304,6 +304,13 @@ impl Manifest {
             bytes = bytes.saturating_add(s.size);
             raw_bytes = raw_bytes.saturating_add(s.raw_bytes);
         }
+        if self.layout.volume_size == Some(0) {
+            return bad(
+                "layout.volume_size",
+                "at least 1 byte, or absent".into(),
+                "0".into(),
+            );
+        }
         let mut volume = 1u32;
         for (i, s) in self.shards.iter().enumerate() {
             match (self.layout.volume_size, s.volume) {

@@ -221,17 +221,25 @@ impl VolumeOutput {
         let len = manifest.to_canonical_bytes().len() as u64;
         let mut sizes = self.sizes.clone();
         sizes.push(self.used);
+        // Every volume is checked before any gets its manifest: all or none.
         for (i, used) in sizes.iter().enumerate() {
-            let dir = self
-                .root
-                .join(crate::manifest::volume_folder_name(i as u32 + 1));
             if used + len > self.budget {
+                let dir = self
+                    .root
+                    .join(crate::manifest::volume_folder_name(i as u32 + 1));
                 return Err(Error::invalid_input(
                     dir.display().to_string(),
                     format!("{used} bytes of shards and a {len}-byte manifest exceed the volume budget of {} bytes; use smaller shards", self.budget),
                 ));
             }
-            write_manifest_file(&dir, manifest)?;
+        }
+        for i in 0..sizes.len() {
+            write_manifest_file(
+                &self
+                    .root
+                    .join(crate::manifest::volume_folder_name(i as u32 + 1)),
+                manifest,
+            )?;
         }
         Ok(())
     }

@@ -280,8 +280,20 @@ pub fn salvage(inputs: &[PathBuf], output: &Path, options: WriterBuilder) -> Res
                             continue;
                         }
                         let fields: Vec<(&str, &[u8])> = s.fields().collect();
-                        writer.append(s.key(), &fields)?;
-                        samples += 1;
+                        match writer.append(s.key(), &fields) {
+                            Ok(_) => samples += 1,
+                            // A sample no writer may write (a crafted key, say) is lost, not fatal.
+                            Err(e) if matches!(e.kind(), crate::ErrorKind::InvalidInput { .. }) => {
+                                lost.push(LostRange {
+                                    file: path.clone(),
+                                    offset: f.offset,
+                                    len: 0,
+                                    reason: e.to_string(),
+                                    ordinals: Some([s.ordinal(), s.ordinal()]),
+                                })
+                            }
+                            Err(e) => return Err(e),
+                        }
                     }
                     Ok(None) => break,
                     Err(e) => {

@@ -143,7 +143,10 @@ impl<S: SeqRead> Window<S> {
                 self.buf.drain(..self.head);
                 self.head = 0;
             }
-            let want = self.chunk.max(n - self.buf.len());
+            // One chunk at a time: the buffer grows only as real bytes arrive, so a hostile
+            // length costs no more memory than the data actually there; and every request
+            // is a whole chunk (whole tape records).
+            let want = self.chunk;
             let old = self.buf.len();
             self.buf.resize(old + want, 0);
             let mut got = 0;
@@ -212,6 +215,8 @@ pub(crate) struct ShardScanner {
     known_len: Option<u64>,
     /// Receives a copy of every byte read (to write the shard out while reading a stream).
     copy: Option<Box<dyn std::io::Write>>,
+    /// Largest stored block accepted: bounds what a hostile block length can ask for.
+    max_block: u64,
 }
 
 impl ShardScanner {
@@ -282,6 +287,7 @@ impl ShardScanner {
             next_ordinal,
             known_len,
             copy,
+            max_block: crate::Limits::DEFAULT.max_block_bytes,
         })
     }
 
@@ -356,9 +362,12 @@ impl ShardScanner {
         }
         let payload_at = abs + BLOCK_HEADER_LEN as u64;
         let stored_len = usize::try_from(h.stored_len).unwrap_or(usize::MAX);
-        if self
-            .known_len
-            .is_some_and(|len| rel + BLOCK_HEADER_LEN as u64 + h.stored_len > len)
+        if h.stored_len > self.max_block
+            || self.known_len.is_some_and(|len| {
+                rel.saturating_add(BLOCK_HEADER_LEN as u64)
+                    .saturating_add(h.stored_len)
+                    > len
+            })
         {
             return Err(Error::corrupt(
                 self.at(abs),

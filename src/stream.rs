@@ -419,10 +419,27 @@ pub fn unstream<R: Read>(
     let mut last: Option<(Manifest, EntryKind)> = None;
     let mut damage = None;
     let mut written = 0u32;
+    let mut copied: Vec<(u64, String)> = Vec::new();
     for item in reader.by_ref() {
         match item {
-            Ok(StreamItem::Manifest { kind, manifest }) => last = Some((*manifest, kind)),
-            Ok(StreamItem::ShardEnd { .. }) => written += 1,
+            Ok(StreamItem::Manifest { kind, manifest }) => {
+                // A manifest is kept only if it lists exactly the shards copied before it.
+                let agrees = manifest.shards.len() == copied.len()
+                    && manifest
+                        .shards
+                        .iter()
+                        .zip(&copied)
+                        .all(|(s, (size, digest))| s.size == *size && &s.blake3 == digest);
+                if !agrees {
+                    damage = Some(format!("a {kind:?} manifest in the stream does not match the {} shard(s) before it", copied.len()));
+                    break;
+                }
+                last = Some((*manifest, kind));
+            }
+            Ok(StreamItem::ShardEnd { size, blake3, .. }) => {
+                written += 1;
+                copied.push((size, blake3));
+            }
             Ok(_) => {}
             Err(e) => {
                 damage = Some(e.to_string());

@@ -130,7 +130,8 @@ impl WriterBuilder {
     }
 
     /// Record size of a stream written by [`WriterBuilder::create_stream`]: a power of two
-    /// from 64 bytes to 16 MiB, and at least the alignment.
+    /// from 4 KiB to 8 MiB ([`crate::MIN_STREAM_RECORD`], [`crate::MAX_STREAM_RECORD`]), and
+    /// at least the alignment.
     pub fn stream_record(mut self, bytes: u32) -> Self {
         self.stream_record = bytes;
         self

@@ -7,11 +7,12 @@ use std::path::Path;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 4] = [
+const TARGETS: [(&str, Target); 5] = [
     ("read_shard", shardpack::fuzzing::read_shard),
     ("parse_manifest", shardpack::fuzzing::parse_manifest),
     ("verify_shard", shardpack::fuzzing::verify_shard),
     ("read_stream", shardpack::fuzzing::read_stream),
+    ("repair", shardpack::fuzzing::repair),
 ];
 
 #[test]
@@ -35,5 +36,5 @@ fn replay_regressions_and_seeds() {
             }
         }
     }
-    assert!(replayed >= 7, "only {replayed} inputs replayed");
+    assert!(replayed >= 8, "only {replayed} inputs replayed");
 }

@@ -502,3 +502,46 @@ fn salvage_recovers_what_a_damaged_archive_still_holds() {
     assert!(run(&[&"extract", &out, &"-o", &extracted]).status.success());
     assert_same_tree(&input, &extracted);
 }
+
+#[test]
+fn protect_then_repair_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    make_tree(&input);
+    let archive = tmp.path().join("a");
+    assert!(run(&[&"pack", &input, &"-o", &archive]).status.success());
+    let root = run(&[&"info", &archive, &"--json"]).stdout;
+    let o = run(&[&"protect", &archive, &"--parity", &"30"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        run(&[&"info", &archive, &"--json"]).stdout,
+        root,
+        "protect leaves the manifest alone"
+    );
+    let shard = archive.join("shard-000000.shp");
+    let pristine = std::fs::read(&shard).unwrap();
+    let mut damaged = pristine.clone();
+    damaged[4096 + 100] ^= 0xFF;
+    std::fs::write(&shard, &damaged).unwrap();
+    let o = run(&[&"verify", &archive, &"--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["recoverable"], true);
+    let o = run(&[&"repair", &archive]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("REPAIRED"), "{}", stdout(&o));
+    assert_eq!(std::fs::read(&shard).unwrap(), pristine);
+    assert_eq!(run(&[&"verify", &archive]).status.code(), Some(0));
+    // Without parity there is nothing to repair from.
+    let bare = tmp.path().join("bare");
+    assert!(run(&[&"pack", &input, &"-o", &bare]).status.success());
+    assert_eq!(run(&[&"repair", &bare]).status.code(), Some(2));
+    // Optical packs carry parity by default.
+    let disc = tmp.path().join("disc");
+    assert!(
+        run(&[&"pack", &input, &"-o", &disc, &"--profile", &"optical"])
+            .status
+            .success()
+    );
+    assert!(disc.join("parity.spp").exists());
+}

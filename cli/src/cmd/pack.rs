@@ -47,7 +47,7 @@ pub struct Args {
     #[arg(long, value_parser = parse_size)]
     align: Option<u64>,
     /// Record size of a stream (-o -): every write is one record of this size, a power of
-    /// two from 64 to 16M and at least the alignment. Default: 512K (LTFS's).
+    /// two from 4K to 8M and at least the alignment. Default: 512K (LTFS's).
     #[arg(long, value_parser = parse_size)]
     record_size: Option<u64>,
     /// Split the archive into volume folders (vol-0001, vol-0002, ...) that each fit this
@@ -58,8 +58,9 @@ pub struct Args {
     #[arg(long, value_parser = parse_size)]
     volume_size: Option<u64>,
     /// Reed-Solomon parity as a percentage of the data (then `repair` can rebuild damaged
-    /// bytes). Default: 15 for the optical profile (dvdisaster's normal 14.3%, research
-    /// §E), none otherwise; 0 turns it off. Not available for streams.
+    /// bytes). Default: 15 for optical (dvdisaster's normal 14.3%), 5 for tape (par2's
+    /// default), none for hdd, ssd and generic (research §E); 0 turns it off. Not
+    /// available for streams (-o -): unstream, then protect.
     #[arg(long)]
     parity: Option<f64>,
     /// In a stream, write a manifest checkpoint after every N shards.
@@ -171,13 +172,16 @@ pub fn run(args: Args) -> Result<u8> {
         builder = builder.stream_record(u32::try_from(n).context("--record-size is too large")?);
     }
     let to_stream = args.output.as_os_str() == "-";
-    let parity = args.parity.unwrap_or(
-        if matches!(args.profile, ProfileArg::Optical) && !to_stream {
-            15.0
-        } else {
-            0.0
-        },
-    );
+    // Defaults from the research (§E): 15% for discs (dvdisaster's normal), 5% for tape
+    // (par2's default), none for disks, which fail whole.
+    let default_parity = match args.profile {
+        ProfileArg::Optical => 15.0,
+        ProfileArg::Tape => 5.0,
+        _ => 0.0,
+    };
+    let parity = args
+        .parity
+        .unwrap_or(if to_stream { 0.0 } else { default_parity });
     if parity > 0.0 && to_stream {
         anyhow::bail!("--parity is not available for streams (-o -): unstream, then protect");
     }

@@ -1,0 +1,117 @@
+//! Hostile input: decompression bombs stop at the configured limit before allocating, and
+//! lengths from disk never drive an allocation larger than the limits allow.
+
+mod common;
+
+use common::*;
+use shardpack::{Archive, Compression, ErrorKind, Limits, Writer};
+
+#[test]
+fn a_decompression_bomb_stops_at_the_block_limit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bomb");
+    // 64 MiB of zeros: a few kilobytes once compressed.
+    let zeros = vec![0u8; 64 << 20];
+    let samples: Vec<OwnedSample> = vec![("bomb".into(), vec![("bin".into(), zeros)])];
+    write_archive(
+        &dir,
+        Writer::builder().compression(Compression::Zstd { level: 3 }),
+        &samples,
+    );
+    let on_disk: u64 = files(&dir).iter().map(|(_, b)| b.len() as u64).sum();
+    assert!(on_disk < 1 << 20, "the bomb is small on disk: {on_disk}");
+    let mut limits = Limits::default();
+    limits.max_block_bytes = 1 << 20;
+    let archive = Archive::open_with_limits(&dir, limits).unwrap();
+    let err = archive.get(0).unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::LimitExceeded { .. }),
+        "{err}"
+    );
+    // With the default limits the same archive reads.
+    let archive = Archive::open(&dir).unwrap();
+    assert_eq!(
+        archive.get(0).unwrap().field("bin").unwrap().len(),
+        64 << 20
+    );
+}
+
+#[test]
+fn an_oversized_manifest_is_refused_before_it_is_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    write_archive(&dir, tiny(Compression::None), &small_samples());
+    let mut limits = Limits::default();
+    limits.max_manifest_bytes = 100;
+    let err = Archive::open_with_limits(&dir, limits).err().unwrap();
+    assert!(
+        matches!(err.kind(), ErrorKind::LimitExceeded { .. }),
+        "{err}"
+    );
+}
+
+/// Sets a block header's stored length and re-seals its CRC, as a crafted file would.
+fn forge_stored_len(bytes: &mut [u8], block_at: usize, stored_len: u64) {
+    bytes[block_at + 32..block_at + 40].copy_from_slice(&stored_len.to_le_bytes());
+    let crc = crc32fast::hash(&bytes[block_at..block_at + 60]);
+    bytes[block_at + 60..block_at + 64].copy_from_slice(&crc.to_le_bytes());
+}
+
+#[test]
+fn a_forged_block_length_in_a_stream_costs_no_memory() {
+    let samples = small_samples();
+    let sink: Vec<u8> = Vec::new();
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(sink));
+    struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Shared {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = Writer::builder()
+        .align(4096)
+        .stream_record(4096)
+        .create_stream(Box::new(Shared(shared.clone())), "t")
+        .unwrap();
+    for (k, f) in &samples {
+        let f: Vec<(&str, &[u8])> = f.iter().map(|(n, d)| (n.as_str(), d.as_slice())).collect();
+        w.append(k, &f).unwrap();
+    }
+    w.finish().unwrap();
+    let mut stream = shared.lock().unwrap().clone();
+    // The first shard starts after the 4 KiB start record; its first block after its header.
+    forge_stored_len(&mut stream, 4096 + 4096, 1 << 40);
+    let reader =
+        shardpack::stream::StreamReader::new(stream.as_slice(), "forged", Limits::default())
+            .unwrap();
+    let last = reader.last().expect("an item");
+    assert!(
+        last.is_err(),
+        "a forged length ends in an error, not an allocation"
+    );
+}
+
+#[test]
+fn a_forged_block_length_near_2_pow_64_does_not_overflow() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    write_archive(&dir, tiny(Compression::None), &small_samples());
+    let shard = dir.join("shard-000000.shp");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    forge_stored_len(&mut bytes, 128, u64::MAX - 10);
+    std::fs::write(&shard, &bytes).unwrap();
+    let archive = Archive::open(&dir).unwrap();
+    assert!(archive.scan().any(|s| s.is_err()));
+    // A stored record is read without its block header, and its own CRC holds: the right
+    // bytes, or an error, never others.
+    if let Ok(s) = archive.get(0) {
+        assert_eq!(s.key(), small_samples()[0].0);
+    }
+    assert!(!shardpack::verify(&dir, &Default::default())
+        .unwrap()
+        .is_ok());
+}
