@@ -1,19 +1,21 @@
 //! The shard header at offset 0 (§3).
 
-use super::{check_crc, check_version, is_valid_align, le, Codec, Defect, FORMAT_VERSION};
+use super::{is_valid_align, le, sealed, Codec, Defect};
 
 /// PNG-style signature: a high-bit byte catches 7-bit transfers, CR LF and LF catch line-ending
 /// conversion, 0x1A stops `type` on DOS.
 pub const SHARD_MAGIC: [u8; 8] = *b"\x89SHP\r\n\x1a\n";
 
+const NAMES: sealed::Names = sealed::Names {
+    magic: "shard magic",
+    crc: "shard header",
+    len: "header length",
+};
+
 /// Length of the encoded header.
 pub const HEADER_LEN: usize = 128;
 
-const MAGIC_OFFSET: usize = 0;
-const VERSION_MAJOR_OFFSET: usize = MAGIC_OFFSET + 8;
-const VERSION_MINOR_OFFSET: usize = VERSION_MAJOR_OFFSET + 2;
-const HEADER_LEN_OFFSET: usize = VERSION_MINOR_OFFSET + 2;
-const ARCHIVE_ID_OFFSET: usize = HEADER_LEN_OFFSET + 4;
+const ARCHIVE_ID_OFFSET: usize = sealed::BODY_OFFSET;
 const SHARD_NUMBER_OFFSET: usize = ARCHIVE_ID_OFFSET + 16;
 const FLAGS_OFFSET: usize = SHARD_NUMBER_OFFSET + 4;
 const FIRST_ORDINAL_OFFSET: usize = FLAGS_OFFSET + 4;
@@ -55,23 +57,7 @@ pub struct ShardHeader {
 impl ShardHeader {
     /// Encodes the header; the CRC is computed here and stored in `self.crc` is ignored.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
-        let mut b = [0u8; HEADER_LEN];
-        le::put(&mut b, MAGIC_OFFSET, &SHARD_MAGIC);
-        le::put(
-            &mut b,
-            VERSION_MAJOR_OFFSET,
-            &FORMAT_VERSION.0.to_le_bytes(),
-        );
-        le::put(
-            &mut b,
-            VERSION_MINOR_OFFSET,
-            &FORMAT_VERSION.1.to_le_bytes(),
-        );
-        le::put(
-            &mut b,
-            HEADER_LEN_OFFSET,
-            &(HEADER_LEN as u32).to_le_bytes(),
-        );
+        let mut b: [u8; HEADER_LEN] = sealed::new(&SHARD_MAGIC);
         le::put(&mut b, ARCHIVE_ID_OFFSET, &self.archive_id);
         le::put(
             &mut b,
@@ -89,45 +75,14 @@ impl ShardHeader {
         le::put(&mut b, CODEC_OFFSET, &[self.codec.to_byte()]);
         le::put(&mut b, LEVEL_OFFSET, &self.level.to_le_bytes());
         le::put(&mut b, PROFILE_OFFSET, &[self.profile]);
-        let crc = super::checksum::crc32(b.get(..CRC_OFFSET).unwrap_or_default());
-        le::put(&mut b, CRC_OFFSET, &crc.to_le_bytes());
+        sealed::seal(&mut b);
         b
     }
 
     /// Decodes and validates a header.
     pub fn decode(b: &[u8; HEADER_LEN]) -> Result<ShardHeader, Defect> {
-        let magic: [u8; 8] = le::array_at(b, MAGIC_OFFSET);
-        if magic != SHARD_MAGIC {
-            return Err(Defect::invalid(
-                MAGIC_OFFSET,
-                "shard magic",
-                super::hex(&SHARD_MAGIC),
-                super::hex(&magic),
-            ));
-        }
-        // The version is checked before the CRC: a later version may change the layout
-        // that the CRC covers, and must be reported as unsupported, not as damaged.
-        check_version(
-            le::u16_at(b, VERSION_MAJOR_OFFSET),
-            le::u16_at(b, VERSION_MINOR_OFFSET),
-            VERSION_MAJOR_OFFSET,
-        )?;
+        sealed::open(b, &SHARD_MAGIC, &NAMES)?;
         let crc = le::u32_at(b, CRC_OFFSET);
-        check_crc(
-            crc,
-            b.get(..CRC_OFFSET).unwrap_or_default(),
-            CRC_OFFSET,
-            "shard header",
-        )?;
-        let header_len = le::u32_at(b, HEADER_LEN_OFFSET);
-        if header_len as usize != HEADER_LEN {
-            return Err(Defect::invalid(
-                HEADER_LEN_OFFSET,
-                "header length",
-                HEADER_LEN,
-                header_len,
-            ));
-        }
         let flags = le::u32_at(b, FLAGS_OFFSET);
         if flags != 0 {
             return Err(Defect::invalid(FLAGS_OFFSET, "header flags", 0, flags));
@@ -213,13 +168,13 @@ mod tests {
     #[test]
     fn unknown_version_is_reported_as_such() {
         let mut b = sample().encode();
-        b[VERSION_MAJOR_OFFSET] = 2;
+        b[sealed::VERSION_MAJOR_OFFSET] = 2;
         let crc = crate::format::checksum::crc32(&b[..CRC_OFFSET]);
         b[CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(
             ShardHeader::decode(&b),
             Err(Defect::Version {
-                offset: VERSION_MAJOR_OFFSET as u64,
+                offset: sealed::VERSION_MAJOR_OFFSET as u64,
                 got: (2, 0)
             })
         );

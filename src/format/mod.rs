@@ -209,3 +209,80 @@ pub(crate) fn check_crc(
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The prelude and the closing CRC that the versioned structures share (shard header,
+/// trailer, stream entry header, parity header): magic (8 bytes), major and minor version
+/// (u16 each), the structure's length (u32), and in the last 4 bytes a CRC-32 of all the
+/// bytes before them (§3).
+pub(crate) mod sealed {
+    use super::{check_crc, check_version, le, Defect, FORMAT_VERSION};
+
+    /// Offset of the major version; the minor follows it.
+    pub const VERSION_MAJOR_OFFSET: usize = 8;
+    const VERSION_MINOR_OFFSET: usize = VERSION_MAJOR_OFFSET + 2;
+    /// Offset of the structure's length.
+    pub const LEN_OFFSET: usize = VERSION_MINOR_OFFSET + 2;
+    /// Offset of the first field after the prelude.
+    pub const BODY_OFFSET: usize = LEN_OFFSET + 4;
+
+    /// How a structure names itself in errors.
+    pub struct Names {
+        pub magic: &'static str,
+        pub crc: &'static str,
+        pub len: &'static str,
+    }
+
+    /// A zeroed structure with its prelude written.
+    pub fn new<const N: usize>(magic: &[u8; 8]) -> [u8; N] {
+        let mut b = [0u8; N];
+        le::put(&mut b, 0, magic);
+        le::put(
+            &mut b,
+            VERSION_MAJOR_OFFSET,
+            &FORMAT_VERSION.0.to_le_bytes(),
+        );
+        le::put(
+            &mut b,
+            VERSION_MINOR_OFFSET,
+            &FORMAT_VERSION.1.to_le_bytes(),
+        );
+        le::put(&mut b, LEN_OFFSET, &(N as u32).to_le_bytes());
+        b
+    }
+
+    /// Writes the closing CRC.
+    pub fn seal<const N: usize>(b: &mut [u8; N]) {
+        let crc = super::checksum::crc32(b.get(..N - 4).unwrap_or_default());
+        le::put(b, N - 4, &crc.to_le_bytes());
+    }
+
+    /// Checks magic, then version (a later version may move what the CRC covers, and must
+    /// read as unsupported rather than damaged), then the CRC, then the length.
+    pub fn open<const N: usize>(b: &[u8; N], magic: &[u8; 8], names: &Names) -> Result<(), Defect> {
+        let found: [u8; 8] = le::array_at(b, 0);
+        if &found != magic {
+            return Err(Defect::invalid(
+                0,
+                names.magic,
+                super::hex(magic),
+                super::hex(&found),
+            ));
+        }
+        check_version(
+            le::u16_at(b, VERSION_MAJOR_OFFSET),
+            le::u16_at(b, VERSION_MINOR_OFFSET),
+            VERSION_MAJOR_OFFSET,
+        )?;
+        check_crc(
+            le::u32_at(b, N - 4),
+            b.get(..N - 4).unwrap_or_default(),
+            N - 4,
+            names.crc,
+        )?;
+        let len = le::u32_at(b, LEN_OFFSET);
+        if len as usize != N {
+            return Err(Defect::invalid(LEN_OFFSET, names.len, N, len));
+        }
+        Ok(())
+    }
+}

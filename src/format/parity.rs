@@ -1,19 +1,21 @@
 //! The parity file header (§17): `parity.spp` holds Reed-Solomon recovery layers for the
 //! files of an archive folder (or of one volume), and the CRC of every chunk.
 
-use super::{check_crc, check_version, le, Defect, FORMAT_VERSION};
+use super::{le, sealed, Defect};
 
 /// Signature of a parity file (and of the copy of its header at its end).
 pub const PARITY_MAGIC: [u8; 8] = *b"\x89SPR\r\n\x1a\n";
 
+const NAMES: sealed::Names = sealed::Names {
+    magic: "parity magic",
+    crc: "parity header",
+    len: "parity header length",
+};
+
 /// Length of the encoded header.
 pub const PARITY_HEADER_LEN: usize = 128;
 
-const MAGIC_OFFSET: usize = 0;
-const VERSION_MAJOR_OFFSET: usize = MAGIC_OFFSET + 8;
-const VERSION_MINOR_OFFSET: usize = VERSION_MAJOR_OFFSET + 2;
-const HEADER_LEN_OFFSET: usize = VERSION_MINOR_OFFSET + 2;
-const ARCHIVE_ID_OFFSET: usize = HEADER_LEN_OFFSET + 4;
+const ARCHIVE_ID_OFFSET: usize = sealed::BODY_OFFSET;
 const CHUNK_BYTES_OFFSET: usize = ARCHIVE_ID_OFFSET + 16;
 const DATA_LAYERS_OFFSET: usize = CHUNK_BYTES_OFFSET + 4;
 const PARITY_LAYERS_OFFSET: usize = DATA_LAYERS_OFFSET + 4;
@@ -54,23 +56,7 @@ pub struct ParityHeader {
 impl ParityHeader {
     /// Encodes the header with its CRC.
     pub fn encode(&self) -> [u8; PARITY_HEADER_LEN] {
-        let mut b = [0u8; PARITY_HEADER_LEN];
-        le::put(&mut b, MAGIC_OFFSET, &PARITY_MAGIC);
-        le::put(
-            &mut b,
-            VERSION_MAJOR_OFFSET,
-            &FORMAT_VERSION.0.to_le_bytes(),
-        );
-        le::put(
-            &mut b,
-            VERSION_MINOR_OFFSET,
-            &FORMAT_VERSION.1.to_le_bytes(),
-        );
-        le::put(
-            &mut b,
-            HEADER_LEN_OFFSET,
-            &(PARITY_HEADER_LEN as u32).to_le_bytes(),
-        );
+        let mut b: [u8; PARITY_HEADER_LEN] = sealed::new(&PARITY_MAGIC);
         le::put(&mut b, ARCHIVE_ID_OFFSET, &self.archive_id);
         le::put(&mut b, CHUNK_BYTES_OFFSET, &self.chunk_bytes.to_le_bytes());
         le::put(&mut b, DATA_LAYERS_OFFSET, &self.data_layers.to_le_bytes());
@@ -93,42 +79,13 @@ impl ParityHeader {
         );
         le::put(&mut b, TABLES_LEN_OFFSET, &self.tables_len.to_le_bytes());
         le::put(&mut b, TABLES_CRC_OFFSET, &self.tables_crc.to_le_bytes());
-        let crc = super::checksum::crc32(b.get(..CRC_OFFSET).unwrap_or_default());
-        le::put(&mut b, CRC_OFFSET, &crc.to_le_bytes());
+        sealed::seal(&mut b);
         b
     }
 
     /// Decodes and validates a header; the geometry is checked by the parity reader.
     pub fn decode(b: &[u8; PARITY_HEADER_LEN]) -> Result<ParityHeader, Defect> {
-        let magic: [u8; 8] = le::array_at(b, MAGIC_OFFSET);
-        if magic != PARITY_MAGIC {
-            return Err(Defect::invalid(
-                MAGIC_OFFSET,
-                "parity magic",
-                super::hex(&PARITY_MAGIC),
-                super::hex(&magic),
-            ));
-        }
-        check_version(
-            le::u16_at(b, VERSION_MAJOR_OFFSET),
-            le::u16_at(b, VERSION_MINOR_OFFSET),
-            VERSION_MAJOR_OFFSET,
-        )?;
-        check_crc(
-            le::u32_at(b, CRC_OFFSET),
-            b.get(..CRC_OFFSET).unwrap_or_default(),
-            CRC_OFFSET,
-            "parity header",
-        )?;
-        let len = le::u32_at(b, HEADER_LEN_OFFSET);
-        if len as usize != PARITY_HEADER_LEN {
-            return Err(Defect::invalid(
-                HEADER_LEN_OFFSET,
-                "parity header length",
-                PARITY_HEADER_LEN,
-                len,
-            ));
-        }
+        sealed::open(b, &PARITY_MAGIC, &NAMES)?;
         if !le::all_zero(b, RESERVED_OFFSET, CRC_OFFSET) {
             return Err(Defect::invalid(
                 RESERVED_OFFSET,

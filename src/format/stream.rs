@@ -8,19 +8,21 @@
 //! its file's bytes unchanged. A manifest entry is one record holding this 128-byte entry
 //! header, followed by the manifest JSON in as many records as it needs.
 
-use super::{check_crc, check_version, le, Defect, FORMAT_VERSION};
+use super::{le, sealed, Defect};
 
 /// Signature of a manifest entry.
 pub const ENTRY_MAGIC: [u8; 8] = *b"\x89SPM\r\n\x1a\n";
 
+const NAMES: sealed::Names = sealed::Names {
+    magic: "stream entry magic",
+    crc: "stream entry header",
+    len: "stream entry header length",
+};
+
 /// Length of the encoded entry header.
 pub const ENTRY_HEADER_LEN: usize = 128;
 
-const MAGIC_OFFSET: usize = 0;
-const VERSION_MAJOR_OFFSET: usize = MAGIC_OFFSET + 8;
-const VERSION_MINOR_OFFSET: usize = VERSION_MAJOR_OFFSET + 2;
-const HEADER_LEN_OFFSET: usize = VERSION_MINOR_OFFSET + 2;
-const RECORD_SIZE_OFFSET: usize = HEADER_LEN_OFFSET + 4;
+const RECORD_SIZE_OFFSET: usize = sealed::BODY_OFFSET;
 const KIND_OFFSET: usize = RECORD_SIZE_OFFSET + 4;
 const RESERVED_A_OFFSET: usize = KIND_OFFSET + 1;
 const GENERATION_OFFSET: usize = RESERVED_A_OFFSET + 3;
@@ -89,23 +91,7 @@ pub struct EntryHeader {
 impl EntryHeader {
     /// Encodes the header with its CRC.
     pub fn encode(&self) -> [u8; ENTRY_HEADER_LEN] {
-        let mut b = [0u8; ENTRY_HEADER_LEN];
-        le::put(&mut b, MAGIC_OFFSET, &ENTRY_MAGIC);
-        le::put(
-            &mut b,
-            VERSION_MAJOR_OFFSET,
-            &FORMAT_VERSION.0.to_le_bytes(),
-        );
-        le::put(
-            &mut b,
-            VERSION_MINOR_OFFSET,
-            &FORMAT_VERSION.1.to_le_bytes(),
-        );
-        le::put(
-            &mut b,
-            HEADER_LEN_OFFSET,
-            &(ENTRY_HEADER_LEN as u32).to_le_bytes(),
-        );
+        let mut b: [u8; ENTRY_HEADER_LEN] = sealed::new(&ENTRY_MAGIC);
         le::put(&mut b, RECORD_SIZE_OFFSET, &self.record_size.to_le_bytes());
         le::put(&mut b, KIND_OFFSET, &[self.kind.to_byte()]);
         le::put(&mut b, GENERATION_OFFSET, &self.generation.to_le_bytes());
@@ -118,42 +104,13 @@ impl EntryHeader {
         le::put(&mut b, PREVIOUS_OFFSET, &self.previous.to_le_bytes());
         le::put(&mut b, ARCHIVE_ID_OFFSET, &self.archive_id);
         le::put(&mut b, DIGEST_OFFSET, &self.digest);
-        let crc = super::checksum::crc32(b.get(..CRC_OFFSET).unwrap_or_default());
-        le::put(&mut b, CRC_OFFSET, &crc.to_le_bytes());
+        sealed::seal(&mut b);
         b
     }
 
     /// Decodes and validates an entry header.
     pub fn decode(b: &[u8; ENTRY_HEADER_LEN]) -> Result<EntryHeader, Defect> {
-        let magic: [u8; 8] = le::array_at(b, MAGIC_OFFSET);
-        if magic != ENTRY_MAGIC {
-            return Err(Defect::invalid(
-                MAGIC_OFFSET,
-                "stream entry magic",
-                super::hex(&ENTRY_MAGIC),
-                super::hex(&magic),
-            ));
-        }
-        check_version(
-            le::u16_at(b, VERSION_MAJOR_OFFSET),
-            le::u16_at(b, VERSION_MINOR_OFFSET),
-            VERSION_MAJOR_OFFSET,
-        )?;
-        check_crc(
-            le::u32_at(b, CRC_OFFSET),
-            b.get(..CRC_OFFSET).unwrap_or_default(),
-            CRC_OFFSET,
-            "stream entry header",
-        )?;
-        let len = le::u32_at(b, HEADER_LEN_OFFSET);
-        if len as usize != ENTRY_HEADER_LEN {
-            return Err(Defect::invalid(
-                HEADER_LEN_OFFSET,
-                "stream entry header length",
-                ENTRY_HEADER_LEN,
-                len,
-            ));
-        }
+        sealed::open(b, &ENTRY_MAGIC, &NAMES)?;
         let record_size = le::u32_at(b, RECORD_SIZE_OFFSET);
         if !super::is_valid_align(record_size) {
             return Err(Defect::invalid(

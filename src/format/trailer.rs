@@ -1,19 +1,21 @@
 //! The fixed-size trailer in the last bytes of a shard (§8): where the index is, the counts,
 //! and a copy of the magic and version, so that a shard is readable from its end.
 
-use super::{check_crc, check_version, le, Defect, FORMAT_VERSION};
+use super::{le, sealed, Defect};
 
 /// Trailer signature, PNG-style like the header's but distinct from it.
 pub const TRAILER_MAGIC: [u8; 8] = *b"\x89SPE\r\n\x1a\n";
 
+const NAMES: sealed::Names = sealed::Names {
+    magic: "trailer magic",
+    crc: "trailer",
+    len: "trailer length",
+};
+
 /// Length of the encoded trailer.
 pub const TRAILER_LEN: usize = 128;
 
-const MAGIC_OFFSET: usize = 0;
-const VERSION_MAJOR_OFFSET: usize = MAGIC_OFFSET + 8;
-const VERSION_MINOR_OFFSET: usize = VERSION_MAJOR_OFFSET + 2;
-const TRAILER_LEN_OFFSET: usize = VERSION_MINOR_OFFSET + 2;
-const ARCHIVE_ID_OFFSET: usize = TRAILER_LEN_OFFSET + 4;
+const ARCHIVE_ID_OFFSET: usize = sealed::BODY_OFFSET;
 const SHARD_NUMBER_OFFSET: usize = ARCHIVE_ID_OFFSET + 16;
 const BLOCK_COUNT_OFFSET: usize = SHARD_NUMBER_OFFSET + 4;
 const RECORD_COUNT_OFFSET: usize = BLOCK_COUNT_OFFSET + 4;
@@ -61,23 +63,7 @@ pub struct Trailer {
 impl Trailer {
     /// Encodes the trailer with its CRC.
     pub fn encode(&self) -> [u8; TRAILER_LEN] {
-        let mut b = [0u8; TRAILER_LEN];
-        le::put(&mut b, MAGIC_OFFSET, &TRAILER_MAGIC);
-        le::put(
-            &mut b,
-            VERSION_MAJOR_OFFSET,
-            &FORMAT_VERSION.0.to_le_bytes(),
-        );
-        le::put(
-            &mut b,
-            VERSION_MINOR_OFFSET,
-            &FORMAT_VERSION.1.to_le_bytes(),
-        );
-        le::put(
-            &mut b,
-            TRAILER_LEN_OFFSET,
-            &(TRAILER_LEN as u32).to_le_bytes(),
-        );
+        let mut b: [u8; TRAILER_LEN] = sealed::new(&TRAILER_MAGIC);
         le::put(&mut b, ARCHIVE_ID_OFFSET, &self.archive_id);
         le::put(
             &mut b,
@@ -110,44 +96,13 @@ impl Trailer {
         le::put(&mut b, INDEX_CRC_OFFSET, &self.index_crc.to_le_bytes());
         le::put(&mut b, HEADER_CRC_OFFSET, &self.header_crc.to_le_bytes());
         le::put(&mut b, RAW_BYTES_OFFSET, &self.raw_bytes.to_le_bytes());
-        let crc = super::checksum::crc32(b.get(..CRC_OFFSET).unwrap_or_default());
-        le::put(&mut b, CRC_OFFSET, &crc.to_le_bytes());
+        sealed::seal(&mut b);
         b
     }
 
     /// Decodes a trailer and checks its own fields (magic, CRC, version, reserved bytes).
     pub fn decode(b: &[u8; TRAILER_LEN]) -> Result<Trailer, Defect> {
-        let magic: [u8; 8] = le::array_at(b, MAGIC_OFFSET);
-        if magic != TRAILER_MAGIC {
-            return Err(Defect::invalid(
-                MAGIC_OFFSET,
-                "trailer magic",
-                super::hex(&TRAILER_MAGIC),
-                super::hex(&magic),
-            ));
-        }
-        // The version is checked before the CRC: a later version may change the layout
-        // that the CRC covers, and must be reported as unsupported, not as damaged.
-        check_version(
-            le::u16_at(b, VERSION_MAJOR_OFFSET),
-            le::u16_at(b, VERSION_MINOR_OFFSET),
-            VERSION_MAJOR_OFFSET,
-        )?;
-        check_crc(
-            le::u32_at(b, CRC_OFFSET),
-            b.get(..CRC_OFFSET).unwrap_or_default(),
-            CRC_OFFSET,
-            "trailer",
-        )?;
-        let len = le::u32_at(b, TRAILER_LEN_OFFSET);
-        if len as usize != TRAILER_LEN {
-            return Err(Defect::invalid(
-                TRAILER_LEN_OFFSET,
-                "trailer length",
-                TRAILER_LEN,
-                len,
-            ));
-        }
+        sealed::open(b, &TRAILER_MAGIC, &NAMES)?;
         if !le::all_zero(b, RESERVED_OFFSET, CRC_OFFSET) {
             return Err(Defect::invalid(
                 RESERVED_OFFSET,

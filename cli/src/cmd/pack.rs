@@ -34,8 +34,8 @@ pub struct Args {
     output: PathBuf,
     /// Media profile: sets alignment, block and shard sizes and record placement for the
     /// medium (see format-spec.md §9). The options below override single parameters.
-    #[arg(long, value_enum, default_value = "generic")]
-    profile: ProfileArg,
+    #[arg(long, default_value = "generic", value_parser = parse_profile)]
+    profile: MediaProfile,
     /// Target shard file size (e.g. 256M, 1G). Default: the profile's.
     #[arg(long, value_parser = parse_size)]
     shard_size: Option<u64>,
@@ -52,8 +52,8 @@ pub struct Args {
     record_size: Option<u64>,
     /// Split the archive into volume folders (vol-0001, vol-0002, ...) that each fit this
     /// optical medium with room for its file system; each carries the whole manifest.
-    #[arg(long, value_enum, conflicts_with = "volume_size")]
-    volume: Option<VolumeArg>,
+    #[arg(long, conflicts_with = "volume_size", value_parser = parse_volume)]
+    volume: Option<Volume>,
     /// Split the archive into volume folders for a medium of this capacity (e.g. 4700M).
     #[arg(long, value_parser = parse_size)]
     volume_size: Option<u64>,
@@ -85,52 +85,6 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum ProfileArg {
-    Generic,
-    Hdd,
-    Ssd,
-    Tape,
-    Optical,
-}
-
-impl ProfileArg {
-    fn profile(self) -> MediaProfile {
-        match self {
-            ProfileArg::Generic => MediaProfile::generic(),
-            ProfileArg::Hdd => MediaProfile::hdd(),
-            ProfileArg::Ssd => MediaProfile::ssd(),
-            ProfileArg::Tape => MediaProfile::tape(),
-            ProfileArg::Optical => MediaProfile::optical(),
-        }
-    }
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum VolumeArg {
-    Cd,
-    Dvd,
-    DvdDl,
-    Bd25,
-    Bd50,
-    Bd100,
-    Bdxl128,
-}
-
-impl VolumeArg {
-    fn volume(self) -> Volume {
-        match self {
-            VolumeArg::Cd => Volume::Cd,
-            VolumeArg::Dvd => Volume::Dvd,
-            VolumeArg::DvdDl => Volume::DvdDl,
-            VolumeArg::Bd25 => Volume::Bd25,
-            VolumeArg::Bd50 => Volume::Bd50,
-            VolumeArg::Bd100 => Volume::Bd100,
-            VolumeArg::Bdxl128 => Volume::Bdxl128,
-        }
-    }
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
 enum CompressionArg {
     Zstd,
     None,
@@ -154,7 +108,7 @@ pub fn run(args: Args) -> Result<u8> {
             .context("--archive-id must be 32 hex digits")?,
         None => derive_id(&samples, &args),
     };
-    let profile = args.profile.profile();
+    let profile = args.profile;
     let mut builder = WriterBuilder::for_profile(profile)
         .compression(compression)
         .archive_id(archive_id)
@@ -174,9 +128,9 @@ pub fn run(args: Args) -> Result<u8> {
     let to_stream = args.output.as_os_str() == "-";
     // Defaults from the research (§E): 15% for discs (dvdisaster's normal), 5% for tape
     // (par2's default), none for disks, which fail whole.
-    let default_parity = match args.profile {
-        ProfileArg::Optical => 15.0,
-        ProfileArg::Tape => 5.0,
+    let default_parity = match args.profile.name {
+        "optical" => 15.0,
+        "tape" => 5.0,
         _ => 0.0,
     };
     let parity = args
@@ -185,10 +139,7 @@ pub fn run(args: Args) -> Result<u8> {
     if parity > 0.0 && to_stream {
         anyhow::bail!("--parity is not available for streams (-o -): unstream, then protect");
     }
-    let capacity = args
-        .volume
-        .map(|v| v.volume().capacity())
-        .or(args.volume_size);
+    let capacity = args.volume.map(|v| v.capacity()).or(args.volume_size);
     // A volume holds its data and its parity: the data gets its share of the budget.
     let budget = capacity.map(shardpack::volume_budget).map(|b| {
         if parity > 0.0 {
@@ -390,10 +341,8 @@ fn derive_id(samples: &BTreeMap<String, Vec<(String, InputFile)>>, args: &Args) 
     }
     let options = format!(
         "{:?} {:?} {:?} {:?} {:?} {:?} {} {}",
-        args.volume
-            .map(|v| v.volume().capacity())
-            .or(args.volume_size),
-        args.profile as u8,
+        args.volume.map(|v| v.capacity()).or(args.volume_size),
+        args.profile.code,
         args.shard_size,
         args.block_size,
         args.align,
@@ -405,6 +354,20 @@ fn derive_id(samples: &BTreeMap<String, Vec<(String, InputFile)>>, args: &Args) 
     let mut id = [0u8; 16];
     id.copy_from_slice(&h.finalize().as_bytes()[..16]);
     id
+}
+
+fn parse_profile(name: &str) -> Result<MediaProfile, String> {
+    MediaProfile::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = MediaProfile::ALL.iter().map(|p| p.name).collect();
+        format!("no profile {name:?}; possible values: {}", names.join(", "))
+    })
+}
+
+fn parse_volume(name: &str) -> Result<Volume, String> {
+    Volume::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = Volume::ALL.iter().map(|v| v.name()).collect();
+        format!("no medium {name:?}; possible values: {}", names.join(", "))
+    })
 }
 
 #[cfg(test)]
