@@ -16,6 +16,7 @@ pub mod manifest;
 mod media;
 mod output;
 mod parity;
+mod pipeline;
 mod read;
 mod salvage;
 pub mod scan;

@@ -5,7 +5,6 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::codec::Compressor;
 use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN};
 use crate::format::header::{ShardHeader, HEADER_LEN};
 use crate::format::index::{BlockEntry, RecordEntry};
@@ -16,6 +15,7 @@ use crate::format::{self, align_up, Codec, MAX_FIELD_NAME_BYTES, MAX_KEY_BYTES};
 use crate::manifest::{self, shard_file_name, Layout, Manifest, ShardInfo, Totals};
 use crate::media::MediaProfile;
 use crate::output::{FolderOutput, Output, RecordStream, VolumeOutput};
+use crate::pipeline::BlockCoder;
 use crate::{Error, Result};
 
 /// How block payloads are compressed.
@@ -50,6 +50,7 @@ pub struct WriterBuilder {
     stream_record: u32,
     checkpoint_every: u32,
     volume_size: Option<u64>,
+    threads: Option<usize>,
 }
 
 impl Default for WriterBuilder {
@@ -78,6 +79,7 @@ impl WriterBuilder {
             stream_record: profile.stream_record,
             checkpoint_every: 1,
             volume_size: None,
+            threads: None,
         }
     }
 
@@ -86,6 +88,7 @@ impl WriterBuilder {
         WriterBuilder {
             compression: self.compression,
             archive_id: self.archive_id,
+            threads: self.threads,
             ..Self::for_profile(profile)
         }
     }
@@ -167,7 +170,7 @@ impl WriterBuilder {
         }
     }
 
-    fn check(&self) -> Result<Option<Compressor>> {
+    fn check(&self) -> Result<BlockCoder> {
         if !format::is_valid_align(self.align) {
             return Err(Error::invalid_input(
                 "align",
@@ -197,16 +200,29 @@ impl WriterBuilder {
                 ));
             }
         }
-        match self.compression {
-            Compression::Zstd { level } if (-7..=22).contains(&level) => Compressor::new(level)
-                .map(Some)
-                .map_err(|e| Error::io(Path::new("zstd"), "set up", e)),
-            Compression::Zstd { level } => Err(Error::invalid_input(
-                format!("zstd level {level}"),
-                "must be from -7 to 22",
-            )),
-            Compression::None => Ok(None),
-        }
+        let level = match self.compression {
+            Compression::Zstd { level } if (-7..=22).contains(&level) => Some(level),
+            Compression::Zstd { level } => {
+                return Err(Error::invalid_input(
+                    format!("zstd level {level}"),
+                    "must be from -7 to 22",
+                ))
+            }
+            Compression::None => None,
+        };
+        // One core: compress on the writer's own thread; more: one worker per core.
+        let threads = match self.threads.unwrap_or_else(BlockCoder::default_threads) {
+            1 => 0,
+            n => n,
+        };
+        BlockCoder::new(level, threads).map_err(|e| Error::io(Path::new("zstd"), "set up", e))
+    }
+
+    /// Threads compressing blocks: by default one per core; 1 compresses on the writer's
+    /// own thread. The output is the same bytes whatever the number.
+    pub fn threads(mut self, threads: usize) -> Self {
+        self.threads = Some(threads.max(1));
+        self
     }
 
     /// Creates the archive folder `dir` (which must not exist or be empty) and a writer
@@ -216,7 +232,7 @@ impl WriterBuilder {
     /// Invalid options, a non-empty `dir`, or an I/O error creating it.
     pub fn create(self, dir: impl AsRef<Path>) -> Result<Writer> {
         let dir = dir.as_ref().to_path_buf();
-        let compressor = self.check()?;
+        let coder = self.check()?;
         match fs::read_dir(&dir) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
@@ -235,7 +251,7 @@ impl WriterBuilder {
             Some(budget) => Output::Volumes(VolumeOutput::new(dir, budget)?),
             None => Output::Folder(FolderOutput::new(dir)),
         };
-        Ok(Writer::new(self, output, compressor))
+        Ok(Writer::new(self, output, coder))
     }
 
     /// A writer that sends the whole archive as one stream of fixed-size records to `sink`
@@ -250,7 +266,7 @@ impl WriterBuilder {
         sink: Box<dyn Write + Send>,
         name: impl Into<PathBuf>,
     ) -> Result<Writer> {
-        let compressor = self.check()?;
+        let coder = self.check()?;
         if self.volume_size.is_some() {
             return Err(Error::invalid_input(
                 "volume size",
@@ -276,7 +292,7 @@ impl WriterBuilder {
             .archive_id
             .unwrap_or_else(|| derive_archive_id(&self.layout()));
         let stream = RecordStream::new(sink, name.into(), self.stream_record, id)?;
-        Ok(Writer::new(self, Output::Stream(stream), compressor))
+        Ok(Writer::new(self, Output::Stream(stream), coder))
     }
 }
 
@@ -302,7 +318,7 @@ pub struct Writer {
     options: WriterBuilder,
     layout: Layout,
     archive_id: [u8; 16],
-    compressor: Option<Compressor>,
+    coder: BlockCoder,
     output: Output,
     shard: Option<ShardWriter>,
     shards: Vec<ShardInfo>,
@@ -312,7 +328,7 @@ pub struct Writer {
 }
 
 impl Writer {
-    fn new(options: WriterBuilder, output: Output, compressor: Option<Compressor>) -> Writer {
+    fn new(options: WriterBuilder, output: Output, coder: BlockCoder) -> Writer {
         let layout = options.layout();
         let archive_id = options
             .archive_id
@@ -321,7 +337,7 @@ impl Writer {
             options,
             layout,
             archive_id,
-            compressor,
+            coder,
             output,
             shard: None,
             shards: Vec::new(),
@@ -363,8 +379,15 @@ impl Writer {
                     format!("is larger than the {max} bytes a default reader accepts"),
                 )
             })?;
-        if let Some(shard) = &self.shard {
-            let full = shard.size_with(record_len, key.len(), &self.options) > shard.cap;
+        if let Some(shard) = self.shard.as_mut() {
+            let mut full = shard.size_with(record_len, key.len(), &self.options) > shard.cap;
+            if full && !shard.pending.is_empty() {
+                // The bound counts blocks still being compressed at their raw size. Before
+                // closing on it, write them all and decide on the exact size: then where a
+                // shard ends never depends on threads or timing.
+                shard.write_ready(&mut self.output, &mut self.coder, true)?;
+                full = shard.size_with(record_len, key.len(), &self.options) > shard.cap;
+            }
             if full || shard.records.len() == u32::MAX as usize {
                 self.close_shard()?;
             }
@@ -382,11 +405,11 @@ impl Writer {
         if !shard.block_buf.is_empty()
             && shard.block_buf.len() as u64 + record_len > self.options.block_size
         {
-            shard.flush_block(output, self.compressor.as_mut())?;
+            shard.flush_block(output, &mut self.coder)?;
         }
         shard.add_record(key, fields, record_len, self.options.record_page);
         if shard.block_buf.len() as u64 >= self.options.block_size {
-            shard.flush_block(output, self.compressor.as_mut())?;
+            shard.flush_block(output, &mut self.coder)?;
         }
         self.seen_keys.insert(key_hash);
         self.raw_bytes += record_len;
@@ -419,7 +442,7 @@ impl Writer {
 
     fn close_shard(&mut self) -> Result<()> {
         if let Some(shard) = self.shard.take() {
-            let mut info = shard.finish(&mut self.output, self.compressor.as_mut())?;
+            let mut info = shard.finish(&mut self.output, &mut self.coder)?;
             info.volume = self.output.end_shard(info.size)?;
             self.shards.push(info);
             if self.shards.len() % self.options.checkpoint_every as usize == 0 {
@@ -527,6 +550,21 @@ struct ShardWriter {
     raw_bytes: u64,
     /// The size this shard may not exceed unless one sample alone does.
     cap: u64,
+    /// Blocks handed to the coder and not written yet, in order.
+    pending: std::collections::VecDeque<PendingBlock>,
+    /// An upper bound on the bytes the pending blocks will take.
+    pending_bytes: u64,
+    /// The number the next block gets.
+    next_block: u32,
+}
+
+/// A block being compressed: what its header needs once it comes back.
+struct PendingBlock {
+    seq: u64,
+    first_record: u32,
+    record_count: u32,
+    /// Bytes reserved for it in `pending_bytes`.
+    reserved: u64,
 }
 
 impl ShardWriter {
@@ -579,6 +617,9 @@ impl ShardWriter {
             block_first_record: 0,
             raw_bytes: 0,
             cap,
+            pending: std::collections::VecDeque::new(),
+            pending_bytes: 0,
+            next_block: 0,
         };
         shard.write(&mut writer.output, &encoded)?;
         shard.pad_to(&mut writer.output, shard.header.data_offset())?;
@@ -618,10 +659,10 @@ impl ShardWriter {
             + record_len
             + 2 * page
             + 2 * (BLOCK_HEADER_LEN as u64 + align);
-        let index = (self.blocks.len() as u64 + 2) * 32
+        let index = (u64::from(self.next_block) + 2) * 32
             + (self.records.len() as u64 + 1) * 36
             + (self.key_heap.len() + key_len) as u64;
-        self.pos + blocks + index + TRAILER_LEN as u64 + align
+        self.pos + self.pending_bytes + blocks + index + TRAILER_LEN as u64 + align
     }
 
     fn add_record(
@@ -632,8 +673,9 @@ impl ShardWriter {
         page: Option<u32>,
     ) {
         if let Some(page) = page.map(u64::from) {
-            // Where the record would start in the file: this block starts at `pos`.
-            let at = self.pos + BLOCK_HEADER_LEN as u64 + self.block_buf.len() as u64;
+            // Blocks start on the alignment, a multiple of the page, so where the record
+            // falls in a page depends only on where it is in its block.
+            let at = BLOCK_HEADER_LEN as u64 + self.block_buf.len() as u64;
             if record_len <= page && at / page != (at + record_len - 1) / page {
                 let mut gap = page - at % page;
                 if gap < FILLER_MARKER_LEN as u64 {
@@ -650,56 +692,82 @@ impl ShardWriter {
             offset: offset as u64,
             len: bytes.len() as u64,
             key_offset: self.key_heap.len() as u64,
-            block: self.blocks.len() as u32,
+            block: self.next_block,
             crc: format::checksum::crc32(bytes),
         });
         self.raw_bytes += bytes.len() as u64;
         self.key_heap.extend_from_slice(key.as_bytes());
     }
 
-    fn flush_block(&mut self, out: &mut Output, compressor: Option<&mut Compressor>) -> Result<()> {
+    /// Hands the block being filled to the coder, then writes every block that is ready.
+    fn flush_block(&mut self, out: &mut Output, coder: &mut BlockCoder) -> Result<()> {
         if self.block_buf.is_empty() {
             return Ok(());
         }
         let raw = std::mem::take(&mut self.block_buf);
-        let compressed = match compressor {
-            Some(c) => Some(
-                c.compress(&raw)
-                    .map_err(|e| Error::io(&self.name, "compress a block of", e))?,
-            ),
-            None => None,
-        };
-        let (codec, payload) = match &compressed {
-            Some(c) if c.len() < raw.len() => (Codec::Zstd, c.as_slice()),
-            _ => (Codec::Stored, raw.as_slice()),
-        };
+        let reserved = raw.len() as u64 + BLOCK_HEADER_LEN as u64 + self.align();
         let record_count = self.records.len() as u32 - self.block_first_record;
-        let header = BlockHeader {
-            shard_number: self.number,
-            block_number: self.blocks.len() as u32,
-            first_ordinal: self.header.first_ordinal + u64::from(self.block_first_record),
-            record_count,
-            codec,
-            stored_len: payload.len() as u64,
-            raw_len: raw.len() as u64,
-            payload_crc: format::checksum::crc32(payload),
-        };
-        let offset = self.pos;
-        self.write(out, &header.encode())?;
-        self.write(out, payload)?;
-        let next = align_up(self.pos, self.align()).unwrap_or(self.pos);
-        self.pad_to(out, next)?;
-        self.blocks.push(BlockEntry {
-            offset,
-            stored_len: header.stored_len,
-            raw_len: header.raw_len,
+        let seq = coder
+            .submit(raw)
+            .map_err(|e| Error::io(&self.name, "compress a block of", e))?;
+        self.pending.push_back(PendingBlock {
+            seq,
             first_record: self.block_first_record,
             record_count,
+            reserved,
         });
+        self.pending_bytes += reserved;
+        self.next_block += 1;
         self.block_first_record = self.records.len() as u32;
-        let mut raw = raw;
-        raw.clear();
-        self.block_buf = raw;
+        self.write_ready(out, coder, false)
+    }
+
+    /// Writes the pending blocks that are coded, in order; with `wait`, all of them.
+    fn write_ready(&mut self, out: &mut Output, coder: &mut BlockCoder, wait: bool) -> Result<()> {
+        while let Some(p) = self.pending.front() {
+            let Some(coded) = coder
+                .take(p.seq, wait)
+                .map_err(|e| Error::io(&self.name, "compress a block of", e))?
+            else {
+                break;
+            };
+            let Some(p) = self.pending.pop_front() else {
+                break;
+            };
+            self.pending_bytes -= p.reserved;
+            let (codec, payload) = match &coded.compressed {
+                Some(z) => (Codec::Zstd, z.as_slice()),
+                None => (Codec::Stored, coded.raw.as_slice()),
+            };
+            let header = BlockHeader {
+                shard_number: self.number,
+                block_number: self.blocks.len() as u32,
+                first_ordinal: self.header.first_ordinal + u64::from(p.first_record),
+                record_count: p.record_count,
+                codec,
+                stored_len: payload.len() as u64,
+                raw_len: coded.raw.len() as u64,
+                payload_crc: format::checksum::crc32(payload),
+            };
+            let offset = self.pos;
+            self.write(out, &header.encode())?;
+            self.write(out, payload)?;
+            let next = align_up(self.pos, self.align()).unwrap_or(self.pos);
+            self.pad_to(out, next)?;
+            self.blocks.push(BlockEntry {
+                offset,
+                stored_len: header.stored_len,
+                raw_len: header.raw_len,
+                first_record: p.first_record,
+                record_count: p.record_count,
+            });
+            if self.block_buf.capacity() == 0 {
+                // Reuse the buffer rather than allocate a new one per block.
+                let mut raw = coded.raw;
+                raw.clear();
+                self.block_buf = raw;
+            }
+        }
         Ok(())
     }
 
@@ -712,12 +780,9 @@ impl ShardWriter {
         &self.key_heap[start..end]
     }
 
-    fn finish(
-        mut self,
-        out: &mut Output,
-        compressor: Option<&mut Compressor>,
-    ) -> Result<ShardInfo> {
-        self.flush_block(out, compressor)?;
+    fn finish(mut self, out: &mut Output, coder: &mut BlockCoder) -> Result<ShardInfo> {
+        self.flush_block(out, coder)?;
+        self.write_ready(out, coder, true)?;
         let index_offset = self.pos;
         let mut index = Vec::with_capacity(
             self.blocks.len() * 32 + self.records.len() * 36 + self.key_heap.len(),

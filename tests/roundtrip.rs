@@ -219,3 +219,43 @@ proptest! {
         check_roundtrip(&samples, builder);
     }
 }
+
+#[test]
+fn output_is_the_same_bytes_whatever_the_number_of_threads() {
+    let samples: Vec<OwnedSample> = (0..400)
+        .map(|i| {
+            (
+                format!("t/{i:04}"),
+                vec![
+                    (
+                        "txt".into(),
+                        format!("sample {i} ")
+                            .repeat(20 + i as usize % 50)
+                            .into_bytes(),
+                    ),
+                    ("bin".into(), noise(i, (i as usize * 131) % 3000)),
+                ],
+            )
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let mut reference: Option<Vec<(std::path::PathBuf, Vec<u8>)>> = None;
+    for threads in [1, 2, 3, 8] {
+        let path = dir.path().join(format!("t{threads}"));
+        let builder = Writer::builder()
+            .align(64)
+            .block_size(4096)
+            .shard_size(48 << 10)
+            .threads(threads);
+        write_archive(&path, builder, &samples);
+        let got: Vec<_> = files(&path)
+            .into_iter()
+            .map(|(p, b)| (p.file_name().unwrap().into(), b))
+            .collect();
+        assert!(got.len() > 3, "several shards");
+        match &reference {
+            None => reference = Some(got),
+            Some(r) => assert!(r == &got, "{threads} threads wrote other bytes"),
+        }
+    }
+}

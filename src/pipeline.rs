@@ -1,0 +1,158 @@
+//! The writer's compression pipeline: blocks are compressed on worker threads while the
+//! writer goes on, and come back in submission order, so the output is the same bytes
+//! whatever the number of threads (zstd is deterministic for a given level and input).
+//! Memory is bounded: at most two blocks per worker are in flight.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::codec::Compressor;
+
+/// A block back from the pipeline: its raw bytes, and its zstd frame when that is smaller.
+pub(crate) struct CodedBlock {
+    pub(crate) raw: Vec<u8>,
+    pub(crate) compressed: Option<Vec<u8>>,
+}
+
+type Done = (u64, io::Result<Option<Vec<u8>>>, Vec<u8>);
+
+/// Compresses blocks, in parallel when there are cores to spare.
+pub(crate) struct BlockCoder {
+    /// Compresses on the calling thread (one core, or no compression).
+    inline: Option<Compressor>,
+    compress: bool,
+    jobs: Option<SyncSender<(u64, Vec<u8>)>>,
+    results: Option<Receiver<Done>>,
+    workers: Vec<JoinHandle<()>>,
+    next_seq: u64,
+    done: BTreeMap<u64, io::Result<CodedBlock>>,
+    in_flight: usize,
+    max_in_flight: usize,
+}
+
+fn code(c: &mut Compressor, raw: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    let z = c.compress(raw)?;
+    Ok((z.len() < raw.len()).then_some(z))
+}
+
+impl BlockCoder {
+    /// A coder at zstd `level` (`None`: store every block) on `threads` worker threads (0:
+    /// compress on the caller's thread).
+    pub(crate) fn new(level: Option<i32>, threads: usize) -> io::Result<Self> {
+        let mut coder = BlockCoder {
+            inline: None,
+            compress: level.is_some(),
+            jobs: None,
+            results: None,
+            workers: Vec::new(),
+            next_seq: 0,
+            done: BTreeMap::new(),
+            in_flight: 0,
+            max_in_flight: 2 * threads.max(1),
+        };
+        let Some(level) = level else { return Ok(coder) };
+        if threads == 0 {
+            coder.inline = Some(Compressor::new(level)?);
+            return Ok(coder);
+        }
+        let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(coder.max_in_flight);
+        let (done_tx, done_rx) = mpsc::channel::<Done>();
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        for _ in 0..threads {
+            let rx = Arc::clone(&job_rx);
+            let tx = done_tx.clone();
+            let mut compressor = Compressor::new(level)?;
+            coder.workers.push(std::thread::spawn(move || loop {
+                let job = match rx.lock() {
+                    Ok(guard) => guard.recv(),
+                    Err(_) => return,
+                };
+                let Ok((seq, raw)) = job else { return };
+                let coded = code(&mut compressor, &raw);
+                if tx.send((seq, coded, raw)).is_err() {
+                    return;
+                }
+            }));
+        }
+        coder.jobs = Some(job_tx);
+        coder.results = Some(done_rx);
+        Ok(coder)
+    }
+
+    /// The number of worker threads to use by default: one per core.
+    pub(crate) fn default_threads() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+
+    /// Hands a block over; returns its sequence number.
+    pub(crate) fn submit(&mut self, raw: Vec<u8>) -> io::Result<u64> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if !self.compress {
+            self.done.insert(
+                seq,
+                Ok(CodedBlock {
+                    raw,
+                    compressed: None,
+                }),
+            );
+            return Ok(seq);
+        }
+        if let Some(c) = self.inline.as_mut() {
+            let coded = code(c, &raw).map(|compressed| CodedBlock { raw, compressed });
+            self.done.insert(seq, coded);
+            return Ok(seq);
+        }
+        while self.in_flight >= self.max_in_flight {
+            self.receive_one()?;
+        }
+        let jobs = self
+            .jobs
+            .as_ref()
+            .ok_or_else(|| io::Error::other("compression workers stopped"))?;
+        jobs.send((seq, raw))
+            .map_err(|_| io::Error::other("compression workers stopped"))?;
+        self.in_flight += 1;
+        Ok(seq)
+    }
+
+    fn receive_one(&mut self) -> io::Result<()> {
+        let results = self
+            .results
+            .as_ref()
+            .ok_or_else(|| io::Error::other("compression workers stopped"))?;
+        let (seq, coded, raw) = results
+            .recv()
+            .map_err(|_| io::Error::other("compression workers stopped"))?;
+        self.in_flight -= 1;
+        self.done
+            .insert(seq, coded.map(|compressed| CodedBlock { raw, compressed }));
+        Ok(())
+    }
+
+    /// Block `seq` once it is coded; with `wait`, waits for it.
+    pub(crate) fn take(&mut self, seq: u64, wait: bool) -> io::Result<Option<CodedBlock>> {
+        loop {
+            if let Some(done) = self.done.remove(&seq) {
+                return done.map(Some);
+            }
+            if !wait || self.in_flight == 0 {
+                return Ok(None);
+            }
+            self.receive_one()?;
+        }
+    }
+}
+
+impl Drop for BlockCoder {
+    fn drop(&mut self) {
+        // Closing the job channel ends the workers.
+        self.jobs = None;
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
