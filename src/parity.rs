@@ -658,6 +658,29 @@ pub struct RepairedRange {
     pub offset: u64,
     /// Length.
     pub len: u64,
+    /// For a lost range of a shard whose index still reads: the first and last ordinal of
+    /// the samples whose stored bytes it touches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ordinals: Option<[u64; 2]>,
+}
+
+/// The samples whose stored bytes (block header and payload) overlap `offset..offset+len`
+/// of the shard at `path`, if its header, trailer and index still read.
+fn samples_in(path: &Path, offset: u64, len: u64) -> Option<[u64; 2]> {
+    let shard = crate::Shard::open(path, Limits::default()).ok()?;
+    let first_ordinal = shard.header().first_ordinal;
+    let end = offset.saturating_add(len);
+    let mut hit: Option<[u64; 2]> = None;
+    for b in 0..shard.layout().block_count {
+        let e = shard.block_entry(b).ok()?;
+        let block_end = e.offset + crate::format::block::BLOCK_HEADER_LEN as u64 + e.stored_len;
+        if e.offset < end && offset < block_end {
+            let first = first_ordinal + u64::from(e.first_record);
+            let last = first + u64::from(e.record_count) - 1;
+            hit = Some(hit.map_or([first, last], |[a, b]| [a.min(first), b.max(last)]));
+        }
+    }
+    hit
 }
 
 /// What `repair` did.
@@ -717,6 +740,7 @@ fn ranges(parity: &Parity, folder: &Path, chunks: &BTreeSet<u64>) -> Vec<Repaire
                 file,
                 offset: off,
                 len,
+                ordinals: None,
             }),
         }
     }
@@ -845,7 +869,11 @@ fn repair_folder(folder: &Path, report: &mut RepairReport) -> Result<()> {
         protect_folder(folder, &names, archive_id, chunk, &|_| m)?;
         report.files_rewritten.push(folder.join(PARITY_FILE));
     }
-    report.lost.extend(ranges(p, folder, &lost));
+    let mut lost_ranges = ranges(p, folder, &lost);
+    for r in &mut lost_ranges {
+        r.ordinals = samples_in(&r.file, r.offset, r.len);
+    }
+    report.lost.extend(lost_ranges);
     report.status.push(status);
     Ok(())
 }

@@ -188,3 +188,35 @@ fn damaged_parity_is_an_erasure_not_a_disaster() {
     assert!(repair(&dir).unwrap().complete());
     assert_restored(&dir, &pristine);
 }
+
+#[test]
+fn lost_ranges_name_the_samples_they_held() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let (_, manifest) = archive(&dir);
+    protect(&dir, 3.0).unwrap();
+    // Far more damage than 3% can repair, in the middle of shard 1's data: its header,
+    // trailer and index still read, so the lost samples are named.
+    let shard = dir.join("shard-000001.shp");
+    let mut b = std::fs::read(&shard).unwrap();
+    let len = b.len();
+    b[len / 4..len / 2].fill(0xEE);
+    std::fs::write(&shard, &b).unwrap();
+    let result = repair(&dir).unwrap();
+    assert!(!result.complete());
+    let first = manifest.shards[1].first_ordinal;
+    let last = first + manifest.shards[1].samples - 1;
+    let named = result
+        .lost
+        .iter()
+        .filter(|r| r.file == shard)
+        .filter_map(|r| r.ordinals)
+        .collect::<Vec<_>>();
+    assert!(!named.is_empty(), "{result:#?}");
+    for [a, z] in named {
+        assert!(
+            first <= a && a <= z && z <= last,
+            "{a}..={z} outside shard 1's {first}..={last}"
+        );
+    }
+}

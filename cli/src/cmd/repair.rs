@@ -35,8 +35,12 @@ pub fn run(args: Args) -> Result<u8> {
             );
         }
         for r in &report.lost {
+            let samples = r
+                .ordinals
+                .map(|[a, b]| format!("; samples {a}..={b}"))
+                .unwrap_or_default();
             outln!(
-                "LOST {} bytes {}..{}",
+                "LOST {} bytes {}..{}{samples}",
                 r.file.display(),
                 r.offset,
                 r.offset + r.len
