@@ -1,5 +1,5 @@
 //! Reed-Solomon parity and repair (§17): protect an archive folder (or each volume) with
-//! recovery layers, find damaged chunks by their CRCs, and rebuild them byte-identically.
+//! recovery layers, find damaged chunks by their digests, and rebuild them byte-identically.
 //!
 //! The protected files (shards, then the manifest), each padded to whole chunks, are cut
 //! into `k` data layers of `L` chunks; stripe `j` is chunk `j` of every layer plus chunk `j`
@@ -289,7 +289,9 @@ fn protect_folder(
     let t = parity.header.tables_offset;
     out.write_all_at(&tables, t)
         .map_err(|e| Error::io_at(&out_path, "write", t, e))?;
-    out.write_all_at(&header, t + tables.len() as u64)
+    out.write_all_at(&tables, t + tables.len() as u64)
+        .map_err(|e| Error::io_at(&out_path, "write", t, e))?;
+    out.write_all_at(&header, t + 2 * tables.len() as u64)
         .map_err(|e| Error::io_at(&out_path, "write", t, e))?;
     out.write_all_at(&header, 0)
         .map_err(|e| Error::io_at(&out_path, "write", 0, e))?;
@@ -298,11 +300,12 @@ fn protect_folder(
     let final_path = folder.join(PARITY_FILE);
     fs::rename(&out_path, &final_path)
         .map_err(|e| Error::io(&final_path, "rename into place", e))?;
+    sync_dir(folder)?;
     let data_bytes = parity.files.iter().map(|f| f.size).sum();
     Ok(ProtectedFolder {
         folder: folder.to_path_buf(),
         data_bytes,
-        parity_bytes: t + tables.len() as u64 + PARITY_HEADER_LEN as u64,
+        parity_bytes: t + 2 * tables.len() as u64 + PARITY_HEADER_LEN as u64,
         chunk_bytes: chunk,
         layers: (k as u32, m as u32),
         burst_bytes: layer * chunk,
@@ -398,14 +401,14 @@ fn load(folder: &Path) -> Result<Parity> {
         && k >= 1
         && m >= 1
         && n <= k.saturating_mul(layer)
-        && n > k.saturating_sub(1).saturating_mul(layer)
+        && n > k.saturating_mul(layer.saturating_sub(1))
         && m.checked_mul(layer)
             .and_then(|x| x.checked_mul(chunk))
             .and_then(|x| x.checked_add(layers_offset))
             == Some(header.tables_offset)
         && header
             .tables_offset
-            .checked_add(header.tables_len)
+            .checked_add(header.tables_len.saturating_mul(2))
             .and_then(|x| x.checked_add(PARITY_HEADER_LEN as u64))
             == Some(len)
         && header.tables_len <= Limits::DEFAULT.max_manifest_bytes.saturating_mul(4);
@@ -417,15 +420,24 @@ fn load(folder: &Path) -> Result<Parity> {
             format!("{header:?}"),
         ));
     }
+    // Two copies of the tables, one after the other: the first that checks out is used.
     let mut tables = vec![0u8; header.tables_len as usize];
-    file.read_exact_at(&mut tables, header.tables_offset)
-        .map_err(|e| Error::io_at(&path, "read", header.tables_offset, e))?;
-    if checksum::crc32(&tables) != header.tables_crc {
+    let mut intact = false;
+    for copy in 0..2 {
+        let offset = header.tables_offset + copy * header.tables_len;
+        file.read_exact_at(&mut tables, offset)
+            .map_err(|e| Error::io_at(&path, "read", offset, e))?;
+        if checksum::crc32(&tables) == header.tables_crc {
+            intact = true;
+            break;
+        }
+    }
+    if !intact {
         return Err(Error::corrupt(
             at(header.tables_offset),
-            "parity tables",
+            "parity tables (both copies)",
             format!("crc32 {:#010x}", header.tables_crc),
-            "another",
+            "other bytes",
         ));
     }
     let mut files = Vec::new();
@@ -514,9 +526,9 @@ fn load(folder: &Path) -> Result<Parity> {
 pub struct ParityStatus {
     /// The folder.
     pub folder: PathBuf,
-    /// Data chunks whose CRC fails, or that are missing.
+    /// Data chunks whose digest fails, or that are missing.
     pub damaged_chunks: u64,
-    /// Parity chunks whose CRC fails.
+    /// Parity chunks whose digest fails.
     pub damaged_parity_chunks: u64,
     /// Parity layers (m): the erasures each stripe survives.
     pub parity_layers: u32,
@@ -536,8 +548,43 @@ struct Damage {
     sizes_differ: Vec<bool>,
 }
 
+/// Makes renames in `folder` durable.
+fn sync_dir(folder: &Path) -> Result<()> {
+    File::open(folder)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(folder, "sync folder", e))
+}
+
+/// The archive id the folder's own files claim: the manifest's, else any shard header's.
+fn archive_id_of(folder: &Path, files: &[ProtectedFile]) -> Option<[u8; 16]> {
+    if let Ok(bytes) = fs::read(folder.join(MANIFEST_FILE)) {
+        if let Ok(m) = Manifest::parse(&bytes, &folder.join(MANIFEST_FILE)) {
+            return Some(m.archive_id_bytes());
+        }
+    }
+    files.iter().find_map(|f| {
+        let file = File::open(folder.join(&f.name)).ok()?;
+        let mut b = [0u8; crate::format::header::HEADER_LEN];
+        file.read_exact_at(&mut b, 0).ok()?;
+        crate::format::header::ShardHeader::decode(&b)
+            .ok()
+            .map(|h| h.archive_id)
+    })
+}
+
 fn inspect(folder: &Path) -> Result<Damage> {
     let parity = load(folder)?;
+    // A parity file of another archive would "repair" this one into that one.
+    if let Some(id) = archive_id_of(folder, &parity.files) {
+        if id != parity.header.archive_id {
+            return Err(Error::corrupt(
+                Location::file(&folder.join(PARITY_FILE), 16),
+                "parity archive id (a parity file of another archive?)",
+                crate::format::hex(&id),
+                crate::format::hex(&parity.header.archive_id),
+            ));
+        }
+    }
     let chunk = parity.chunk();
     let mut data = BTreeSet::new();
     let mut handles = Vec::new();
@@ -857,6 +904,7 @@ fn repair_folder(folder: &Path, report: &mut RepairReport) -> Result<()> {
             .map_err(|e| Error::io(&tmp, "write", e))?;
         out.sync_all().map_err(|e| Error::io(&tmp, "sync", e))?;
         fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "rename into place", e))?;
+        sync_dir(folder)?;
         report.files_rewritten.push(path);
         let fixed: BTreeSet<u64> = mine.into_iter().collect();
         report.repaired.extend(ranges(p, folder, &fixed));

@@ -100,8 +100,10 @@ impl<R: Read> SeqRead for StreamSource<R> {
 /// goes back, and drops what the cursor has passed.
 pub(crate) struct Window<S> {
     src: S,
+    /// Allocated space; bytes `head..end` are the data not yet taken.
     buf: Vec<u8>,
     head: usize,
+    end: usize,
     offset: u64,
     chunk: usize,
     eof: bool,
@@ -114,6 +116,7 @@ impl<S: SeqRead> Window<S> {
             src,
             buf: Vec::new(),
             head: 0,
+            end: 0,
             offset: 0,
             chunk: chunk.max(1),
             eof: false,
@@ -138,23 +141,26 @@ impl<S: SeqRead> Window<S> {
 
     /// Makes `n` bytes after the cursor available; false when the source ends first.
     pub(crate) fn ensure(&mut self, n: usize) -> Result<bool> {
-        while self.buf.len() - self.head < n && !self.eof {
+        while self.end - self.head < n && !self.eof {
             if self.head > 0 {
-                self.buf.drain(..self.head);
+                self.buf.copy_within(self.head..self.end, 0);
+                self.end -= self.head;
                 self.head = 0;
             }
             // One chunk at a time: the buffer grows only as real bytes arrive, so a hostile
             // length costs no more memory than the data actually there; and every request
-            // is a whole chunk (whole tape records).
+            // is a whole chunk (whole tape records). Space is zeroed once, when it grows.
             let want = self.chunk;
-            let old = self.buf.len();
-            self.buf.resize(old + want, 0);
+            if self.buf.len() < self.end + want {
+                self.buf.resize(self.end + want, 0);
+            }
             let mut got = 0;
             while got < want {
-                let at = self.offset + (old + got) as u64;
+                let at = self.offset + (self.end + got) as u64;
+                let start = self.end + got;
                 let read = self
                     .src
-                    .read_next(&mut self.buf[old + got..])
+                    .read_next(&mut self.buf[start..self.end + want])
                     .map_err(|e| Error::io_at(&self.name, "read", at, e))?;
                 if read == 0 {
                     self.eof = true;
@@ -162,9 +168,9 @@ impl<S: SeqRead> Window<S> {
                 }
                 got += read;
             }
-            self.buf.truncate(old + got);
+            self.end += got;
         }
-        Ok(self.buf.len() - self.head >= n)
+        Ok(self.end - self.head >= n)
     }
 
     /// The next `n` bytes without moving the cursor, or `None` at the end.
@@ -189,7 +195,7 @@ impl<S: SeqRead> Window<S> {
 
     /// Bytes available after the cursor without reading more.
     pub(crate) fn buffered(&self) -> usize {
-        self.buf.len() - self.head
+        self.end - self.head
     }
 }
 

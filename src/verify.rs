@@ -307,7 +307,11 @@ pub fn verify_with_progress(
             );
         }
     }
-    let recoverable = parity.as_ref().map(|p| p.iter().all(|s| s.recoverable));
+    // A missing volume takes its parity with it: nothing can rebuild it.
+    let volumes_present = volumes.as_ref().is_none_or(|s| s.missing().is_empty());
+    let recoverable = parity
+        .as_ref()
+        .map(|p| volumes_present && p.iter().all(|s| s.recoverable));
     let valid = v.findings.is_empty();
     Ok(VerifyReport {
         recoverable,

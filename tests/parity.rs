@@ -220,3 +220,85 @@ fn lost_ranges_name_the_samples_they_held() {
         );
     }
 }
+
+#[test]
+fn a_parity_file_of_another_archive_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    archive(&a);
+    let samples: Vec<OwnedSample> = (0..90)
+        .map(|i| {
+            (
+                format!("k/{i:03}"),
+                vec![("bin".into(), noise(i + 1000, 5000))],
+            )
+        })
+        .collect();
+    write_archive(
+        &b,
+        WriterBuilder::for_profile(MediaProfile::ssd())
+            .shard_size(200 << 10)
+            .compression(Compression::None)
+            .archive_id([0xBB; 16]),
+        &samples,
+    );
+    protect(&b, 100.0).unwrap();
+    let pristine = snapshot(&a);
+    std::fs::copy(
+        b.join(shardpack::PARITY_FILE),
+        a.join(shardpack::PARITY_FILE),
+    )
+    .unwrap();
+    let err = repair(&a).unwrap_err();
+    assert!(err.to_string().contains("another archive"), "{err}");
+    for (p, bytes) in &pristine {
+        assert_eq!(
+            &std::fs::read(p).unwrap(),
+            bytes,
+            "{} was changed",
+            p.display()
+        );
+    }
+}
+
+#[test]
+fn parity_for_a_few_hundred_chunks_reads_back() {
+    // k·(L − 1) < N ≤ k·L with N between 201 and 398: the geometry a loader must accept.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let samples: Vec<OwnedSample> = (0..300)
+        .map(|i| (format!("s{i:04}"), vec![("bin".into(), noise(i, 4000))]))
+        .collect();
+    write_archive(
+        &dir,
+        WriterBuilder::for_profile(MediaProfile::ssd()).compression(Compression::None),
+        &samples,
+    );
+    protect(&dir, 10.0).unwrap();
+    let status = shardpack::parity_status(&dir).unwrap().unwrap();
+    assert!(status[0].recoverable && status[0].damaged_chunks == 0);
+    // One table copy damaged: the other is used.
+    let parity = dir.join(shardpack::PARITY_FILE);
+    let mut p = std::fs::read(&parity).unwrap();
+    let len = p.len();
+    let tables_offset = u64::from_le_bytes(p[64..72].try_into().unwrap()) as usize;
+    let tables_len = u64::from_le_bytes(p[72..80].try_into().unwrap()) as usize;
+    assert_eq!(
+        tables_offset + 2 * tables_len + 128,
+        len,
+        "two copies of the tables, then the header"
+    );
+    p[tables_offset + 3] ^= 0xFF;
+    std::fs::write(&parity, &p).unwrap();
+    assert!(
+        shardpack::parity_status(&dir).unwrap().is_some(),
+        "the second copy is used"
+    );
+    p[tables_offset + tables_len + 3] ^= 0xFF;
+    std::fs::write(&parity, &p).unwrap();
+    assert!(
+        shardpack::parity_status(&dir).is_err(),
+        "with both copies damaged the parity is unusable"
+    );
+}
