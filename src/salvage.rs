@@ -85,6 +85,20 @@ struct Found {
     header: BlockHeader,
 }
 
+impl Found {
+    /// The whole block as lost, for `reason`.
+    fn lost(&self, path: &Path, reason: impl std::fmt::Display) -> LostRange {
+        let first = self.header.first_ordinal;
+        LostRange {
+            file: path.to_path_buf(),
+            offset: self.offset,
+            len: BLOCK_HEADER_LEN as u64 + self.header.stored_len,
+            reason: reason.to_string(),
+            ordinals: Some([first, first + u64::from(self.header.record_count) - 1]),
+        }
+    }
+}
+
 /// Finds every intact block of one file by scanning for sync markers on the 64-byte grid
 /// every alignment shares; reports the ranges between them that hold no intact block.
 fn scan_file(path: &Path, bytes: &[u8], lost: &mut Vec<LostRange>) -> Vec<Found> {
@@ -258,16 +272,7 @@ pub fn salvage(inputs: &[PathBuf], output: &Path, options: WriterBuilder) -> Res
             ) {
                 Ok(c) => c,
                 Err(e) => {
-                    lost.push(LostRange {
-                        file: path.clone(),
-                        offset: f.offset,
-                        len: BLOCK_HEADER_LEN as u64 + f.header.stored_len,
-                        reason: e.to_string(),
-                        ordinals: Some([
-                            f.header.first_ordinal,
-                            f.header.first_ordinal + u64::from(f.header.record_count) - 1,
-                        ]),
-                    });
+                    lost.push(f.lost(path, e));
                     continue;
                 }
             };
@@ -297,16 +302,7 @@ pub fn salvage(inputs: &[PathBuf], output: &Path, options: WriterBuilder) -> Res
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        lost.push(LostRange {
-                            file: path.clone(),
-                            offset: f.offset,
-                            len: BLOCK_HEADER_LEN as u64 + f.header.stored_len,
-                            reason: e.to_string(),
-                            ordinals: Some([
-                                f.header.first_ordinal,
-                                f.header.first_ordinal + u64::from(f.header.record_count) - 1,
-                            ]),
-                        });
+                        lost.push(f.lost(path, e));
                         break;
                     }
                 }
