@@ -74,6 +74,25 @@ pub fn run(args: Args) -> Result<u8> {
         if let Some(root) = &report.root {
             outln!("root {root}");
         }
+        for s in report.parity.iter().flatten() {
+            outln!(
+                "parity {}: {} damaged chunk(s), {} damaged parity chunk(s), {} parity layer(s){}",
+                s.folder.display(),
+                s.damaged_chunks,
+                s.damaged_parity_chunks,
+                s.parity_layers,
+                if s.recoverable {
+                    String::new()
+                } else {
+                    format!("; {} more layer(s) needed", s.more_layers_needed)
+                }
+            );
+        }
+        match report.recoverable {
+            Some(true) if !report.is_ok() => outln!("recoverable: yes (run shardpack repair)"),
+            Some(false) => outln!("recoverable: no"),
+            _ => {}
+        }
     }
     Ok(if report.is_ok() {
         crate::EXIT_OK
