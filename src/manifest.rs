@@ -363,21 +363,40 @@ impl Manifest {
     }
 }
 
-/// Reads a whole file, refusing files larger than `max` before allocating.
+/// Reads a whole regular file of at most `max` bytes: opened once, checked on the open
+/// handle (a FIFO or device named like a manifest is refused), and read no further than
+/// `max` + 1 bytes even if it grows meanwhile.
 pub(crate) fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>> {
-    let len = std::fs::metadata(path)
-        .map_err(|e| Error::io(path, "stat", e))?
-        .len();
-    if len > max {
-        return Err(crate::ErrorKind::LimitExceeded {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
+    if !meta.is_file() {
+        return Err(Error::io(
+            path,
+            "read",
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
+        ));
+    }
+    let too_big = |got| -> Error {
+        crate::ErrorKind::LimitExceeded {
             location: Location::file(path, 0),
             limit: "manifest size",
             max,
-            got: len,
+            got,
         }
-        .into());
+        .into()
+    };
+    if meta.len() > max {
+        return Err(too_big(meta.len()));
     }
-    std::fs::read(path).map_err(|e| Error::io(path, "read", e))
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, "read", e))?;
+    if bytes.len() as u64 > max {
+        return Err(too_big(bytes.len() as u64));
+    }
+    Ok(bytes)
 }
 
 fn parse_version(s: &str) -> Option<(u16, u16)> {

@@ -243,6 +243,43 @@ fn protect_folder(
     };
     let out_path = folder.join(format!("{PARITY_FILE}{}", crate::write::PARTIAL_SUFFIX));
     let out = File::create(&out_path).map_err(|e| Error::io(&out_path, "create", e))?;
+    // A parity file left half-written would be taken for damage: it goes on any error.
+    let result = write_parity(&mut parity, &handles, folder, &out, &out_path);
+    if result.is_err() {
+        let _ = fs::remove_file(&out_path);
+    }
+    let (tables_len, t) = result?;
+    let final_path = folder.join(PARITY_FILE);
+    fs::rename(&out_path, &final_path)
+        .map_err(|e| Error::io(&final_path, "rename into place", e))?;
+    sync_dir(folder)?;
+    let data_bytes = parity.files.iter().map(|f| f.size).sum();
+    Ok(ProtectedFolder {
+        folder: folder.to_path_buf(),
+        data_bytes,
+        parity_bytes: t + 2 * tables_len + PARITY_HEADER_LEN as u64,
+        chunk_bytes: chunk,
+        layers: (k as u32, m as u32),
+        burst_bytes: layer * chunk,
+    })
+}
+
+/// Computes and writes the parity layers, the tables twice and the header twice; returns
+/// the tables' length and offset.
+fn write_parity(
+    parity: &mut Parity,
+    handles: &[File],
+    folder: &Path,
+    out: &File,
+    out_path: &Path,
+) -> Result<(u64, u64)> {
+    let (k, m, layer, n, chunk) = (
+        u64::from(parity.header.data_layers),
+        u64::from(parity.header.parity_layers),
+        parity.header.layer_chunks,
+        parity.header.data_chunks,
+        parity.chunk(),
+    );
     let batch = (BATCH_BYTES / chunk).max(1);
     let mut column = 0u64;
     while column < layer {
@@ -250,14 +287,7 @@ fn protect_folder(
         let mut buffers: Vec<Vec<u8>> = Vec::with_capacity(k as usize);
         for r in 0..k {
             let mut buf = vec![0u8; (count * chunk) as usize];
-            read_chunks(
-                &parity,
-                &handles,
-                folder,
-                r * layer + column,
-                count,
-                &mut buf,
-            )?;
+            read_chunks(parity, handles, folder, r * layer + column, count, &mut buf)?;
             for c in 0..count {
                 let i = r * layer + column + c;
                 if i < n {
@@ -274,7 +304,7 @@ fn protect_folder(
         for (p, buf) in recovery.iter().enumerate() {
             let at = parity.parity_chunk_offset(p as u64, column);
             out.write_all_at(buf, at)
-                .map_err(|e| Error::io_at(&out_path, "write", at, e))?;
+                .map_err(|e| Error::io_at(out_path, "write", at, e))?;
             for c in 0..count {
                 parity.parity_crcs[(p as u64 * layer + column + c) as usize] =
                     chunk_digest(&buf[(c * chunk) as usize..((c + 1) * chunk) as usize]);
@@ -282,34 +312,21 @@ fn protect_folder(
         }
         column += count;
     }
-    let tables = encode_tables(&parity);
+    let tables = encode_tables(parity);
     parity.header.tables_len = tables.len() as u64;
     parity.header.tables_crc = checksum::crc32(&tables);
     let header = parity.header.encode();
     let t = parity.header.tables_offset;
     out.write_all_at(&tables, t)
-        .map_err(|e| Error::io_at(&out_path, "write", t, e))?;
+        .map_err(|e| Error::io_at(out_path, "write", t, e))?;
     out.write_all_at(&tables, t + tables.len() as u64)
-        .map_err(|e| Error::io_at(&out_path, "write", t, e))?;
+        .map_err(|e| Error::io_at(out_path, "write", t, e))?;
     out.write_all_at(&header, t + 2 * tables.len() as u64)
-        .map_err(|e| Error::io_at(&out_path, "write", t, e))?;
+        .map_err(|e| Error::io_at(out_path, "write", t, e))?;
     out.write_all_at(&header, 0)
-        .map_err(|e| Error::io_at(&out_path, "write", 0, e))?;
-    out.sync_all()
-        .map_err(|e| Error::io(&out_path, "sync", e))?;
-    let final_path = folder.join(PARITY_FILE);
-    fs::rename(&out_path, &final_path)
-        .map_err(|e| Error::io(&final_path, "rename into place", e))?;
-    sync_dir(folder)?;
-    let data_bytes = parity.files.iter().map(|f| f.size).sum();
-    Ok(ProtectedFolder {
-        folder: folder.to_path_buf(),
-        data_bytes,
-        parity_bytes: t + 2 * tables.len() as u64 + PARITY_HEADER_LEN as u64,
-        chunk_bytes: chunk,
-        layers: (k as u32, m as u32),
-        burst_bytes: layer * chunk,
-    })
+        .map_err(|e| Error::io_at(out_path, "write", 0, e))?;
+    out.sync_all().map_err(|e| Error::io(out_path, "sync", e))?;
+    Ok((tables.len() as u64, t))
 }
 
 /// Fills `buf` with `count` chunks from global chunk `start` (zeros past each file's end
@@ -497,8 +514,12 @@ fn load(folder: &Path) -> Result<Parity> {
         });
         first_chunk = first_chunk.saturating_add(size.div_ceil(chunk).max(1));
     }
-    let crc_count = n + m * layer;
-    if first_chunk != n || (tables.len() - pos) as u64 != crc_count * 8 {
+    // Checked: a hostile header could make these wrap to the real table length.
+    let digest_bytes = m
+        .checked_mul(layer)
+        .and_then(|p| p.checked_add(n))
+        .and_then(|c| c.checked_mul(8));
+    if first_chunk != n || digest_bytes != Some((tables.len() - pos) as u64) {
         return Err(Error::corrupt(
             at(header.tables_offset),
             "parity tables",
@@ -510,7 +531,7 @@ fn load(folder: &Path) -> Result<Parity> {
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
         .collect();
-    let (data_crcs, parity_crcs) = crcs.split_at(n as usize);
+    let (data_crcs, parity_crcs) = crcs.split_at((n as usize).min(crcs.len()));
     Ok(Parity {
         header,
         files,
@@ -557,7 +578,10 @@ fn sync_dir(folder: &Path) -> Result<()> {
 
 /// The archive id the folder's own files claim: the manifest's, else any shard header's.
 fn archive_id_of(folder: &Path, files: &[ProtectedFile]) -> Option<[u8; 16]> {
-    if let Ok(bytes) = fs::read(folder.join(MANIFEST_FILE)) {
+    if let Ok(bytes) = crate::manifest::read_capped(
+        &folder.join(MANIFEST_FILE),
+        Limits::DEFAULT.max_manifest_bytes,
+    ) {
         if let Ok(m) = Manifest::parse(&bytes, &folder.join(MANIFEST_FILE)) {
             return Some(m.archive_id_bytes());
         }
@@ -899,11 +923,16 @@ fn repair_folder(folder: &Path, report: &mut RepairReport) -> Result<()> {
             lost.extend(mine);
             continue;
         }
-        let mut out = File::create(&tmp).map_err(|e| Error::io(&tmp, "create", e))?;
-        out.write_all(&bytes)
-            .map_err(|e| Error::io(&tmp, "write", e))?;
-        out.sync_all().map_err(|e| Error::io(&tmp, "sync", e))?;
-        fs::rename(&tmp, &path).map_err(|e| Error::io(&path, "rename into place", e))?;
+        let written = File::create(&tmp)
+            .and_then(|mut out| {
+                out.write_all(&bytes)?;
+                out.sync_all()
+            })
+            .and_then(|()| fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(&path, "write the repaired file", e));
+        }
         sync_dir(folder)?;
         report.files_rewritten.push(path);
         let fixed: BTreeSet<u64> = mine.into_iter().collect();

@@ -387,6 +387,10 @@ pub struct Shard {
     /// decodes it once.
     decoded: Mutex<Option<(u32, Arc<[u8]>)>>,
     trace: Option<crate::IoTrace>,
+    /// The trailer's CRC of the index region.
+    index_crc: u32,
+    /// The index region's actual CRC, computed on the first key read.
+    index_checked: OnceLock<u32>,
 }
 
 impl Shard {
@@ -515,6 +519,8 @@ impl Shard {
             limits,
             decoded: Mutex::new(None),
             trace: None,
+            index_crc: trailer.index_crc,
+            index_checked: OnceLock::new(),
         })
     }
 
@@ -740,7 +746,29 @@ impl Shard {
         Ok(std::str::from_utf8(self.key_bytes(local)?).unwrap_or_default())
     }
 
+    /// Checks the index CRC, once per shard: reads of keys and of the key order trust the
+    /// index without a per-entry checksum, so the whole region is checked before the first.
+    fn check_index(&self) -> Result<()> {
+        let found = *self.index_checked.get_or_init(|| {
+            self.slice(self.layout.index_offset, self.layout.index_len, "index")
+                .map(checksum::crc32)
+                .unwrap_or(!self.index_crc)
+        });
+        if found == self.index_crc {
+            Ok(())
+        } else {
+            Err(self.corrupt(
+                self.layout.index_offset,
+                "index",
+                format!("crc32 {:#010x} (trailer)", self.index_crc),
+                format!("{found:#010x}"),
+            ))
+        }
+    }
+
     fn key_bytes(&self, local: u32) -> Result<&[u8]> {
+        self.check_index()?;
+
         if local >= self.layout.record_count {
             return Err(ErrorKind::OrdinalOutOfRange {
                 ordinal: u64::from(local),
@@ -794,6 +822,8 @@ impl Shard {
     /// # Errors
     /// A damaged index.
     pub fn find(&self, key: &[u8]) -> Result<Option<u32>> {
+        self.check_index()?;
+
         let (mut lo, mut hi) = (0u32, self.layout.record_count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;

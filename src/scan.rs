@@ -673,7 +673,17 @@ impl<'a> Scan<'a> {
         })
     }
 
+    /// Opens the next shard; a shard that cannot be opened is passed over (its error is
+    /// returned once).
     fn open_shard(&mut self) -> Result<Option<()>> {
+        let opened = self.try_open_shard();
+        if opened.is_err() {
+            self.shard += 1;
+        }
+        opened
+    }
+
+    fn try_open_shard(&mut self) -> Result<Option<()>> {
         let m = self.archive.manifest();
         let Some(info) = m.shards.get(self.shard) else {
             return Ok(None);
@@ -788,11 +798,10 @@ impl Iterator for Scan<'_> {
             Ok(None) => None,
             Err(e) => {
                 // Skip the rest of a damaged shard: its framing can no longer be trusted.
+                // The shard being read is left behind; a shard that failed to open or to
+                // finish has already been passed by open_shard or finish_shard.
                 self.block = None;
                 if self.current.take().is_some() {
-                    self.shard += 1;
-                } else if self.block.is_none() {
-                    // The error came from opening the shard.
                     self.shard += 1;
                 }
                 Some(Err(e))

@@ -314,6 +314,10 @@ impl<R: Read> StreamReader<R> {
                 if let Some(dir) = &self.copy_to {
                     let name = shard_file_name(number);
                     let partial = dir.join(format!("{name}{PARTIAL_SUFFIX}"));
+                    // Durable before the manifest that lists it is written.
+                    File::open(&partial)
+                        .and_then(|f| f.sync_all())
+                        .map_err(|e| Error::io(&partial, "sync", e))?;
                     fs::rename(&partial, dir.join(&name))
                         .map_err(|e| Error::io(&partial, "rename", e))?;
                 }

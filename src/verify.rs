@@ -630,11 +630,13 @@ impl Verifier {
                 self.affects(Some([a, b]), Vec::new());
             }
         }
-        let reference = fs::read(manifest_dir.join(MANIFEST_FILE)).unwrap_or_default();
+        let max = self.limits.max_manifest_bytes;
+        let reference =
+            manifest::read_capped(&manifest_dir.join(MANIFEST_FILE), max).unwrap_or_default();
         let budget = m.layout.volume_size.unwrap_or(u64::MAX);
         for (number, dir) in set.present() {
             let path = dir.join(MANIFEST_FILE);
-            match fs::read(&path) {
+            match manifest::read_capped(&path, max) {
                 Ok(bytes) if bytes == reference => {}
                 Ok(_) => self.push(
                     path,
@@ -1097,6 +1099,7 @@ impl Verifier {
         let mut blocks = Vec::new();
         let mut pos = data_offset;
         let mut next_number = 0u32;
+        let mut damaged_ranges = 0u32;
         let mut next_ordinal = header.map(|h| h.first_ordinal);
         while pos < end {
             let decoded = if pos + BLOCK_HEADER_LEN as u64 <= end {
@@ -1114,7 +1117,10 @@ impl Verifier {
                 Err(d) => {
                     let resync = find_sync(bytes, pos + align, end, align);
                     self.push_defect(d, path, number, pos, resync - pos);
-                    if let Some(view) = view {
+                    // Naming the samples costs a pass over the block table: done for the first
+                    // damaged ranges only, so a hostile shard cannot make it quadratic.
+                    damaged_ranges += 1;
+                    if let Some(view) = view.filter(|_| damaged_ranges <= 64) {
                         // The damaged blocks are the ones the index places in this range.
                         let lost: Vec<BlockEntry> = (0..view.layout.block_count)
                             .filter_map(|b| {
@@ -1262,7 +1268,11 @@ impl Verifier {
                 self.push_defect(d, path, number, at, 32);
                 continue;
             }
-            let walked_block = walked.iter().find(|(offset, _)| *offset == entry.offset);
+            // The walk found blocks in ascending offset order.
+            let walked_block = walked
+                .binary_search_by_key(&entry.offset, |(o, _)| *o)
+                .ok()
+                .and_then(|i| walked.get(i));
             match walked_block {
                 Some((_, h)) => {
                     let agrees = h.block_number == b

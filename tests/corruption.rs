@@ -239,3 +239,39 @@ fn expect_root_mismatch_is_a_finding() {
     assert_eq!(bad.findings.len(), 1);
     assert_eq!(bad.findings[0].what, "root digest");
 }
+
+/// A shard whose end (index, trailer or digest) is damaged yields its error once, and the
+/// shards after it are still read in full by the sequential reader.
+#[test]
+fn scan_goes_on_after_a_shard_that_fails_at_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("archive");
+    let samples: Vec<OwnedSample> = (0..40)
+        .map(|i| (format!("k{i:03}"), vec![("x".into(), noise(i, 90))]))
+        .collect();
+    write_archive(&path, tiny(Compression::None), &samples);
+    let shard0 = path.join("shard-000000.shp");
+    let mut bytes = std::fs::read(&shard0).unwrap();
+    let last = bytes.len() - 200; // in the index or the trailer's padding
+    bytes[last] ^= 0x55;
+    std::fs::write(&shard0, &bytes).unwrap();
+    let archive = Archive::open(&path).unwrap();
+    let results: Vec<_> = archive.scan().collect();
+    assert_eq!(
+        results.iter().filter(|r| r.is_err()).count(),
+        1,
+        "one error for the damaged shard"
+    );
+    let first_of_1 = archive.manifest().shards[1].first_ordinal;
+    let after: Vec<u64> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok())
+        .map(|s| s.ordinal())
+        .filter(|&o| o >= first_of_1)
+        .collect();
+    assert_eq!(
+        after,
+        (first_of_1..samples.len() as u64).collect::<Vec<_>>(),
+        "every sample after the damaged shard"
+    );
+}

@@ -62,7 +62,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(err) if output::is_broken_pipe(&err) => ExitCode::from(EXIT_OK),
         Err(err) => {
-            eprintln!("shardpack: error: {err:#}");
+            eprintln!("shardpack: error: {}", output::error_chain(&err));
             let damaged = err.chain().any(|c| {
                 c.downcast_ref::<shardpack::Error>()
                     .is_some_and(|e| e.is_corruption())

@@ -20,12 +20,18 @@ pub fn progress_bar(total: u64, message: &'static str) -> ProgressBar {
     bar
 }
 
-/// True when the error is a write to a closed pipe (`shardpack ls | head`).
+/// True when the error is the command's own output meeting a closed pipe (`shardpack ls |
+/// head`), which is no failure. A broken pipe inside the library (a stream written with
+/// `pack -o -` whose reader died) is a failure: the output is cut short.
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
-    err.chain().any(|c| {
+    let library = err
+        .chain()
+        .any(|c| c.downcast_ref::<shardpack::Error>().is_some());
+    let pipe = err.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    });
+    pipe && !library
 }
 
 /// `println!` that returns an error instead of panicking when standard output is closed
@@ -37,3 +43,20 @@ macro_rules! outln {
     }};
 }
 pub(crate) use outln;
+
+/// The error and its causes joined by ": ", leaving out a cause whose text the message
+/// before it already ends with (the library's errors name their I/O cause themselves).
+pub fn error_chain(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
