@@ -203,7 +203,12 @@ fn protect_folder(
         files.push(ProtectedFile {
             name: name.clone(),
             size,
-            blake3: hash_file(&path)?,
+            blake3: crate::scan::hash_file(
+                &path,
+                0,
+                crate::MediaProfile::generic().read_chunk,
+                None,
+            )?,
             first_chunk,
         });
         first_chunk += size.div_ceil(chunk).max(1);
@@ -376,13 +381,6 @@ fn encode_tables(p: &Parity) -> Vec<u8> {
         t.extend_from_slice(&c.to_le_bytes());
     }
     t
-}
-
-fn hash_file(path: &Path) -> Result<String> {
-    let mut h = blake3::Hasher::new();
-    let mut file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
-    std::io::copy(&mut file, &mut h).map_err(|e| Error::io(path, "hash", e))?;
-    Ok(h.finalize().to_hex().to_string())
 }
 
 /// Reads a parity file: its header (or the copy at its end), then its tables.

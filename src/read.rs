@@ -401,12 +401,7 @@ impl Shard {
     pub fn open(path: impl AsRef<Path>, limits: Limits) -> Result<Shard> {
         let path = path.as_ref();
         let bytes = ShardBytes::map(path)?;
-        let number = u32::from_le_bytes(
-            bytes
-                .get(32..36)
-                .and_then(|s| s.try_into().ok())
-                .unwrap_or_default(),
-        );
+        let number = claimed_number(&bytes);
         Shard::from_bytes(path, number, bytes, None, limits)
     }
 
@@ -417,12 +412,7 @@ impl Shard {
     /// A structural defect, located.
     pub fn from_vec(path: impl AsRef<Path>, bytes: Vec<u8>, limits: Limits) -> Result<Shard> {
         let path = path.as_ref();
-        let number = u32::from_le_bytes(
-            bytes
-                .get(32..36)
-                .and_then(|s| s.try_into().ok())
-                .unwrap_or_default(),
-        );
+        let number = claimed_number(&bytes);
         Shard::from_bytes(path, number, ShardBytes::Owned(bytes), None, limits)
     }
 
@@ -463,7 +453,8 @@ impl Shard {
                 file_len,
             ));
         }
-        let header_bytes: [u8; HEADER_LEN] = copy_array(&bytes, 0).unwrap_or([0; HEADER_LEN]);
+        let header_bytes: [u8; HEADER_LEN] =
+            crate::format::le::array_at_offset(&bytes, 0).unwrap_or([0; HEADER_LEN]);
         let header = ShardHeader::decode(&header_bytes).map_err(|d| d.at(path, Some(number), 0))?;
         if header.shard_number != number {
             return Err(Error::corrupt(
@@ -494,7 +485,7 @@ impl Shard {
         }
         let trailer_offset = file_len - TRAILER_LEN as u64;
         let trailer_bytes: [u8; TRAILER_LEN] =
-            copy_array(&bytes, trailer_offset).unwrap_or([0; TRAILER_LEN]);
+            crate::format::le::array_at_offset(&bytes, trailer_offset).unwrap_or([0; TRAILER_LEN]);
         let trailer = Trailer::decode(&trailer_bytes)
             .map_err(|d| d.at(path, Some(number), trailer_offset))?;
         let layout = IndexLayout::new(&header, &trailer, file_len)
@@ -955,9 +946,10 @@ impl Shard {
     }
 }
 
-fn copy_array<const N: usize>(bytes: &[u8], offset: u64) -> Option<[u8; N]> {
-    let start = usize::try_from(offset).ok()?;
-    bytes.get(start..start.checked_add(N)?)?.try_into().ok()
+/// The shard number a shard's header claims, before the header is checked (for error
+/// locations while checking it).
+fn claimed_number(bytes: &[u8]) -> u32 {
+    crate::format::le::u32_at(bytes, 32)
 }
 
 enum SampleBytes<'a> {

@@ -809,3 +809,26 @@ impl Iterator for Scan<'_> {
         }
     }
 }
+
+/// BLAKE3 of a whole file, read front to back in reads of `chunk` bytes.
+pub(crate) fn hash_file(
+    path: &Path,
+    number: u32,
+    chunk: u64,
+    trace: Option<crate::IoTrace>,
+) -> Result<String> {
+    let src = FileSource::open(path, number, trace)?;
+    let mut win = Window::new(src, chunk as usize, path.to_path_buf());
+    let mut hasher = blake3::Hasher::new();
+    loop {
+        let n = win.buffered();
+        if n == 0 && !win.ensure(1)? {
+            break;
+        }
+        let n = win.buffered();
+        if let Some(bytes) = win.take(n)? {
+            hasher.update(bytes);
+        }
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}

@@ -812,7 +812,7 @@ impl Verifier {
                 .and_then(|m| crate::MediaProfile::from_name(&m.layout.profile))
                 .unwrap_or_default()
                 .read_chunk;
-            let digest = match hash_file(path, number, chunk, self.trace.clone()) {
+            let digest = match crate::scan::hash_file(path, number, chunk, self.trace.clone()) {
                 Ok(d) => d,
                 Err(e) => return self.push_error(&e, shard, 0),
             };
@@ -1634,33 +1634,7 @@ fn find_sync(bytes: &[u8], from: u64, end: u64, align: u64) -> u64 {
     end
 }
 
+/// The `N` bytes at `offset`, or zeros (which no structure decodes from) past the end.
 fn copy_array<const N: usize>(bytes: &[u8], offset: u64) -> [u8; N] {
-    usize::try_from(offset)
-        .ok()
-        .and_then(|start| bytes.get(start..start.checked_add(N)?))
-        .and_then(|s| s.try_into().ok())
-        .unwrap_or([0; N])
-}
-
-/// BLAKE3 of a whole file, read front to back in reads of `chunk` bytes.
-fn hash_file(
-    path: &Path,
-    number: u32,
-    chunk: u64,
-    trace: Option<crate::IoTrace>,
-) -> Result<String> {
-    let src = crate::scan::FileSource::open(path, number, trace)?;
-    let mut win = crate::scan::Window::new(src, chunk as usize, path.to_path_buf());
-    let mut hasher = blake3::Hasher::new();
-    loop {
-        let n = win.buffered();
-        if n == 0 && !win.ensure(1)? {
-            break;
-        }
-        let n = win.buffered();
-        if let Some(bytes) = win.take(n)? {
-            hasher.update(bytes);
-        }
-    }
-    Ok(hasher.finalize().to_hex().to_string())
+    crate::format::le::array_at_offset(bytes, offset).unwrap_or([0; N])
 }

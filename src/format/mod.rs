@@ -95,6 +95,11 @@ pub(crate) mod le {
             .and_then(|s| s.try_into().ok())
             .map_or(0, u64::from_le_bytes)
     }
+    /// The `N` bytes at a file offset, if they are all there.
+    pub fn array_at_offset<const N: usize>(b: &[u8], at: u64) -> Option<[u8; N]> {
+        let start = usize::try_from(at).ok()?;
+        b.get(start..start.checked_add(N)?)?.try_into().ok()
+    }
     pub fn array_at<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
         b.get(at..at + N)
             .and_then(|s| s.try_into().ok())
