@@ -187,8 +187,7 @@ impl Manifest {
             format_version: Some(v),
         }) = serde_json::from_slice(bytes)
         {
-            let known = format!("{}.{}", FORMAT_VERSION.0, FORMAT_VERSION.1);
-            if v != known {
+            if version_string(&v).is_none() {
                 return Err(crate::ErrorKind::UnsupportedVersion {
                     location: Location::file(path, 0),
                     expected: FORMAT_VERSION,
@@ -210,6 +209,11 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// The archive's format version: 1.1 when a shard has a dictionary, 1.0 otherwise.
+    pub fn version(&self) -> (u16, u16) {
+        version_string(&self.format_version).unwrap_or(FORMAT_VERSION)
+    }
+
     /// Reads and parses `ARCHIVE/manifest.json`.
     pub fn load(archive: &Path, limits: &Limits) -> Result<Manifest> {
         let path = archive.join(MANIFEST_FILE);
@@ -229,8 +233,7 @@ impl Manifest {
         if self.format != MANIFEST_FORMAT {
             return bad("format", MANIFEST_FORMAT.into(), self.format.clone());
         }
-        let version = format!("{}.{}", FORMAT_VERSION.0, FORMAT_VERSION.1);
-        if self.format_version != version {
+        if version_string(&self.format_version).is_none() {
             return Err(crate::ErrorKind::UnsupportedVersion {
                 location: Location::file(path, 0),
                 expected: FORMAT_VERSION,
@@ -397,6 +400,14 @@ pub(crate) fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>> {
         return Err(too_big(bytes.len() as u64));
     }
     Ok(bytes)
+}
+
+/// The version a manifest's `format_version` names, if this build reads it: exactly
+/// `"1.0"` or `"1.1"` (§10: one encoding, no leading zeros).
+fn version_string(s: &str) -> Option<(u16, u16)> {
+    [crate::format::VERSION_1_0, crate::format::VERSION_1_1]
+        .into_iter()
+        .find(|(major, minor)| s == format!("{major}.{minor}"))
 }
 
 fn parse_version(s: &str) -> Option<(u16, u16)> {

@@ -22,6 +22,11 @@ pub struct MediaProfile {
     /// page of this size (§5.4), so that a random read of it touches one page; a larger
     /// record is not padded and touches at most one page more than its length needs.
     pub record_page: Option<u32>,
+    /// When set and blocks are compressed, each shard whose first records are small (text,
+    /// JSON, tokens) gets a zstd dictionary of at most this many bytes trained on them, and
+    /// its records are compressed one by one with it, so that a random read decodes one
+    /// record (§5.5).
+    pub dictionary: Option<u32>,
     /// Size of each read when scanning sequentially.
     pub read_chunk: u64,
     /// Tape record size for streams (`pack -o -`); every write is one whole record.
@@ -49,6 +54,7 @@ impl MediaProfile {
             block_size: MIB,
             shard_size: 256 * MIB,
             record_page: None,
+            dictionary: None,
             read_chunk: MIB,
             stream_record: 512 * KIB,
         }
@@ -65,6 +71,7 @@ impl MediaProfile {
             block_size: 8 * MIB,
             shard_size: 1024 * MIB,
             record_page: None,
+            dictionary: None,
             read_chunk: 16 * MIB,
             stream_record: 512 * KIB,
         }
@@ -72,7 +79,9 @@ impl MediaProfile {
 
     /// SSD/NVMe random access through a map: 4 KiB alignment and page-placed records (NAND
     /// page and indirection unit ≥ 4 KiB, straddling doubles the lookups, §A3), small 64 KiB
-    /// blocks so a compressed read decodes little, 256 MiB shards (§E, MDS uses 64 MiB).
+    /// blocks so a compressed read decodes little, 256 MiB shards (§E, MDS uses 64 MiB),
+    /// and a 110 KiB dictionary (zstd's default size) per shard of small records, so a
+    /// compressed read decodes one record.
     pub const fn ssd() -> Self {
         MediaProfile {
             name: "ssd",
@@ -81,6 +90,7 @@ impl MediaProfile {
             block_size: 64 * KIB as u64,
             shard_size: 256 * MIB,
             record_page: Some(4 * KIB),
+            dictionary: Some(110 * KIB),
             read_chunk: MIB,
             stream_record: 512 * KIB,
         }
@@ -97,6 +107,7 @@ impl MediaProfile {
             block_size: 32 * MIB,
             shard_size: 4096 * MIB,
             record_page: None,
+            dictionary: None,
             read_chunk: 16 * MIB,
             stream_record: 512 * KIB,
         }
@@ -112,6 +123,7 @@ impl MediaProfile {
             block_size: 8 * MIB,
             shard_size: 1024 * MIB,
             record_page: None,
+            dictionary: None,
             read_chunk: 16 * MIB,
             stream_record: 512 * KIB,
         }

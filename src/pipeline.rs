@@ -9,33 +9,86 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use crate::codec::dictionary::DictionaryCompressor;
 use crate::codec::Compressor;
+use crate::format::Codec;
 
-/// A block back from the pipeline: its raw bytes, and its zstd frame when that is smaller.
+/// A block back from the pipeline: its raw bytes, and its compressed payload with the codec
+/// that made it when that is smaller.
 pub(crate) struct CodedBlock {
     pub(crate) raw: Vec<u8>,
-    pub(crate) compressed: Option<Vec<u8>>,
+    pub(crate) compressed: Option<(Codec, Vec<u8>)>,
 }
 
-type Done = (u64, io::Result<Option<Vec<u8>>>, Vec<u8>);
+/// A shard's dictionary, shared by the workers compressing its blocks.
+pub(crate) struct ShardDictionary {
+    /// The shard's number: tells a worker when to load a new dictionary.
+    pub(crate) shard: u32,
+    pub(crate) bytes: Vec<u8>,
+}
+
+/// A block to code: its raw bytes, and for a shard with a dictionary, the dictionary and
+/// the lengths of the records laid end to end in `raw`.
+pub(crate) struct BlockJob {
+    pub(crate) raw: Vec<u8>,
+    pub(crate) dictionary: Option<(Arc<ShardDictionary>, Vec<u32>)>,
+}
+
+type Coded = io::Result<Option<(Codec, Vec<u8>)>>;
+type Done = (u64, Coded, Vec<u8>);
+
+/// What one thread compresses with: a context for whole blocks, and one loaded with the
+/// current shard's dictionary.
+struct Coder {
+    level: i32,
+    blocks: Compressor,
+    dictionary: Option<(u32, DictionaryCompressor)>,
+}
+
+impl Coder {
+    fn new(level: i32) -> io::Result<Self> {
+        Ok(Coder {
+            level,
+            blocks: Compressor::new(level)?,
+            dictionary: None,
+        })
+    }
+
+    fn code(&mut self, job: &BlockJob) -> Coded {
+        let raw = &job.raw;
+        let Some((dictionary, lens)) = &job.dictionary else {
+            let z = self.blocks.compress(raw)?;
+            return Ok((z.len() < raw.len()).then_some((Codec::Zstd, z)));
+        };
+        if self
+            .dictionary
+            .as_ref()
+            .is_none_or(|(shard, _)| *shard != dictionary.shard)
+        {
+            let loaded = DictionaryCompressor::new(self.level, &dictionary.bytes)?;
+            self.dictionary = Some((dictionary.shard, loaded));
+        }
+        let Some((_, compressor)) = self.dictionary.as_mut() else {
+            return Ok(None);
+        };
+        Ok(compressor
+            .compress(raw, lens)?
+            .map(|payload| (Codec::ZstdDictionary, payload)))
+    }
+}
 
 /// Compresses blocks, in parallel when there are cores to spare.
 pub(crate) struct BlockCoder {
     /// Compresses on the calling thread (one core, or no compression).
-    inline: Option<Compressor>,
+    inline: Option<Coder>,
     compress: bool,
-    jobs: Option<SyncSender<(u64, Vec<u8>)>>,
+    jobs: Option<SyncSender<(u64, BlockJob)>>,
     results: Option<Receiver<Done>>,
     workers: Vec<JoinHandle<()>>,
     next_seq: u64,
     done: BTreeMap<u64, io::Result<CodedBlock>>,
     in_flight: usize,
     max_in_flight: usize,
-}
-
-fn code(c: &mut Compressor, raw: &[u8]) -> io::Result<Option<Vec<u8>>> {
-    let z = c.compress(raw)?;
-    Ok((z.len() < raw.len()).then_some(z))
 }
 
 impl BlockCoder {
@@ -55,24 +108,24 @@ impl BlockCoder {
         };
         let Some(level) = level else { return Ok(coder) };
         if threads == 0 {
-            coder.inline = Some(Compressor::new(level)?);
+            coder.inline = Some(Coder::new(level)?);
             return Ok(coder);
         }
-        let (job_tx, job_rx) = mpsc::sync_channel::<(u64, Vec<u8>)>(coder.max_in_flight);
+        let (job_tx, job_rx) = mpsc::sync_channel::<(u64, BlockJob)>(coder.max_in_flight);
         let (done_tx, done_rx) = mpsc::channel::<Done>();
         let job_rx = Arc::new(Mutex::new(job_rx));
         for _ in 0..threads {
             let rx = Arc::clone(&job_rx);
             let tx = done_tx.clone();
-            let mut compressor = Compressor::new(level)?;
+            let mut compressor = Coder::new(level)?;
             coder.workers.push(std::thread::spawn(move || loop {
                 let job = match rx.lock() {
                     Ok(guard) => guard.recv(),
                     Err(_) => return,
                 };
-                let Ok((seq, raw)) = job else { return };
-                let coded = code(&mut compressor, &raw);
-                if tx.send((seq, coded, raw)).is_err() {
+                let Ok((seq, job)) = job else { return };
+                let coded = compressor.code(&job);
+                if tx.send((seq, coded, job.raw)).is_err() {
                     return;
                 }
             }));
@@ -88,21 +141,24 @@ impl BlockCoder {
     }
 
     /// Hands a block over; returns its sequence number.
-    pub(crate) fn submit(&mut self, raw: Vec<u8>) -> io::Result<u64> {
+    pub(crate) fn submit(&mut self, job: BlockJob) -> io::Result<u64> {
         let seq = self.next_seq;
         self.next_seq += 1;
         if !self.compress {
             self.done.insert(
                 seq,
                 Ok(CodedBlock {
-                    raw,
+                    raw: job.raw,
                     compressed: None,
                 }),
             );
             return Ok(seq);
         }
         if let Some(c) = self.inline.as_mut() {
-            let coded = code(c, &raw).map(|compressed| CodedBlock { raw, compressed });
+            let coded = c.code(&job).map(|compressed| CodedBlock {
+                raw: job.raw,
+                compressed,
+            });
             self.done.insert(seq, coded);
             return Ok(seq);
         }
@@ -113,7 +169,7 @@ impl BlockCoder {
             .jobs
             .as_ref()
             .ok_or_else(|| io::Error::other("compression workers stopped"))?;
-        jobs.send((seq, raw))
+        jobs.send((seq, job))
             .map_err(|_| io::Error::other("compression workers stopped"))?;
         self.in_flight += 1;
         Ok(seq)

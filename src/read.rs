@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::codec;
+use crate::codec::dictionary::DecodingDictionary;
 use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN};
 use crate::format::header::{ShardHeader, HEADER_LEN};
 use crate::format::index::{BlockEntry, IndexLayout, RecordEntry};
@@ -391,6 +392,8 @@ pub struct Shard {
     index_crc: u32,
     /// The index region's actual CRC, computed on the first key read.
     index_checked: OnceLock<u32>,
+    /// The shard's dictionary, checked and prepared on the first read that needs it.
+    dictionary: OnceLock<std::result::Result<DecodingDictionary, String>>,
 }
 
 impl Shard {
@@ -512,6 +515,7 @@ impl Shard {
             trace: None,
             index_crc: trailer.index_crc,
             index_checked: OnceLock::new(),
+            dictionary: OnceLock::new(),
         })
     }
 
@@ -633,6 +637,16 @@ impl Shard {
         if let Some((what, want, got)) = mismatch {
             return Err(self.corrupt(entry.offset, what, format!("{want} (index)"), got));
         }
+        let codec = self.block_codec(entry);
+        if h.codec != codec {
+            // A dictionary shard's compressed blocks are all codec 2, no other's are (§5.5).
+            return Err(self.corrupt(
+                entry.offset + 28,
+                "block codec",
+                format!("{} ({})", codec.to_byte(), codec.name()),
+                h.codec.to_byte(),
+            ));
+        }
         if h.raw_len > self.limits.max_block_bytes {
             return Err(ErrorKind::LimitExceeded {
                 location: self.location(entry.offset),
@@ -643,6 +657,47 @@ impl Shard {
             .into());
         }
         Ok(h)
+    }
+
+    /// The shard's dictionary (§5.5), its CRC checked once, on first use.
+    pub(crate) fn dictionary(&self) -> Result<&DecodingDictionary> {
+        let offset = self.header.dictionary_offset();
+        let len = u64::from(self.header.dictionary_len);
+        let prepared = self.dictionary.get_or_init(|| {
+            if len == 0 {
+                return Err("a dictionary (the shard header declares none)".into());
+            }
+            let bytes = self
+                .slice(offset, len, "dictionary")
+                .map_err(|e| e.to_string())?;
+            let crc = checksum::crc32(bytes);
+            if crc != self.header.dictionary_crc {
+                return Err(format!("dictionary crc32 {crc:#010x}"));
+            }
+            DecodingDictionary::new(bytes).ok_or_else(|| "bytes zstd cannot load".into())
+        });
+        prepared.as_ref().map_err(|found| {
+            self.corrupt(
+                offset,
+                "shard dictionary",
+                format!(
+                    "a zstd dictionary of {len} bytes with crc32 {:#010x}",
+                    self.header.dictionary_crc
+                ),
+                found.clone(),
+            )
+        })
+    }
+
+    /// The codec of a block, from its entry's lengths and the shard header (§5.2).
+    fn block_codec(&self, block: &BlockEntry) -> Codec {
+        if block.stored_len == block.raw_len {
+            Codec::Stored
+        } else if self.header.dictionary_len > 0 {
+            Codec::ZstdDictionary
+        } else {
+            Codec::Zstd
+        }
     }
 
     /// The decoded payload of block `block`, its CRC checked before decoding.
@@ -670,7 +725,16 @@ impl Shard {
                 format!("{crc:#010x}"),
             ));
         }
-        let data: Arc<[u8]> = codec::decompress(payload, header.raw_len)
+        let decoded = match header.codec {
+            Codec::ZstdDictionary => codec::dictionary::decode_block(
+                payload,
+                header.record_count,
+                header.raw_len,
+                self.dictionary()?,
+            ),
+            _ => codec::decompress(payload, header.raw_len),
+        };
+        let data: Arc<[u8]> = decoded
             .map_err(|e| {
                 self.corrupt(
                     payload_offset,
@@ -876,11 +940,7 @@ impl Shard {
         }
         // A stored block is read without its header: the lengths tell the codec (§5.2) and
         // the record CRC covers the bytes, so a random read touches only the record's pages.
-        let codec = if block.stored_len == block.raw_len {
-            Codec::Stored
-        } else {
-            Codec::Zstd
-        };
+        let codec = self.block_codec(&block);
         let ordinal = self.header.first_ordinal + u64::from(local);
         let payload_offset = block.offset + BLOCK_HEADER_LEN as u64;
         let what = || format!("record {local} (ordinal {ordinal})");
@@ -898,6 +958,36 @@ impl Shard {
                 let range = entry.offset as usize..(entry.offset + entry.len) as usize;
                 (SampleBytes::Decoded(data, range), payload_offset)
             }
+            Codec::ZstdDictionary => {
+                // One frame decodes alone; the record CRC below covers what it yields, so
+                // the rest of the block is not read (§5.5).
+                self.block_header(entry.block, &block)?;
+                let dictionary = self.dictionary()?;
+                let payload = self.slice(payload_offset, block.stored_len, "block payload")?;
+                let local_index = local - block.first_record;
+                let mut decoded = Vec::new();
+                let frame =
+                    codec::dictionary::frame_range(payload, block.record_count, local_index)
+                        .and_then(|range| {
+                            let frame = payload.get(range.clone()).unwrap_or_default();
+                            codec::dictionary::decode_frame(
+                                frame,
+                                entry.len,
+                                dictionary,
+                                &mut decoded,
+                            )
+                            .map(|()| range.start as u64)
+                        });
+                let at = frame.map_err(|e| {
+                    self.corrupt(
+                        payload_offset,
+                        format!("{} frame in block {}", what(), entry.block),
+                        format!("{} decoded bytes", entry.len),
+                        e.to_string(),
+                    )
+                })?;
+                (SampleBytes::Owned(decoded), payload_offset + at)
+            }
         };
         // The bytes between records are not read here: checking that they form one filler
         // would touch the page before a page-placed record (§5.4). A crafted table that
@@ -906,7 +996,7 @@ impl Shard {
         let record = bytes.as_slice();
         let crc = checksum::crc32(record);
         if crc != entry.crc {
-            let detail = if codec == Codec::Zstd {
+            let detail = if codec != Codec::Stored {
                 format!("{} at decoded offset {}", what(), entry.offset)
             } else {
                 what()
@@ -955,6 +1045,7 @@ fn claimed_number(bytes: &[u8]) -> u32 {
 enum SampleBytes<'a> {
     Mapped(&'a [u8]),
     Decoded(Arc<[u8]>, Range<usize>),
+    Owned(Vec<u8>),
 }
 
 impl SampleBytes<'_> {
@@ -962,6 +1053,7 @@ impl SampleBytes<'_> {
         match self {
             SampleBytes::Mapped(bytes) => bytes,
             SampleBytes::Decoded(data, range) => data.get(range.clone()).unwrap_or_default(),
+            SampleBytes::Owned(bytes) => bytes,
         }
     }
 }

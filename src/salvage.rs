@@ -1,6 +1,7 @@
 //! Salvage (§13.3): recover every intact sample from damaged shards without trailers,
 //! indexes or manifest, by finding blocks through their sync markers; report what is lost.
 
+use crate::codec::dictionary::DecodingDictionary;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
@@ -97,6 +98,18 @@ impl Found {
             ordinals: Some([first, first + u64::from(self.header.record_count) - 1]),
         }
     }
+}
+
+/// The dictionary of a shard file whose header and dictionary are intact (§5.5); without
+/// it, the file's dictionary blocks cannot be decoded and are reported lost.
+fn file_dictionary(bytes: &[u8]) -> Option<DecodingDictionary> {
+    let header = ShardHeader::decode(bytes.get(..HEADER_LEN)?.try_into().ok()?).ok()?;
+    let start = header.dictionary_offset() as usize;
+    let dictionary = bytes.get(start..start + header.dictionary_len as usize)?;
+    (header.dictionary_len > 0
+        && crate::format::checksum::crc32(dictionary) == header.dictionary_crc)
+        .then(|| DecodingDictionary::new(dictionary))
+        .flatten()
 }
 
 /// Finds every intact block of one file by scanning for sync markers on the 64-byte grid
@@ -257,6 +270,7 @@ pub fn salvage(inputs: &[PathBuf], output: &Path, options: WriterBuilder) -> Res
     }
     ordered.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
     for (_, path, bytes) in &ordered {
+        let dictionary = file_dictionary(bytes);
         for f in scan_file(path, bytes, &mut lost) {
             let payload_at = f.offset as usize + BLOCK_HEADER_LEN;
             let payload = bytes
@@ -268,6 +282,7 @@ pub fn salvage(inputs: &[PathBuf], output: &Path, options: WriterBuilder) -> Res
                 f.offset,
                 &f.header,
                 payload,
+                dictionary.as_ref(),
                 Limits::default().max_block_bytes,
             ) {
                 Ok(c) => c,

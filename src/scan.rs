@@ -6,12 +6,13 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+use crate::codec::dictionary::DecodingDictionary;
 use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN, BLOCK_SYNC};
 use crate::format::header::{ShardHeader, HEADER_LEN};
 use crate::format::index::IndexLayout;
 use crate::format::record::PayloadItem;
 use crate::format::trailer::{Trailer, TRAILER_LEN};
-use crate::format::{align_up, checksum};
+use crate::format::{align_up, checksum, Codec};
 use crate::source::trace::{IoKind, IoTrace};
 use crate::{Error, Location, Result};
 
@@ -213,6 +214,7 @@ pub(crate) struct ShardScanner {
     path: PathBuf,
     base: u64,
     header: ShardHeader,
+    dictionary: Option<std::sync::Arc<DecodingDictionary>>,
     hasher: blake3::Hasher,
     blocks: u32,
     records: u64,
@@ -257,7 +259,42 @@ impl ShardScanner {
                 .map_err(|e| Error::io(&path, "copy", e))?;
         }
         let header = ShardHeader::decode(&bytes).map_err(|d| d.at(&path, None, 0))?;
-        let pad = (header.data_offset() - HEADER_LEN as u64) as usize;
+        let dictionary_len = header.dictionary_len as usize;
+        let dictionary = if dictionary_len > 0 {
+            let Some(d) = win.take(dictionary_len)? else {
+                return Err(Error::corrupt(
+                    at(HEADER_LEN as u64),
+                    "shard dictionary",
+                    format!("{dictionary_len} bytes"),
+                    "the end of the data",
+                ));
+            };
+            hasher.update(d);
+            if let Some(c) = copy.as_mut() {
+                c.write_all(d).map_err(|e| Error::io(&path, "copy", e))?;
+            }
+            let crc = checksum::crc32(d);
+            if crc != header.dictionary_crc {
+                return Err(Error::corrupt(
+                    at(HEADER_LEN as u64),
+                    "shard dictionary",
+                    format!("crc32 {:#010x}", header.dictionary_crc),
+                    format!("{crc:#010x}"),
+                ));
+            }
+            let prepared = DecodingDictionary::new(d).ok_or_else(|| {
+                Error::corrupt(
+                    at(HEADER_LEN as u64),
+                    "shard dictionary",
+                    "a zstd dictionary",
+                    "bytes zstd cannot load",
+                )
+            })?;
+            Some(std::sync::Arc::new(prepared))
+        } else {
+            None
+        };
+        let pad = (header.data_offset() - HEADER_LEN as u64) as usize - dictionary_len;
         match win.take(pad)? {
             Some(p) if p.iter().all(|&b| b == 0) => {
                 hasher.update(p);
@@ -287,6 +324,7 @@ impl ShardScanner {
             path,
             base,
             header,
+            dictionary,
             hasher,
             blocks: 0,
             records: 0,
@@ -300,6 +338,11 @@ impl ShardScanner {
     /// The shard's header.
     pub(crate) fn header(&self) -> &ShardHeader {
         &self.header
+    }
+
+    /// The shard's dictionary, checked and prepared, if it has one.
+    pub(crate) fn dictionary(&self) -> Option<&std::sync::Arc<DecodingDictionary>> {
+        self.dictionary.as_ref()
     }
 
     /// Hashes (and copies) bytes read, in file order.
@@ -365,6 +408,19 @@ impl ShardScanner {
         ];
         if let Some((what, want, got)) = expect.into_iter().find(|(_, w, g)| w != g) {
             return Err(Error::corrupt(self.at(abs), what, want, got));
+        }
+        let compressed = match self.dictionary {
+            Some(_) => Codec::ZstdDictionary,
+            None => Codec::Zstd,
+        };
+        if h.codec != Codec::Stored && h.codec != compressed {
+            // A dictionary shard's compressed blocks are all codec 2, no other's are (§5.5).
+            return Err(Error::corrupt(
+                self.at(abs + 28),
+                "block codec",
+                format!("0 or {} ({})", compressed.to_byte(), compressed.name()),
+                h.codec.to_byte(),
+            ));
         }
         let payload_at = abs + BLOCK_HEADER_LEN as u64;
         let stored_len = usize::try_from(h.stored_len).unwrap_or(usize::MAX);
@@ -573,12 +629,13 @@ impl BlockCursor {
         rel: u64,
         h: &BlockHeader,
         payload: &[u8],
+        dictionary: Option<&DecodingDictionary>,
         max: u64,
     ) -> Result<BlockCursor> {
         let payload_offset = rel + BLOCK_HEADER_LEN as u64;
         let data: std::sync::Arc<[u8]> = match h.codec {
-            crate::format::Codec::Stored => payload.into(),
-            crate::format::Codec::Zstd => {
+            Codec::Stored => payload.into(),
+            Codec::Zstd | Codec::ZstdDictionary => {
                 if h.raw_len > max {
                     return Err(crate::ErrorKind::LimitExceeded {
                         location: Location::shard(path, shard, rel),
@@ -588,7 +645,19 @@ impl BlockCursor {
                     }
                     .into());
                 }
-                crate::codec::decompress(payload, h.raw_len)
+                let decoded = match (h.codec, dictionary) {
+                    (Codec::ZstdDictionary, Some(d)) => crate::codec::dictionary::decode_block(
+                        payload,
+                        h.record_count,
+                        h.raw_len,
+                        d,
+                    ),
+                    (Codec::ZstdDictionary, None) => Err(crate::codec::DecodeFailure::Zstd(
+                        "a dictionary block in a shard without a dictionary".into(),
+                    )),
+                    _ => crate::codec::decompress(payload, h.raw_len),
+                };
+                decoded
                     .map_err(|e| {
                         Error::corrupt(
                             Location::shard(path, shard, payload_offset),
@@ -737,7 +806,10 @@ impl<'a> Scan<'a> {
         let Some((rel, h, payload)) = scanner.next_block(win)? else {
             return Ok(false);
         };
-        self.block = Some(BlockCursor::decode(&path, number, rel, &h, payload, max)?);
+        let dictionary = scanner.dictionary().map(|d| &**d);
+        self.block = Some(BlockCursor::decode(
+            &path, number, rel, &h, payload, dictionary, max,
+        )?);
         Ok(true)
     }
 

@@ -293,12 +293,14 @@ impl<R: Read> StreamReader<R> {
                     Err(e) => return Err(self.scan_error(e)),
                 };
                 if let Some((rel, h, payload)) = next {
+                    let dictionary = scanner.dictionary().map(|d| &**d);
                     self.block = Some(BlockCursor::decode(
                         &path,
                         number,
                         rel,
                         &h,
                         payload,
+                        dictionary,
                         self.limits.max_block_bytes,
                     )?);
                     continue;

@@ -2,6 +2,7 @@
 //! the first one, and tells "complete" (every file present, right size) from "valid" (every
 //! check holds).
 
+use crate::codec::dictionary::DecodingDictionary;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -160,6 +161,7 @@ pub fn verify_with_progress(
         bytes_checked: 0,
         trace: options.trace.clone(),
         raw_total: Some(0),
+        dictionary: None,
     };
     // An archive split into volumes keeps its manifest in every volume folder.
     let found = crate::volume::find(dir).filter(|f| f.manifest_dir != dir);
@@ -362,6 +364,8 @@ struct Verifier {
     trace: Option<crate::IoTrace>,
     /// Sum of the trailers' raw byte counts, while every trailer could be read.
     raw_total: Option<u64>,
+    /// The dictionary of the shard being checked, prepared for Deep mode when intact.
+    dictionary: Option<DecodingDictionary>,
 }
 
 /// What the index tells about a shard, for naming the samples a finding affects.
@@ -427,6 +431,7 @@ impl Verifier {
             bytes_checked: 0,
             trace: self.trace.clone(),
             raw_total: Some(0),
+            dictionary: None,
         }
     }
 
@@ -833,13 +838,22 @@ impl Verifier {
         let header = self.check_header(path, number, &bytes, info, manifest);
         let default_align = manifest.map_or(4096, |m| m.layout.align);
         let align = u64::from(header.as_ref().map_or(default_align, |h| h.align));
-        let data_offset = align_up(HEADER_LEN as u64, align).unwrap_or(HEADER_LEN as u64);
+        let data_offset = header.as_ref().map_or_else(
+            || align_up(HEADER_LEN as u64, align).unwrap_or(HEADER_LEN as u64),
+            |h| h.data_offset(),
+        );
+        let dictionary_end =
+            HEADER_LEN as u64 + header.as_ref().map_or(0, |h| u64::from(h.dictionary_len));
+        self.dictionary = None;
         if self.mode != VerifyMode::Quick {
+            if let Some(h) = header.as_ref().filter(|h| h.dictionary_len > 0) {
+                self.check_dictionary(path, number, &bytes, h);
+            }
             self.check_zero(
                 path,
                 number,
                 &bytes,
-                HEADER_LEN as u64,
+                dictionary_end,
                 data_offset,
                 "header padding",
             );
@@ -936,6 +950,42 @@ impl Verifier {
         }
     }
 
+    /// Checks the shard's dictionary against its CRC, and prepares it for Deep mode.
+    fn check_dictionary(&mut self, path: &Path, number: u32, bytes: &[u8], h: &ShardHeader) {
+        let start = h.dictionary_offset();
+        let len = u64::from(h.dictionary_len);
+        let dictionary = bytes
+            .get(start as usize..(start + len) as usize)
+            .unwrap_or_default();
+        let crc = checksum::crc32(dictionary);
+        if crc != h.dictionary_crc {
+            self.push(
+                path.to_path_buf(),
+                Some(number),
+                start,
+                len,
+                "shard dictionary",
+                format!("crc32 {:#010x}", h.dictionary_crc),
+                format!("{crc:#010x}"),
+            );
+            return;
+        }
+        if self.mode == VerifyMode::Deep {
+            self.dictionary = DecodingDictionary::new(dictionary);
+            if self.dictionary.is_none() {
+                self.push(
+                    path.to_path_buf(),
+                    Some(number),
+                    start,
+                    len,
+                    "shard dictionary",
+                    "a zstd dictionary",
+                    "bytes zstd cannot load",
+                );
+            }
+        }
+    }
+
     fn check_header(
         &mut self,
         path: &Path,
@@ -964,6 +1014,15 @@ impl Verifier {
             header.shard_number.to_string(),
         );
         if let (Some(info), Some(m)) = (info, manifest) {
+            if header.version() > m.version() {
+                // A 1.1 shard (one with a dictionary) needs a 1.1 manifest (§10).
+                mismatch(
+                    8,
+                    "header version",
+                    format!("at most {}, the manifest's", m.format_version),
+                    format!("{}.{}", header.version().0, header.version().1),
+                );
+            }
             mismatch(
                 16,
                 "header archive id (a shard from another archive?)",
@@ -1192,6 +1251,25 @@ impl Verifier {
                     h.shard_number.to_string(),
                 );
             }
+            if let Some(sh) = header {
+                // A dictionary shard's compressed blocks are all codec 2, no other's are.
+                let compressed = if sh.dictionary_len > 0 {
+                    Codec::ZstdDictionary
+                } else {
+                    Codec::Zstd
+                };
+                if h.codec != Codec::Stored && h.codec != compressed {
+                    self.push(
+                        path.to_path_buf(),
+                        shard,
+                        pos + 28,
+                        1,
+                        "block codec",
+                        format!("0 or {} ({})", compressed.to_byte(), compressed.name()),
+                        h.codec.to_byte().to_string(),
+                    );
+                }
+            }
             if let Some(want) = next_ordinal.filter(|_| next_number != u32::MAX) {
                 if h.first_ordinal != want {
                     self.push(
@@ -1342,7 +1420,7 @@ impl Verifier {
         let decoded;
         let raw: Option<&[u8]> = match h.codec {
             Codec::Stored => Some(stored),
-            Codec::Zstd if self.mode == VerifyMode::Deep && payload_ok => {
+            Codec::Zstd | Codec::ZstdDictionary if self.mode == VerifyMode::Deep && payload_ok => {
                 if h.raw_len > self.limits.max_block_bytes {
                     self.push(
                         path.to_path_buf(),
@@ -1355,7 +1433,16 @@ impl Verifier {
                     );
                     None
                 } else {
-                    match codec::decompress(stored, h.raw_len) {
+                    let decoded_block = match (h.codec, self.dictionary.as_ref()) {
+                        (Codec::ZstdDictionary, Some(d)) => {
+                            codec::dictionary::decode_block(stored, h.record_count, h.raw_len, d)
+                        }
+                        (Codec::ZstdDictionary, None) => Err(codec::DecodeFailure::Zstd(
+                            "no intact dictionary to decode with".into(),
+                        )),
+                        _ => codec::decompress(stored, h.raw_len),
+                    };
+                    match decoded_block {
                         Ok(d) => {
                             decoded = d;
                             Some(decoded.as_slice())
@@ -1375,7 +1462,7 @@ impl Verifier {
                     }
                 }
             }
-            Codec::Zstd => None,
+            Codec::Zstd | Codec::ZstdDictionary => None,
         };
         let mut prev_end = 0u64;
         for local in entry.first_record..entry.first_record + entry.record_count {

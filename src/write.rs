@@ -5,8 +5,9 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::codec::dictionary;
 use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN};
-use crate::format::header::{ShardHeader, HEADER_LEN};
+use crate::format::header::{ShardHeader, HEADER_LEN, MAX_DICTIONARY_BYTES};
 use crate::format::index::{BlockEntry, RecordEntry};
 use crate::format::record::FILLER_MARKER_LEN;
 use crate::format::stream::EntryKind;
@@ -15,7 +16,7 @@ use crate::format::{self, align_up, Codec, MAX_FIELD_NAME_BYTES, MAX_KEY_BYTES};
 use crate::manifest::{self, shard_file_name, Layout, Manifest, ShardInfo, Totals};
 use crate::media::MediaProfile;
 use crate::output::{FolderOutput, Output, RecordStream, VolumeOutput};
-use crate::pipeline::BlockCoder;
+use crate::pipeline::{BlockCoder, BlockJob, ShardDictionary};
 use crate::{Error, Result};
 
 /// How block payloads are compressed.
@@ -29,6 +30,9 @@ pub enum Compression {
         level: i32,
     },
 }
+
+/// Smallest dictionary the writer trains: zstd's trainer needs room for its tables.
+pub const MIN_DICTIONARY_BYTES: u32 = 1024;
 
 /// The name of the writer written into manifests.
 pub const WRITER_NAME: &str = concat!("shardpack ", env!("CARGO_PKG_VERSION"));
@@ -47,6 +51,7 @@ pub struct WriterBuilder {
     compression: Compression,
     archive_id: Option<[u8; 16]>,
     record_page: Option<u32>,
+    dictionary: Option<u32>,
     stream_record: u32,
     checkpoint_every: u32,
     volume_size: Option<u64>,
@@ -76,6 +81,7 @@ impl WriterBuilder {
             compression: Compression::Zstd { level: 3 },
             archive_id: None,
             record_page: profile.record_page,
+            dictionary: profile.dictionary,
             stream_record: profile.stream_record,
             checkpoint_every: 1,
             volume_size: None,
@@ -148,6 +154,23 @@ impl WriterBuilder {
         self
     }
 
+    /// Train a zstd dictionary of at most `bytes` for each shard whose first records are
+    /// small, and compress its records one by one with it, so that a random read decodes
+    /// one record (§5.5); `None` turns this off. Only used with zstd compression; the
+    /// `ssd` profile sets 110 KiB. Shards with a dictionary are format version 1.1.
+    pub fn dictionary(mut self, bytes: Option<u32>) -> Self {
+        self.dictionary = bytes;
+        self
+    }
+
+    /// The dictionary size to train, when dictionaries are on and blocks compressed.
+    fn dictionary_size(&self) -> Option<u32> {
+        match self.compression {
+            Compression::Zstd { .. } => self.dictionary,
+            Compression::None => None,
+        }
+    }
+
     /// A stream gets a manifest checkpoint after every `shards` shards (at least 1).
     pub fn checkpoint_every(mut self, shards: u32) -> Self {
         self.checkpoint_every = shards.max(1);
@@ -191,6 +214,14 @@ impl WriterBuilder {
                     "must be at most {max_block} bytes, the largest block a default reader accepts"
                 ),
             ));
+        }
+        if let Some(size) = self.dictionary {
+            if !(MIN_DICTIONARY_BYTES..=MAX_DICTIONARY_BYTES).contains(&size) {
+                return Err(Error::invalid_input(
+                    format!("dictionary size {size}"),
+                    format!("must be from {MIN_DICTIONARY_BYTES} to {MAX_DICTIONARY_BYTES} bytes"),
+                ));
+            }
         }
         if let Some(page) = self.record_page {
             if !page.is_power_of_two() || page < 64 || page > self.align {
@@ -323,8 +354,55 @@ pub struct Writer {
     shard: Option<ShardWriter>,
     shards: Vec<ShardInfo>,
     next_ordinal: u64,
+    /// The ordinal of the next record to go into a shard: behind `next_ordinal` while
+    /// records wait for a dictionary to be trained.
+    placed_ordinal: u64,
+    /// Records held back while a new shard's dictionary waits for enough of them.
+    training: Training,
+    /// Whether a shard so far has a dictionary, which makes the archive version 1.1.
+    uses_dictionary: bool,
     seen_keys: HashSet<[u8; 16]>,
     raw_bytes: u64,
+}
+
+/// The first records of a shard with dictionaries on, encoded, until there are enough to
+/// train its dictionary on. Bounded by [`dictionary::TRAINING_RECORDS`] and
+/// [`dictionary::TRAINING_BYTES`] (plus one record).
+#[derive(Default)]
+struct Training {
+    records: Vec<u8>,
+    lens: Vec<usize>,
+    keys: Vec<String>,
+}
+
+impl Training {
+    fn push(&mut self, key: &str, fields: &[(&str, &[u8])]) {
+        let start = self.records.len();
+        format::record::encode(&mut self.records, key, fields);
+        self.lens.push(self.records.len() - start);
+        self.keys.push(key.to_owned());
+    }
+
+    fn push_encoded(&mut self, key: &str, record: &[u8]) {
+        self.records.extend_from_slice(record);
+        self.lens.push(record.len());
+        self.keys.push(key.to_owned());
+    }
+
+    fn is_full(&self) -> bool {
+        self.lens.len() >= dictionary::TRAINING_RECORDS
+            || self.records.len() >= dictionary::TRAINING_BYTES
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lens.is_empty()
+    }
+}
+
+/// A record to add to a shard: a sample's parts, or a record already encoded.
+enum RecordSource<'a> {
+    Fields(&'a str, &'a [(&'a str, &'a [u8])]),
+    Encoded(&'a [u8]),
 }
 
 impl Writer {
@@ -342,6 +420,9 @@ impl Writer {
             shard: None,
             shards: Vec::new(),
             next_ordinal: 0,
+            placed_ordinal: 0,
+            training: Training::default(),
+            uses_dictionary: false,
             seen_keys: HashSet::new(),
             raw_bytes: 0,
         }
@@ -379,37 +460,25 @@ impl Writer {
                     format!("is larger than the {max} bytes a default reader accepts"),
                 )
             })?;
-        if let Some(shard) = self.shard.as_mut() {
-            let mut full = shard.size_with(record_len, key.len(), &self.options) > shard.cap;
-            if full && !shard.pending.is_empty() {
-                // The bound counts blocks still being compressed at their raw size. Before
-                // closing on it, write them all and decide on the exact size: then where a
-                // shard ends never depends on threads or timing.
-                shard.write_ready(&mut self.output, &mut self.coder, true)?;
-                full = shard.size_with(record_len, key.len(), &self.options) > shard.cap;
-            }
-            if full || shard.records.len() == u32::MAX as usize {
-                self.close_shard()?;
-            }
-        }
-        if self.shard.is_none() {
-            let number = self.shards.len() as u32;
-            let cap = self.place_shard(key, record_len)?;
-            self.output.begin_shard(number)?;
-            self.shard = Some(ShardWriter::create(self, number, cap)?);
-        }
-        let Some(shard) = self.shard.as_mut() else {
-            return Err(Error::invalid_input("writer", "no shard"));
-        };
-        let output = &mut self.output;
-        if !shard.block_buf.is_empty()
-            && shard.block_buf.len() as u64 + record_len > self.options.block_size
+        self.close_if_full(key.len(), record_len)?;
+        if let Some(size) = self
+            .options
+            .dictionary_size()
+            .filter(|_| self.shard.is_none())
         {
-            shard.flush_block(output, &mut self.coder)?;
-        }
-        shard.add_record(key, fields, record_len, self.options.record_page);
-        if shard.block_buf.len() as u64 >= self.options.block_size {
-            shard.flush_block(output, &mut self.coder)?;
+            // Refuse now what could not be placed later, when it is held back no more.
+            self.check_fits_volume(key, record_len, u64::from(size))?;
+            // A new shard's dictionary is trained on its first records, and its header,
+            // which holds the dictionary, comes before them: hold them back until then.
+            self.training.push(key, fields);
+            if self.training.is_full() {
+                self.open_trained_shard()?;
+            }
+        } else {
+            if self.shard.is_none() {
+                self.open_shard(key, record_len, None)?;
+            }
+            self.add_to_shard(key, RecordSource::Fields(key, fields), record_len)?;
         }
         self.seen_keys.insert(key_hash);
         self.raw_bytes += record_len;
@@ -418,19 +487,112 @@ impl Writer {
         Ok(ordinal)
     }
 
+    /// Closes the open shard if a record of `record_len` bytes with a key of `key_len`
+    /// bytes might not fit it (§5.3 rule 1).
+    fn close_if_full(&mut self, key_len: usize, record_len: u64) -> Result<()> {
+        // A shard holds at least one record, however large (§5.3).
+        if let Some(shard) = self.shard.as_mut().filter(|s| !s.records.is_empty()) {
+            let mut full = shard.size_with(record_len, key_len, &self.options) > shard.cap;
+            if full && !shard.pending.is_empty() {
+                // The bound counts blocks still being compressed at their raw size. Before
+                // closing on it, write them all and decide on the exact size: then where a
+                // shard ends never depends on threads or timing.
+                shard.write_ready(&mut self.output, &mut self.coder, true)?;
+                full = shard.size_with(record_len, key_len, &self.options) > shard.cap;
+            }
+            if full || shard.records.len() == u32::MAX as usize {
+                self.close_shard()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the next shard, whose first record is `key`'s, with `dictionary` if any.
+    fn open_shard(
+        &mut self,
+        key: &str,
+        record_len: u64,
+        dictionary: Option<Vec<u8>>,
+    ) -> Result<()> {
+        let number = self.shards.len() as u32;
+        let dictionary_len = dictionary.as_ref().map_or(0, |d| d.len() as u64);
+        let cap = self.place_shard(key, record_len, dictionary_len)?;
+        self.output.begin_shard(number)?;
+        let dictionary = dictionary.map(|bytes| {
+            self.uses_dictionary = true;
+            std::sync::Arc::new(ShardDictionary {
+                shard: number,
+                bytes,
+            })
+        });
+        self.shard = Some(ShardWriter::create(self, number, cap, dictionary)?);
+        Ok(())
+    }
+
+    /// Trains a dictionary on the held-back records, opens a shard with it (or without, if
+    /// the records are too few or too large to profit), and adds them to it.
+    fn open_trained_shard(&mut self) -> Result<()> {
+        let batch = std::mem::take(&mut self.training);
+        let (Some(first_key), Some(&first_len), Some(size)) = (
+            batch.keys.first(),
+            batch.lens.first(),
+            self.options.dictionary_size(),
+        ) else {
+            return Ok(());
+        };
+        let trained = dictionary::train(&batch.records, &batch.lens, size);
+        self.open_shard(first_key, first_len as u64, trained)?;
+        let mut at = 0;
+        for (key, &len) in batch.keys.iter().zip(&batch.lens) {
+            let record = &batch.records[at..at + len];
+            at += len;
+            self.close_if_full(key.len(), len as u64)?;
+            if self.shard.is_none() {
+                // The shard filled up with held-back records: the rest start the next
+                // one, which trains its own dictionary.
+                self.training.push_encoded(key, record);
+                if self.training.is_full() {
+                    self.open_trained_shard()?;
+                }
+                continue;
+            }
+            self.add_to_shard(key, RecordSource::Encoded(record), len as u64)?;
+        }
+        Ok(())
+    }
+
+    /// Adds a record to the open shard, flushing blocks as §5.3 rules 3 and 5 say.
+    fn add_to_shard(&mut self, key: &str, record: RecordSource<'_>, record_len: u64) -> Result<()> {
+        let Some(shard) = self.shard.as_mut() else {
+            return Err(Error::invalid_input("writer", "no shard"));
+        };
+        let output = &mut self.output;
+        let (block_size, page) = match shard.dictionary {
+            // Records compressed one by one have no place in a page to keep, and a read
+            // decodes one whatever the block's size (§5.5).
+            Some(_) => (
+                self.options.block_size.max(dictionary::MIN_BLOCK_BYTES),
+                None,
+            ),
+            None => (self.options.block_size, self.options.record_page),
+        };
+        if !shard.block_buf.is_empty() && shard.block_buf.len() as u64 + record_len > block_size {
+            shard.flush_block(output, &mut self.coder)?;
+        }
+        shard.add_record(key, record, record_len, page);
+        if shard.block_buf.len() as u64 >= block_size {
+            shard.flush_block(output, &mut self.coder)?;
+        }
+        self.placed_ordinal += 1;
+        Ok(())
+    }
+
     /// Chooses where a new shard starting with this record goes (the next volume when the
     /// current one is too full for it) and returns the size the shard may reach.
-    fn place_shard(&mut self, key: &str, record_len: u64) -> Result<u64> {
-        let Some(budget) = self.output.volume_budget() else {
+    fn place_shard(&mut self, key: &str, record_len: u64, dictionary_len: u64) -> Result<u64> {
+        let Some(need) = self.check_fits_volume(key, record_len, dictionary_len)? else {
             return Ok(self.options.shard_size);
         };
-        let need = ShardWriter::size_alone(record_len, key.len(), &self.options);
-        if need > budget {
-            return Err(Error::invalid_input(
-                format!("sample {key:?}"),
-                format!("needs a shard of up to {need} bytes, more than a whole volume ({budget} bytes usable); use a larger volume"),
-            ));
-        }
         if self.output.remaining().is_some_and(|left| left < need) {
             self.output.next_volume()?;
         }
@@ -438,6 +600,27 @@ impl Writer {
             .options
             .shard_size
             .min(self.output.remaining().unwrap_or(u64::MAX)))
+    }
+
+    /// Refuses a sample that would not fit a whole volume in a shard of its own; returns
+    /// the size such a shard may reach, when the archive has volumes.
+    fn check_fits_volume(
+        &self,
+        key: &str,
+        record_len: u64,
+        dictionary_len: u64,
+    ) -> Result<Option<u64>> {
+        let Some(budget) = self.output.volume_budget() else {
+            return Ok(None);
+        };
+        let need = ShardWriter::size_alone(record_len, key.len(), dictionary_len, &self.options);
+        if need > budget {
+            return Err(Error::invalid_input(
+                format!("sample {key:?}"),
+                format!("needs a shard of up to {need} bytes, more than a whole volume ({budget} bytes usable); use a larger volume"),
+            ));
+        }
+        Ok(Some(need))
     }
 
     fn close_shard(&mut self) -> Result<()> {
@@ -460,7 +643,14 @@ impl Writer {
         let samples = shards.last().map_or(0, |s| s.first_ordinal + s.samples);
         let mut manifest = Manifest {
             format: manifest::MANIFEST_FORMAT.into(),
-            format_version: format!("{}.{}", format::FORMAT_VERSION.0, format::FORMAT_VERSION.1),
+            format_version: {
+                let (major, minor) = if self.uses_dictionary {
+                    format::VERSION_1_1
+                } else {
+                    format::VERSION_1_0
+                };
+                format!("{major}.{minor}")
+            },
             writer: WRITER_NAME.into(),
             archive_id: manifest::to_hex(&self.archive_id),
             layout: self.layout.clone(),
@@ -482,6 +672,10 @@ impl Writer {
     /// # Errors
     /// An I/O error; the folder then has no manifest and is not a complete archive.
     pub fn finish(mut self) -> Result<Manifest> {
+        // Each round places at least one held-back record, so this ends.
+        while !self.training.is_empty() {
+            self.open_trained_shard()?;
+        }
         self.close_shard()?;
         let manifest = self.manifest();
         debug_assert_eq!(manifest.totals.samples, self.next_ordinal);
@@ -556,6 +750,8 @@ struct ShardWriter {
     pending_bytes: u64,
     /// The number the next block gets.
     next_block: u32,
+    /// The shard's dictionary: its records are then compressed one by one (§5.5).
+    dictionary: Option<std::sync::Arc<ShardDictionary>>,
 }
 
 /// A block being compressed: what its header needs once it comes back.
@@ -569,9 +765,14 @@ struct PendingBlock {
 
 impl ShardWriter {
     /// An upper bound on the size of a shard holding only this record.
-    fn size_alone(record_len: u64, key_len: usize, options: &WriterBuilder) -> u64 {
+    fn size_alone(
+        record_len: u64,
+        key_len: usize,
+        dictionary_len: u64,
+        options: &WriterBuilder,
+    ) -> u64 {
         let align = u64::from(options.align);
-        let data_offset = align_up(HEADER_LEN as u64, align).unwrap_or(u64::MAX);
+        let data_offset = align_up(HEADER_LEN as u64 + dictionary_len, align).unwrap_or(u64::MAX);
         let page = options.record_page.map_or(0, u64::from);
         data_offset
             + record_len
@@ -584,7 +785,12 @@ impl ShardWriter {
             + align
     }
 
-    fn create(writer: &mut Writer, number: u32, cap: u64) -> Result<ShardWriter> {
+    fn create(
+        writer: &mut Writer,
+        number: u32,
+        cap: u64,
+        dictionary: Option<std::sync::Arc<ShardDictionary>>,
+    ) -> Result<ShardWriter> {
         let (codec, level) = match writer.options.compression {
             Compression::None => (Codec::Stored, 0),
             Compression::Zstd { level } => (Codec::Zstd, level as i8),
@@ -592,13 +798,17 @@ impl ShardWriter {
         let header = ShardHeader {
             archive_id: writer.archive_id,
             shard_number: number,
-            first_ordinal: writer.next_ordinal,
+            first_ordinal: writer.placed_ordinal,
             block_bytes: writer.options.block_size,
             shard_bytes: writer.options.shard_size,
             align: writer.options.align,
             codec,
             level,
             profile: writer.options.profile.code,
+            dictionary_len: dictionary.as_ref().map_or(0, |d| d.bytes.len() as u32),
+            dictionary_crc: dictionary
+                .as_ref()
+                .map_or(0, |d| format::checksum::crc32(&d.bytes)),
             crc: 0,
         };
         let name = writer.output.name(number);
@@ -620,8 +830,12 @@ impl ShardWriter {
             pending: std::collections::VecDeque::new(),
             pending_bytes: 0,
             next_block: 0,
+            dictionary,
         };
         shard.write(&mut writer.output, &encoded)?;
+        if let Some(d) = shard.dictionary.clone() {
+            shard.write(&mut writer.output, &d.bytes)?;
+        }
         shard.pad_to(&mut writer.output, shard.header.data_offset())?;
         debug_assert!(HEADER_LEN as u64 <= shard.pos);
         Ok(shard)
@@ -652,7 +866,10 @@ impl ShardWriter {
     /// exceeds its target when one sample alone does.
     fn size_with(&self, record_len: u64, key_len: usize, options: &WriterBuilder) -> u64 {
         let align = self.align();
-        let page = options.record_page.map_or(0, u64::from);
+        let page = match self.dictionary {
+            Some(_) => 0,
+            None => options.record_page.map_or(0, u64::from),
+        };
         // Worst case: the pending block is closed, the record starts a new block, page
         // placement pads it by up to two pages, and every structure pads to the alignment.
         let blocks = self.block_buf.len() as u64
@@ -668,7 +885,7 @@ impl ShardWriter {
     fn add_record(
         &mut self,
         key: &str,
-        fields: &[(&str, &[u8])],
+        record: RecordSource<'_>,
         record_len: u64,
         page: Option<u32>,
     ) {
@@ -686,7 +903,12 @@ impl ShardWriter {
             }
         }
         let offset = self.block_buf.len();
-        format::record::encode(&mut self.block_buf, key, fields);
+        match record {
+            RecordSource::Fields(key, fields) => {
+                format::record::encode(&mut self.block_buf, key, fields)
+            }
+            RecordSource::Encoded(bytes) => self.block_buf.extend_from_slice(bytes),
+        }
         let bytes = &self.block_buf[offset..];
         self.records.push(RecordEntry {
             offset: offset as u64,
@@ -707,8 +929,15 @@ impl ShardWriter {
         let raw = std::mem::take(&mut self.block_buf);
         let reserved = raw.len() as u64 + BLOCK_HEADER_LEN as u64 + self.align();
         let record_count = self.records.len() as u32 - self.block_first_record;
+        let dictionary = self.dictionary.as_ref().map(|d| {
+            let lens = self.records[self.block_first_record as usize..]
+                .iter()
+                .map(|r| r.len as u32)
+                .collect();
+            (std::sync::Arc::clone(d), lens)
+        });
         let seq = coder
-            .submit(raw)
+            .submit(BlockJob { raw, dictionary })
             .map_err(|e| Error::io(&self.name, "compress a block of", e))?;
         self.pending.push_back(PendingBlock {
             seq,
@@ -736,7 +965,7 @@ impl ShardWriter {
             };
             self.pending_bytes -= p.reserved;
             let (codec, payload) = match &coded.compressed {
-                Some(z) => (Codec::Zstd, z.as_slice()),
+                Some((codec, z)) => (*codec, z.as_slice()),
                 None => (Codec::Stored, coded.raw.as_slice()),
             };
             let header = BlockHeader {
@@ -804,6 +1033,7 @@ impl ShardWriter {
         let file_len = align_up(self.pos + TRAILER_LEN as u64, self.align()).unwrap_or(u64::MAX);
         self.pad_to(out, file_len - TRAILER_LEN as u64)?;
         let trailer = Trailer {
+            version: self.header.version(),
             archive_id: self.header.archive_id,
             shard_number: self.number,
             block_count: self.blocks.len() as u32,

@@ -10,12 +10,18 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use shardpack::{Archive, Compression, ErrorKind};
+use shardpack::{Archive, Compression, ErrorKind, WriterBuilder};
 
-fn vectors() -> Vec<(&'static str, Compression)> {
+/// Each vector's name, options and samples: 1.0 stored and zstd, and 1.1 with dictionaries.
+fn vectors() -> Vec<(&'static str, WriterBuilder, Vec<OwnedSample>)> {
     vec![
-        ("small-stored", Compression::None),
-        ("small-zstd", Compression::Zstd { level: 3 }),
+        ("small-stored", tiny(Compression::None), small_samples()),
+        (
+            "small-zstd",
+            tiny(Compression::Zstd { level: 3 }),
+            small_samples(),
+        ),
+        ("small-dictionary", with_dictionary(), text_samples(200)),
     ]
 }
 
@@ -28,10 +34,10 @@ fn vector_dir(name: &str) -> PathBuf {
 #[test]
 fn writer_output_matches_the_vectors() {
     let regenerate = std::env::var_os("SHARDPACK_REGENERATE_VECTORS").is_some();
-    for (name, compression) in vectors() {
+    for (name, builder, samples) in vectors() {
         let tmp = tempfile::tempdir().unwrap();
         let fresh = tmp.path().join(name);
-        write_archive(&fresh, tiny(compression), &small_samples());
+        write_archive(&fresh, builder, &samples);
         let golden = vector_dir(name);
         if regenerate {
             let _ = std::fs::remove_dir_all(&golden);
@@ -58,9 +64,9 @@ fn writer_output_matches_the_vectors() {
 
 #[test]
 fn vectors_read_back_through_the_library() {
-    for (name, _) in vectors() {
+    for (name, _, samples) in vectors() {
         let archive = Archive::open(vector_dir(name)).unwrap();
-        assert_eq!(read_all(&archive), small_samples(), "{name}");
+        assert_eq!(read_all(&archive), samples, "{name}");
         assert!(shardpack::verify(vector_dir(name), &Default::default())
             .unwrap()
             .is_ok());
@@ -94,6 +100,13 @@ fn minimal_read(dir: &Path) -> Vec<OwnedSample> {
         let t = &f[f.len() - 128..];
         assert_eq!(&t[..8], b"\x89SPE\r\n\x1a\n");
         assert_eq!(crc32fast::hash(&t[..124]), u32le(t, 124));
+        // 1.1: a dictionary of dictionary_len bytes follows the header (§5.5).
+        let dictionary_len = u32le(&f, 72) as usize;
+        let dictionary = &f[128..128 + dictionary_len];
+        assert_eq!(crc32fast::hash(dictionary), u32le(&f, 76));
+        let expected_minor = u16::from(dictionary_len > 0);
+        assert_eq!((u16le(&f, 8), u16le(&f, 10)), (1, expected_minor));
+        assert_eq!((u16le(t, 8), u16le(t, 10)), (1, expected_minor));
         let (blocks, records) = (u32le(t, 36) as usize, u64le(t, 40) as usize);
         let (index, index_len, heap_len) = (
             u64le(t, 56) as usize,
@@ -116,6 +129,21 @@ fn minimal_read(dir: &Path) -> Vec<OwnedSample> {
             decoded.push(match h[28] {
                 0 => payload.to_vec(),
                 1 => zstd::bulk::decompress(payload, raw).unwrap(),
+                2 => {
+                    // A frame table of record_count u32 ends, then one frame per record.
+                    let count = u32le(h, 24) as usize;
+                    let frames = &payload[4 * count..];
+                    let mut d = zstd::bulk::Decompressor::with_dictionary(dictionary).unwrap();
+                    let mut out = Vec::new();
+                    let mut start = 0;
+                    for i in 0..count {
+                        let end = u32le(payload, 4 * i) as usize;
+                        out.extend(d.decompress(&frames[start..end], raw).unwrap());
+                        start = end;
+                    }
+                    assert_eq!(out.len(), raw);
+                    out
+                }
                 c => panic!("codec {c}"),
             });
         }
@@ -171,8 +199,8 @@ fn minimal_read(dir: &Path) -> Vec<OwnedSample> {
 
 #[test]
 fn an_independent_reader_reads_the_vectors() {
-    for (name, _) in vectors() {
-        assert_eq!(minimal_read(&vector_dir(name)), small_samples(), "{name}");
+    for (name, _, samples) in vectors() {
+        assert_eq!(minimal_read(&vector_dir(name)), samples, "{name}");
     }
 }
 

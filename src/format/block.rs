@@ -97,7 +97,7 @@ impl BlockHeader {
         )?;
         let codec_byte = le::u8_at(b, CODEC_OFFSET);
         let codec = Codec::from_byte(codec_byte)
-            .ok_or_else(|| Defect::invalid(CODEC_OFFSET, "block codec", "0 or 1", codec_byte))?;
+            .ok_or_else(|| Defect::invalid(CODEC_OFFSET, "block codec", "0, 1 or 2", codec_byte))?;
         if !le::all_zero(b, RESERVED_A_OFFSET, STORED_LEN_OFFSET)
             || !le::all_zero(b, RESERVED_B_OFFSET, CRC_OFFSET)
         {
@@ -138,12 +138,12 @@ impl BlockHeader {
                 0,
             ));
         }
-        if codec == Codec::Zstd && header.stored_len >= header.raw_len {
+        if codec != Codec::Stored && header.stored_len >= header.raw_len {
             // A zstd block is only written when it is smaller; so a reader can tell the
             // codec from the lengths alone (§5.2).
             return Err(Defect::invalid(
                 STORED_LEN_OFFSET,
-                "zstd block length",
+                "compressed block length",
                 format!("less than the decoded {}", header.raw_len),
                 header.stored_len,
             ));

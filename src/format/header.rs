@@ -1,6 +1,6 @@
 //! The shard header at offset 0 (§3).
 
-use super::{is_valid_align, le, sealed, Codec, Defect};
+use super::{is_valid_align, le, sealed, Codec, Defect, VERSION_1_0, VERSION_1_1};
 
 /// PNG-style signature: a high-bit byte catches 7-bit transfers, CR LF and LF catch line-ending
 /// conversion, 0x1A stops `type` on DOS.
@@ -15,6 +15,10 @@ const NAMES: sealed::Names = sealed::Names {
 /// Length of the encoded header.
 pub const HEADER_LEN: usize = 128;
 
+/// Largest shard dictionary (§5.5): zstd's trainer makes 110 KiB by default, and a reader
+/// holds one prepared copy per open shard.
+pub const MAX_DICTIONARY_BYTES: u32 = 1 << 20;
+
 const ARCHIVE_ID_OFFSET: usize = sealed::BODY_OFFSET;
 const SHARD_NUMBER_OFFSET: usize = ARCHIVE_ID_OFFSET + 16;
 const FLAGS_OFFSET: usize = SHARD_NUMBER_OFFSET + 4;
@@ -25,7 +29,10 @@ const ALIGN_OFFSET: usize = SHARD_BYTES_OFFSET + 8;
 const CODEC_OFFSET: usize = ALIGN_OFFSET + 4;
 const LEVEL_OFFSET: usize = CODEC_OFFSET + 1;
 const PROFILE_OFFSET: usize = LEVEL_OFFSET + 1;
-const RESERVED_OFFSET: usize = PROFILE_OFFSET + 1;
+const RESERVED_A_OFFSET: usize = PROFILE_OFFSET + 1;
+const DICTIONARY_LEN_OFFSET: usize = RESERVED_A_OFFSET + 1;
+const DICTIONARY_CRC_OFFSET: usize = DICTIONARY_LEN_OFFSET + 4;
+const RESERVED_B_OFFSET: usize = DICTIONARY_CRC_OFFSET + 4;
 /// Offset of the header CRC, which covers bytes `0..CRC_OFFSET`.
 pub const CRC_OFFSET: usize = HEADER_LEN - 4;
 
@@ -50,6 +57,11 @@ pub struct ShardHeader {
     pub level: i8,
     /// The media profile the writer used (§9); informational.
     pub profile: u8,
+    /// Length of the shard's zstd dictionary, which follows the header (§5.5); 0 for none.
+    /// A shard with a dictionary is version 1.1, any other 1.0.
+    pub dictionary_len: u32,
+    /// CRC-32 of the dictionary bytes; 0 without one.
+    pub dictionary_crc: u32,
     /// The stored header CRC (also copied into the trailer).
     pub crc: u32,
 }
@@ -57,7 +69,7 @@ pub struct ShardHeader {
 impl ShardHeader {
     /// Encodes the header; the CRC is computed here and stored in `self.crc` is ignored.
     pub fn encode(&self) -> [u8; HEADER_LEN] {
-        let mut b: [u8; HEADER_LEN] = sealed::new(&SHARD_MAGIC);
+        let mut b: [u8; HEADER_LEN] = sealed::new(&SHARD_MAGIC, self.version());
         le::put(&mut b, ARCHIVE_ID_OFFSET, &self.archive_id);
         le::put(
             &mut b,
@@ -75,13 +87,23 @@ impl ShardHeader {
         le::put(&mut b, CODEC_OFFSET, &[self.codec.to_byte()]);
         le::put(&mut b, LEVEL_OFFSET, &self.level.to_le_bytes());
         le::put(&mut b, PROFILE_OFFSET, &[self.profile]);
+        le::put(
+            &mut b,
+            DICTIONARY_LEN_OFFSET,
+            &self.dictionary_len.to_le_bytes(),
+        );
+        le::put(
+            &mut b,
+            DICTIONARY_CRC_OFFSET,
+            &self.dictionary_crc.to_le_bytes(),
+        );
         sealed::seal(&mut b);
         b
     }
 
     /// Decodes and validates a header.
     pub fn decode(b: &[u8; HEADER_LEN]) -> Result<ShardHeader, Defect> {
-        sealed::open(b, &SHARD_MAGIC, &NAMES)?;
+        let version = sealed::open(b, &SHARD_MAGIC, &NAMES)?;
         let crc = le::u32_at(b, CRC_OFFSET);
         let flags = le::u32_at(b, FLAGS_OFFSET);
         if flags != 0 {
@@ -98,13 +120,48 @@ impl ShardHeader {
         }
         let codec_byte = le::u8_at(b, CODEC_OFFSET);
         let codec = Codec::from_byte(codec_byte)
+            .filter(|&c| c != Codec::ZstdDictionary)
             .ok_or_else(|| Defect::invalid(CODEC_OFFSET, "codec", "0 or 1", codec_byte))?;
-        if !le::all_zero(b, RESERVED_OFFSET, CRC_OFFSET) {
+        if !le::all_zero(b, RESERVED_A_OFFSET, DICTIONARY_LEN_OFFSET)
+            || !le::all_zero(b, RESERVED_B_OFFSET, CRC_OFFSET)
+        {
             return Err(Defect::invalid(
-                RESERVED_OFFSET,
+                RESERVED_A_OFFSET,
                 "reserved header bytes",
                 "zeros",
                 "non-zero",
+            ));
+        }
+        let dictionary_len = le::u32_at(b, DICTIONARY_LEN_OFFSET);
+        let dictionary_crc = le::u32_at(b, DICTIONARY_CRC_OFFSET);
+        if dictionary_len > MAX_DICTIONARY_BYTES || (dictionary_len > 0 && codec != Codec::Zstd) {
+            return Err(Defect::invalid(
+                DICTIONARY_LEN_OFFSET,
+                "dictionary length",
+                format!("0, or 1 to {MAX_DICTIONARY_BYTES} with codec 1"),
+                dictionary_len,
+            ));
+        }
+        if dictionary_len == 0 && dictionary_crc != 0 {
+            return Err(Defect::invalid(
+                DICTIONARY_CRC_OFFSET,
+                "dictionary crc without a dictionary",
+                0,
+                dictionary_crc,
+            ));
+        }
+        let expected = if dictionary_len > 0 {
+            VERSION_1_1
+        } else {
+            VERSION_1_0
+        };
+        if version != expected {
+            // The lowest version that describes the shard, and no other: one encoding.
+            return Err(Defect::invalid(
+                sealed::VERSION_MAJOR_OFFSET,
+                "header version",
+                format!("{}.{} for this dictionary length", expected.0, expected.1),
+                format!("{}.{}", version.0, version.1),
             ));
         }
         Ok(ShardHeader {
@@ -117,13 +174,34 @@ impl ShardHeader {
             codec,
             level: i8::from_le_bytes([le::u8_at(b, LEVEL_OFFSET)]),
             profile: le::u8_at(b, PROFILE_OFFSET),
+            dictionary_len,
+            dictionary_crc,
             crc,
         })
     }
 
-    /// Offset of the first block: the header rounded up to the alignment.
+    /// The version this header carries: 1.1 with a dictionary, 1.0 without.
+    pub fn version(&self) -> (u16, u16) {
+        if self.dictionary_len > 0 {
+            VERSION_1_1
+        } else {
+            VERSION_1_0
+        }
+    }
+
+    /// File offset of the dictionary: right after the header.
+    pub fn dictionary_offset(&self) -> u64 {
+        HEADER_LEN as u64
+    }
+
+    /// Offset of the first block: the header and the dictionary, rounded up to the
+    /// alignment.
     pub fn data_offset(&self) -> u64 {
-        super::align_up(HEADER_LEN as u64, u64::from(self.align)).unwrap_or(u64::MAX)
+        super::align_up(
+            HEADER_LEN as u64 + u64::from(self.dictionary_len),
+            u64::from(self.align),
+        )
+        .unwrap_or(u64::MAX)
     }
 }
 
@@ -142,6 +220,8 @@ mod tests {
             codec: Codec::Zstd,
             level: 3,
             profile: 0,
+            dictionary_len: 0,
+            dictionary_crc: 0,
             crc: 0,
         }
     }
@@ -152,7 +232,19 @@ mod tests {
         let bytes = h.encode();
         let back = ShardHeader::decode(&bytes).unwrap();
         assert_eq!(ShardHeader { crc: back.crc, ..h }, back);
-        assert_eq!(RESERVED_OFFSET, 71);
+        assert_eq!(RESERVED_A_OFFSET, 71);
+        assert_eq!(DICTIONARY_LEN_OFFSET, 72);
+        assert_eq!(RESERVED_B_OFFSET, 80);
+        let with_dictionary = ShardHeader {
+            dictionary_len: 32768,
+            dictionary_crc: 0x1234_5678,
+            ..h
+        };
+        let bytes = with_dictionary.encode();
+        assert_eq!(&bytes[8..12], &[1, 0, 1, 0]);
+        let back = ShardHeader::decode(&bytes).unwrap();
+        assert_eq!(back.dictionary_len, 32768);
+        assert_eq!(back.data_offset(), 4096 * 9);
     }
 
     #[test]

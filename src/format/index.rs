@@ -7,7 +7,7 @@
 //! key heap      key_heap_len bytes        keys, concatenated in record order
 //! ```
 
-use super::header::{ShardHeader, HEADER_LEN};
+use super::header::ShardHeader;
 use super::trailer::{Trailer, TRAILER_LEN};
 use super::{align_up, le, Defect, MAX_KEY_BYTES};
 
@@ -148,6 +148,18 @@ impl IndexLayout {
                 format!("{:#010x}", trailer.header_crc),
             ));
         }
+        if trailer.version != header.version() {
+            return Err(Defect::invalid(
+                Trailer::VERSION_FIELD,
+                "trailer version",
+                format!(
+                    "{}.{}, the header's",
+                    header.version().0,
+                    header.version().1
+                ),
+                format!("{}.{}", trailer.version.0, trailer.version.1),
+            ));
+        }
         if trailer.archive_id != header.archive_id {
             return Err(Defect::invalid(
                 Trailer::ARCHIVE_ID_FIELD,
@@ -204,7 +216,7 @@ impl IndexLayout {
                 block_count,
             ));
         }
-        let data_offset = align_up(HEADER_LEN as u64, align).unwrap_or(u64::MAX);
+        let data_offset = header.data_offset();
         let geometry = || -> Option<(u64, u64, u64, u64, u64)> {
             let n = u64::from(record_count);
             let record_table = trailer

@@ -12,10 +12,17 @@ pub mod record;
 pub mod stream;
 pub mod trailer;
 
-/// The format version this build writes and the highest it reads: (major, minor).
-/// A reader rejects any other major; a higher minor of a known major is rejected too in 1.0,
-/// since 1.0 defines no optional features yet (§10).
-pub const FORMAT_VERSION: (u16, u16) = (1, 0);
+/// The highest format version this build reads and writes: (major, minor). A reader rejects
+/// any other major and any higher minor (§10). Each structure carries the lowest version
+/// that defines all of its bytes: a shard with a dictionary is 1.1, every other is 1.0.
+pub const FORMAT_VERSION: (u16, u16) = (1, 1);
+
+/// Version 1.0: every structure that uses no 1.1 feature carries it, so that 1.0 readers
+/// read every archive that needs nothing newer.
+pub const VERSION_1_0: (u16, u16) = (1, 0);
+
+/// Version 1.1: shard dictionaries (§5.5).
+pub const VERSION_1_1: (u16, u16) = (1, 1);
 
 /// Required alignment bounds for the `align_bytes` layout parameter (§3).
 pub const MIN_ALIGN_BYTES: u32 = 64;
@@ -45,6 +52,9 @@ pub enum Codec {
     Stored,
     /// The payload is one zstd frame holding the raw record bytes.
     Zstd,
+    /// The payload is a frame table and one zstd frame per record, each compressed with the
+    /// shard's dictionary, so that one record decodes alone (§5.5; version 1.1).
+    ZstdDictionary,
 }
 
 impl Codec {
@@ -53,6 +63,7 @@ impl Codec {
         match self {
             Codec::Stored => 0,
             Codec::Zstd => 1,
+            Codec::ZstdDictionary => 2,
         }
     }
 
@@ -61,6 +72,7 @@ impl Codec {
         match byte {
             0 => Some(Codec::Stored),
             1 => Some(Codec::Zstd),
+            2 => Some(Codec::ZstdDictionary),
             _ => None,
         }
     }
@@ -70,6 +82,7 @@ impl Codec {
         match self {
             Codec::Stored => "none",
             Codec::Zstd => "zstd",
+            Codec::ZstdDictionary => "zstd-dictionary",
         }
     }
 }
@@ -179,9 +192,9 @@ impl Defect {
     }
 }
 
-/// Checks a (major, minor) pair read at `offset` against [`FORMAT_VERSION`].
+/// Checks a (major, minor) pair read at `offset`: major 1, minor up to [`FORMAT_VERSION`]'s.
 pub(crate) fn check_version(major: u16, minor: u16, offset: usize) -> Result<(), Defect> {
-    if (major, minor) == FORMAT_VERSION {
+    if major == FORMAT_VERSION.0 && minor <= FORMAT_VERSION.1 {
         Ok(())
     } else {
         Err(Defect::Version {
@@ -220,7 +233,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// (u16 each), the structure's length (u32), and in the last 4 bytes a CRC-32 of all the
 /// bytes before them (§3).
 pub(crate) mod sealed {
-    use super::{check_crc, check_version, le, Defect, FORMAT_VERSION};
+    use super::{check_crc, check_version, le, Defect};
 
     /// Offset of the major version; the minor follows it.
     pub const VERSION_MAJOR_OFFSET: usize = 8;
@@ -237,20 +250,12 @@ pub(crate) mod sealed {
         pub len: &'static str,
     }
 
-    /// A zeroed structure with its prelude written.
-    pub fn new<const N: usize>(magic: &[u8; 8]) -> [u8; N] {
+    /// A zeroed structure with its prelude written, carrying `version`.
+    pub fn new<const N: usize>(magic: &[u8; 8], version: (u16, u16)) -> [u8; N] {
         let mut b = [0u8; N];
         le::put(&mut b, 0, magic);
-        le::put(
-            &mut b,
-            VERSION_MAJOR_OFFSET,
-            &FORMAT_VERSION.0.to_le_bytes(),
-        );
-        le::put(
-            &mut b,
-            VERSION_MINOR_OFFSET,
-            &FORMAT_VERSION.1.to_le_bytes(),
-        );
+        le::put(&mut b, VERSION_MAJOR_OFFSET, &version.0.to_le_bytes());
+        le::put(&mut b, VERSION_MINOR_OFFSET, &version.1.to_le_bytes());
         le::put(&mut b, LEN_OFFSET, &(N as u32).to_le_bytes());
         b
     }
@@ -262,8 +267,13 @@ pub(crate) mod sealed {
     }
 
     /// Checks magic, then version (a later version may move what the CRC covers, and must
-    /// read as unsupported rather than damaged), then the CRC, then the length.
-    pub fn open<const N: usize>(b: &[u8; N], magic: &[u8; 8], names: &Names) -> Result<(), Defect> {
+    /// read as unsupported rather than damaged), then the CRC, then the length; returns the
+    /// version.
+    pub fn open<const N: usize>(
+        b: &[u8; N],
+        magic: &[u8; 8],
+        names: &Names,
+    ) -> Result<(u16, u16), Defect> {
         let found: [u8; 8] = le::array_at(b, 0);
         if &found != magic {
             return Err(Defect::invalid(
@@ -288,6 +298,9 @@ pub(crate) mod sealed {
         if len as usize != N {
             return Err(Defect::invalid(LEN_OFFSET, names.len, N, len));
         }
-        Ok(())
+        Ok((
+            le::u16_at(b, VERSION_MAJOR_OFFSET),
+            le::u16_at(b, VERSION_MINOR_OFFSET),
+        ))
     }
 }

@@ -56,7 +56,7 @@ pub struct ParityHeader {
 impl ParityHeader {
     /// Encodes the header with its CRC.
     pub fn encode(&self) -> [u8; PARITY_HEADER_LEN] {
-        let mut b: [u8; PARITY_HEADER_LEN] = sealed::new(&PARITY_MAGIC);
+        let mut b: [u8; PARITY_HEADER_LEN] = sealed::new(&PARITY_MAGIC, super::VERSION_1_0);
         le::put(&mut b, ARCHIVE_ID_OFFSET, &self.archive_id);
         le::put(&mut b, CHUNK_BYTES_OFFSET, &self.chunk_bytes.to_le_bytes());
         le::put(&mut b, DATA_LAYERS_OFFSET, &self.data_layers.to_le_bytes());

@@ -91,7 +91,7 @@ pub struct EntryHeader {
 impl EntryHeader {
     /// Encodes the header with its CRC.
     pub fn encode(&self) -> [u8; ENTRY_HEADER_LEN] {
-        let mut b: [u8; ENTRY_HEADER_LEN] = sealed::new(&ENTRY_MAGIC);
+        let mut b: [u8; ENTRY_HEADER_LEN] = sealed::new(&ENTRY_MAGIC, super::VERSION_1_0);
         le::put(&mut b, RECORD_SIZE_OFFSET, &self.record_size.to_le_bytes());
         le::put(&mut b, KIND_OFFSET, &[self.kind.to_byte()]);
         le::put(&mut b, GENERATION_OFFSET, &self.generation.to_le_bytes());

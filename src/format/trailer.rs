@@ -34,6 +34,8 @@ pub const CRC_OFFSET: usize = TRAILER_LEN - 4;
 /// A decoded trailer. Geometry is checked against the file by [`super::index::IndexLayout`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Trailer {
+    /// The format version; equal to the header's (§10).
+    pub version: (u16, u16),
     /// Equal to the header's archive id.
     pub archive_id: [u8; 16],
     /// Equal to the header's shard number.
@@ -63,7 +65,7 @@ pub struct Trailer {
 impl Trailer {
     /// Encodes the trailer with its CRC.
     pub fn encode(&self) -> [u8; TRAILER_LEN] {
-        let mut b: [u8; TRAILER_LEN] = sealed::new(&TRAILER_MAGIC);
+        let mut b: [u8; TRAILER_LEN] = sealed::new(&TRAILER_MAGIC, self.version);
         le::put(&mut b, ARCHIVE_ID_OFFSET, &self.archive_id);
         le::put(
             &mut b,
@@ -102,7 +104,7 @@ impl Trailer {
 
     /// Decodes a trailer and checks its own fields (magic, CRC, version, reserved bytes).
     pub fn decode(b: &[u8; TRAILER_LEN]) -> Result<Trailer, Defect> {
-        sealed::open(b, &TRAILER_MAGIC, &NAMES)?;
+        let version = sealed::open(b, &TRAILER_MAGIC, &NAMES)?;
         if !le::all_zero(b, RESERVED_OFFSET, CRC_OFFSET) {
             return Err(Defect::invalid(
                 RESERVED_OFFSET,
@@ -112,6 +114,7 @@ impl Trailer {
             ));
         }
         Ok(Trailer {
+            version,
             archive_id: le::array_at(b, ARCHIVE_ID_OFFSET),
             shard_number: le::u32_at(b, SHARD_NUMBER_OFFSET),
             block_count: le::u32_at(b, BLOCK_COUNT_OFFSET),
@@ -136,6 +139,7 @@ impl Trailer {
     pub(crate) const ARCHIVE_ID_FIELD: usize = ARCHIVE_ID_OFFSET;
     pub(crate) const SHARD_NUMBER_FIELD: usize = SHARD_NUMBER_OFFSET;
     pub(crate) const FIRST_ORDINAL_FIELD: usize = FIRST_ORDINAL_OFFSET;
+    pub(crate) const VERSION_FIELD: usize = sealed::VERSION_MAJOR_OFFSET;
 }
 
 #[cfg(test)]
@@ -145,6 +149,7 @@ mod tests {
     #[test]
     fn roundtrip_and_flips() {
         let t = Trailer {
+            version: crate::format::VERSION_1_0,
             archive_id: [1; 16],
             shard_number: 2,
             block_count: 3,

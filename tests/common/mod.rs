@@ -106,3 +106,46 @@ pub fn read_all(archive: &shardpack::Archive) -> Vec<OwnedSample> {
         })
         .collect()
 }
+
+/// `n` small text samples (JSON labels and sentences from a small vocabulary), the kind a
+/// shard dictionary is for.
+pub fn text_samples(n: usize) -> Vec<OwnedSample> {
+    const WORDS: [&str; 16] = [
+        "the", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "archive", "shard",
+        "block", "record", "tape", "disk", "label", "sample",
+    ];
+    let pick = noise(42, n * 24);
+    (0..n)
+        .map(|i| {
+            let words: Vec<&str> = pick[i * 24..i * 24 + 12 + (i % 12)]
+                .iter()
+                .map(|&b| WORDS[usize::from(b) % WORDS.len()])
+                .collect();
+            (
+                format!("text/{i:05}"),
+                vec![
+                    (
+                        "json".to_string(),
+                        format!(
+                            r#"{{"id": {i}, "lang": "en", "source": "corpus-{}"}}"#,
+                            i % 7
+                        )
+                        .into_bytes(),
+                    ),
+                    ("txt".to_string(), words.join(" ").into_bytes()),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// Options for a small archive whose shards get dictionaries.
+pub fn with_dictionary() -> WriterBuilder {
+    Writer::builder()
+        .align(64)
+        .block_size(512)
+        .shard_size(64 << 10)
+        .compression(Compression::Zstd { level: 3 })
+        .dictionary(Some(1024))
+        .archive_id([0xD1; 16])
+}

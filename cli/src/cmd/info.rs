@@ -44,6 +44,20 @@ pub fn run(args: Args) -> Result<u8> {
         l.shard_size
     );
     outln!("compression  {} (level {})", l.compression, l.level);
+    if m.version() > (1, 0) {
+        // Only 1.1 archives have dictionaries; reading the headers maps the shards.
+        let sizes: Vec<u32> = (0..archive.shard_count())
+            .filter_map(|i| archive.shard(i).ok())
+            .map(|shard| shard.header().dictionary_len)
+            .filter(|&len| len > 0)
+            .collect();
+        outln!(
+            "dictionaries {} of {} shards, {} bytes in all (per-sample zstd, format §5.5)",
+            sizes.len(),
+            t.shards,
+            sizes.iter().map(|&n| u64::from(n)).sum::<u64>()
+        );
+    }
     outln!("samples      {}", t.samples);
     outln!("shards       {}", t.shards);
     outln!(

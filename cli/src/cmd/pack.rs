@@ -69,6 +69,12 @@ pub struct Args {
     /// Block compression.
     #[arg(long, value_enum, default_value = "zstd")]
     compression: CompressionArg,
+    /// Per-shard zstd dictionary for small samples: the size to train (e.g. 110K), or
+    /// "off". A shard whose first samples are small (text, JSON, tokens) gets one, and its
+    /// samples are compressed one by one with it, so that a random read decodes one
+    /// sample. Default: the profile's (110K for ssd, off for the others).
+    #[arg(long, value_parser = parse_dictionary)]
+    dictionary: Option<Option<u64>>,
     /// zstd level, -7 to 22.
     #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
     level: i32,
@@ -121,6 +127,12 @@ pub fn run(args: Args) -> Result<u8> {
     }
     if let Some(n) = args.align {
         builder = builder.align(u32::try_from(n).context("--align is too large")?);
+    }
+    if let Some(size) = args.dictionary {
+        let size = size
+            .map(|n| u32::try_from(n).context("--dictionary is too large"))
+            .transpose()?;
+        builder = builder.dictionary(size);
     }
     if let Some(n) = args.record_size {
         builder = builder.stream_record(u32::try_from(n).context("--record-size is too large")?);
@@ -368,6 +380,13 @@ fn parse_volume(name: &str) -> Result<Volume, String> {
         let names: Vec<&str> = Volume::ALL.iter().map(|v| v.name()).collect();
         format!("no medium {name:?}; possible values: {}", names.join(", "))
     })
+}
+
+fn parse_dictionary(text: &str) -> std::result::Result<Option<u64>, String> {
+    match text {
+        "off" | "none" | "0" => Ok(None),
+        _ => parse_size(text).map(Some),
+    }
 }
 
 #[cfg(test)]

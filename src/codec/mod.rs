@@ -1,4 +1,6 @@
-//! Block compression (§5): zstd frames, bounded on the way in.
+//! Block compression (§5): zstd frames, bounded on the way in, and shard dictionaries.
+
+pub(crate) mod dictionary;
 
 use std::cell::RefCell;
 use std::io::Read;
@@ -40,11 +42,9 @@ fn new_decompressor() -> std::io::Result<zstd::bulk::Decompressor<'static>> {
     Ok(d)
 }
 
-/// Decompresses `stored` into exactly `raw_len` bytes. The caller has checked `raw_len`
-/// against [`crate::Limits::max_block_bytes`].
-pub(crate) fn decompress(stored: &[u8], raw_len: u64) -> Result<Vec<u8>, DecodeFailure> {
-    // Exactly one frame, declaring exactly the length the block header declares (§5.2):
-    // libzstd alone would also accept concatenated and skippable frames.
+/// Checks that `stored` is exactly one zstd frame declaring a content size of `raw_len`
+/// (§5.2): libzstd alone would also accept concatenated and skippable frames.
+fn check_single_frame(stored: &[u8], raw_len: u64) -> Result<(), DecodeFailure> {
     let frame_len = zstd::zstd_safe::find_frame_compressed_size(stored)
         .map_err(|code| DecodeFailure::Zstd(zstd::zstd_safe::get_error_name(code).to_string()))?;
     if frame_len != stored.len() {
@@ -63,6 +63,13 @@ pub(crate) fn decompress(stored: &[u8], raw_len: u64) -> Result<Vec<u8>, DecodeF
         }
         _ => return Err(DecodeFailure::Zstd("a frame without a content size".into())),
     }
+    Ok(())
+}
+
+/// Decompresses `stored` into exactly `raw_len` bytes. The caller has checked `raw_len`
+/// against [`crate::Limits::max_block_bytes`].
+pub(crate) fn decompress(stored: &[u8], raw_len: u64) -> Result<Vec<u8>, DecodeFailure> {
+    check_single_frame(stored, raw_len)?;
     if raw_len <= EAGER_ALLOC_BYTES {
         let mut out = Vec::with_capacity(raw_len as usize + 1);
         let result = DECOMPRESSOR.with(|cell| {
