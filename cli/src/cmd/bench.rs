@@ -42,6 +42,10 @@ pub struct Args {
     /// Print one JSON object with every number.
     #[arg(long)]
     json: bool,
+    /// Measure only: read without recording the I/O (recording costs time per read), and
+    /// skip the modelled media times.
+    #[arg(long)]
+    no_model: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,11 +77,15 @@ pub fn run(args: Args) -> Result<u8> {
     let archive = match args.pattern {
         // The scan records its own reads; the map is not used.
         Pattern::Sequential => Archive::open(&args.archive),
+        Pattern::Random if args.no_model => Archive::open(&args.archive),
         Pattern::Random => Archive::open_traced(&args.archive, trace.clone()),
     }
     .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
     let measured = match args.pattern {
-        Pattern::Sequential => sequential(&archive, &trace, args.samples)?,
+        Pattern::Sequential => {
+            let trace = (!args.no_model).then(|| trace.clone());
+            sequential(&archive, trace, args.samples)?
+        }
         Pattern::Random => random(&archive, args.samples)?,
     };
     let ops = trace.ops();
@@ -86,7 +94,11 @@ pub fn run(args: Args) -> Result<u8> {
         .filter(|op| op.kind == IoKind::Read)
         .map(|op| op.len)
         .sum();
-    let modelled = cost_model::model(&ops, PAGE_BYTES);
+    let modelled = if args.no_model {
+        Vec::new()
+    } else {
+        cost_model::model(&ops, PAGE_BYTES)
+    };
     let report = Report {
         args: &args,
         archive: &archive,
@@ -116,8 +128,8 @@ fn touch(sample: &Sample<'_>) -> (u64, u64) {
     (std::hint::black_box(sum), bytes)
 }
 
-/// Reads the archive front to back with [`Archive::scan_traced`].
-fn sequential(archive: &Archive, trace: &IoTrace, limit: Option<u64>) -> Result<Measured> {
+/// Reads the archive front to back with [`Archive::scan`], traced when `trace` is given.
+fn sequential(archive: &Archive, trace: Option<IoTrace>, limit: Option<u64>) -> Result<Measured> {
     let limit = limit.unwrap_or(u64::MAX);
     let mut m = Measured {
         samples: 0,
@@ -127,7 +139,10 @@ fn sequential(archive: &Archive, trace: &IoTrace, limit: Option<u64>) -> Result<
         latencies: Vec::new(),
     };
     let start = Instant::now();
-    let mut scan = archive.scan_traced(trace.clone());
+    let mut scan = match trace {
+        Some(trace) => archive.scan_traced(trace),
+        None => archive.scan(),
+    };
     while m.samples < limit {
         let t = Instant::now();
         let Some(sample) = scan.next() else { break };
@@ -371,6 +386,10 @@ impl Report<'_> {
             human(max)
         );
         println!();
+        if self.modelled.is_empty() {
+            println!("not modelled (--no-model)");
+            return;
+        }
         println!(
             "modelled from the traced I/O ({} operations, {} B pages)",
             self.ops, PAGE_BYTES
