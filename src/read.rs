@@ -386,7 +386,7 @@ pub struct Shard {
     limits: Limits,
     /// The last decoded block, so that reading a compressed block's records in order
     /// decodes it once.
-    decoded: Mutex<Option<(u32, Arc<[u8]>)>>,
+    decoded: Mutex<Option<(u32, Arc<Vec<u8>>)>>,
     trace: Option<crate::IoTrace>,
     /// The trailer's CRC of the index region.
     index_crc: u32,
@@ -706,7 +706,7 @@ impl Shard {
         block: u32,
         entry: &BlockEntry,
         header: &BlockHeader,
-    ) -> Result<Arc<[u8]>> {
+    ) -> Result<Arc<Vec<u8>>> {
         if let Ok(guard) = self.decoded.lock() {
             if let Some((cached, data)) = guard.as_ref() {
                 if *cached == block {
@@ -734,16 +734,15 @@ impl Shard {
             ),
             _ => codec::decompress(payload, header.raw_len),
         };
-        let data: Arc<[u8]> = decoded
-            .map_err(|e| {
-                self.corrupt(
-                    payload_offset,
-                    format!("block {block} zstd frame"),
-                    format!("{} decoded bytes", header.raw_len),
-                    e.to_string(),
-                )
-            })?
-            .into();
+        let data = decoded.map_err(|e| {
+            self.corrupt(
+                payload_offset,
+                format!("block {block} zstd frame"),
+                format!("{} decoded bytes", header.raw_len),
+                e.to_string(),
+            )
+        })?;
+        let data = Arc::new(data);
         if let Ok(mut guard) = self.decoded.lock() {
             *guard = Some((block, Arc::clone(&data)));
         }
@@ -1044,7 +1043,7 @@ fn claimed_number(bytes: &[u8]) -> u32 {
 
 enum SampleBytes<'a> {
     Mapped(&'a [u8]),
-    Decoded(Arc<[u8]>, Range<usize>),
+    Decoded(Arc<Vec<u8>>, Range<usize>),
     Owned(Vec<u8>),
 }
 
@@ -1073,7 +1072,7 @@ impl Sample<'static> {
     pub(crate) fn from_block(
         ordinal: u64,
         shard: u32,
-        data: Arc<[u8]>,
+        data: Arc<Vec<u8>>,
         range: Range<usize>,
     ) -> std::result::Result<Self, Defect> {
         let view = RecordView::parse(data.get(range.clone()).unwrap_or_default())?;

@@ -347,7 +347,7 @@ impl ShardScanner {
 
     /// Hashes (and copies) bytes read, in file order.
     fn consume(&mut self, bytes: &[u8]) -> Result<()> {
-        self.hasher.update(bytes);
+        hash(&mut self.hasher, bytes);
         if let Some(c) = self.copy.as_mut() {
             c.write_all(bytes)
                 .map_err(|e| Error::io(&self.path, "copy", e))?;
@@ -602,17 +602,32 @@ impl ShardScanner {
 }
 
 /// Iterator over an archive's samples read sequentially; see [`crate::Archive::scan`].
+///
+/// A reader thread reads each shard front to back, hashes it, checks each block and decodes
+/// it, while the caller's thread takes the samples of the blocks it has handed over: reading,
+/// hashing and decompressing overlap with whatever the caller does with the samples. At most
+/// [`BLOCKS_AHEAD`] decoded blocks wait between the two, so memory stays bounded.
 pub struct Scan<'a> {
     archive: &'a crate::Archive,
-    shard: usize,
-    trace: Option<IoTrace>,
-    current: Option<(Window<FileSource>, ShardScanner)>,
+    events: Option<std::sync::mpsc::Receiver<ScanEvent>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     block: Option<BlockCursor>,
+    /// A shard whose records could not be parsed: its further blocks are passed over.
+    abandoned: Option<u32>,
+}
+
+/// Decoded blocks the reader thread may hold ready ahead of the caller.
+pub const BLOCKS_AHEAD: usize = 2;
+
+/// What the reader thread hands over: a decoded block, or an error in a shard.
+enum ScanEvent {
+    Block(BlockCursor),
+    Failed(u32, Error),
 }
 
 /// The records of one decoded block, taken one by one (fillers skipped).
 pub(crate) struct BlockCursor {
-    data: std::sync::Arc<[u8]>,
+    data: std::sync::Arc<Vec<u8>>,
     pos: usize,
     ordinal: u64,
     left: u32,
@@ -633,8 +648,8 @@ impl BlockCursor {
         max: u64,
     ) -> Result<BlockCursor> {
         let payload_offset = rel + BLOCK_HEADER_LEN as u64;
-        let data: std::sync::Arc<[u8]> = match h.codec {
-            Codec::Stored => payload.into(),
+        let data: std::sync::Arc<Vec<u8>> = match h.codec {
+            Codec::Stored => std::sync::Arc::new(payload.to_vec()),
             Codec::Zstd | Codec::ZstdDictionary => {
                 if h.raw_len > max {
                     return Err(crate::ErrorKind::LimitExceeded {
@@ -665,8 +680,8 @@ impl BlockCursor {
                             format!("{} decoded bytes", h.raw_len),
                             e,
                         )
-                    })?
-                    .into()
+                    })
+                    .map(std::sync::Arc::new)?
             }
         };
         Ok(BlockCursor {
@@ -726,113 +741,41 @@ impl BlockCursor {
 
 impl<'a> Scan<'a> {
     pub(crate) fn new(archive: &'a crate::Archive, trace: Option<IoTrace>) -> Self {
+        let m = archive.manifest();
+        let shards = m
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(i, info)| (archive.shard_path(i), info.clone()))
+            .collect();
+        let reader = ShardReader {
+            shards,
+            archive_id: m.archive_id_bytes(),
+            archive_hex: m.archive_id.clone(),
+            chunk: crate::MediaProfile::from_name(&m.layout.profile)
+                .unwrap_or_default()
+                .read_chunk as usize,
+            max_block: archive.limits().max_block_bytes,
+            trace,
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(BLOCKS_AHEAD);
+        let handle = std::thread::Builder::new()
+            .name("shardpack-scan".into())
+            .spawn(move || reader.run(&tx));
+        let (events, reader) = match handle {
+            Ok(h) => (Some(rx), Some(h)),
+            Err(_) => (None, None),
+        };
         Scan {
             archive,
-            shard: 0,
-            trace,
-            current: None,
+            events,
+            reader,
             block: None,
+            abandoned: None,
         }
     }
 
-    fn path(&self, shard: u32) -> PathBuf {
-        let m = self.archive.manifest();
-        m.shards.get(shard as usize).map_or_else(PathBuf::new, |_| {
-            self.archive.shard_path(shard as usize).unwrap_or_default()
-        })
-    }
-
-    /// Opens the next shard; a shard that cannot be opened is passed over (its error is
-    /// returned once).
-    fn open_shard(&mut self) -> Result<Option<()>> {
-        let opened = self.try_open_shard();
-        if opened.is_err() {
-            self.shard += 1;
-        }
-        opened
-    }
-
-    fn try_open_shard(&mut self) -> Result<Option<()>> {
-        let m = self.archive.manifest();
-        let Some(info) = m.shards.get(self.shard) else {
-            return Ok(None);
-        };
-        let number = self.shard as u32;
-        let path = self.archive.shard_path(self.shard)?;
-        let len = std::fs::metadata(&path)
-            .map_err(|e| Error::io(&path, "stat", e))?
-            .len();
-        if len != info.size {
-            return Err(Error::corrupt(
-                Location::shard(&path, number, len.min(info.size)),
-                "shard length",
-                format!("{} bytes (manifest)", info.size),
-                format!("{len} bytes"),
-            ));
-        }
-        let chunk = crate::MediaProfile::from_name(&m.layout.profile)
-            .unwrap_or_default()
-            .read_chunk;
-        let src = FileSource::open(&path, number, self.trace.clone())?;
-        let mut win = Window::new(src, chunk as usize, path.clone());
-        let scanner = ShardScanner::start(&mut win, path.clone(), Some(info.size), None)?;
-        let h = scanner.header();
-        if h.shard_number != number
-            || h.archive_id != m.archive_id_bytes()
-            || h.first_ordinal != info.first_ordinal
-        {
-            return Err(Error::corrupt(
-                Location::shard(&path, number, 16),
-                "shard header",
-                format!(
-                    "shard {number} of archive {} from ordinal {}",
-                    m.archive_id, info.first_ordinal
-                ),
-                "another shard",
-            ));
-        }
-        self.current = Some((win, scanner));
-        Ok(Some(()))
-    }
-
-    /// Reads the current shard's next block into `self.block`; false after its last.
-    fn next_block(&mut self) -> Result<bool> {
-        let number = self.shard as u32;
-        let path = self.path(number);
-        let max = self.archive.limits().max_block_bytes;
-        let Some((win, scanner)) = self.current.as_mut() else {
-            return Ok(false);
-        };
-        let Some((rel, h, payload)) = scanner.next_block(win)? else {
-            return Ok(false);
-        };
-        let dictionary = scanner.dictionary().map(|d| &**d);
-        self.block = Some(BlockCursor::decode(
-            &path, number, rel, &h, payload, dictionary, max,
-        )?);
-        Ok(true)
-    }
-
-    fn finish_shard(&mut self) -> Result<()> {
-        let Some((mut win, scanner)) = self.current.take() else {
-            return Ok(());
-        };
-        let number = self.shard as u32;
-        self.shard += 1;
-        let scanned = scanner.finish(&mut win)?;
-        let info = self.archive.manifest().shards.get(number as usize);
-        if let Some(info) = info.filter(|i| i.blake3 != scanned.blake3) {
-            return Err(Error::corrupt(
-                Location::shard(&self.path(number), number, 0),
-                "shard digest (BLAKE3)",
-                info.blake3.clone(),
-                scanned.blake3,
-            ));
-        }
-        Ok(())
-    }
-
-    fn next_sample(&mut self) -> Result<Option<crate::Sample<'static>>> {
+    fn next_sample(&mut self) -> Option<Result<crate::Sample<'static>>> {
         loop {
             if let Some(cursor) = self.block.as_mut() {
                 let path = self
@@ -840,45 +783,188 @@ impl<'a> Scan<'a> {
                     .shard_path(cursor.shard as usize)
                     .unwrap_or_default();
                 match cursor.next_sample(&path) {
-                    Ok(Some(s)) => return Ok(Some(s)),
+                    Ok(Some(s)) => return Some(Ok(s)),
                     Ok(None) => self.block = None,
                     Err(e) => {
+                        // The shard's framing can no longer be trusted: pass over the rest.
+                        self.abandoned = Some(cursor.shard);
                         self.block = None;
-                        return Err(e);
+                        return Some(Err(e));
                     }
                 }
             }
-            if self.current.is_some() {
-                if !self.next_block()? {
-                    self.finish_shard()?;
+            let Some(events) = self.events.as_ref() else {
+                return Some(Err(Error::io(
+                    self.archive.path(),
+                    "start the scan thread for",
+                    io::Error::other("thread spawn failed"),
+                )));
+            };
+            match events.recv() {
+                Ok(ScanEvent::Block(cursor)) if self.abandoned != Some(cursor.shard) => {
+                    self.block = Some(cursor);
                 }
-                continue;
-            }
-            if self.open_shard()?.is_none() {
-                return Ok(None);
+                Ok(ScanEvent::Failed(shard, e)) if self.abandoned != Some(shard) => {
+                    return Some(Err(e))
+                }
+                Ok(_) => {}
+                Err(_) => return None,
             }
         }
     }
+}
+
+impl Drop for Scan<'_> {
+    fn drop(&mut self) {
+        // Closing the channel makes the reader thread stop at its next block.
+        self.events = None;
+        if let Some(h) = self.reader.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// The reader thread's side of a [`Scan`]: every shard front to back.
+struct ShardReader {
+    shards: Vec<(Result<PathBuf>, crate::manifest::ShardInfo)>,
+    archive_id: [u8; 16],
+    archive_hex: String,
+    chunk: usize,
+    max_block: u64,
+    trace: Option<IoTrace>,
+}
+
+impl ShardReader {
+    fn run(mut self, tx: &std::sync::mpsc::SyncSender<ScanEvent>) {
+        let shards = std::mem::take(&mut self.shards);
+        for (number, (path, info)) in shards.into_iter().enumerate() {
+            let number = number as u32;
+            let result = path.and_then(|path| self.read_shard(number, &path, &info, tx));
+            match result {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    if tx.send(ScanEvent::Failed(number, e)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads one shard, sending its blocks; false when the scan was dropped.
+    fn read_shard(
+        &self,
+        number: u32,
+        path: &Path,
+        info: &crate::manifest::ShardInfo,
+        tx: &std::sync::mpsc::SyncSender<ScanEvent>,
+    ) -> Result<bool> {
+        let len = std::fs::metadata(path)
+            .map_err(|e| Error::io(path, "stat", e))?
+            .len();
+        if len != info.size {
+            return Err(Error::corrupt(
+                Location::shard(path, number, len.min(info.size)),
+                "shard length",
+                format!("{} bytes (manifest)", info.size),
+                format!("{len} bytes"),
+            ));
+        }
+        let src = FileSource::open(path, number, self.trace.clone())?;
+        let mut win = Window::new(src, self.chunk, path.to_path_buf());
+        let mut scanner = ShardScanner::start(&mut win, path.to_path_buf(), Some(info.size), None)?;
+        let h = scanner.header();
+        if h.shard_number != number
+            || h.archive_id != self.archive_id
+            || h.first_ordinal != info.first_ordinal
+        {
+            return Err(Error::corrupt(
+                Location::shard(path, number, 16),
+                "shard header",
+                format!(
+                    "shard {number} of archive {} from ordinal {}",
+                    self.archive_hex, info.first_ordinal
+                ),
+                "another shard",
+            ));
+        }
+        let dictionary = scanner.dictionary().cloned();
+        // Compressed blocks decode on threads of their own, one per core at most, and are
+        // handed over in order.
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut pending = std::collections::VecDeque::new();
+        while let Some((rel, h, payload)) = scanner.next_block(&mut win)? {
+            let block = if h.codec == Codec::Stored {
+                Decoding::Ready(BlockCursor::decode(
+                    path,
+                    number,
+                    rel,
+                    &h,
+                    payload,
+                    None,
+                    self.max_block,
+                ))
+            } else {
+                let (payload, path) = (payload.to_vec(), path.to_path_buf());
+                let (dictionary, max) = (dictionary.clone(), self.max_block);
+                Decoding::Running(std::thread::spawn(move || {
+                    let d = dictionary.as_deref();
+                    BlockCursor::decode(&path, number, rel, &h, &payload, d, max)
+                }))
+            };
+            pending.push_back(block);
+            while pending.len() >= workers {
+                if !deliver(pending.pop_front(), tx)? {
+                    return Ok(false);
+                }
+            }
+        }
+        while !pending.is_empty() {
+            if !deliver(pending.pop_front(), tx)? {
+                return Ok(false);
+            }
+        }
+        let scanned = scanner.finish(&mut win)?;
+        if scanned.blake3 != info.blake3 {
+            return Err(Error::corrupt(
+                Location::shard(path, number, 0),
+                "shard digest (BLAKE3)",
+                info.blake3.clone(),
+                scanned.blake3,
+            ));
+        }
+        Ok(true)
+    }
+}
+
+/// A block being decoded by the reader thread.
+enum Decoding {
+    Ready(Result<BlockCursor>),
+    Running(std::thread::JoinHandle<Result<BlockCursor>>),
+}
+
+/// Sends a decoded block on; false when the scan was dropped.
+fn deliver(block: Option<Decoding>, tx: &std::sync::mpsc::SyncSender<ScanEvent>) -> Result<bool> {
+    let cursor = match block {
+        None => return Ok(true),
+        Some(Decoding::Ready(result)) => result?,
+        Some(Decoding::Running(handle)) => handle.join().map_err(|_| {
+            Error::io(
+                Path::new("scan"),
+                "decode a block in",
+                io::Error::other("decoder thread panicked"),
+            )
+        })??,
+    };
+    Ok(tx.send(ScanEvent::Block(cursor)).is_ok())
 }
 
 impl Iterator for Scan<'_> {
     type Item = Result<crate::Sample<'static>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self.next_sample() {
-            Ok(Some(s)) => Some(Ok(s)),
-            Ok(None) => None,
-            Err(e) => {
-                // Skip the rest of a damaged shard: its framing can no longer be trusted.
-                // The shard being read is left behind; a shard that failed to open or to
-                // finish has already been passed by open_shard or finish_shard.
-                self.block = None;
-                if self.current.take().is_some() {
-                    self.shard += 1;
-                }
-                Some(Err(e))
-            }
-        }
+        self.next_sample()
     }
 }
 
@@ -899,8 +985,20 @@ pub(crate) fn hash_file(
         }
         let n = win.buffered();
         if let Some(bytes) = win.take(n)? {
-            hasher.update(bytes);
+            hash(&mut hasher, bytes);
         }
     }
     Ok(hasher.finalize().to_hex().to_string())
+}
+
+/// Adds `bytes` to a BLAKE3 hash, on every core when there are enough of them: BLAKE3's
+/// tree splits a large input into independent halves, and hashing on one core would cap a
+/// scan or a verify at that core's speed.
+pub(crate) fn hash(hasher: &mut blake3::Hasher, bytes: &[u8]) {
+    const PARALLEL_FROM: usize = 128 << 10;
+    if bytes.len() >= PARALLEL_FROM {
+        hasher.update_rayon(bytes);
+    } else {
+        hasher.update(bytes);
+    }
 }

@@ -162,6 +162,7 @@ pub fn verify_with_progress(
         trace: options.trace.clone(),
         raw_total: Some(0),
         dictionary: None,
+        proven: false,
     };
     // An archive split into volumes keeps its manifest in every volume folder.
     let found = crate::volume::find(dir).filter(|f| f.manifest_dir != dir);
@@ -366,6 +367,9 @@ struct Verifier {
     raw_total: Option<u64>,
     /// The dictionary of the shard being checked, prepared for Deep mode when intact.
     dictionary: Option<DecodingDictionary>,
+    /// The shard being checked hashed to its manifest digest (Full mode): every byte is the
+    /// writer's, so its block and record CRCs need not be recomputed (§13.1).
+    proven: bool,
 }
 
 /// What the index tells about a shard, for naming the samples a finding affects.
@@ -432,6 +436,7 @@ impl Verifier {
             trace: self.trace.clone(),
             raw_total: Some(0),
             dictionary: None,
+            proven: false,
         }
     }
 
@@ -817,10 +822,21 @@ impl Verifier {
                 .and_then(|m| crate::MediaProfile::from_name(&m.layout.profile))
                 .unwrap_or_default()
                 .read_chunk;
-            let digest = match crate::scan::hash_file(path, number, chunk, self.trace.clone()) {
-                Ok(d) => d,
-                Err(e) => return self.push_error(&e, shard, 0),
+            let spinning =
+                manifest.is_some_and(|m| m.layout.profile == "hdd" || m.layout.profile == "tape");
+            let digest = if spinning || self.trace.is_some() {
+                match crate::scan::hash_file(path, number, chunk, self.trace.clone()) {
+                    Ok(d) => d,
+                    Err(e) => return self.push_error(&e, shard, 0),
+                }
+            } else {
+                // Not a disk that must be read in physical order: hash the map in place,
+                // on every core, without copying it through read().
+                let mut hasher = blake3::Hasher::new();
+                hasher.update_rayon(&bytes);
+                hasher.finalize().to_hex().to_string()
             };
+            self.proven = false;
             if let Some(info) = info {
                 if digest != info.blake3 {
                     self.push(
@@ -832,6 +848,9 @@ impl Verifier {
                         info.blake3.clone(),
                         digest,
                     );
+                } else {
+                    // Deep recomputes everything anyway; Full trusts a proven shard's CRCs.
+                    self.proven = self.mode == VerifyMode::Full;
                 }
             }
         }
@@ -1286,7 +1305,13 @@ impl Verifier {
             let stored = bytes
                 .get(payload as usize..payload_end as usize)
                 .unwrap_or_default();
-            let crc = checksum::crc32(stored);
+            // A proven shard's bytes are the writer's: its CRCs only locate damage, and there
+            // is none (§13.1).
+            let crc = if self.proven {
+                h.payload_crc
+            } else {
+                checksum::crc32(stored)
+            };
             if crc != h.payload_crc {
                 self.push(
                     path.to_path_buf(),
@@ -1416,7 +1441,7 @@ impl Verifier {
             .bytes
             .get(payload_offset as usize..(payload_offset + h.stored_len) as usize)
             .unwrap_or_default();
-        let payload_ok = checksum::crc32(stored) == h.payload_crc;
+        let payload_ok = self.proven || checksum::crc32(stored) == h.payload_crc;
         let decoded;
         let raw: Option<&[u8]> = match h.codec {
             Codec::Stored => Some(stored),
@@ -1530,7 +1555,11 @@ impl Verifier {
             let record = raw
                 .get(r.offset as usize..(r.offset + r.len) as usize)
                 .unwrap_or_default();
-            let crc = checksum::crc32(record);
+            let crc = if self.proven {
+                r.crc
+            } else {
+                checksum::crc32(record)
+            };
             if crc != r.crc {
                 self.push(
                     path.to_path_buf(),

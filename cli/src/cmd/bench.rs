@@ -121,7 +121,13 @@ fn touch(sample: &Sample<'_>) -> (u64, u64) {
     let mut bytes = 0;
     for (_, data) in sample.fields() {
         bytes += data.len() as u64;
-        sum = data
+        // Eight bytes at a time, as a consumer's vectorised code would read them.
+        let words = data.chunks_exact(8);
+        let tail = words.remainder();
+        sum = words.fold(sum, |acc, w| {
+            acc.wrapping_add(u64::from_le_bytes(w.try_into().unwrap_or_default()))
+        });
+        sum = tail
             .iter()
             .fold(sum, |acc, &b| acc.wrapping_add(u64::from(b)));
     }
