@@ -380,7 +380,7 @@ impl<'a> Iterator for Iter<'a> {
 pub struct Shard {
     path: PathBuf,
     number: u32,
-    bytes: ShardBytes,
+    bytes: Arc<ShardBytes>,
     header: ShardHeader,
     layout: IndexLayout,
     limits: Limits,
@@ -507,7 +507,7 @@ impl Shard {
         Ok(Shard {
             path: path.to_path_buf(),
             number,
-            bytes,
+            bytes: Arc::new(bytes),
             header,
             layout,
             limits,
@@ -657,6 +657,61 @@ impl Shard {
             .into());
         }
         Ok(h)
+    }
+
+    /// File bytes `range`, or none past the end.
+    pub(crate) fn bytes_at(&self, range: Range<usize>) -> &[u8] {
+        self.bytes.get(range).unwrap_or_default()
+    }
+
+    /// The shard's bytes, shared: samples of a scan borrow from them without a copy.
+    pub(crate) fn shared_bytes(&self) -> Arc<ShardBytes> {
+        Arc::clone(&self.bytes)
+    }
+
+    /// Opens a shard for reading front to back (advised sequential), checked against its
+    /// manifest entry.
+    pub(crate) fn open_sequential(
+        path: &Path,
+        number: u32,
+        info: &ShardInfo,
+        archive_id: [u8; 16],
+        limits: Limits,
+    ) -> Result<Shard> {
+        let bytes = ShardBytes::map(path)?;
+        let file_len = bytes.len() as u64;
+        if file_len != info.size {
+            return Err(Error::corrupt(
+                Location::shard(path, number, file_len.min(info.size)),
+                "shard length",
+                format!("{} bytes (manifest)", info.size),
+                format!("{file_len} bytes"),
+            ));
+        }
+        let shard = Shard::from_bytes(path, number, bytes, None, limits)?;
+        if shard.header.archive_id != archive_id || shard.header.first_ordinal != info.first_ordinal
+        {
+            return Err(shard.corrupt(
+                16,
+                "shard header",
+                format!(
+                    "shard {number} of archive {} from ordinal {}",
+                    hex(&archive_id),
+                    info.first_ordinal
+                ),
+                "another shard",
+            ));
+        }
+        if u64::from(shard.layout.record_count) != info.samples {
+            return Err(shard.corrupt(
+                shard.layout.trailer_offset + 40,
+                "record count",
+                info.samples,
+                shard.layout.record_count,
+            ));
+        }
+        shard.bytes.advise(AccessPattern::Sequential);
+        Ok(shard)
     }
 
     /// The shard's dictionary (§5.5), its CRC checked once, on first use.
@@ -955,7 +1010,10 @@ impl Shard {
                 let header = self.block_header(entry.block, &block)?;
                 let data = self.decoded_block(entry.block, &block, &header)?;
                 let range = entry.offset as usize..(entry.offset + entry.len) as usize;
-                (SampleBytes::Decoded(data, range), payload_offset)
+                (
+                    SampleBytes::Decoded(data as BlockBytes, range),
+                    payload_offset,
+                )
             }
             Codec::ZstdDictionary => {
                 // One frame decodes alone; the record CRC below covers what it yields, so
@@ -1041,9 +1099,21 @@ fn claimed_number(bytes: &[u8]) -> u32 {
     crate::format::le::u32_at(bytes, 32)
 }
 
+/// The bytes of a block a sample may share: decoded into memory, or a range of a map.
+pub(crate) type BlockBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// A range of a shard's map, shared by the samples of a stored block read by a scan.
+pub(crate) struct MappedRange(pub(crate) Arc<ShardBytes>, pub(crate) Range<usize>);
+
+impl AsRef<[u8]> for MappedRange {
+    fn as_ref(&self) -> &[u8] {
+        self.0.get(self.1.clone()).unwrap_or_default()
+    }
+}
+
 enum SampleBytes<'a> {
     Mapped(&'a [u8]),
-    Decoded(Arc<Vec<u8>>, Range<usize>),
+    Decoded(BlockBytes, Range<usize>),
     Owned(Vec<u8>),
 }
 
@@ -1051,7 +1121,9 @@ impl SampleBytes<'_> {
     fn as_slice(&self) -> &[u8] {
         match self {
             SampleBytes::Mapped(bytes) => bytes,
-            SampleBytes::Decoded(data, range) => data.get(range.clone()).unwrap_or_default(),
+            SampleBytes::Decoded(data, range) => {
+                (**data).as_ref().get(range.clone()).unwrap_or_default()
+            }
             SampleBytes::Owned(bytes) => bytes,
         }
     }
@@ -1072,10 +1144,10 @@ impl Sample<'static> {
     pub(crate) fn from_block(
         ordinal: u64,
         shard: u32,
-        data: Arc<Vec<u8>>,
+        data: BlockBytes,
         range: Range<usize>,
     ) -> std::result::Result<Self, Defect> {
-        let view = RecordView::parse(data.get(range.clone()).unwrap_or_default())?;
+        let view = RecordView::parse((*data).as_ref().get(range.clone()).unwrap_or_default())?;
         let (field_count, key_len) = (view.field_count(), view.key_len());
         Ok(Sample {
             ordinal,

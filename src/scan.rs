@@ -13,6 +13,7 @@ use crate::format::index::IndexLayout;
 use crate::format::record::PayloadItem;
 use crate::format::trailer::{Trailer, TRAILER_LEN};
 use crate::format::{align_up, checksum, Codec};
+use crate::read::{BlockBytes, MappedRange};
 use crate::source::trace::{IoKind, IoTrace};
 use crate::{Error, Location, Result};
 
@@ -603,10 +604,12 @@ impl ShardScanner {
 
 /// Iterator over an archive's samples read sequentially; see [`crate::Archive::scan`].
 ///
-/// A reader thread reads each shard front to back, hashes it, checks each block and decodes
-/// it, while the caller's thread takes the samples of the blocks it has handed over: reading,
-/// hashing and decompressing overlap with whatever the caller does with the samples. At most
-/// [`BLOCKS_AHEAD`] decoded blocks wait between the two, so memory stays bounded.
+/// A reader thread takes each shard's blocks in order, checks and decodes them (compressed
+/// blocks on one thread per core), and hashes the shard, while the caller's thread takes the
+/// samples of the blocks it has handed over: reading, hashing and decompressing overlap with
+/// whatever the caller does with the samples. At most [`BLOCKS_AHEAD`] decoded blocks wait
+/// between the two, so memory stays bounded. Untraced, shards are read through their map and
+/// stored samples share it (no copy); traced, front to back in the profile's large reads.
 pub struct Scan<'a> {
     archive: &'a crate::Archive,
     events: Option<std::sync::mpsc::Receiver<ScanEvent>>,
@@ -627,7 +630,7 @@ enum ScanEvent {
 
 /// The records of one decoded block, taken one by one (fillers skipped).
 pub(crate) struct BlockCursor {
-    data: std::sync::Arc<Vec<u8>>,
+    data: BlockBytes,
     pos: usize,
     ordinal: u64,
     left: u32,
@@ -647,8 +650,7 @@ impl BlockCursor {
         dictionary: Option<&DecodingDictionary>,
         max: u64,
     ) -> Result<BlockCursor> {
-        let payload_offset = rel + BLOCK_HEADER_LEN as u64;
-        let data: std::sync::Arc<Vec<u8>> = match h.codec {
+        let data: BlockBytes = match h.codec {
             Codec::Stored => std::sync::Arc::new(payload.to_vec()),
             Codec::Zstd | Codec::ZstdDictionary => {
                 if h.raw_len > max {
@@ -660,6 +662,7 @@ impl BlockCursor {
                     }
                     .into());
                 }
+                let payload_offset = rel + BLOCK_HEADER_LEN as u64;
                 let decoded = match (h.codec, dictionary) {
                     (Codec::ZstdDictionary, Some(d)) => crate::codec::dictionary::decode_block(
                         payload,
@@ -684,23 +687,28 @@ impl BlockCursor {
                     .map(std::sync::Arc::new)?
             }
         };
-        Ok(BlockCursor {
+        Ok(BlockCursor::new(data, h, shard, rel))
+    }
+
+    /// A cursor over a block's decoded payload `data`, the block at shard offset `rel`.
+    pub(crate) fn new(data: BlockBytes, h: &BlockHeader, shard: u32, rel: u64) -> BlockCursor {
+        BlockCursor {
             data,
             pos: 0,
             ordinal: h.first_ordinal,
             left: h.record_count,
             shard,
-            payload_offset,
-        })
+            payload_offset: rel + BLOCK_HEADER_LEN as u64,
+        }
     }
 
     /// The next sample, or `None` after the last; checks the block holds exactly as many
     /// records as its header counts.
     pub(crate) fn next_sample(&mut self, path: &Path) -> Result<Option<crate::Sample<'static>>> {
         let at_block = |c: &BlockCursor| Location::shard(path, c.shard, c.payload_offset);
-        while self.pos < self.data.len() {
+        while self.pos < (*self.data).as_ref().len() {
             let at = self.pos;
-            match crate::format::record::item_at(&self.data, at)
+            match crate::format::record::item_at((*self.data).as_ref(), at)
                 .map_err(|d| d.at(path, Some(self.shard), self.payload_offset))?
             {
                 PayloadItem::Filler(n) => self.pos += n as usize,
@@ -756,6 +764,7 @@ impl<'a> Scan<'a> {
                 .unwrap_or_default()
                 .read_chunk as usize,
             max_block: archive.limits().max_block_bytes,
+            limits: *archive.limits(),
             trace,
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(BLOCKS_AHEAD);
@@ -831,6 +840,7 @@ struct ShardReader {
     archive_hex: String,
     chunk: usize,
     max_block: u64,
+    limits: crate::Limits,
     trace: Option<IoTrace>,
 }
 
@@ -852,6 +862,92 @@ impl ShardReader {
         }
     }
 
+    /// Reads one shard through its map in block-table order, sending its blocks; false
+    /// when the scan was dropped. Stored blocks are not copied: their samples share the
+    /// map. Each block's CRC is checked before it is sent, the shard's BLAKE3 (computed as
+    /// the blocks go, on every core) at the end.
+    fn read_mapped(
+        &self,
+        number: u32,
+        path: &Path,
+        info: &crate::manifest::ShardInfo,
+        tx: &std::sync::mpsc::SyncSender<ScanEvent>,
+    ) -> Result<bool> {
+        let shard = std::sync::Arc::new(crate::Shard::open_sequential(
+            path,
+            number,
+            info,
+            self.archive_id,
+            self.limits,
+        )?);
+        let map = shard.shared_bytes();
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut pending = std::collections::VecDeque::new();
+        let mut hasher = blake3::Hasher::new();
+        let mut hashed = 0usize;
+        for b in 0..shard.layout().block_count {
+            let entry = shard.block_entry(b)?;
+            let h = shard.block_header(b, &entry)?;
+            let start = (entry.offset + BLOCK_HEADER_LEN as u64) as usize;
+            let end = start + h.stored_len as usize;
+            let Some(payload) = map.get(start..end) else {
+                return Err(Error::corrupt(
+                    Location::shard(path, number, entry.offset),
+                    "block payload",
+                    format!("{} bytes", h.stored_len),
+                    "the end of the file",
+                ));
+            };
+            hash(&mut hasher, map.get(hashed..end).unwrap_or_default());
+            hashed = end;
+            let crc = checksum::crc32(payload);
+            if crc != h.payload_crc {
+                return Err(Error::corrupt(
+                    Location::shard(path, number, start as u64),
+                    format!("block {b} payload"),
+                    format!("crc32 {:#010x}", h.payload_crc),
+                    format!("{crc:#010x}"),
+                ));
+            }
+            let block = if h.codec == Codec::Stored {
+                let data = std::sync::Arc::new(MappedRange(map.clone(), start..end));
+                Decoding::Ready(Ok(BlockCursor::new(data, &h, number, entry.offset)))
+            } else {
+                let (shard, path, max) = (shard.clone(), path.to_path_buf(), self.max_block);
+                Decoding::Running(std::thread::spawn(move || {
+                    let payload = shard.bytes_at(start..end);
+                    let d = match h.codec {
+                        Codec::ZstdDictionary => Some(shard.dictionary()?),
+                        _ => None,
+                    };
+                    BlockCursor::decode(&path, number, entry.offset, &h, payload, d, max)
+                }))
+            };
+            pending.push_back(block);
+            while pending.len() >= workers {
+                if !deliver(pending.pop_front(), tx)? {
+                    return Ok(false);
+                }
+            }
+        }
+        while !pending.is_empty() {
+            if !deliver(pending.pop_front(), tx)? {
+                return Ok(false);
+            }
+        }
+        hash(&mut hasher, map.get(hashed..).unwrap_or_default());
+        let digest = hasher.finalize().to_hex().to_string();
+        if digest != info.blake3 {
+            return Err(Error::corrupt(
+                Location::shard(path, number, 0),
+                "shard digest (BLAKE3)",
+                info.blake3.clone(),
+                digest,
+            ));
+        }
+        Ok(true)
+    }
+
     /// Reads one shard, sending its blocks; false when the scan was dropped.
     fn read_shard(
         &self,
@@ -860,6 +956,9 @@ impl ShardReader {
         info: &crate::manifest::ShardInfo,
         tx: &std::sync::mpsc::SyncSender<ScanEvent>,
     ) -> Result<bool> {
+        if self.trace.is_none() {
+            return self.read_mapped(number, path, info, tx);
+        }
         let len = std::fs::metadata(path)
             .map_err(|e| Error::io(path, "stat", e))?
             .len();
