@@ -80,8 +80,8 @@ impl MediaProfile {
     /// SSD/NVMe random access through a map: 4 KiB alignment and page-placed records (NAND
     /// page and indirection unit ≥ 4 KiB, straddling doubles the lookups, §A3), small 64 KiB
     /// blocks so a compressed read decodes little, 256 MiB shards (§E, MDS uses 64 MiB),
-    /// and a 110 KiB dictionary (zstd's default size) per shard of small records, so a
-    /// compressed read decodes one record.
+    /// and a 256 KiB dictionary per shard of small records, so a compressed read decodes
+    /// one record.
     pub const fn ssd() -> Self {
         MediaProfile {
             name: "ssd",
@@ -90,7 +90,7 @@ impl MediaProfile {
             block_size: 64 * KIB as u64,
             shard_size: 256 * MIB,
             record_page: Some(4 * KIB),
-            dictionary: Some(110 * KIB),
+            dictionary: Some(256 * KIB),
             read_chunk: MIB,
             stream_record: 512 * KIB,
         }

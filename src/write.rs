@@ -157,7 +157,7 @@ impl WriterBuilder {
     /// Train a zstd dictionary of at most `bytes` for each shard whose first records are
     /// small, and compress its records one by one with it, so that a random read decodes
     /// one record (§5.5); `None` turns this off. Only used with zstd compression; the
-    /// `ssd` profile sets 110 KiB. Shards with a dictionary are format version 1.1.
+    /// `ssd` profile sets 256 KiB. Shards with a dictionary are format version 1.1.
     pub fn dictionary(mut self, bytes: Option<u32>) -> Self {
         self.dictionary = bytes;
         self
@@ -843,7 +843,7 @@ impl ShardWriter {
 
     fn write(&mut self, out: &mut Output, bytes: &[u8]) -> Result<()> {
         out.write(bytes, self.pos)?;
-        self.hasher.update(bytes);
+        crate::scan::hash(&mut self.hasher, bytes);
         self.pos += bytes.len() as u64;
         Ok(())
     }

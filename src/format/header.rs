@@ -15,7 +15,7 @@ const NAMES: sealed::Names = sealed::Names {
 /// Length of the encoded header.
 pub const HEADER_LEN: usize = 128;
 
-/// Largest shard dictionary (§5.5): zstd's trainer makes 110 KiB by default, and a reader
+/// Largest shard dictionary (§5.5): the ssd profile trains 256 KiB, and a reader
 /// holds one prepared copy per open shard.
 pub const MAX_DICTIONARY_BYTES: u32 = 1 << 20;
 

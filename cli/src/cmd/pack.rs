@@ -69,10 +69,10 @@ pub struct Args {
     /// Block compression.
     #[arg(long, value_enum, default_value = "zstd")]
     compression: CompressionArg,
-    /// Per-shard zstd dictionary for small samples: the size to train (e.g. 110K), or
+    /// Per-shard zstd dictionary for small samples: the size to train (e.g. 256K), or
     /// "off". A shard whose first samples are small (text, JSON, tokens) gets one, and its
     /// samples are compressed one by one with it, so that a random read decodes one
-    /// sample. Default: the profile's (110K for ssd, off for the others).
+    /// sample. Default: the profile's (256K for ssd, off for the others).
     #[arg(long, value_parser = parse_dictionary)]
     dictionary: Option<Option<u64>>,
     /// zstd level, -7 to 22.
@@ -225,35 +225,72 @@ pub fn run(args: Args) -> Result<u8> {
     Ok(crate::EXIT_OK)
 }
 
+/// Samples each file-reading thread may hold ready ahead of the writer.
+const READ_AHEAD: usize = 16;
+
 fn write_samples(
     mut writer: Writer,
     samples: &BTreeMap<String, Vec<(String, InputFile)>>,
     total: u64,
 ) -> Result<shardpack::Manifest> {
     let bar = progress_bar(total, "pack");
-    for (key, fields) in samples {
-        let mut data = Vec::with_capacity(fields.len());
-        for (_, file) in fields {
-            let bytes = fs::read(&file.path)
-                .with_context(|| format!("cannot read {}", file.path.display()))?;
-            if bytes.len() as u64 != file.size {
-                bail!("{} changed size while being packed", file.path.display());
-            }
-            data.push(bytes);
+    let list: Vec<(&String, &Vec<(String, InputFile)>)> = samples.iter().collect();
+    // Opening and reading many small files costs more system time than packing them:
+    // threads read the samples ahead (sample i on thread i mod n), and the writer takes
+    // them in order.
+    let readers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        let mut ready = Vec::with_capacity(readers);
+        for first in 0..readers {
+            let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+            ready.push(rx);
+            let list = &list;
+            scope.spawn(move || {
+                for (_, fields) in list.iter().skip(first).step_by(readers) {
+                    if tx.send(read_fields(fields)).is_err() {
+                        return;
+                    }
+                }
+            });
         }
-        let named: Vec<(&str, &[u8])> = fields
-            .iter()
-            .zip(&data)
-            .map(|((name, _), d)| (name.as_str(), d.as_slice()))
-            .collect();
-        writer
-            .append(key, &named)
-            .with_context(|| format!("cannot pack sample {key:?}"))?;
-        bar.inc(data.iter().map(|d| d.len() as u64).sum());
-    }
+        for (i, (key, fields)) in list.iter().enumerate() {
+            let data = ready[i % readers]
+                .recv()
+                .map_err(|_| anyhow::anyhow!("a file-reading thread stopped"))??;
+            let named: Vec<(&str, &[u8])> = fields
+                .iter()
+                .zip(&data)
+                .map(|((name, _), d)| (name.as_str(), d.as_slice()))
+                .collect();
+            writer
+                .append(key, &named)
+                .with_context(|| format!("cannot pack sample {key:?}"))?;
+            bar.inc(data.iter().map(|d| d.len() as u64).sum());
+        }
+        Ok::<(), anyhow::Error>(())
+    })?;
     let manifest = writer.finish()?;
     bar.finish_and_clear();
     Ok(manifest)
+}
+
+/// Reads a sample's files, checking each still has the size the walk saw.
+fn read_fields(fields: &[(String, InputFile)]) -> Result<Vec<Vec<u8>>> {
+    use std::io::Read as _;
+    let mut data = Vec::with_capacity(fields.len());
+    for (_, file) in fields {
+        let read = || -> std::io::Result<Vec<u8>> {
+            let mut bytes = Vec::with_capacity(file.size as usize + 1);
+            fs::File::open(&file.path)?.read_to_end(&mut bytes)?;
+            Ok(bytes)
+        };
+        let bytes = read().with_context(|| format!("cannot read {}", file.path.display()))?;
+        if bytes.len() as u64 != file.size {
+            bail!("{} changed size while being packed", file.path.display());
+        }
+        data.push(bytes);
+    }
+    Ok(data)
 }
 
 /// Every regular file under `root`, as ('/'-joined relative path, file), sorted.
@@ -282,12 +319,16 @@ fn walk(root: &Path, skip_special: bool) -> Result<Vec<(String, InputFile)>> {
             } else {
                 format!("{prefix}/{name}")
             };
-            let meta = fs::symlink_metadata(&path)
+            // The directory entry's type needs no system call; the size of a file does.
+            let kind = entry
+                .file_type()
                 .with_context(|| format!("cannot stat {}", path.display()))?;
-            let kind = meta.file_type();
             if kind.is_dir() {
                 stack.push((path, rel));
             } else if kind.is_file() {
+                let meta = entry
+                    .metadata()
+                    .with_context(|| format!("cannot stat {}", path.display()))?;
                 out.push((
                     rel,
                     InputFile {
