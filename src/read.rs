@@ -312,16 +312,20 @@ impl Archive {
         }
     }
 
-    /// Iterates over every sample in file order by reading each shard front to back in
-    /// large ascending reads (the profile's read size: 16 MiB for hdd), with sequential
-    /// read-ahead advised; the fast path for spinning disks. Every block's CRC is checked as
-    /// it is read, and each shard's BLAKE3 digest against the manifest once it is read
-    /// whole: a mismatch is reported as an error after its last sample.
+    /// Iterates over every sample in file order, each shard read front to back through its
+    /// map with sequential read-ahead advised, on a reader thread that checks and decodes
+    /// blocks ahead of the caller (compressed ones on every core). Every byte is checked by
+    /// a CRC or as zero padding before the samples it holds are returned, so damage is an
+    /// error, never other bytes; the shards' BLAKE3 digests are [`crate::verify`]'s. After an
+    /// error in a shard, the scan goes on with the next shard.
     pub fn scan(&self) -> crate::scan::Scan<'_> {
         crate::scan::Scan::new(self, None)
     }
 
-    /// [`Archive::scan`], recording every read in `trace`.
+    /// [`Archive::scan`] for modelling media: each shard read front to back in the
+    /// profile's large ascending reads (16 MiB for hdd) with `pread`, every read recorded in
+    /// `trace`, and each shard's BLAKE3 compared with the manifest once it is read whole (a
+    /// mismatch is an error after its last sample).
     pub fn scan_traced(&self, trace: crate::IoTrace) -> crate::scan::Scan<'_> {
         crate::scan::Scan::new(self, Some(trace))
     }
@@ -857,7 +861,7 @@ impl Shard {
 
     /// Checks the index CRC, once per shard: reads of keys and of the key order trust the
     /// index without a per-entry checksum, so the whole region is checked before the first.
-    fn check_index(&self) -> Result<()> {
+    pub(crate) fn check_index(&self) -> Result<()> {
         let found = *self.index_checked.get_or_init(|| {
             self.slice(self.layout.index_offset, self.layout.index_len, "index")
                 .map(checksum::crc32)
