@@ -824,16 +824,27 @@ impl Verifier {
                 .read_chunk;
             let spinning =
                 manifest.is_some_and(|m| m.layout.profile == "hdd" || m.layout.profile == "tape");
-            let digest = if spinning || self.trace.is_some() {
+            let digest = if self.trace.is_some() {
                 match crate::scan::hash_file(path, number, chunk, self.trace.clone()) {
                     Ok(d) => d,
                     Err(e) => return self.push_error(&e, shard, 0),
                 }
             } else {
-                // Not a disk that must be read in physical order: hash the map in place,
-                // on every core, without copying it through read().
+                // Hash the map in place, on every core, without copying it through read().
+                // A disk that must be read in physical order gets it one read chunk at a
+                // time, each asked for whole before it is hashed.
                 let mut hasher = blake3::Hasher::new();
-                hasher.update_rayon(&bytes);
+                if spinning {
+                    let mut at = 0usize;
+                    while at < bytes.len() {
+                        let end = bytes.len().min(at + chunk as usize);
+                        bytes.will_need(at as u64, (end - at) as u64);
+                        hasher.update_rayon(bytes.get(at..end).unwrap_or_default());
+                        at = end;
+                    }
+                } else {
+                    hasher.update_rayon(&bytes);
+                }
                 hasher.finalize().to_hex().to_string()
             };
             self.proven = false;
