@@ -115,7 +115,13 @@ struct ShardFile {
     file: BufWriter<File>,
     partial: PathBuf,
     done: PathBuf,
+    /// Bytes before this offset have been handed to the device's writeback.
+    written_back: u64,
 }
+
+/// Writeback of a shard being written starts every this many bytes, so that the disk
+/// writes while the writer compresses instead of all at the closing fsync.
+const WRITEBACK_EVERY: u64 = 32 << 20;
 
 impl Drop for ShardFile {
     fn drop(&mut self) {
@@ -141,6 +147,7 @@ impl FolderOutput {
             file: BufWriter::with_capacity(1 << 20, file),
             partial,
             done: self.dir.join(name),
+            written_back: 0,
         });
         Ok(())
     }
@@ -151,7 +158,16 @@ impl FolderOutput {
         };
         f.file
             .write_all(bytes)
-            .map_err(|e| Error::io_at(&f.partial, "write", offset, e))
+            .map_err(|e| Error::io_at(&f.partial, "write", offset, e))?;
+        if offset.saturating_sub(f.written_back) >= WRITEBACK_EVERY {
+            crate::source::start_writeback(
+                f.file.get_ref(),
+                f.written_back,
+                offset - f.written_back,
+            );
+            f.written_back = offset;
+        }
+        Ok(())
     }
 
     fn end_shard(&mut self) -> Result<()> {

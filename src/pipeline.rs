@@ -45,7 +45,31 @@ struct Coder {
     dictionary: Option<(u32, DictionaryCompressor)>,
 }
 
+/// A block larger than this is sampled before it is compressed…
+const SAMPLE_FROM: usize = 256 << 10;
+/// …in this many pieces spread evenly over it…
+const SAMPLE_PIECES: usize = 16;
+/// …of this many bytes each.
+const SAMPLE_PIECE: usize = 4 << 10;
+
 impl Coder {
+    /// True when a large block's sample does not shrink by 2%: JPEG, video or already
+    /// compressed data, which zstd would spend a full pass on to gain nothing. The pieces
+    /// are spread over the block so that a compressible part anywhere shows (§5.2).
+    fn looks_incompressible(&mut self, raw: &[u8]) -> io::Result<bool> {
+        if raw.len() < SAMPLE_FROM {
+            return Ok(false);
+        }
+        let step = raw.len() / SAMPLE_PIECES;
+        let mut sample = Vec::with_capacity(SAMPLE_PIECES * SAMPLE_PIECE);
+        for i in 0..SAMPLE_PIECES {
+            let at = i * step;
+            sample.extend_from_slice(raw.get(at..at + SAMPLE_PIECE).unwrap_or_default());
+        }
+        let z = self.blocks.compress(&sample)?;
+        Ok(z.len() * 50 >= sample.len() * 49)
+    }
+
     fn new(level: i32) -> io::Result<Self> {
         Ok(Coder {
             level,
@@ -57,6 +81,9 @@ impl Coder {
     fn code(&mut self, job: &BlockJob) -> Coded {
         let raw = &job.raw;
         let Some((dictionary, lens)) = &job.dictionary else {
+            if self.looks_incompressible(raw)? {
+                return Ok(None);
+            }
             let z = self.blocks.compress(raw)?;
             return Ok((z.len() < raw.len()).then_some((Codec::Zstd, z)));
         };

@@ -74,3 +74,23 @@ pub(crate) fn advise_sequential(file: &File) {
     #[cfg(not(target_os = "linux"))]
     let _ = file;
 }
+
+/// Asks the kernel to start writing `len` bytes of `file` at `offset` to the device now,
+/// without waiting, so that the fsync closing a shard finds little left to write (what
+/// RocksDB's `bytes_per_sync` does). Only a hint: failure changes speed, never results.
+pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        // SAFETY: sync_file_range only reads its integer arguments; the descriptor is valid
+        // for the duration of the call because `file` is borrowed.
+        let _ = unsafe {
+            libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+        };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}

@@ -3,7 +3,7 @@
 mod mmap;
 pub mod trace;
 
-pub(crate) use mmap::advise_sequential;
+pub(crate) use mmap::{advise_sequential, start_writeback};
 
 use std::fs::File;
 use std::ops::Deref;
