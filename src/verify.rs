@@ -163,6 +163,7 @@ pub fn verify_with_progress(
         raw_total: Some(0),
         dictionary: None,
         proven: false,
+        headers: (0, 0),
     };
     // An archive split into volumes keeps its manifest in every volume folder.
     let found = crate::volume::find(dir).filter(|f| f.manifest_dir != dir);
@@ -283,6 +284,25 @@ pub fn verify_with_progress(
             );
         }
     }
+    if let Some(m) = &manifest {
+        // The version is the lowest that describes the archive: 1.1 only with a dictionary.
+        let (decoded, with_dictionary) = v.headers;
+        if m.version() > crate::format::VERSION_1_0
+            && !shards.is_empty()
+            && decoded == shards.len() as u64
+            && with_dictionary == 0
+        {
+            v.push(
+                manifest_dir.join(MANIFEST_FILE),
+                None,
+                0,
+                0,
+                "manifest format_version",
+                "\"1.0\" (no shard has a dictionary, §10)".to_string(),
+                format!("{:?}", m.format_version),
+            );
+        }
+    }
     let parity = if options.mode == VerifyMode::Quick {
         None
     } else {
@@ -370,6 +390,9 @@ struct Verifier {
     /// The shard being checked hashed to its manifest digest (Full mode): every byte is the
     /// writer's, so its block and record CRCs need not be recomputed (§13.1).
     proven: bool,
+    /// Shard headers decoded, and how many of them have a dictionary: a 1.1 manifest needs
+    /// at least one (§10).
+    headers: (u64, u64),
 }
 
 /// What the index tells about a shard, for naming the samples a finding affects.
@@ -437,6 +460,7 @@ impl Verifier {
             raw_total: Some(0),
             dictionary: None,
             proven: false,
+            headers: (0, 0),
         }
     }
 
@@ -489,6 +513,10 @@ impl Verifier {
         self.findings.extend(one.findings);
         self.complete &= one.complete;
         self.bytes_checked += one.bytes_checked;
+        self.headers = (
+            self.headers.0 + one.headers.0,
+            self.headers.1 + one.headers.1,
+        );
         self.raw_total = match (self.raw_total, one.raw_total) {
             (Some(a), Some(b)) => Some(a + b),
             _ => None,
@@ -1032,6 +1060,8 @@ impl Verifier {
                 return None;
             }
         };
+        self.headers.0 += 1;
+        self.headers.1 += u64::from(header.dictionary_len > 0);
         let mut mismatch = |offset: u64, what: &str, want: String, got: String| {
             if want != got {
                 self.push(path.to_path_buf(), shard, offset, 0, what, want, got);

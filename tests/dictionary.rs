@@ -267,3 +267,19 @@ fn read_one(archive: &Archive, ordinal: u64) -> OwnedSample {
     let fields = s.fields().map(|(n, d)| (n.to_string(), d.to_vec()));
     (s.key().to_string(), fields.collect())
 }
+
+#[test]
+fn a_1_1_manifest_without_a_dictionary_shard_is_a_finding() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    let mut m = write_archive(&dir, tiny(Compression::Zstd { level: 3 }), &small_samples());
+    assert_eq!(m.format_version, "1.0");
+    assert!(verify(&dir, VerifyMode::Quick).is_ok());
+    // A consistent manifest (root recomputed) that claims 1.1 for 1.0 shards.
+    m.format_version = "1.1".into();
+    m.root = m.compute_root();
+    std::fs::write(dir.join("manifest.json"), m.to_canonical_bytes()).unwrap();
+    let report = verify(&dir, VerifyMode::Quick);
+    assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
+    assert_eq!(report.findings[0].what, "manifest format_version");
+}
