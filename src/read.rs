@@ -199,7 +199,7 @@ impl Archive {
         let mut shard = Shard::open_expected(
             &self.shard_path(index)?,
             index as u32,
-            Some((info, &self.manifest)),
+            Some((info, self.manifest.archive_id_bytes())),
             self.limits,
         )?;
         shard.trace = self.trace.clone();
@@ -426,7 +426,7 @@ impl Shard {
     pub(crate) fn open_expected(
         path: &Path,
         number: u32,
-        expected: Option<(&ShardInfo, &Manifest)>,
+        expected: Option<(&ShardInfo, [u8; 16])>,
         limits: Limits,
     ) -> Result<Shard> {
         let bytes = ShardBytes::map(path)?;
@@ -437,7 +437,7 @@ impl Shard {
         path: &Path,
         number: u32,
         bytes: ShardBytes,
-        expected: Option<(&ShardInfo, &Manifest)>,
+        expected: Option<(&ShardInfo, [u8; 16])>,
         limits: Limits,
     ) -> Result<Shard> {
         let file_len = bytes.len() as u64;
@@ -471,8 +471,7 @@ impl Shard {
                 header.shard_number,
             ));
         }
-        if let Some((info, manifest)) = expected {
-            let id = manifest.archive_id_bytes();
+        if let Some((info, id)) = expected {
             if header.archive_id != id {
                 return Err(Error::corrupt(
                     at(16),
@@ -674,7 +673,7 @@ impl Shard {
     }
 
     /// Opens a shard for reading front to back (advised sequential), checked against its
-    /// manifest entry.
+    /// manifest entry as [`Archive::shard`] does.
     pub(crate) fn open_sequential(
         path: &Path,
         number: u32,
@@ -682,38 +681,7 @@ impl Shard {
         archive_id: [u8; 16],
         limits: Limits,
     ) -> Result<Shard> {
-        let bytes = ShardBytes::map(path)?;
-        let file_len = bytes.len() as u64;
-        if file_len != info.size {
-            return Err(Error::corrupt(
-                Location::shard(path, number, file_len.min(info.size)),
-                "shard length",
-                format!("{} bytes (manifest)", info.size),
-                format!("{file_len} bytes"),
-            ));
-        }
-        let shard = Shard::from_bytes(path, number, bytes, None, limits)?;
-        if shard.header.archive_id != archive_id || shard.header.first_ordinal != info.first_ordinal
-        {
-            return Err(shard.corrupt(
-                16,
-                "shard header",
-                format!(
-                    "shard {number} of archive {} from ordinal {}",
-                    hex(&archive_id),
-                    info.first_ordinal
-                ),
-                "another shard",
-            ));
-        }
-        if u64::from(shard.layout.record_count) != info.samples {
-            return Err(shard.corrupt(
-                shard.layout.trailer_offset + 40,
-                "record count",
-                info.samples,
-                shard.layout.record_count,
-            ));
-        }
+        let shard = Shard::open_expected(path, number, Some((info, archive_id)), limits)?;
         shard.bytes.advise(AccessPattern::Sequential);
         Ok(shard)
     }
@@ -729,11 +697,7 @@ impl Shard {
             let bytes = self
                 .slice(offset, len, "dictionary")
                 .map_err(|e| e.to_string())?;
-            let crc = checksum::crc32(bytes);
-            if crc != self.header.dictionary_crc {
-                return Err(format!("dictionary crc32 {crc:#010x}"));
-            }
-            DecodingDictionary::new(bytes).ok_or_else(|| "bytes zstd cannot load".into())
+            DecodingDictionary::checked(bytes, self.header.dictionary_crc)
         });
         prepared.as_ref().map_err(|found| {
             self.corrupt(
@@ -752,10 +716,8 @@ impl Shard {
     fn block_codec(&self, block: &BlockEntry) -> Codec {
         if block.stored_len == block.raw_len {
             Codec::Stored
-        } else if self.header.dictionary_len > 0 {
-            Codec::ZstdDictionary
         } else {
-            Codec::Zstd
+            self.header.compressed_codec()
         }
     }
 
@@ -784,15 +746,17 @@ impl Shard {
                 format!("{crc:#010x}"),
             ));
         }
-        let decoded = match header.codec {
-            Codec::ZstdDictionary => codec::dictionary::decode_block(
-                payload,
-                header.record_count,
-                header.raw_len,
-                self.dictionary()?,
-            ),
-            _ => codec::decompress(payload, header.raw_len),
+        let dictionary = match header.codec {
+            Codec::ZstdDictionary => Some(self.dictionary()?),
+            _ => None,
         };
+        let decoded = codec::decode_block(
+            header.codec,
+            payload,
+            header.record_count,
+            header.raw_len,
+            dictionary,
+        );
         let data = decoded.map_err(|e| {
             self.corrupt(
                 payload_offset,

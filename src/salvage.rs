@@ -106,9 +106,8 @@ fn file_dictionary(bytes: &[u8]) -> Option<DecodingDictionary> {
     let header = ShardHeader::decode(bytes.get(..HEADER_LEN)?.try_into().ok()?).ok()?;
     let start = header.dictionary_offset() as usize;
     let dictionary = bytes.get(start..start + header.dictionary_len as usize)?;
-    (header.dictionary_len > 0
-        && crate::format::checksum::crc32(dictionary) == header.dictionary_crc)
-        .then(|| DecodingDictionary::new(dictionary))
+    (header.dictionary_len > 0)
+        .then(|| DecodingDictionary::checked(dictionary, header.dictionary_crc).ok())
         .flatten()
 }
 

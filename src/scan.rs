@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
 
 use crate::codec::dictionary::DecodingDictionary;
 use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN, BLOCK_SYNC};
@@ -274,23 +275,18 @@ impl ShardScanner {
             if let Some(c) = copy.as_mut() {
                 c.write_all(d).map_err(|e| Error::io(&path, "copy", e))?;
             }
-            let crc = checksum::crc32(d);
-            if crc != header.dictionary_crc {
-                return Err(Error::corrupt(
-                    at(HEADER_LEN as u64),
-                    "shard dictionary",
-                    format!("crc32 {:#010x}", header.dictionary_crc),
-                    format!("{crc:#010x}"),
-                ));
-            }
-            let prepared = DecodingDictionary::new(d).ok_or_else(|| {
-                Error::corrupt(
-                    at(HEADER_LEN as u64),
-                    "shard dictionary",
-                    "a zstd dictionary",
-                    "bytes zstd cannot load",
-                )
-            })?;
+            let prepared =
+                DecodingDictionary::checked(d, header.dictionary_crc).map_err(|found| {
+                    Error::corrupt(
+                        at(HEADER_LEN as u64),
+                        "shard dictionary",
+                        format!(
+                            "a zstd dictionary with crc32 {:#010x}",
+                            header.dictionary_crc
+                        ),
+                        found,
+                    )
+                })?;
             Some(std::sync::Arc::new(prepared))
         } else {
             None
@@ -348,7 +344,7 @@ impl ShardScanner {
 
     /// Hashes (and copies) bytes read, in file order.
     fn consume(&mut self, bytes: &[u8]) -> Result<()> {
-        hash(&mut self.hasher, bytes);
+        checksum::blake3_update(&mut self.hasher, bytes);
         if let Some(c) = self.copy.as_mut() {
             c.write_all(bytes)
                 .map_err(|e| Error::io(&self.path, "copy", e))?;
@@ -410,10 +406,7 @@ impl ShardScanner {
         if let Some((what, want, got)) = expect.into_iter().find(|(_, w, g)| w != g) {
             return Err(Error::corrupt(self.at(abs), what, want, got));
         }
-        let compressed = match self.dictionary {
-            Some(_) => Codec::ZstdDictionary,
-            None => Codec::Zstd,
-        };
+        let compressed = self.header.compressed_codec();
         if h.codec != Codec::Stored && h.codec != compressed {
             // A dictionary shard's compressed blocks are all codec 2, no other's are (§5.5).
             return Err(Error::corrupt(
@@ -665,19 +658,7 @@ impl BlockCursor {
                     .into());
                 }
                 let payload_offset = rel + BLOCK_HEADER_LEN as u64;
-                let decoded = match (h.codec, dictionary) {
-                    (Codec::ZstdDictionary, Some(d)) => crate::codec::dictionary::decode_block(
-                        payload,
-                        h.record_count,
-                        h.raw_len,
-                        d,
-                    ),
-                    (Codec::ZstdDictionary, None) => Err(crate::codec::DecodeFailure::Zstd(
-                        "a dictionary block in a shard without a dictionary".into(),
-                    )),
-                    _ => crate::codec::decompress(payload, h.raw_len),
-                };
-                decoded
+                crate::codec::decode_block(h.codec, payload, h.record_count, h.raw_len, dictionary)
                     .map_err(|e| {
                         Error::corrupt(
                             Location::shard(path, shard, payload_offset),
@@ -847,7 +828,7 @@ struct ShardReader {
 }
 
 impl ShardReader {
-    fn run(mut self, tx: &std::sync::mpsc::SyncSender<ScanEvent>) {
+    fn run(mut self, tx: &SyncSender<ScanEvent>) {
         let shards = std::mem::take(&mut self.shards);
         for (number, (path, info)) in shards.into_iter().enumerate() {
             let number = number as u32;
@@ -875,7 +856,7 @@ impl ShardReader {
         number: u32,
         path: &Path,
         info: &crate::manifest::ShardInfo,
-        tx: &std::sync::mpsc::SyncSender<ScanEvent>,
+        tx: &SyncSender<ScanEvent>,
     ) -> Result<bool> {
         let shard = std::sync::Arc::new(crate::Shard::open_sequential(
             path,
@@ -904,8 +885,7 @@ impl ShardReader {
         let dictionary_end = header.dictionary_offset() + u64::from(header.dictionary_len);
         zeros(dictionary_end, header.data_offset(), "header padding")?;
         let layout = *shard.layout();
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut pending = std::collections::VecDeque::new();
+        let mut pending = InOrder::new();
         let mut covered = header.data_offset();
         for b in 0..layout.block_count {
             let entry = shard.block_entry(b)?;
@@ -953,17 +933,12 @@ impl ShardReader {
                     BlockCursor::decode(&path, number, entry.offset, &h, payload, d, max)
                 }))
             };
-            pending.push_back(block);
-            while pending.len() >= workers {
-                if !deliver(pending.pop_front(), tx)? {
-                    return Ok(false);
-                }
-            }
-        }
-        while !pending.is_empty() {
-            if !deliver(pending.pop_front(), tx)? {
+            if !pending.push(block, tx)? {
                 return Ok(false);
             }
+        }
+        if !pending.drain(tx)? {
+            return Ok(false);
         }
         zeros(covered, layout.index_offset, "block padding")?;
         shard.check_index()?;
@@ -978,7 +953,7 @@ impl ShardReader {
         number: u32,
         path: &Path,
         info: &crate::manifest::ShardInfo,
-        tx: &std::sync::mpsc::SyncSender<ScanEvent>,
+        tx: &SyncSender<ScanEvent>,
     ) -> Result<bool> {
         if self.trace.is_none() {
             return self.read_mapped(number, path, info, tx);
@@ -1015,8 +990,7 @@ impl ShardReader {
         let dictionary = scanner.dictionary().cloned();
         // Compressed blocks decode on threads of their own, one per core at most, and are
         // handed over in order.
-        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let mut pending = std::collections::VecDeque::new();
+        let mut pending = InOrder::new();
         while let Some((rel, h, payload)) = scanner.next_block(&mut win)? {
             let block = if h.codec == Codec::Stored {
                 Decoding::Ready(BlockCursor::decode(
@@ -1036,17 +1010,12 @@ impl ShardReader {
                     BlockCursor::decode(&path, number, rel, &h, &payload, d, max)
                 }))
             };
-            pending.push_back(block);
-            while pending.len() >= workers {
-                if !deliver(pending.pop_front(), tx)? {
-                    return Ok(false);
-                }
-            }
-        }
-        while !pending.is_empty() {
-            if !deliver(pending.pop_front(), tx)? {
+            if !pending.push(block, tx)? {
                 return Ok(false);
             }
+        }
+        if !pending.drain(tx)? {
+            return Ok(false);
         }
         let scanned = scanner.finish(&mut win)?;
         if scanned.blake3 != info.blake3 {
@@ -1067,20 +1036,56 @@ enum Decoding {
     Running(std::thread::JoinHandle<Result<BlockCursor>>),
 }
 
-/// Sends a decoded block on; false when the scan was dropped.
-fn deliver(block: Option<Decoding>, tx: &std::sync::mpsc::SyncSender<ScanEvent>) -> Result<bool> {
-    let cursor = match block {
-        None => return Ok(true),
-        Some(Decoding::Ready(result)) => result?,
-        Some(Decoding::Running(handle)) => handle.join().map_err(|_| {
-            Error::io(
-                Path::new("scan"),
-                "decode a block in",
-                io::Error::other("decoder thread panicked"),
-            )
-        })??,
-    };
-    Ok(tx.send(ScanEvent::Block(cursor)).is_ok())
+/// Blocks being decoded, one per core at most, sent on in the order they were read.
+struct InOrder {
+    pending: std::collections::VecDeque<Decoding>,
+    workers: usize,
+}
+
+impl InOrder {
+    fn new() -> Self {
+        InOrder {
+            pending: std::collections::VecDeque::new(),
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+
+    /// Queues a block, sending on the oldest while every core is busy; false when the
+    /// scan was dropped.
+    fn push(&mut self, block: Decoding, tx: &SyncSender<ScanEvent>) -> Result<bool> {
+        self.pending.push_back(block);
+        while self.pending.len() >= self.workers {
+            if !self.send_oldest(tx)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sends every queued block on; false when the scan was dropped.
+    fn drain(&mut self, tx: &SyncSender<ScanEvent>) -> Result<bool> {
+        while !self.pending.is_empty() {
+            if !self.send_oldest(tx)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn send_oldest(&mut self, tx: &SyncSender<ScanEvent>) -> Result<bool> {
+        let cursor = match self.pending.pop_front() {
+            None => return Ok(true),
+            Some(Decoding::Ready(result)) => result?,
+            Some(Decoding::Running(handle)) => handle.join().map_err(|_| {
+                Error::io(
+                    Path::new("scan"),
+                    "decode a block in",
+                    io::Error::other("decoder thread panicked"),
+                )
+            })??,
+        };
+        Ok(tx.send(ScanEvent::Block(cursor)).is_ok())
+    }
 }
 
 impl Iterator for Scan<'_> {
@@ -1108,20 +1113,8 @@ pub(crate) fn hash_file(
         }
         let n = win.buffered();
         if let Some(bytes) = win.take(n)? {
-            hash(&mut hasher, bytes);
+            checksum::blake3_update(&mut hasher, bytes);
         }
     }
     Ok(hasher.finalize().to_hex().to_string())
-}
-
-/// Adds `bytes` to a BLAKE3 hash, on every core when there are enough of them: BLAKE3's
-/// tree splits a large input into independent halves, and hashing on one core would cap a
-/// scan or a verify at that core's speed.
-pub(crate) fn hash(hasher: &mut blake3::Hasher, bytes: &[u8]) {
-    const PARALLEL_FROM: usize = 128 << 10;
-    if bytes.len() >= PARALLEL_FROM {
-        hasher.update_rayon(bytes);
-    } else {
-        hasher.update(bytes);
-    }
 }

@@ -248,9 +248,7 @@ pub fn verify_with_progress(
         .sum();
     // Shards are checked in parallel, one worker per core, and their findings merged in
     // shard order; on spinning disks one at a time, in physical order (§13.1).
-    let spinning = manifest
-        .as_ref()
-        .is_some_and(|m| m.layout.profile == "hdd" || m.layout.profile == "tape");
+    let spinning = reads_in_physical_order(manifest.as_ref());
     let workers = if spinning {
         1
     } else {
@@ -353,6 +351,12 @@ pub fn verify_with_progress(
 
 /// File names in `dir`, sorted; names that are not UTF-8 are reported by the caller as
 /// unknown files would be, so they are left out here.
+/// Whether the archive's medium must be read in physical order, one shard at a time:
+/// spinning disks and tape (§13.1).
+fn reads_in_physical_order(manifest: Option<&Manifest>) -> bool {
+    manifest.is_some_and(|m| m.layout.profile == "hdd" || m.layout.profile == "tape")
+}
+
 fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
@@ -850,8 +854,7 @@ impl Verifier {
                 .and_then(|m| crate::MediaProfile::from_name(&m.layout.profile))
                 .unwrap_or_default()
                 .read_chunk;
-            let spinning =
-                manifest.is_some_and(|m| m.layout.profile == "hdd" || m.layout.profile == "tape");
+            let spinning = reads_in_physical_order(manifest);
             let digest = if self.trace.is_some() {
                 match crate::scan::hash_file(path, number, chunk, self.trace.clone()) {
                     Ok(d) => d,
@@ -867,11 +870,14 @@ impl Verifier {
                     while at < bytes.len() {
                         let end = bytes.len().min(at + chunk as usize);
                         bytes.will_need(at as u64, (end - at) as u64);
-                        hasher.update_rayon(bytes.get(at..end).unwrap_or_default());
+                        checksum::blake3_update(
+                            &mut hasher,
+                            bytes.get(at..end).unwrap_or_default(),
+                        );
                         at = end;
                     }
                 } else {
-                    hasher.update_rayon(&bytes);
+                    checksum::blake3_update(&mut hasher, &bytes);
                 }
                 hasher.finalize().to_hex().to_string()
             };
@@ -1313,11 +1319,7 @@ impl Verifier {
             }
             if let Some(sh) = header {
                 // A dictionary shard's compressed blocks are all codec 2, no other's are.
-                let compressed = if sh.dictionary_len > 0 {
-                    Codec::ZstdDictionary
-                } else {
-                    Codec::Zstd
-                };
+                let compressed = sh.compressed_codec();
                 if h.codec != Codec::Stored && h.codec != compressed {
                     self.push(
                         path.to_path_buf(),
@@ -1499,15 +1501,13 @@ impl Verifier {
                     );
                     None
                 } else {
-                    let decoded_block = match (h.codec, self.dictionary.as_ref()) {
-                        (Codec::ZstdDictionary, Some(d)) => {
-                            codec::dictionary::decode_block(stored, h.record_count, h.raw_len, d)
-                        }
-                        (Codec::ZstdDictionary, None) => Err(codec::DecodeFailure::Zstd(
-                            "no intact dictionary to decode with".into(),
-                        )),
-                        _ => codec::decompress(stored, h.raw_len),
-                    };
+                    let decoded_block = codec::decode_block(
+                        h.codec,
+                        stored,
+                        h.record_count,
+                        h.raw_len,
+                        self.dictionary.as_ref(),
+                    );
                     match decoded_block {
                         Ok(d) => {
                             decoded = d;

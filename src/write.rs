@@ -843,7 +843,7 @@ impl ShardWriter {
 
     fn write(&mut self, out: &mut Output, bytes: &[u8]) -> Result<()> {
         out.write(bytes, self.pos)?;
-        crate::scan::hash(&mut self.hasher, bytes);
+        format::checksum::blake3_update(&mut self.hasher, bytes);
         self.pos += bytes.len() as u64;
         Ok(())
     }

@@ -112,6 +112,16 @@ impl DecodingDictionary {
     pub(crate) fn new(bytes: &[u8]) -> Option<Self> {
         zstd::zstd_safe::DDict::try_create(bytes).map(DecodingDictionary)
     }
+
+    /// Checks a shard's dictionary bytes against the header's `crc`, then prepares them;
+    /// the error says what was found instead (§5.5).
+    pub(crate) fn checked(bytes: &[u8], crc: u32) -> Result<Self, String> {
+        let found = crate::format::checksum::crc32(bytes);
+        if found != crc {
+            return Err(format!("crc32 {found:#010x}"));
+        }
+        Self::new(bytes).ok_or_else(|| "bytes zstd cannot load".into())
+    }
 }
 
 impl std::fmt::Debug for DecodingDictionary {

@@ -68,7 +68,7 @@ fn check_single_frame(stored: &[u8], raw_len: u64) -> Result<(), DecodeFailure> 
 
 /// Decompresses `stored` into exactly `raw_len` bytes. The caller has checked `raw_len`
 /// against [`crate::Limits::max_block_bytes`].
-pub(crate) fn decompress(stored: &[u8], raw_len: u64) -> Result<Vec<u8>, DecodeFailure> {
+fn decompress(stored: &[u8], raw_len: u64) -> Result<Vec<u8>, DecodeFailure> {
     check_single_frame(stored, raw_len)?;
     if raw_len <= EAGER_ALLOC_BYTES {
         let mut out = Vec::with_capacity(raw_len as usize + 1);
@@ -109,6 +109,27 @@ pub(crate) fn decompress(stored: &[u8], raw_len: u64) -> Result<Vec<u8>, DecodeF
         });
     }
     Ok(out)
+}
+
+/// Decodes a compressed block payload of `record_count` records into exactly `raw_len`
+/// bytes: one frame (codec 1), or one frame per record with the shard's dictionary (codec
+/// 2). The caller has checked `raw_len` against [`crate::Limits::max_block_bytes`].
+pub(crate) fn decode_block(
+    codec: crate::format::Codec,
+    payload: &[u8],
+    record_count: u32,
+    raw_len: u64,
+    dictionary: Option<&dictionary::DecodingDictionary>,
+) -> Result<Vec<u8>, DecodeFailure> {
+    match (codec, dictionary) {
+        (crate::format::Codec::ZstdDictionary, Some(d)) => {
+            dictionary::decode_block(payload, record_count, raw_len, d)
+        }
+        (crate::format::Codec::ZstdDictionary, None) => Err(DecodeFailure::Zstd(
+            "a dictionary block without an intact shard dictionary".into(),
+        )),
+        _ => decompress(payload, raw_len),
+    }
 }
 
 /// Compresses blocks at one level, reusing its context.

@@ -189,6 +189,15 @@ impl ShardHeader {
         }
     }
 
+    /// The codec of this shard's compressed blocks: 2 with a dictionary, 1 without (§5.5).
+    pub fn compressed_codec(&self) -> Codec {
+        if self.dictionary_len > 0 {
+            Codec::ZstdDictionary
+        } else {
+            Codec::Zstd
+        }
+    }
+
     /// File offset of the dictionary: right after the header.
     pub fn dictionary_offset(&self) -> u64 {
         HEADER_LEN as u64

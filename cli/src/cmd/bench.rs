@@ -115,6 +115,16 @@ pub fn run(args: Args) -> Result<u8> {
     Ok(crate::EXIT_OK)
 }
 
+impl Measured {
+    /// Counts one sample read since `started`, touching every byte of it.
+    fn add(&mut self, sample: &Sample<'_>, started: Instant) {
+        let (_, bytes) = touch(sample);
+        self.latencies.push(started.elapsed());
+        self.payload_bytes += bytes;
+        self.samples += 1;
+    }
+}
+
 /// Adds up every byte of every field, so that reading them cannot be optimised away.
 fn touch(sample: &Sample<'_>) -> (u64, u64) {
     let mut sum = sample.key().len() as u64;
@@ -159,10 +169,7 @@ fn sequential(archive: &Archive, trace: Option<IoTrace>, limit: Option<u64>) -> 
                 archive.path().display()
             )
         })?;
-        let (_, bytes) = touch(&sample);
-        m.latencies.push(t.elapsed());
-        m.payload_bytes += bytes;
-        m.samples += 1;
+        m.add(&sample, t);
     }
     m.wall = start.elapsed();
     m.distinct = m.samples;
@@ -207,10 +214,7 @@ fn random(archive: &Archive, count: Option<u64>) -> Result<Measured> {
                 archive.path().display()
             )
         })?;
-        let (_, bytes) = touch(&sample);
-        m.latencies.push(t.elapsed());
-        m.payload_bytes += bytes;
-        m.samples += 1;
+        m.add(&sample, t);
     }
     m.wall = start.elapsed();
     Ok(m)
