@@ -30,7 +30,13 @@ pub fn parse_manifest(data: &[u8]) {
 /// Writes `data` as `shard-000000.shp` of a manifest-less archive and verifies it deeply.
 pub fn verify_shard(data: &[u8]) {
     let Ok(dir) = tempfile::tempdir() else { return };
-    if std::fs::write(dir.path().join(crate::manifest::shard_file_name(0)), data).is_err() {
+    if std::fs::write(
+        dir.path()
+            .join(crate::archive::manifest::shard_file_name(0)),
+        data,
+    )
+    .is_err()
+    {
         return;
     }
     let options = crate::VerifyOptions {
@@ -42,12 +48,12 @@ pub fn verify_shard(data: &[u8]) {
 
 /// Reads `data` as a tape stream, front to back, item by item.
 pub fn read_stream(data: &[u8]) {
-    let Ok(reader) = crate::stream::StreamReader::new(data, "fuzz-stream", Limits::default())
+    let Ok(reader) = crate::read::stream::StreamReader::new(data, "fuzz-stream", Limits::default())
     else {
         return;
     };
     for item in reader.take(100_000) {
-        if let Ok(crate::stream::StreamItem::Sample(s)) = item {
+        if let Ok(crate::read::stream::StreamItem::Sample(s)) = item {
             let _ = s.fields().map(|(_, d)| d.len()).sum::<usize>();
         }
     }
@@ -71,9 +77,11 @@ pub fn repair(data: &[u8]) {
     if w.finish().is_err() || std::fs::write(path.join(crate::PARITY_FILE), data).is_err() {
         return;
     }
-    let before = std::fs::read(path.join(crate::manifest::shard_file_name(0))).unwrap_or_default();
+    let before =
+        std::fs::read(path.join(crate::archive::manifest::shard_file_name(0))).unwrap_or_default();
     let _ = crate::repair(&path);
     // The archive was intact: whatever the parity file says, repair must not change it.
-    let after = std::fs::read(path.join(crate::manifest::shard_file_name(0))).unwrap_or_default();
+    let after =
+        std::fs::read(path.join(crate::archive::manifest::shard_file_name(0))).unwrap_or_default();
     assert_eq!(before, after, "repair changed an intact shard");
 }

@@ -11,8 +11,8 @@ use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN, BLOCK_SYNC};
 use crate::format::header::{ShardHeader, HEADER_LEN};
 use crate::format::trailer::{Trailer, TRAILER_LEN};
 use crate::format::{checksum, MIN_ALIGN_BYTES};
-use crate::scan::BlockCursor;
-use crate::source::ShardBytes;
+use crate::io::ShardBytes;
+use crate::read::scan::BlockCursor;
 use crate::{Error, Limits, Manifest, Result, WriterBuilder};
 
 /// A byte range of an input that held no intact block.

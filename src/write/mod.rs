@@ -1,10 +1,15 @@
 //! The writer: one forward pass per shard, never seeking back (§4).
 
+pub(crate) mod output;
+pub(crate) mod pipeline;
+
 use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::archive::manifest::{self, shard_file_name, Layout, Manifest, ShardInfo, Totals};
+use crate::archive::media::MediaProfile;
 use crate::codec::dictionary;
 use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN};
 use crate::format::header::{ShardHeader, HEADER_LEN, MAX_DICTIONARY_BYTES};
@@ -13,10 +18,8 @@ use crate::format::record::FILLER_MARKER_LEN;
 use crate::format::stream::EntryKind;
 use crate::format::trailer::{Trailer, TRAILER_LEN};
 use crate::format::{self, align_up, Codec, MAX_FIELD_NAME_BYTES, MAX_KEY_BYTES};
-use crate::manifest::{self, shard_file_name, Layout, Manifest, ShardInfo, Totals};
-use crate::media::MediaProfile;
-use crate::output::{FolderOutput, Output, RecordStream, VolumeOutput};
-use crate::pipeline::{BlockCoder, BlockJob, ShardDictionary};
+use crate::write::output::{FolderOutput, Output, RecordStream, VolumeOutput};
+use crate::write::pipeline::{BlockCoder, BlockJob, ShardDictionary};
 use crate::{Error, Result};
 
 /// How block payloads are compressed.
@@ -305,8 +308,8 @@ impl WriterBuilder {
             ));
         }
         let (min, max) = (
-            crate::media::MIN_STREAM_RECORD,
-            crate::media::MAX_STREAM_RECORD,
+            crate::archive::media::MIN_STREAM_RECORD,
+            crate::archive::media::MAX_STREAM_RECORD,
         );
         let r = self.stream_record;
         if !r.is_power_of_two() || !(min..=max).contains(&r) || r < self.align {

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::archive::manifest::{Manifest, MANIFEST_FILE};
 use crate::format::parity::{ParityHeader, PARITY_HEADER_LEN};
 use crate::format::{align_up, checksum};
-use crate::manifest::{Manifest, MANIFEST_FILE};
 use crate::{Error, ErrorKind, Limits, Location, Result};
 
 /// File name of the parity file in an archive (or volume) folder.
@@ -110,7 +110,7 @@ fn folders(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>> {
         return Ok(vec![(dir.to_path_buf(), manifest)]);
     }
     let mut out = Vec::new();
-    for v in 1..=crate::manifest::volume_count(&manifest) {
+    for v in 1..=crate::archive::manifest::volume_count(&manifest) {
         let index = manifest
             .shards
             .iter()
@@ -203,7 +203,7 @@ fn protect_folder(
         files.push(ProtectedFile {
             name: name.clone(),
             size,
-            blake3: crate::scan::hash_file(
+            blake3: crate::read::scan::hash_file(
                 &path,
                 0,
                 crate::MediaProfile::generic().read_chunk,
@@ -375,7 +375,9 @@ fn encode_tables(p: &Parity) -> Vec<u8> {
         t.extend_from_slice(&(f.name.len() as u16).to_le_bytes());
         t.extend_from_slice(f.name.as_bytes());
         t.extend_from_slice(&f.size.to_le_bytes());
-        t.extend_from_slice(&crate::manifest::parse_hex::<32>(&f.blake3).unwrap_or([0; 32]));
+        t.extend_from_slice(
+            &crate::archive::manifest::parse_hex::<32>(&f.blake3).unwrap_or([0; 32]),
+        );
     }
     for c in p.data_crcs.iter().chain(&p.parity_crcs) {
         t.extend_from_slice(&c.to_le_bytes());
@@ -576,7 +578,7 @@ fn sync_dir(folder: &Path) -> Result<()> {
 
 /// The archive id the folder's own files claim: the manifest's, else any shard header's.
 fn archive_id_of(folder: &Path, files: &[ProtectedFile]) -> Option<[u8; 16]> {
-    if let Ok(bytes) = crate::manifest::read_capped(
+    if let Ok(bytes) = crate::archive::manifest::read_capped(
         &folder.join(MANIFEST_FILE),
         Limits::DEFAULT.max_manifest_bytes,
     ) {

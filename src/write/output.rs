@@ -5,8 +5,8 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::archive::manifest::{shard_file_name, Manifest, MANIFEST_FILE};
 use crate::format::stream::{EntryHeader, EntryKind, ENTRY_HEADER_LEN, NO_PREVIOUS};
-use crate::manifest::{shard_file_name, Manifest, MANIFEST_FILE};
 use crate::write::PARTIAL_SUFFIX;
 use crate::{Error, Result};
 
@@ -160,11 +160,7 @@ impl FolderOutput {
             .write_all(bytes)
             .map_err(|e| Error::io_at(&f.partial, "write", offset, e))?;
         if offset.saturating_sub(f.written_back) >= WRITEBACK_EVERY {
-            crate::source::start_writeback(
-                f.file.get_ref(),
-                f.written_back,
-                offset - f.written_back,
-            );
+            crate::io::start_writeback(f.file.get_ref(), f.written_back, offset - f.written_back);
             f.written_back = offset;
         }
         Ok(())
@@ -225,7 +221,9 @@ impl VolumeOutput {
         if self.volume > 0 {
             self.sizes.push(self.used);
         }
-        let dir = self.root.join(crate::manifest::volume_folder_name(volume));
+        let dir = self
+            .root
+            .join(crate::archive::manifest::volume_folder_name(volume));
         fs::create_dir(&dir).map_err(|e| Error::io(&dir, "create volume folder", e))?;
         self.folder = FolderOutput::new(dir);
         self.volume = volume;
@@ -242,7 +240,7 @@ impl VolumeOutput {
             if used + len > self.budget {
                 let dir = self
                     .root
-                    .join(crate::manifest::volume_folder_name(i as u32 + 1));
+                    .join(crate::archive::manifest::volume_folder_name(i as u32 + 1));
                 return Err(Error::invalid_input(
                     dir.display().to_string(),
                     format!("{used} bytes of shards and a {len}-byte manifest exceed the volume budget of {} bytes; use smaller shards", self.budget),
@@ -253,7 +251,7 @@ impl VolumeOutput {
             write_manifest_file(
                 &self
                     .root
-                    .join(crate::manifest::volume_folder_name(i as u32 + 1)),
+                    .join(crate::archive::manifest::volume_folder_name(i as u32 + 1)),
                 manifest,
             )?;
         }

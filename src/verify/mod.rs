@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::archive::manifest::{self, Manifest, ShardInfo, MANIFEST_FILE};
 use crate::codec;
 use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN, BLOCK_SYNC};
 use crate::format::header::{ShardHeader, HEADER_LEN};
@@ -15,8 +16,7 @@ use crate::format::index::{BlockEntry, IndexLayout, RecordEntry};
 use crate::format::record::{PayloadItem, RecordView};
 use crate::format::trailer::{Trailer, TRAILER_LEN};
 use crate::format::{self, align_up, checksum, hex, Codec, Defect};
-use crate::manifest::{self, Manifest, ShardInfo, MANIFEST_FILE};
-use crate::source::{AccessPattern, ShardBytes};
+use crate::io::{AccessPattern, ShardBytes};
 use crate::write::PARTIAL_SUFFIX;
 use crate::{Error, ErrorKind, Limits, Result};
 
@@ -166,19 +166,21 @@ pub fn verify_with_progress(
         headers: (0, 0),
     };
     // An archive split into volumes keeps its manifest in every volume folder.
-    let found = crate::volume::find(dir).filter(|f| f.manifest_dir != dir);
+    let found = crate::archive::volume::find(dir).filter(|f| f.manifest_dir != dir);
     let manifest_dir = found.as_ref().map_or(dir, |f| f.manifest_dir.as_path());
     let manifest = v.check_manifest(manifest_dir, options);
     let volumes = match (&manifest, &found) {
         (Some(m), Some(f)) if m.layout.volume_size.is_some() => {
-            Some(crate::volume::VolumeSet::new(m, &f.volume_dirs))
+            Some(crate::archive::volume::VolumeSet::new(m, &f.volume_dirs))
         }
-        (Some(m), None) if m.layout.volume_size.is_some() => Some(crate::volume::VolumeSet::new(
-            m,
-            &crate::volume::find(dir)
-                .map(|f| f.volume_dirs)
-                .unwrap_or_default(),
-        )),
+        (Some(m), None) if m.layout.volume_size.is_some() => {
+            Some(crate::archive::volume::VolumeSet::new(
+                m,
+                &crate::archive::volume::find(dir)
+                    .map(|f| f.volume_dirs)
+                    .unwrap_or_default(),
+            ))
+        }
         _ => None,
     };
     let folders: Vec<PathBuf> = match (&volumes, &manifest) {
@@ -645,8 +647,13 @@ impl Verifier {
 
     /// A split archive: every volume present, each within its budget and holding the same
     /// manifest.
-    fn check_volumes(&mut self, set: &crate::volume::VolumeSet, m: &Manifest, manifest_dir: &Path) {
-        let count = crate::manifest::volume_count(m);
+    fn check_volumes(
+        &mut self,
+        set: &crate::archive::volume::VolumeSet,
+        m: &Manifest,
+        manifest_dir: &Path,
+    ) {
+        let count = crate::archive::manifest::volume_count(m);
         for missing in set.missing() {
             self.complete = false;
             let on: Vec<&ShardInfo> = m
@@ -660,7 +667,7 @@ impl Verifier {
             );
             let files: Vec<&str> = on.iter().map(|s| s.file.as_str()).collect();
             self.push(
-                PathBuf::from(crate::manifest::volume_folder_name(missing)),
+                PathBuf::from(crate::archive::manifest::volume_folder_name(missing)),
                 None,
                 0,
                 on.iter().map(|s| s.size).sum(),
@@ -856,7 +863,7 @@ impl Verifier {
                 .read_chunk;
             let spinning = reads_in_physical_order(manifest);
             let digest = if self.trace.is_some() {
-                match crate::scan::hash_file(path, number, chunk, self.trace.clone()) {
+                match crate::read::scan::hash_file(path, number, chunk, self.trace.clone()) {
                     Ok(d) => d,
                     Err(e) => return self.push_error(&e, shard, 0),
                 }

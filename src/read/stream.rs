@@ -5,10 +5,10 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 
+use crate::archive::manifest::{shard_file_name, Manifest};
 use crate::format::header::SHARD_MAGIC;
 use crate::format::stream::{EntryHeader, EntryKind, ENTRY_HEADER_LEN, ENTRY_MAGIC};
-use crate::manifest::{shard_file_name, Manifest};
-use crate::scan::{BlockCursor, ShardScanner, StreamSource, Window};
+use crate::read::scan::{BlockCursor, ShardScanner, StreamSource, Window};
 use crate::write::PARTIAL_SUFFIX;
 use crate::{Error, IoTrace, Limits, Location, Result, Sample};
 
@@ -474,7 +474,7 @@ pub fn unstream<R: Read>(
         let _ = fs::remove_file(dir.join(&name));
         let _ = fs::remove_file(dir.join(format!("{name}{PARTIAL_SUFFIX}")));
     }
-    crate::output::write_manifest_file(dir, &manifest)?;
+    crate::write::output::write_manifest_file(dir, &manifest)?;
     Ok(UnstreamReport {
         shards: u64::from(listed),
         samples: manifest.totals.samples,

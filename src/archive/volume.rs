@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::manifest::{volume_count, volume_folder_name, Manifest, MANIFEST_FILE};
+use crate::archive::manifest::{volume_count, volume_folder_name, Manifest, MANIFEST_FILE};
 use crate::{Error, ErrorKind, Result};
 
 /// `vol-NNNN` → NNNN.

@@ -19,7 +19,7 @@ const ROOT_DOMAIN: &[u8] = b"shardpack archive root v1\n";
 
 /// The manifest name of a header's profile byte (§9).
 pub fn profile_name(byte: u8) -> &'static str {
-    crate::media::MediaProfile::from_code(byte).map_or("unknown", |p| p.name)
+    crate::archive::media::MediaProfile::from_code(byte).map_or("unknown", |p| p.name)
 }
 
 /// The folder name of volume `number` (1-based) in an archive split into volumes.
@@ -255,7 +255,7 @@ impl Manifest {
                 self.layout.align.to_string(),
             );
         }
-        if crate::media::MediaProfile::from_name(&self.layout.profile).is_none() {
+        if crate::archive::media::MediaProfile::from_name(&self.layout.profile).is_none() {
             return bad(
                 "layout.profile",
                 "generic, hdd, ssd, tape or optical".into(),

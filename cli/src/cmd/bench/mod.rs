@@ -4,9 +4,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+mod model;
+
 use anyhow::{bail, Context, Result};
-use shardpack::cost_model::{self, MediaCost, ModelledTime};
 use shardpack::{Archive, IoKind, IoTrace, Sample};
+
+use model::{MediaCost, ModelledTime};
 
 /// Page size the model rounds map accesses to (Linux x86-64 and most arm64 kernels).
 const PAGE_BYTES: u64 = 4096;
@@ -97,7 +100,7 @@ pub fn run(args: Args) -> Result<u8> {
     let modelled = if args.no_model {
         Vec::new()
     } else {
-        cost_model::model(&ops, PAGE_BYTES)
+        model::model(&ops, PAGE_BYTES)
     };
     let report = Report {
         args: &args,
@@ -440,7 +443,7 @@ fn model_note() -> String {
          the medium's bandwidth; map accesses see a {} MiB page cache (hot index pages \
          are read once; distinct samples still go to the device). Figures from \
          shared/research/media-integrity.md:",
-        (cost_model::CACHE_PAGES as u64 * PAGE_BYTES) >> 20
+        (model::CACHE_PAGES as u64 * PAGE_BYTES) >> 20
     )
 }
 

@@ -1,11 +1,15 @@
 //! The memory-mapped reader (§12): `Archive` opens the manifest only; shards are mapped on
 //! first use; every read checks the CRCs on its path and returns an error, never other bytes.
 
+pub mod scan;
+pub mod stream;
+
 use std::cmp::Ordering;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::archive::manifest::{Manifest, ShardInfo, MANIFEST_FILE};
 use crate::codec;
 use crate::codec::dictionary::DecodingDictionary;
 use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN};
@@ -14,8 +18,7 @@ use crate::format::index::{BlockEntry, IndexLayout, RecordEntry};
 use crate::format::record::RecordView;
 use crate::format::trailer::{Trailer, TRAILER_LEN};
 use crate::format::{checksum, hex, Codec, Defect};
-use crate::manifest::{Manifest, ShardInfo, MANIFEST_FILE};
-use crate::source::{AccessPattern, ShardBytes};
+use crate::io::{AccessPattern, ShardBytes};
 use crate::{Error, ErrorKind, Limits, Location, Result};
 
 /// An archive opened for reading. Opening reads and checks the manifest only, so it costs the
@@ -29,7 +32,7 @@ pub struct Archive {
     limits: Limits,
     trace: Option<crate::IoTrace>,
     /// For an archive split into volumes: where each volume is.
-    volumes: Option<crate::volume::VolumeSet>,
+    volumes: Option<crate::archive::volume::VolumeSet>,
 }
 
 impl Archive {
@@ -48,7 +51,8 @@ impl Archive {
     /// As [`Archive::open`].
     pub fn open_with_limits(path: impl AsRef<Path>, limits: Limits) -> Result<Archive> {
         let path = path.as_ref().to_path_buf();
-        if let Some(found) = crate::volume::find(&path).filter(|f| f.manifest_dir != path) {
+        if let Some(found) = crate::archive::volume::find(&path).filter(|f| f.manifest_dir != path)
+        {
             return Archive::open_found(path, found, limits);
         }
         let manifest_path = path.join(MANIFEST_FILE);
@@ -60,9 +64,9 @@ impl Archive {
             };
             return Err(ErrorKind::Incomplete { path, reason }.into());
         }
-        let found = crate::volume::Found {
+        let found = crate::archive::volume::Found {
             manifest_dir: path.clone(),
-            volume_dirs: crate::volume::find(&path)
+            volume_dirs: crate::archive::volume::find(&path)
                 .map(|f| f.volume_dirs)
                 .unwrap_or_default(),
         };
@@ -91,7 +95,7 @@ impl Archive {
         let path = manifest_dir.clone();
         Archive::open_found(
             path,
-            crate::volume::Found {
+            crate::archive::volume::Found {
                 manifest_dir,
                 volume_dirs,
             },
@@ -99,12 +103,16 @@ impl Archive {
         )
     }
 
-    fn open_found(path: PathBuf, found: crate::volume::Found, limits: Limits) -> Result<Archive> {
+    fn open_found(
+        path: PathBuf,
+        found: crate::archive::volume::Found,
+        limits: Limits,
+    ) -> Result<Archive> {
         let manifest = Manifest::load(&found.manifest_dir, &limits)?;
         let volumes = manifest
             .layout
             .volume_size
-            .map(|_| crate::volume::VolumeSet::new(&manifest, &found.volume_dirs));
+            .map(|_| crate::archive::volume::VolumeSet::new(&manifest, &found.volume_dirs));
         let shards = manifest.shards.iter().map(|_| OnceLock::new()).collect();
         Ok(Archive {
             path,
@@ -318,16 +326,16 @@ impl Archive {
     /// a CRC or as zero padding before the samples it holds are returned, so damage is an
     /// error, never other bytes; the shards' BLAKE3 digests are [`crate::verify`]'s. After an
     /// error in a shard, the scan goes on with the next shard.
-    pub fn scan(&self) -> crate::scan::Scan<'_> {
-        crate::scan::Scan::new(self, None)
+    pub fn scan(&self) -> crate::read::scan::Scan<'_> {
+        crate::read::scan::Scan::new(self, None)
     }
 
     /// [`Archive::scan`] for modelling media: each shard read front to back in the
     /// profile's large ascending reads (16 MiB for hdd) with `pread`, every read recorded in
     /// `trace`, and each shard's BLAKE3 compared with the manifest once it is read whole (a
     /// mismatch is an error after its last sample).
-    pub fn scan_traced(&self, trace: crate::IoTrace) -> crate::scan::Scan<'_> {
-        crate::scan::Scan::new(self, Some(trace))
+    pub fn scan_traced(&self, trace: crate::IoTrace) -> crate::read::scan::Scan<'_> {
+        crate::read::scan::Scan::new(self, Some(trace))
     }
 
     /// The caps this archive was opened with.

@@ -14,8 +14,8 @@ use crate::format::index::IndexLayout;
 use crate::format::record::PayloadItem;
 use crate::format::trailer::{Trailer, TRAILER_LEN};
 use crate::format::{align_up, checksum, Codec};
+use crate::io::trace::{IoKind, IoTrace};
 use crate::read::{BlockBytes, MappedRange};
-use crate::source::trace::{IoKind, IoTrace};
 use crate::{Error, Location, Result};
 
 /// A byte source read strictly front to back.
@@ -44,7 +44,7 @@ impl FileSource {
             ));
         }
         let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
-        crate::source::advise_sequential(&file);
+        crate::io::advise_sequential(&file);
         Ok(FileSource {
             file,
             offset: 0,
@@ -818,7 +818,7 @@ impl Drop for Scan<'_> {
 
 /// The reader thread's side of a [`Scan`]: every shard front to back.
 struct ShardReader {
-    shards: Vec<(Result<PathBuf>, crate::manifest::ShardInfo)>,
+    shards: Vec<(Result<PathBuf>, crate::archive::manifest::ShardInfo)>,
     archive_id: [u8; 16],
     archive_hex: String,
     chunk: usize,
@@ -855,7 +855,7 @@ impl ShardReader {
         &self,
         number: u32,
         path: &Path,
-        info: &crate::manifest::ShardInfo,
+        info: &crate::archive::manifest::ShardInfo,
         tx: &SyncSender<ScanEvent>,
     ) -> Result<bool> {
         let shard = std::sync::Arc::new(crate::Shard::open_sequential(
@@ -952,7 +952,7 @@ impl ShardReader {
         &self,
         number: u32,
         path: &Path,
-        info: &crate::manifest::ShardInfo,
+        info: &crate::archive::manifest::ShardInfo,
         tx: &SyncSender<ScanEvent>,
     ) -> Result<bool> {
         if self.trace.is_none() {

@@ -3,7 +3,7 @@
 //! The model is deliberately simple and is **not a measurement**. It turns an [`IoTrace`]
 //! into device requests and charges each request a positioning cost (unless it continues
 //! the previous request), a fixed per-request overhead, and its bytes at the medium's
-//! sustained bandwidth. Every figure cites the fact in `shared/research/media-integrity.md`
+//! sustained bandwidth. Every figure cites the published fact
 //! it comes from, or says that it is an assumption.
 //!
 //! What it leaves out, on purpose: queue depth and parallelism, drive caches, any page
@@ -11,11 +11,11 @@
 //! speeds, tape wraps, the order of files on the medium (a file's first request always
 //! pays positioning), and CPU time.
 //!
-//! [`IoTrace`]: crate::IoTrace
+//! [`IoTrace`]: shardpack::IoTrace
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::{IoKind, IoOp};
+use shardpack::{IoKind, IoOp};
 
 /// Decimal megabyte, the unit of every bandwidth in the research notes.
 const MB: f64 = 1e6;
