@@ -30,12 +30,13 @@ pub use archive::media::{
 pub use error::{Error, ErrorKind, Location, Result};
 pub use format::stream::EntryKind;
 pub use io::trace::{IoKind, IoOp, IoTrace};
+pub use io::{AccessPattern, ReadAt, SourceKind};
 pub use limits::Limits;
 pub use parity::{
     parity_status, protect, repair, ParityStatus, ProtectReport, ProtectedFolder, RepairReport,
     RepairedRange, PARITY_FILE,
 };
-pub use read::{Archive, Iter, Sample, Shard};
+pub use read::{Archive, ArchiveOptions, Iter, Sample, Shard};
 pub use salvage::{salvage, LostRange, SalvageReport};
 pub use verify::{verify, verify_with_progress, Finding, VerifyMode, VerifyOptions, VerifyReport};
 pub use write::{Compression, Writer, WriterBuilder, PARTIAL_SUFFIX, WRITER_NAME};

@@ -22,7 +22,7 @@ fn a_decompression_bomb_stops_at_the_block_limit() {
     assert!(on_disk < 1 << 20, "the bomb is small on disk: {on_disk}");
     let mut limits = Limits::default();
     limits.max_block_bytes = 1 << 20;
-    let archive = Archive::open_with_limits(&dir, limits).unwrap();
+    let archive = Archive::options().limits(limits).open(&dir).unwrap();
     let err = archive.get(0).unwrap_err();
     assert!(
         matches!(err.kind(), ErrorKind::LimitExceeded { .. }),
@@ -43,7 +43,7 @@ fn an_oversized_manifest_is_refused_before_it_is_read() {
     write_archive(&dir, tiny(Compression::None), &small_samples());
     let mut limits = Limits::default();
     limits.max_manifest_bytes = 100;
-    let err = Archive::open_with_limits(&dir, limits).err().unwrap();
+    let err = Archive::options().limits(limits).open(&dir).err().unwrap();
     assert!(
         matches!(err.kind(), ErrorKind::LimitExceeded { .. }),
         "{err}"

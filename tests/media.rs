@@ -18,7 +18,7 @@ use shardpack::manifest::Manifest;
 use shardpack::stream::{unstream, StreamItem, StreamReader};
 use shardpack::{
     verify, Archive, Compression, EntryKind, ErrorKind, IoKind, IoOp, IoTrace, Limits,
-    MediaProfile, Sample, Shard, VerifyMode, VerifyOptions, WriterBuilder,
+    MediaProfile, Sample, Shard, SourceKind, VerifyMode, VerifyOptions, WriterBuilder,
 };
 
 const KIB: usize = 1 << 10;
@@ -53,7 +53,7 @@ fn borrowed(fields: &[(String, Vec<u8>)]) -> Vec<(&str, &[u8])> {
         .collect()
 }
 
-fn owned(sample: &Sample<'_>) -> OwnedSample {
+fn owned(sample: &Sample) -> OwnedSample {
     (
         sample.key().to_string(),
         sample
@@ -154,10 +154,14 @@ fn hdd_scan_and_verify_read_each_shard_front_to_back_in_large_reads() {
         "some shard needs more than one read: {sizes:?}"
     );
 
-    let archive = Archive::open(&path).unwrap();
     let trace = IoTrace::new();
+    let archive = Archive::options()
+        .source(SourceKind::Pread)
+        .trace(trace.clone())
+        .open(&path)
+        .unwrap();
     let mut n = 0;
-    for (i, sample) in archive.scan_traced(trace.clone()).enumerate() {
+    for (i, sample) in archive.scan().enumerate() {
         let sample = sample.unwrap();
         assert_eq!(sample.ordinal(), i as u64);
         assert!(owned(&sample) == samples[i], "scan: sample {i} differs");
@@ -238,7 +242,7 @@ fn ssd_random_get_touches_the_fewest_data_pages() {
     );
 
     let trace = IoTrace::new();
-    let archive = Archive::open_traced(&path, trace.clone()).unwrap();
+    let archive = Archive::options().trace(trace.clone()).open(&path).unwrap();
     for i in 0..archive.shard_count() {
         let layout = archive.shard(i).unwrap().layout();
         assert_eq!(
@@ -330,7 +334,7 @@ fn ssd_get_many_prefetches_merged_ranges_in_file_order() {
     write_archive(&path, builder, &samples);
     let n = samples.len() as u64;
     let trace = IoTrace::new();
-    let archive = Archive::open_traced(&path, trace.clone()).unwrap();
+    let archive = Archive::options().trace(trace.clone()).open(&path).unwrap();
     let index_offsets: Vec<u64> = (0..archive.shard_count())
         .map(|i| archive.shard(i).unwrap().layout().index_offset)
         .collect();

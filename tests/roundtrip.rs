@@ -17,7 +17,7 @@ fn check_roundtrip(samples: &[OwnedSample], builder: shardpack::WriterBuilder) {
     for (ordinal, (key, fields)) in samples.iter().enumerate() {
         let by_ordinal = archive.get(ordinal as u64).unwrap();
         assert_eq!(by_ordinal.key(), key);
-        assert_eq!(archive.key(ordinal as u64).unwrap(), key);
+        assert_eq!(archive.key(ordinal as u64).unwrap(), key.as_str());
         let by_key = archive.get_by_key(key).unwrap().expect("key found");
         assert_eq!(by_key.ordinal(), ordinal as u64);
         for (name, data) in fields {

@@ -139,7 +139,10 @@ fn a_missing_volume_is_named() {
                 .filter(|d| !d.ends_with("vol-0001")),
         )
         .collect();
-    let archive = Archive::open_volumes(&mounted).unwrap();
+    let archive = Archive::options()
+        .volumes(&mounted)
+        .open(&mounted[0])
+        .unwrap();
     assert!(archive.missing_volumes().is_empty());
     assert_eq!(read_all(&archive), samples);
 }

@@ -14,7 +14,8 @@ const SHARD_NUMBER_OFFSET: usize = SYNC_OFFSET + 8;
 const BLOCK_NUMBER_OFFSET: usize = SHARD_NUMBER_OFFSET + 4;
 const FIRST_ORDINAL_OFFSET: usize = BLOCK_NUMBER_OFFSET + 4;
 const RECORD_COUNT_OFFSET: usize = FIRST_ORDINAL_OFFSET + 8;
-const CODEC_OFFSET: usize = RECORD_COUNT_OFFSET + 4;
+/// Offset of the block header's codec byte (§5.1).
+pub const CODEC_OFFSET: usize = RECORD_COUNT_OFFSET + 4;
 const RESERVED_A_OFFSET: usize = CODEC_OFFSET + 1;
 const STORED_LEN_OFFSET: usize = RESERVED_A_OFFSET + 3;
 const RAW_LEN_OFFSET: usize = STORED_LEN_OFFSET + 8;

@@ -19,20 +19,34 @@ pub const HEADER_LEN: usize = 128;
 /// holds one prepared copy per open shard.
 pub const MAX_DICTIONARY_BYTES: u32 = 1 << 20;
 
-const ARCHIVE_ID_OFFSET: usize = sealed::BODY_OFFSET;
-const SHARD_NUMBER_OFFSET: usize = ARCHIVE_ID_OFFSET + 16;
-const FLAGS_OFFSET: usize = SHARD_NUMBER_OFFSET + 4;
-const FIRST_ORDINAL_OFFSET: usize = FLAGS_OFFSET + 4;
-const BLOCK_BYTES_OFFSET: usize = FIRST_ORDINAL_OFFSET + 8;
-const SHARD_BYTES_OFFSET: usize = BLOCK_BYTES_OFFSET + 8;
-const ALIGN_OFFSET: usize = SHARD_BYTES_OFFSET + 8;
-const CODEC_OFFSET: usize = ALIGN_OFFSET + 4;
-const LEVEL_OFFSET: usize = CODEC_OFFSET + 1;
-const PROFILE_OFFSET: usize = LEVEL_OFFSET + 1;
-const RESERVED_A_OFFSET: usize = PROFILE_OFFSET + 1;
-const DICTIONARY_LEN_OFFSET: usize = RESERVED_A_OFFSET + 1;
-const DICTIONARY_CRC_OFFSET: usize = DICTIONARY_LEN_OFFSET + 4;
-const RESERVED_B_OFFSET: usize = DICTIONARY_CRC_OFFSET + 4;
+/// Offset of the header's archive id (16 bytes) (§3).
+pub const ARCHIVE_ID_OFFSET: usize = sealed::BODY_OFFSET;
+/// Offset of the header's shard number (u32) (§3).
+pub const SHARD_NUMBER_OFFSET: usize = ARCHIVE_ID_OFFSET + 16;
+/// Offset of the header's flags (u32) (§3).
+pub const FLAGS_OFFSET: usize = SHARD_NUMBER_OFFSET + 4;
+/// Offset of the header's first ordinal (u64) (§3).
+pub const FIRST_ORDINAL_OFFSET: usize = FLAGS_OFFSET + 4;
+/// Offset of the header's block size (u64) (§3).
+pub const BLOCK_BYTES_OFFSET: usize = FIRST_ORDINAL_OFFSET + 8;
+/// Offset of the header's target shard size (u64) (§3).
+pub const SHARD_BYTES_OFFSET: usize = BLOCK_BYTES_OFFSET + 8;
+/// Offset of the header's alignment (u32) (§3).
+pub const ALIGN_OFFSET: usize = SHARD_BYTES_OFFSET + 8;
+/// Offset of the header's codec byte (§3).
+pub const CODEC_OFFSET: usize = ALIGN_OFFSET + 4;
+/// Offset of the header's compression level (i8) (§3).
+pub const LEVEL_OFFSET: usize = CODEC_OFFSET + 1;
+/// Offset of the header's profile byte (§3).
+pub const PROFILE_OFFSET: usize = LEVEL_OFFSET + 1;
+/// Offset of the header's first reserved byte (§3).
+pub const RESERVED_A_OFFSET: usize = PROFILE_OFFSET + 1;
+/// Offset of the header's dictionary length (u32) (§3).
+pub const DICTIONARY_LEN_OFFSET: usize = RESERVED_A_OFFSET + 1;
+/// Offset of the header's dictionary CRC (u32) (§3).
+pub const DICTIONARY_CRC_OFFSET: usize = DICTIONARY_LEN_OFFSET + 4;
+/// Offset of the header's second reserved run (§3).
+pub const RESERVED_B_OFFSET: usize = DICTIONARY_CRC_OFFSET + 4;
 /// Offset of the header CRC, which covers bytes `0..CRC_OFFSET`.
 pub const CRC_OFFSET: usize = HEADER_LEN - 4;
 

@@ -72,26 +72,41 @@ pub struct RecordEntry {
     pub crc: u32,
 }
 
+/// Offset of a record entry's data offset within its block (u64, §6.2).
+pub const RECORD_OFFSET_OFFSET: usize = 0;
+/// Offset of a record entry's length (u64).
+pub const RECORD_LEN_OFFSET: usize = RECORD_OFFSET_OFFSET + 8;
+/// Offset of a record entry's key offset in the key heap (u64).
+pub const RECORD_KEY_OFFSET_OFFSET: usize = RECORD_LEN_OFFSET + 8;
+/// Offset of a record entry's block number (u32).
+pub const RECORD_BLOCK_OFFSET: usize = RECORD_KEY_OFFSET_OFFSET + 8;
+/// Offset of a record entry's CRC (u32).
+pub const RECORD_CRC_OFFSET: usize = RECORD_BLOCK_OFFSET + 4;
+
 impl RecordEntry {
     /// Encodes the entry.
     pub fn encode(&self) -> [u8; RECORD_ENTRY_LEN] {
         let mut b = [0u8; RECORD_ENTRY_LEN];
-        le::put(&mut b, 0, &self.offset.to_le_bytes());
-        le::put(&mut b, 8, &self.len.to_le_bytes());
-        le::put(&mut b, 16, &self.key_offset.to_le_bytes());
-        le::put(&mut b, 24, &self.block.to_le_bytes());
-        le::put(&mut b, 28, &self.crc.to_le_bytes());
+        le::put(&mut b, RECORD_OFFSET_OFFSET, &self.offset.to_le_bytes());
+        le::put(&mut b, RECORD_LEN_OFFSET, &self.len.to_le_bytes());
+        le::put(
+            &mut b,
+            RECORD_KEY_OFFSET_OFFSET,
+            &self.key_offset.to_le_bytes(),
+        );
+        le::put(&mut b, RECORD_BLOCK_OFFSET, &self.block.to_le_bytes());
+        le::put(&mut b, RECORD_CRC_OFFSET, &self.crc.to_le_bytes());
         b
     }
 
     /// Decodes an entry; [`IndexLayout::check_record`] validates it.
     pub fn decode(b: &[u8; RECORD_ENTRY_LEN]) -> RecordEntry {
         RecordEntry {
-            offset: le::u64_at(b, 0),
-            len: le::u64_at(b, 8),
-            key_offset: le::u64_at(b, 16),
-            block: le::u32_at(b, 24),
-            crc: le::u32_at(b, 28),
+            offset: le::u64_at(b, RECORD_OFFSET_OFFSET),
+            len: le::u64_at(b, RECORD_LEN_OFFSET),
+            key_offset: le::u64_at(b, RECORD_KEY_OFFSET_OFFSET),
+            block: le::u32_at(b, RECORD_BLOCK_OFFSET),
+            crc: le::u32_at(b, RECORD_CRC_OFFSET),
         }
     }
 }

@@ -1,13 +1,22 @@
-//! Where shard bytes come from: a read-only memory map (the fast path) or an owned buffer.
+//! Where shard bytes come from. Every reader reaches a shard through one trait, [`ReadAt`]:
+//! a read-only memory map (the fast path, zero-copy), an owned buffer, positioned reads of a
+//! file (`pread`, the fallback a user can choose), or any source a user plugs in (a remote
+//! object, a test double). Tracing wraps a source and observes it; it never changes what
+//! is read or checked.
 
 mod mmap;
 pub mod trace;
 
 pub(crate) use mmap::{advise_sequential, start_writeback};
 
+use std::borrow::Cow;
 use std::fs::File;
+use std::io;
 use std::ops::Deref;
 use std::path::Path;
+use std::sync::Arc;
+
+use crate::io::trace::{IoKind, IoTrace};
 
 use crate::{Error, Result};
 
@@ -20,21 +29,7 @@ pub(crate) enum ShardBytes {
 impl ShardBytes {
     /// Maps `path` read-only; an empty file is held as an empty buffer (maps cannot be empty).
     pub(crate) fn map(path: &Path) -> Result<ShardBytes> {
-        // Opening a FIFO or device named like a shard would block or misbehave: regular
-        // files only (symbolic links to them are followed).
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?;
-        if !meta.is_file() {
-            return Err(Error::io(
-                path,
-                "map",
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
-            ));
-        }
-        let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
-        let len = file
-            .metadata()
-            .map_err(|e| Error::io(path, "stat", e))?
-            .len();
+        let (file, len) = open_regular(path)?;
         if len == 0 {
             return Ok(ShardBytes::Owned(Vec::new()));
         }
@@ -58,11 +53,210 @@ impl ShardBytes {
     }
 }
 
-/// Expected access pattern, passed to `madvise`.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum AccessPattern {
+/// How a source will be read, so that it can read ahead or not (`madvise` for a map).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AccessPattern {
+    /// Reads of single records anywhere.
     Random,
+    /// One pass front to back.
     Sequential,
+}
+
+/// Which source [`crate::Archive`] reads shard files through.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SourceKind {
+    /// A read-only memory map: stored samples borrow from it with no copy. Archive files
+    /// must not change while mapped (a truncated file would fault the reader).
+    #[default]
+    Map,
+    /// Positioned reads (`pread`) into owned buffers: for files that may change while read,
+    /// or file systems that map badly. Sequential scans read in the profile's large chunks.
+    Pread,
+}
+
+/// A shard file's bytes, read at any offset: the one way readers reach a shard.
+///
+/// Implement it to read shards from elsewhere (a remote object store, a test double):
+/// every check a reader makes applies to the bytes it returns, whatever the source.
+pub trait ReadAt: Send + Sync {
+    /// The file's length in bytes.
+    fn len(&self) -> u64;
+
+    /// True for an empty file.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Fills `buf` with the bytes at `offset`, or fails (a short read is an error).
+    ///
+    /// # Errors
+    /// The I/O error; [`io::ErrorKind::UnexpectedEof`] past the end.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+
+    /// The whole file, when the source holds it in memory (a map or a buffer): readers
+    /// then borrow from it instead of copying.
+    fn in_memory(&self) -> Option<&[u8]> {
+        None
+    }
+
+    /// Called when a reader takes `len` bytes at `offset` from [`ReadAt::in_memory`], so
+    /// that an observer sees those accesses as it sees reads.
+    fn touched(&self, _offset: u64, _len: u64) {}
+
+    /// Hints that `len` bytes at `offset` will be read soon.
+    fn will_need(&self, _offset: u64, _len: u64) {}
+
+    /// Hints how the source will be read.
+    fn advise(&self, _pattern: AccessPattern) {}
+}
+
+impl dyn ReadAt {
+    /// `len` bytes at `offset`: borrowed from memory when the source holds them so, read
+    /// into a buffer otherwise; `None` when the range is not within the file.
+    pub(crate) fn bytes(&self, offset: u64, len: u64) -> Option<io::Result<Cow<'_, [u8]>>> {
+        let end = offset.checked_add(len).filter(|&end| end <= self.len())?;
+        if let Some(all) = self.in_memory() {
+            let range = usize::try_from(offset).ok()?..usize::try_from(end).ok()?;
+            self.touched(offset, len);
+            return all.get(range).map(|b| Ok(Cow::Borrowed(b)));
+        }
+        let mut buf = vec![0; usize::try_from(len).ok()?];
+        Some(
+            self.read_exact_at(offset, &mut buf)
+                .map(|()| Cow::Owned(buf)),
+        )
+    }
+}
+
+impl ReadAt for ShardBytes {
+    fn len(&self) -> u64 {
+        (**self).len() as u64
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let src = usize::try_from(offset)
+            .ok()
+            .and_then(|start| self.get(start..start.checked_add(buf.len())?))
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+    fn in_memory(&self) -> Option<&[u8]> {
+        Some(self)
+    }
+    fn will_need(&self, offset: u64, len: u64) {
+        ShardBytes::will_need(self, offset, len);
+    }
+    fn advise(&self, pattern: AccessPattern) {
+        ShardBytes::advise(self, pattern);
+    }
+}
+
+/// A regular file read with `pread`.
+pub(crate) struct PreadFile {
+    file: File,
+    len: u64,
+}
+
+impl PreadFile {
+    pub(crate) fn open(path: &Path) -> Result<PreadFile> {
+        let (file, len) = open_regular(path)?;
+        Ok(PreadFile { file, len })
+    }
+}
+
+impl ReadAt for PreadFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        self.file.read_exact_at(buf, offset)
+    }
+    fn advise(&self, pattern: AccessPattern) {
+        if pattern == AccessPattern::Sequential {
+            advise_sequential(&self.file);
+        }
+    }
+}
+
+/// A source whose reads are recorded in a trace (shard `number`), and otherwise unchanged.
+pub(crate) struct Traced {
+    pub(crate) inner: Arc<dyn ReadAt>,
+    pub(crate) trace: IoTrace,
+    pub(crate) number: u32,
+}
+
+impl ReadAt for Traced {
+    fn len(&self) -> u64 {
+        self.inner.len()
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let kind = match self.inner.in_memory() {
+            Some(_) => IoKind::MapAccess,
+            None => IoKind::Read,
+        };
+        self.trace
+            .record(kind, self.number, offset, buf.len() as u64);
+        self.inner.read_exact_at(offset, buf)
+    }
+    fn in_memory(&self) -> Option<&[u8]> {
+        self.inner.in_memory()
+    }
+    fn touched(&self, offset: u64, len: u64) {
+        self.trace
+            .record(IoKind::MapAccess, self.number, offset, len);
+        self.inner.touched(offset, len);
+    }
+    fn will_need(&self, offset: u64, len: u64) {
+        self.trace
+            .record(IoKind::Prefetch, self.number, offset, len);
+        self.inner.will_need(offset, len);
+    }
+    fn advise(&self, pattern: AccessPattern) {
+        self.inner.advise(pattern);
+    }
+}
+
+/// Opens `path` for reading if it is a regular file (symbolic links to one are followed):
+/// a FIFO or a device named like an archive file would block or misbehave.
+pub(crate) fn open_regular(path: &Path) -> Result<(File, u64)> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?;
+    if !meta.is_file() {
+        return Err(Error::io(
+            path,
+            "open",
+            io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+        ));
+    }
+    let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io(path, "stat", e))?
+        .len();
+    Ok((file, len))
+}
+
+/// Opens shard file `path` through the source `kind`, traced as shard `number` if asked.
+pub(crate) fn open_source(
+    path: &Path,
+    kind: SourceKind,
+    trace: Option<&IoTrace>,
+    number: u32,
+) -> Result<Arc<dyn ReadAt>> {
+    let source: Arc<dyn ReadAt> = match kind {
+        SourceKind::Map => Arc::new(ShardBytes::map(path)?),
+        SourceKind::Pread => Arc::new(PreadFile::open(path)?),
+    };
+    Ok(match trace {
+        Some(trace) => Arc::new(Traced {
+            inner: source,
+            trace: trace.clone(),
+            number,
+        }),
+        None => source,
+    })
 }
 
 impl Deref for ShardBytes {

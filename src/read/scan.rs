@@ -605,9 +605,11 @@ impl ShardScanner {
 /// stored samples share it (no copy), and every byte is checked by a CRC or as zero padding;
 /// traced, front to back in the profile's large reads, with the shard's BLAKE3 compared with
 /// the manifest's too.
-pub struct Scan<'a> {
-    archive: &'a crate::Archive,
+pub struct Scan {
+    archive: crate::Archive,
     events: Option<std::sync::mpsc::Receiver<ScanEvent>>,
+    /// True once the end (or a reader thread that never started) has been reported.
+    finished: bool,
     reader: Option<std::thread::JoinHandle<()>>,
     block: Option<BlockCursor>,
     /// A shard whose records could not be parsed: its further blocks are passed over.
@@ -687,7 +689,7 @@ impl BlockCursor {
 
     /// The next sample, or `None` after the last; checks the block holds exactly as many
     /// records as its header counts.
-    pub(crate) fn next_sample(&mut self, path: &Path) -> Result<Option<crate::Sample<'static>>> {
+    pub(crate) fn next_sample(&mut self, path: &Path) -> Result<Option<crate::Sample>> {
         let at_block = |c: &BlockCursor| Location::shard(path, c.shard, c.payload_offset);
         while self.pos < (*self.data).as_ref().len() {
             let at = self.pos;
@@ -730,25 +732,20 @@ impl BlockCursor {
     }
 }
 
-impl<'a> Scan<'a> {
-    pub(crate) fn new(archive: &'a crate::Archive, trace: Option<IoTrace>) -> Self {
+impl Scan {
+    pub(crate) fn new(archive: crate::Archive) -> Self {
         let m = archive.manifest();
-        let shards = m
-            .shards
-            .iter()
-            .enumerate()
-            .map(|(i, info)| (archive.shard_path(i), info.clone()))
-            .collect();
+        let options = archive.opened_with();
         let reader = ShardReader {
-            shards,
+            archive: archive.clone(),
             archive_id: m.archive_id_bytes(),
             archive_hex: m.archive_id.clone(),
             chunk: crate::MediaProfile::from_name(&m.layout.profile)
                 .unwrap_or_default()
                 .read_chunk as usize,
             max_block: archive.limits().max_block_bytes,
-            limits: *archive.limits(),
-            trace,
+            source: options.source_kind(),
+            trace: options.io_trace().cloned(),
         };
         let (tx, rx) = std::sync::mpsc::sync_channel(BLOCKS_AHEAD);
         let handle = std::thread::Builder::new()
@@ -761,13 +758,17 @@ impl<'a> Scan<'a> {
         Scan {
             archive,
             events,
+            finished: false,
             reader,
             block: None,
             abandoned: None,
         }
     }
 
-    fn next_sample(&mut self) -> Option<Result<crate::Sample<'static>>> {
+    fn next_sample(&mut self) -> Option<Result<crate::Sample>> {
+        if self.finished {
+            return None;
+        }
         loop {
             if let Some(cursor) = self.block.as_mut() {
                 let path = self
@@ -786,6 +787,8 @@ impl<'a> Scan<'a> {
                 }
             }
             let Some(events) = self.events.as_ref() else {
+                // Reported once: the caller's loop must end even if it skips errors.
+                self.finished = true;
                 return Some(Err(Error::io(
                     self.archive.path(),
                     "start the scan thread for",
@@ -800,13 +803,16 @@ impl<'a> Scan<'a> {
                     return Some(Err(e))
                 }
                 Ok(_) => {}
-                Err(_) => return None,
+                Err(_) => {
+                    self.finished = true;
+                    return None;
+                }
             }
         }
     }
 }
 
-impl Drop for Scan<'_> {
+impl Drop for Scan {
     fn drop(&mut self) {
         // Closing the channel makes the reader thread stop at its next block.
         self.events = None;
@@ -818,19 +824,20 @@ impl Drop for Scan<'_> {
 
 /// The reader thread's side of a [`Scan`]: every shard front to back.
 struct ShardReader {
-    shards: Vec<(Result<PathBuf>, crate::archive::manifest::ShardInfo)>,
+    archive: crate::Archive,
     archive_id: [u8; 16],
     archive_hex: String,
     chunk: usize,
     max_block: u64,
-    limits: crate::Limits,
+    source: crate::SourceKind,
     trace: Option<IoTrace>,
 }
 
 impl ShardReader {
-    fn run(mut self, tx: &SyncSender<ScanEvent>) {
-        let shards = std::mem::take(&mut self.shards);
-        for (number, (path, info)) in shards.into_iter().enumerate() {
+    fn run(self, tx: &SyncSender<ScanEvent>) {
+        let shards = self.archive.manifest().shards.clone();
+        for (number, info) in shards.into_iter().enumerate() {
+            let path = self.archive.shard_path(number);
             let number = number as u32;
             let result = path.and_then(|path| self.read_shard(number, &path, &info, tx));
             match result {
@@ -851,27 +858,16 @@ impl ShardReader {
     /// for zeros, the dictionary and the index against their CRCs; header and trailer were
     /// checked when the shard was opened. The BLAKE3 digest is `verify`'s: hashing costs
     /// several times what these CRCs do, and would cap the scan at the hash's speed.
-    fn read_mapped(
-        &self,
-        number: u32,
-        path: &Path,
-        info: &crate::archive::manifest::ShardInfo,
-        tx: &SyncSender<ScanEvent>,
-    ) -> Result<bool> {
-        let shard = std::sync::Arc::new(crate::Shard::open_sequential(
-            path,
-            number,
-            info,
-            self.archive_id,
-            self.limits,
-        )?);
-        let map = shard.shared_bytes();
+    fn read_mapped(&self, number: u32, path: &Path, tx: &SyncSender<ScanEvent>) -> Result<bool> {
+        let shard = std::sync::Arc::clone(self.archive.shared_shard(number as usize)?);
+        shard.advise(crate::io::AccessPattern::Sequential);
+        let source = std::sync::Arc::clone(shard.source());
         let header = shard.header();
         if header.dictionary_len > 0 {
             shard.dictionary()?;
         }
         let zeros = |from: u64, to: u64, what: &str| -> Result<()> {
-            let run = map.get(from as usize..to as usize).unwrap_or_default();
+            let run = shard.payload(from..to)?;
             match run.iter().position(|&b| b != 0) {
                 None => Ok(()),
                 Some(at) => Err(Error::corrupt(
@@ -892,14 +888,7 @@ impl ShardReader {
             let h = shard.block_header(b, &entry)?;
             let start = (entry.offset + BLOCK_HEADER_LEN as u64) as usize;
             let end = start + h.stored_len as usize;
-            let Some(payload) = map.get(start..end) else {
-                return Err(Error::corrupt(
-                    Location::shard(path, number, entry.offset),
-                    "block payload",
-                    format!("{} bytes", h.stored_len),
-                    "the end of the file",
-                ));
-            };
+            let payload = shard.payload(start as u64..end as u64)?;
             if entry.offset < covered {
                 return Err(Error::corrupt(
                     Location::shard(path, number, layout.block_entry_offset(b)),
@@ -910,7 +899,7 @@ impl ShardReader {
             }
             zeros(covered, entry.offset, "block padding")?;
             covered = end as u64;
-            let crc = checksum::crc32(payload);
+            let crc = checksum::crc32(&payload);
             if crc != h.payload_crc {
                 return Err(Error::corrupt(
                     Location::shard(path, number, start as u64),
@@ -919,19 +908,26 @@ impl ShardReader {
                     format!("{crc:#010x}"),
                 ));
             }
-            let block = if h.codec == Codec::Stored {
-                let data = std::sync::Arc::new(MappedRange(map.clone(), start..end));
-                Decoding::Ready(Ok(BlockCursor::new(data, &h, number, entry.offset)))
-            } else {
-                let (shard, path, max) = (shard.clone(), path.to_path_buf(), self.max_block);
-                Decoding::Running(std::thread::spawn(move || {
-                    let payload = shard.bytes_at(start..end);
-                    let d = match h.codec {
-                        Codec::ZstdDictionary => Some(shard.dictionary()?),
-                        _ => None,
-                    };
-                    BlockCursor::decode(&path, number, entry.offset, &h, payload, d, max)
-                }))
+            let block = match (h.codec, payload) {
+                (Codec::Stored, std::borrow::Cow::Borrowed(_)) => {
+                    let data = std::sync::Arc::new(MappedRange(source.clone(), start..end));
+                    Decoding::Ready(Ok(BlockCursor::new(data, &h, number, entry.offset)))
+                }
+                (Codec::Stored, std::borrow::Cow::Owned(copy)) => {
+                    let data: BlockBytes = std::sync::Arc::new(copy);
+                    Decoding::Ready(Ok(BlockCursor::new(data, &h, number, entry.offset)))
+                }
+                (_, payload) => {
+                    let payload = payload.into_owned();
+                    let (shard, path, max) = (shard.clone(), path.to_path_buf(), self.max_block);
+                    Decoding::Running(std::thread::spawn(move || {
+                        let d = match h.codec {
+                            Codec::ZstdDictionary => Some(shard.dictionary()?),
+                            _ => None,
+                        };
+                        BlockCursor::decode(&path, number, entry.offset, &h, &payload, d, max)
+                    }))
+                }
             };
             if !pending.push(block, tx)? {
                 return Ok(false);
@@ -955,8 +951,8 @@ impl ShardReader {
         info: &crate::archive::manifest::ShardInfo,
         tx: &SyncSender<ScanEvent>,
     ) -> Result<bool> {
-        if self.trace.is_none() {
-            return self.read_mapped(number, path, info, tx);
+        if self.source == crate::SourceKind::Map {
+            return self.read_mapped(number, path, tx);
         }
         let len = std::fs::metadata(path)
             .map_err(|e| Error::io(path, "stat", e))?
@@ -1088,8 +1084,8 @@ impl InOrder {
     }
 }
 
-impl Iterator for Scan<'_> {
-    type Item = Result<crate::Sample<'static>>;
+impl Iterator for Scan {
+    type Item = Result<crate::Sample>;
 
     fn next(&mut self) -> Option<Self::Item> {
         self.next_sample()
@@ -1117,4 +1113,31 @@ pub(crate) fn hash_file(
         }
     }
     Ok(hasher.finalize().to_hex().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scan whose reader thread could not start reports it once, then ends: a caller that
+    /// skips errors (`filter_map(Result::ok)`) must not loop for ever.
+    #[test]
+    fn a_scan_without_its_thread_reports_once_then_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = crate::Writer::builder().create(dir.path()).unwrap();
+        writer.append("a", &[("txt", b"x".as_slice())]).unwrap();
+        writer.finish().unwrap();
+        let archive = crate::Archive::open(dir.path()).unwrap();
+        let mut scan = Scan {
+            archive,
+            events: None,
+            finished: false,
+            reader: None,
+            block: None,
+            abandoned: None,
+        };
+        assert!(matches!(scan.next(), Some(Err(e)) if e.is_io()));
+        assert!(scan.next().is_none());
+        assert!(scan.next().is_none());
+    }
 }

@@ -17,7 +17,7 @@ use crate::{Error, IoTrace, Limits, Location, Result, Sample};
 #[non_exhaustive]
 pub enum StreamItem {
     /// A sample, its block's CRC checked.
-    Sample(Sample<'static>),
+    Sample(Sample),
     /// A shard read whole: its trailer and index were checked against its blocks.
     ShardEnd {
         /// The shard's number.

@@ -62,7 +62,7 @@ pub fn run(args: Args) -> Result<u8> {
     Ok(crate::EXIT_OK)
 }
 
-fn field_list(sample: &shardpack::Sample<'_>) -> String {
+fn field_list(sample: &shardpack::Sample) -> String {
     sample
         .fields()
         .map(|(n, _)| format!("{n:?}"))

@@ -56,7 +56,7 @@ pub fn run(args: Args) -> Result<u8> {
 }
 
 /// Writes every field of `sample` under `dir`; returns how many could not be written.
-fn extract_sample(dir: &Path, sample: &shardpack::Sample<'_>) -> u64 {
+fn extract_sample(dir: &Path, sample: &shardpack::Sample) -> u64 {
     let mut failures = 0;
     for (name, data) in sample.fields() {
         let rel = if name.is_empty() {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 mod model;
 
 use anyhow::{bail, Context, Result};
-use shardpack::{Archive, IoKind, IoTrace, Sample};
+use shardpack::{Archive, IoKind, IoTrace, Sample, SourceKind};
 
 use model::{MediaCost, ModelledTime};
 
@@ -77,18 +77,20 @@ struct Measured {
 
 pub fn run(args: Args) -> Result<u8> {
     let trace = IoTrace::new();
-    let archive = match args.pattern {
-        // The scan records its own reads; the map is not used.
-        Pattern::Sequential => Archive::open(&args.archive),
-        Pattern::Random if args.no_model => Archive::open(&args.archive),
-        Pattern::Random => Archive::open_traced(&args.archive, trace.clone()),
-    }
-    .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
-    let measured = match args.pattern {
-        Pattern::Sequential => {
-            let trace = (!args.no_model).then(|| trace.clone());
-            sequential(&archive, trace, args.samples)?
+    let mut options = Archive::options();
+    if !args.no_model {
+        options = options.trace(trace.clone());
+        if let Pattern::Sequential = args.pattern {
+            // The model charges a sequential pass by its reads: make them the profile's
+            // large ascending reads, as a drive would see them.
+            options = options.source(SourceKind::Pread);
         }
+    }
+    let archive = options
+        .open(&args.archive)
+        .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
+    let measured = match args.pattern {
+        Pattern::Sequential => sequential(&archive, args.samples)?,
         Pattern::Random => random(&archive, args.samples)?,
     };
     let ops = trace.ops();
@@ -120,7 +122,7 @@ pub fn run(args: Args) -> Result<u8> {
 
 impl Measured {
     /// Counts one sample read since `started`, touching every byte of it.
-    fn add(&mut self, sample: &Sample<'_>, started: Instant) {
+    fn add(&mut self, sample: &Sample, started: Instant) {
         let (_, bytes) = touch(sample);
         self.latencies.push(started.elapsed());
         self.payload_bytes += bytes;
@@ -129,7 +131,7 @@ impl Measured {
 }
 
 /// Adds up every byte of every field, so that reading them cannot be optimised away.
-fn touch(sample: &Sample<'_>) -> (u64, u64) {
+fn touch(sample: &Sample) -> (u64, u64) {
     let mut sum = sample.key().len() as u64;
     let mut bytes = 0;
     for (_, data) in sample.fields() {
@@ -147,8 +149,8 @@ fn touch(sample: &Sample<'_>) -> (u64, u64) {
     (std::hint::black_box(sum), bytes)
 }
 
-/// Reads the archive front to back with [`Archive::scan`], traced when `trace` is given.
-fn sequential(archive: &Archive, trace: Option<IoTrace>, limit: Option<u64>) -> Result<Measured> {
+/// Reads the archive front to back with [`Archive::scan`].
+fn sequential(archive: &Archive, limit: Option<u64>) -> Result<Measured> {
     let limit = limit.unwrap_or(u64::MAX);
     let mut m = Measured {
         samples: 0,
@@ -158,10 +160,7 @@ fn sequential(archive: &Archive, trace: Option<IoTrace>, limit: Option<u64>) -> 
         latencies: Vec::new(),
     };
     let start = Instant::now();
-    let mut scan = match trace {
-        Some(trace) => archive.scan_traced(trace),
-        None => archive.scan(),
-    };
+    let mut scan = archive.scan();
     while m.samples < limit {
         let t = Instant::now();
         let Some(sample) = scan.next() else { break };
