@@ -2,7 +2,7 @@
 //!
 //! One physical format serves every medium; a profile only chooses parameters, and records
 //! its name in every shard header and in the manifest, so any reader reads any profile.
-//! Each default cites the fact in `shared/research/media-integrity.md` it rests on.
+//! Each default rests on a published fact about its medium; `docs/design.md` §3 gives each with its source.
 
 /// A storage medium's writer and reader parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,10 +35,10 @@ pub struct MediaProfile {
 
 const KIB: u32 = 1 << 10;
 
-/// Smallest tape record a stream may use: LTFS's minimum block size (research §A4).
+/// Smallest tape record a stream may use: LTFS's minimum block size (docs/design.md §3).
 pub const MIN_STREAM_RECORD: u32 = 4 * KIB;
 /// Largest tape record a stream may use: the largest power of two under the 16 MiB − 1
-/// maximum block that IBM Ultrium drives report (research §A4); many HBAs fail far sooner,
+/// maximum block that IBM Ultrium drives report (docs/design.md §3); many HBAs fail far sooner,
 /// which is why the default is 512 KiB.
 pub const MAX_STREAM_RECORD: u32 = 8 << 20;
 const MIB: u64 = 1 << 20;
@@ -171,7 +171,7 @@ mod tests {
 }
 
 /// Optical media by name, with their capacities in 2048-byte sectors (dvdisaster's sizes,
-/// research §A5; BD sizes with defect management, the safe choice).
+/// docs/design.md §3; BD sizes with defect management, the safe choice).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Volume {
     /// CD-R, 80 minutes.

@@ -26,7 +26,7 @@ pub const VERSION_1_1: (u16, u16) = (1, 1);
 
 /// Required alignment bounds for the `align_bytes` layout parameter (§3).
 pub const MIN_ALIGN_BYTES: u32 = 64;
-/// Largest alignment a writer may choose: 16 MiB, the largest tape record the research lists.
+/// Largest alignment a writer may choose: 16 MiB, the largest tape record the drives in docs/design.md §3 accept.
 pub const MAX_ALIGN_BYTES: u32 = 16 << 20;
 
 /// Longest sample key, in bytes of UTF-8 (Linux PATH_MAX, so that any key extracts).

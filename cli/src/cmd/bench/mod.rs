@@ -25,7 +25,7 @@ const MB: f64 = 1e6;
 /// Measure reading an archive on this machine (MB/s, samples/s, p50/p99 latency per sample,
 /// every byte of every field touched and every checksum checked), and model the traced I/O
 /// on a hard disk, an SSD, LTO-9 tape and a Blu-ray disc with a simple cost model (seek,
-/// latency and bandwidth figures from the research notes; a model, not a measurement).
+/// latency and bandwidth figures published for each medium; a model, not a measurement).
 ///
 /// The files are read through the page cache as it is: right after packing they are
 /// probably cached, and the measured numbers then show CPU cost, not the device.
@@ -441,7 +441,7 @@ fn model_note() -> String {
          request pays positioning unless it continues the previous one, plus its bytes at \
          the medium's bandwidth; map accesses see a {} MiB page cache (hot index pages \
          are read once; distinct samples still go to the device). Figures from \
-         shared/research/media-integrity.md:",
+         the published figures in docs/design.md §3:",
         (model::CACHE_PAGES as u64 * PAGE_BYTES) >> 20
     )
 }

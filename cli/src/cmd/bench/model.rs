@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use shardpack::{IoKind, IoOp};
 
-/// Decimal megabyte, the unit of every bandwidth in the research notes.
+/// Decimal megabyte, the unit of every bandwidth figure used here.
 const MB: f64 = 1e6;
 
 /// What one medium costs per request and per byte (plain data; copy a row and change
@@ -47,7 +47,7 @@ impl MediaCost {
             position_secs: 0.0074 + 0.00416,
             bytes_per_sec: 250.0 * MB,
             request_overhead_secs: 0.0,
-            source: "research §A1: 7.4 ms avg seek (WD Ultrastar DC HC310) + 4.16 ms avg \
+            source: "docs/design.md §3: 7.4 ms avg seek (WD Ultrastar DC HC310) + 4.16 ms avg \
                      rotational latency at 7200 rpm; 250 MB/s sustained (250-270 MB/s, Exos X18)",
         }
     }
@@ -60,7 +60,8 @@ impl MediaCost {
             position_secs: 0.0,
             bytes_per_sec: 6700.0 * MB,
             request_overhead_secs: 50e-6,
-            source: "research §A3: ~50 us per QD1 random 4K read (Samsung 9100 Pro, PlanetScale), \
+            source:
+                "docs/design.md §3: ~50 us per QD1 random 4K read (Samsung 9100 Pro, PlanetScale), \
                      paid by every request; 6.7 GB/s sequential; no positioning",
         }
     }
@@ -73,12 +74,12 @@ impl MediaCost {
             position_secs: 65.0,
             bytes_per_sec: 400.0 * MB,
             request_overhead_secs: 0.0,
-            source: "research §A4: LTO-9 400 MB/s native; 65 s average space-record time \
+            source: "docs/design.md §3: LTO-9 400 MB/s native; 65 s average space-record time \
                      from load point (IBM TS2290) per non-sequential access",
         }
     }
 
-    /// A Blu-ray disc read at 12x (12 × 4.5 MB/s = 54 MB/s). The research gives no
+    /// A Blu-ray disc read at 12x (12 × 4.5 MB/s = 54 MB/s). Drive makers publish no
     /// access time for optical drives: 0.1 s per positioning is an assumption.
     pub const fn optical() -> Self {
         MediaCost {
@@ -86,8 +87,8 @@ impl MediaCost {
             position_secs: 0.1,
             bytes_per_sec: 12.0 * 4.5 * MB,
             request_overhead_secs: 0.0,
-            source: "research §A5: BD 1x = 36 Mbit/s = 4.5 MB/s, read at 12x = 54 MB/s; \
-                     ASSUMED 0.1 s per positioning (the research has no optical access time)",
+            source: "docs/design.md §3: BD 1x = 36 Mbit/s = 4.5 MB/s, read at 12x = 54 MB/s; \
+                     ASSUMED 0.1 s per positioning (no published optical access time)",
         }
     }
 
