@@ -85,3 +85,96 @@ pub fn repair(data: &[u8]) {
         std::fs::read(path.join(crate::archive::manifest::shard_file_name(0))).unwrap_or_default();
     assert_eq!(before, after, "repair changed an intact shard");
 }
+
+/// Opens `data` as the only shard of an archive whose manifest agrees with its header and
+/// trailer, then reads it both ways: by ordinal through the index, and by a scan through the
+/// map and with `pread`. Panics if a scan hands out a sample that differs from what `get`
+/// returns for its ordinal, or one that `get` refuses, where the scan checks records before
+/// handing them out (through the map).
+pub fn readers_agree(data: &[u8]) {
+    use crate::archive::manifest::{Layout, ShardInfo, Totals};
+    let Ok(shard) = Shard::from_vec("fuzz.shp", data.to_vec(), Limits::default()) else {
+        return;
+    };
+    let header = shard.header().clone();
+    let layout = *shard.layout();
+    if header.first_ordinal != 0 || header.shard_number != 0 {
+        return;
+    }
+    let Ok(dir) = tempfile::tempdir() else { return };
+    let file = crate::archive::manifest::shard_file_name(0);
+    if std::fs::write(dir.path().join(&file), data).is_err() {
+        return;
+    }
+    let keys: Vec<String> = (0..shard.len().min(10_000))
+        .filter_map(|local| shard.key(local).ok().map(|k| k.into_owned()))
+        .collect();
+    let mut manifest = Manifest {
+        format: "shardpack".into(),
+        format_version: if header.dictionary_len > 0 {
+            "1.1"
+        } else {
+            "1.0"
+        }
+        .into(),
+        writer: "fuzz".into(),
+        archive_id: crate::archive::manifest::to_hex(&header.archive_id),
+        layout: Layout {
+            profile: crate::archive::manifest::profile_name(header.profile).into(),
+            align: header.align,
+            block_size: header.block_bytes,
+            shard_size: header.shard_bytes,
+            compression: if header.codec == crate::format::Codec::Stored {
+                "none"
+            } else {
+                "zstd"
+            }
+            .into(),
+            level: i32::from(header.level),
+            volume_size: None,
+        },
+        totals: Totals {
+            shards: 1,
+            samples: u64::from(layout.record_count),
+            bytes: data.len() as u64,
+            raw_bytes: 0,
+        },
+        shards: vec![ShardInfo {
+            file,
+            size: data.len() as u64,
+            samples: u64::from(layout.record_count),
+            first_ordinal: 0,
+            raw_bytes: 0,
+            min_key: keys.iter().min().cloned().unwrap_or_default(),
+            max_key: keys.iter().max().cloned().unwrap_or_default(),
+            blake3: blake3::hash(data).to_hex().to_string(),
+            volume: None,
+        }],
+        root: String::new(),
+    };
+    manifest.root = manifest.compute_root();
+    let manifest_path = dir.path().join(crate::archive::manifest::MANIFEST_FILE);
+    if std::fs::write(&manifest_path, manifest.to_canonical_bytes()).is_err() {
+        return;
+    }
+    for source in [crate::SourceKind::Map, crate::SourceKind::Pread] {
+        let Ok(archive) = crate::Archive::options().source(source).open(dir.path()) else {
+            return;
+        };
+        for sample in archive.scan().take(100_000).flatten() {
+            match archive.get(sample.ordinal()) {
+                Ok(got) => assert_eq!(
+                    got.record_bytes(),
+                    sample.record_bytes(),
+                    "ordinal {}",
+                    sample.ordinal()
+                ),
+                Err(e) => assert!(
+                    source == crate::SourceKind::Pread,
+                    "ordinal {}: scan returned a sample that get refuses: {e}",
+                    sample.ordinal()
+                ),
+            }
+        }
+    }
+}

@@ -7,12 +7,13 @@ use std::path::Path;
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 5] = [
+const TARGETS: [(&str, Target); 6] = [
     ("read_shard", shardpack::fuzzing::read_shard),
     ("parse_manifest", shardpack::fuzzing::parse_manifest),
     ("verify_shard", shardpack::fuzzing::verify_shard),
     ("read_stream", shardpack::fuzzing::read_stream),
     ("repair", shardpack::fuzzing::repair),
+    ("readers_agree", shardpack::fuzzing::readers_agree),
 ];
 
 #[test]

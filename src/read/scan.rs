@@ -207,6 +207,148 @@ impl<S: SeqRead> Window<S> {
 pub(crate) struct ScannedShard {
     pub(crate) file_len: u64,
     pub(crate) blake3: String,
+    /// The index region's bytes, CRC checked, and where its tables are.
+    pub(crate) index: Vec<u8>,
+    pub(crate) layout: IndexLayout,
+}
+
+/// The records a sequential reader took from one shard, to be compared with the shard's
+/// record table once its index is read (§12.7): a stream hands out a shard's samples before
+/// it reaches their index.
+#[derive(Default)]
+pub(crate) struct WalkLog {
+    shard: Option<u32>,
+    /// Block, offset in the decoded payload, length and CRC of each record taken.
+    records: Vec<(u32, u64, u64, u32)>,
+    /// The records' keys, back to back, and where each ends.
+    keys: Vec<u8>,
+    key_ends: Vec<usize>,
+}
+
+impl WalkLog {
+    /// Notes a record taken from `cursor`'s block, starting a new log at a new shard.
+    pub(crate) fn push(&mut self, cursor: &BlockCursor, sample: &crate::Sample) {
+        if self.shard != Some(cursor.shard) {
+            *self = WalkLog {
+                shard: Some(cursor.shard),
+                ..WalkLog::default()
+            };
+        }
+        let record = sample.record_bytes();
+        self.records.push((
+            cursor.block,
+            cursor.last_offset,
+            record.len() as u64,
+            checksum::crc32(record),
+        ));
+        self.keys.extend_from_slice(sample.key().as_bytes());
+        self.key_ends.push(self.keys.len());
+    }
+
+    /// Compares the records taken from shard `number` with its record table: the same
+    /// block, place, length, CRC and key for each, so that a sequential read returned what
+    /// a random read returns. The log is emptied.
+    pub(crate) fn check(
+        &mut self,
+        number: u32,
+        index: &[u8],
+        layout: &IndexLayout,
+        path: &Path,
+    ) -> Result<()> {
+        let log = std::mem::take(self);
+        let records: &[(u32, u64, u64, u32)] = match log.shard {
+            Some(shard) if shard == number => &log.records,
+            _ => &[],
+        };
+        let at = |offset: u64| Location::shard(path, number, offset);
+        let entry_at = |offset: u64| -> Option<&[u8]> {
+            let start = usize::try_from(offset.checked_sub(layout.index_offset)?).ok()?;
+            index.get(start..start.checked_add(crate::format::index::RECORD_ENTRY_LEN)?)
+        };
+        if records.len() as u64 != u64::from(layout.record_count) {
+            return Err(Error::corrupt(
+                at(layout.index_offset),
+                "record table",
+                format!("{} records (found by reading the blocks)", records.len()),
+                layout.record_count,
+            ));
+        }
+        let mut key_start = 0;
+        for (local, &(block, offset, len, crc)) in records.iter().enumerate() {
+            let local = local as u32;
+            let entry_offset = layout.record_entry_offset(local);
+            let decode = |local: u32| {
+                entry_at(layout.record_entry_offset(local))
+                    .and_then(|b| b.try_into().ok())
+                    .map(|b| crate::format::index::RecordEntry::decode(&b))
+            };
+            let Some(entry) = decode(local) else {
+                return Err(Error::corrupt(
+                    at(entry_offset),
+                    "record entry",
+                    "an entry within the index",
+                    "the end of the index",
+                ));
+            };
+            let found = [
+                ("record block", u64::from(block), u64::from(entry.block)),
+                ("record offset", offset, entry.offset),
+                ("record length", len, entry.len),
+                ("record crc", u64::from(crc), u64::from(entry.crc)),
+            ];
+            if let Some((what, walked, listed)) = found.into_iter().find(|(_, w, l)| w != l) {
+                return Err(Error::corrupt(
+                    at(entry_offset),
+                    format!("{what} of record {local}"),
+                    format!("{walked} (found by reading the block)"),
+                    listed,
+                ));
+            }
+            let block_offset = layout.block_entry_offset(block);
+            let block_entry = usize::try_from(block_offset - layout.index_offset)
+                .ok()
+                .and_then(|start| index.get(start..start + crate::format::index::BLOCK_ENTRY_LEN))
+                .and_then(|b| b.try_into().ok())
+                .map(|b| crate::format::index::BlockEntry::decode(&b));
+            let Some(block_entry) = block_entry else {
+                return Err(Error::corrupt(
+                    at(block_offset),
+                    "block entry",
+                    "an entry within the index",
+                    "the end of the index",
+                ));
+            };
+            layout
+                .check_block(block, &block_entry)
+                .map_err(|d| d.at(path, Some(number), block_offset))?;
+            let next = (local + 1 < layout.record_count)
+                .then(|| decode(local + 1).map(|e| e.key_offset))
+                .flatten();
+            let range = layout
+                .check_record(local, &entry, &block_entry, next)
+                .map_err(|d| d.at(path, Some(number), entry_offset))?;
+            let heap = (layout.key_heap_offset - layout.index_offset) as usize;
+            let listed = index
+                .get(heap + range.start as usize..heap + range.end as usize)
+                .unwrap_or_default();
+            let key_end = log
+                .key_ends
+                .get(local as usize)
+                .copied()
+                .unwrap_or(key_start);
+            let walked = log.keys.get(key_start..key_end).unwrap_or_default();
+            key_start = key_end;
+            if listed != walked {
+                return Err(Error::corrupt(
+                    at(layout.key_heap_offset + range.start),
+                    format!("record {local} key"),
+                    format!("{:?} (index)", String::from_utf8_lossy(listed)),
+                    format!("{:?}", String::from_utf8_lossy(walked)),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Reads one shard front to back from a window positioned at its first byte. The window is
@@ -220,6 +362,8 @@ pub(crate) struct ShardScanner {
     hasher: blake3::Hasher,
     blocks: u32,
     records: u64,
+    /// Each block read, as its block table entry must describe it (§12.7 step 4).
+    read: Vec<crate::format::index::BlockEntry>,
     next_ordinal: u64,
     /// The shard's length when known (a file); `None` in a stream.
     known_len: Option<u64>,
@@ -325,6 +469,7 @@ impl ShardScanner {
             hasher,
             blocks: 0,
             records: 0,
+            read: Vec::new(),
             next_ordinal,
             known_len,
             copy,
@@ -465,6 +610,13 @@ impl ShardScanner {
                 "non-zero bytes",
             ));
         }
+        self.read.push(crate::format::index::BlockEntry {
+            offset: rel,
+            stored_len: h.stored_len,
+            raw_len: h.raw_len,
+            first_record: (self.next_ordinal - self.header.first_ordinal) as u32,
+            record_count: h.record_count,
+        });
         self.blocks += 1;
         self.records += u64::from(h.record_count);
         self.next_ordinal += u64::from(h.record_count);
@@ -576,6 +728,22 @@ impl ShardScanner {
                 format!("{crc:#010x}"),
             ));
         }
+        for (b, read) in self.read.iter().enumerate() {
+            let offset = layout.block_entry_offset(b as u32);
+            let listed = usize::try_from(offset - index_rel)
+                .ok()
+                .and_then(|at| index.get(at..at + crate::format::index::BLOCK_ENTRY_LEN))
+                .and_then(|e| e.try_into().ok())
+                .map(|e| crate::format::index::BlockEntry::decode(&e));
+            if listed.as_ref() != Some(read) {
+                return Err(Error::corrupt(
+                    Location::shard(&self.path, number, offset),
+                    format!("block {b} entry"),
+                    format!("{read:?} (found by reading the blocks)"),
+                    format!("{listed:?}"),
+                ));
+            }
+        }
         let index_end = (layout.index_len) as usize;
         if tail[index_end..tail.len() - TRAILER_LEN]
             .iter()
@@ -591,6 +759,8 @@ impl ShardScanner {
         Ok(ScannedShard {
             file_len,
             blake3: self.hasher.finalize().to_hex().to_string(),
+            index: index.to_vec(),
+            layout,
         })
     }
 }
@@ -614,14 +784,18 @@ pub struct Scan {
     block: Option<BlockCursor>,
     /// A shard whose records could not be parsed: its further blocks are passed over.
     abandoned: Option<u32>,
+    /// The records taken from blocks that are checked against their index at its end.
+    walked: WalkLog,
 }
 
 /// Decoded blocks the reader thread may hold ready ahead of the caller.
 pub const BLOCKS_AHEAD: usize = 2;
 
-/// What the reader thread hands over: a decoded block, or an error in a shard.
+/// What the reader thread hands over: a decoded block, a shard's index after its blocks
+/// (when they were not checked against it as they were read), or an error in a shard.
 enum ScanEvent {
     Block(BlockCursor),
+    Index(u32, ScannedShard),
     Failed(u32, Error),
 }
 
@@ -632,6 +806,13 @@ pub(crate) struct BlockCursor {
     ordinal: u64,
     left: u32,
     shard: u32,
+    /// The block's number.
+    block: u32,
+    /// Where in the decoded payload the record taken last starts.
+    last_offset: u64,
+    /// The shard, opened with its index, when the records walked are to be checked against
+    /// the record table as they are taken.
+    table: Option<std::sync::Arc<crate::Shard>>,
     /// Shard offset of the block's payload, for error locations.
     payload_offset: u64,
 }
@@ -683,8 +864,23 @@ impl BlockCursor {
             ordinal: h.first_ordinal,
             left: h.record_count,
             shard,
+            block: h.block_number,
+            last_offset: 0,
+            table: None,
             payload_offset: rel + BLOCK_HEADER_LEN as u64,
         }
+    }
+
+    /// Checks every record taken against `shard`'s record table as it is taken.
+    pub(crate) fn checked_against(mut self, shard: std::sync::Arc<crate::Shard>) -> Self {
+        self.table = Some(shard);
+        self
+    }
+
+    /// True when the records taken are checked against the record table as they are taken;
+    /// otherwise the caller logs them in a [`WalkLog`].
+    pub(crate) fn is_checked(&self) -> bool {
+        self.table.is_some()
     }
 
     /// The next sample, or `None` after the last; checks the block holds exactly as many
@@ -709,14 +905,25 @@ impl BlockCursor {
                     self.pos += n as usize;
                     self.left -= 1;
                     self.ordinal += 1;
-                    return crate::Sample::from_block(
+                    let sample = crate::Sample::from_block(
                         self.ordinal - 1,
                         self.shard,
                         self.data.clone(),
                         at..at + n as usize,
                     )
-                    .map(Some)
-                    .map_err(|d| d.at(path, Some(self.shard), self.payload_offset));
+                    .map_err(|d| d.at(path, Some(self.shard), self.payload_offset))?;
+                    self.last_offset = at as u64;
+                    if let Some(shard) = &self.table {
+                        let local = (sample.ordinal() - shard.header().first_ordinal) as u32;
+                        shard.check_walked(
+                            local,
+                            self.block,
+                            at as u64,
+                            sample.record_bytes(),
+                            sample.key().as_bytes(),
+                        )?;
+                    }
+                    return Ok(Some(sample));
                 }
             }
         }
@@ -762,6 +969,7 @@ impl Scan {
             reader,
             block: None,
             abandoned: None,
+            walked: WalkLog::default(),
         }
     }
 
@@ -776,7 +984,12 @@ impl Scan {
                     .shard_path(cursor.shard as usize)
                     .unwrap_or_default();
                 match cursor.next_sample(&path) {
-                    Ok(Some(s)) => return Some(Ok(s)),
+                    Ok(Some(s)) => {
+                        if !cursor.is_checked() {
+                            self.walked.push(cursor, &s);
+                        }
+                        return Some(Ok(s));
+                    }
                     Ok(None) => self.block = None,
                     Err(e) => {
                         // The shard's framing can no longer be trusted: pass over the rest.
@@ -798,6 +1011,15 @@ impl Scan {
             match events.recv() {
                 Ok(ScanEvent::Block(cursor)) if self.abandoned != Some(cursor.shard) => {
                     self.block = Some(cursor);
+                }
+                Ok(ScanEvent::Index(shard, scanned)) if self.abandoned != Some(shard) => {
+                    let path = self.archive.shard_path(shard as usize).unwrap_or_default();
+                    if let Err(e) = self
+                        .walked
+                        .check(shard, &scanned.index, &scanned.layout, &path)
+                    {
+                        return Some(Err(e));
+                    }
                 }
                 Ok(ScanEvent::Failed(shard, e)) if self.abandoned != Some(shard) => {
                     return Some(Err(e))
@@ -881,6 +1103,9 @@ impl ShardReader {
         let dictionary_end = header.dictionary_offset() + u64::from(header.dictionary_len);
         zeros(dictionary_end, header.data_offset(), "header padding")?;
         let layout = *shard.layout();
+        // The records walked are checked against the record table as they are taken, so
+        // the index is checked (and read, in one pass) before the first block.
+        shard.check_index()?;
         let mut pending = InOrder::new();
         let mut covered = header.data_offset();
         for b in 0..layout.block_count {
@@ -911,11 +1136,13 @@ impl ShardReader {
             let block = match (h.codec, payload) {
                 (Codec::Stored, std::borrow::Cow::Borrowed(_)) => {
                     let data = std::sync::Arc::new(MappedRange(source.clone(), start..end));
-                    Decoding::Ready(Ok(BlockCursor::new(data, &h, number, entry.offset)))
+                    let cursor = BlockCursor::new(data, &h, number, entry.offset);
+                    Decoding::Ready(Ok(cursor.checked_against(shard.clone())))
                 }
                 (Codec::Stored, std::borrow::Cow::Owned(copy)) => {
                     let data: BlockBytes = std::sync::Arc::new(copy);
-                    Decoding::Ready(Ok(BlockCursor::new(data, &h, number, entry.offset)))
+                    let cursor = BlockCursor::new(data, &h, number, entry.offset);
+                    Decoding::Ready(Ok(cursor.checked_against(shard.clone())))
                 }
                 (_, payload) => {
                     let payload = payload.into_owned();
@@ -926,6 +1153,7 @@ impl ShardReader {
                             _ => None,
                         };
                         BlockCursor::decode(&path, number, entry.offset, &h, &payload, d, max)
+                            .map(|cursor| cursor.checked_against(shard))
                     }))
                 }
             };
@@ -937,7 +1165,6 @@ impl ShardReader {
             return Ok(false);
         }
         zeros(covered, layout.index_offset, "block padding")?;
-        shard.check_index()?;
         let index_end = layout.index_offset + layout.index_len;
         zeros(index_end, layout.trailer_offset, "index padding")?;
         Ok(true)
@@ -1022,7 +1249,7 @@ impl ShardReader {
                 scanned.blake3,
             ));
         }
-        Ok(true)
+        Ok(tx.send(ScanEvent::Index(number, scanned)).is_ok())
     }
 }
 
@@ -1135,6 +1362,7 @@ mod tests {
             reader: None,
             block: None,
             abandoned: None,
+            walked: WalkLog::default(),
         };
         assert!(matches!(scan.next(), Some(Err(e)) if e.is_io()));
         assert!(scan.next().is_none());

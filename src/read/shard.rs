@@ -468,6 +468,60 @@ impl Shard {
             })
     }
 
+    /// Checks a record found by walking a block's decoded payload (at `offset` in it) against
+    /// the record table: the same block, place and length, the record's CRC, and its key equal
+    /// to the heap key. A sequential read that passes this returns exactly the sample `get`
+    /// returns for the same ordinal, and fails where `get` fails (§12.7).
+    pub(crate) fn check_walked(
+        &self,
+        local: u32,
+        block: u32,
+        offset: u64,
+        record: &[u8],
+        key: &[u8],
+    ) -> Result<()> {
+        let entry_offset = self.layout.record_entry_offset(local);
+        let entry = self.record_entry(local)?;
+        let found = [
+            ("record block", u64::from(block), u64::from(entry.block)),
+            ("record offset", offset, entry.offset),
+            ("record length", record.len() as u64, entry.len),
+        ];
+        if let Some((what, walked, listed)) = found.into_iter().find(|(_, w, l)| w != l) {
+            return Err(self.corrupt(
+                entry_offset,
+                format!("{what} of record {local}"),
+                format!("{walked} (found by reading the block)"),
+                listed,
+            ));
+        }
+        let crc = checksum::crc32(record);
+        if crc != entry.crc {
+            return Err(self.corrupt(
+                entry_offset + crate::format::index::RECORD_CRC_OFFSET as u64,
+                format!("record {local} at decoded offset {offset}"),
+                format!("crc32 {:#010x}", entry.crc),
+                format!("{crc:#010x}"),
+            ));
+        }
+        let block_entry = self.block_entry(block)?;
+        let range = self.key_range(local, &entry, &block_entry)?;
+        let heap_key = self.slice(
+            self.layout.key_heap_offset + range.start,
+            range.end - range.start,
+            "key",
+        )?;
+        if *heap_key != *key {
+            return Err(self.corrupt(
+                self.layout.key_heap_offset + range.start,
+                format!("record {local} key"),
+                format!("{:?} (index)", String::from_utf8_lossy(&heap_key)),
+                format!("{:?}", String::from_utf8_lossy(key)),
+            ));
+        }
+        Ok(())
+    }
+
     /// The key of record `local`, from the key heap.
     ///
     /// # Errors

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::archive::manifest::{shard_file_name, Manifest};
 use crate::format::header::SHARD_MAGIC;
 use crate::format::stream::{EntryHeader, EntryKind, ENTRY_HEADER_LEN, ENTRY_MAGIC};
-use crate::read::scan::{BlockCursor, ShardScanner, StreamSource, Window};
+use crate::read::scan::{BlockCursor, ShardScanner, StreamSource, WalkLog, Window};
 use crate::write::PARTIAL_SUFFIX;
 use crate::{Error, IoTrace, Limits, Location, Result, Sample};
 
@@ -45,6 +45,8 @@ pub struct StreamReader<R> {
     limits: Limits,
     shard: Option<(ShardScanner, u32)>,
     block: Option<BlockCursor>,
+    /// The records taken from the shard being read, checked against its index at its end.
+    walked: WalkLog,
     next_shard: u32,
     finished: bool,
     failed: bool,
@@ -109,6 +111,7 @@ impl<R: Read> StreamReader<R> {
             limits,
             shard: None,
             block: None,
+            walked: WalkLog::default(),
             next_shard: 0,
             finished: false,
             failed: false,
@@ -280,6 +283,7 @@ impl<R: Read> StreamReader<R> {
             if let Some(cursor) = self.block.as_mut() {
                 let path = self.name.join(shard_file_name(self.next_shard));
                 if let Some(s) = cursor.next_sample(&path)? {
+                    self.walked.push(cursor, &s);
                     return Ok(Some(StreamItem::Sample(s)));
                 }
                 self.block = None;
@@ -308,7 +312,12 @@ impl<R: Read> StreamReader<R> {
                 let Some((scanner, _)) = self.shard.take() else {
                     continue;
                 };
-                let scanned = match scanner.finish(&mut self.win) {
+                let path = self.name.join(shard_file_name(number));
+                let scanned = match scanner.finish(&mut self.win).and_then(|scanned| {
+                    self.walked
+                        .check(number, &scanned.index, &scanned.layout, &path)
+                        .map(|()| scanned)
+                }) {
                     Ok(s) => s,
                     Err(e) => return Err(self.scan_error(e)),
                 };
