@@ -36,6 +36,6 @@ pub use parity::{
     RepairedRange, PARITY_FILE,
 };
 pub use read::{Archive, Iter, Sample, Shard};
-pub use salvage::{salvage, LostRange, SalvageReport};
+pub use salvage::{salvage, LostKind, LostRange, SalvageReport};
 pub use verify::{verify, verify_with_progress, Finding, VerifyMode, VerifyOptions, VerifyReport};
 pub use write::{Compression, Writer, WriterBuilder, PARTIAL_SUFFIX, WRITER_NAME};
