@@ -25,7 +25,7 @@ pub use read::{scan, stream};
 
 pub use archive::manifest::Manifest;
 pub use archive::media::{
-    volume_budget, MediaProfile, Volume, MAX_STREAM_RECORD, MIN_STREAM_RECORD,
+    volume_budget, volume_data_budget, MediaProfile, Volume, MAX_STREAM_RECORD, MIN_STREAM_RECORD,
 };
 pub use error::{Error, ErrorKind, Location, Result};
 pub use format::stream::EntryKind;

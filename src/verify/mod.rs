@@ -351,14 +351,16 @@ pub fn verify_with_progress(
     })
 }
 
-/// File names in `dir`, sorted; names that are not UTF-8 are reported by the caller as
-/// unknown files would be, so they are left out here.
-/// Whether the archive's medium must be read in physical order, one shard at a time:
-/// spinning disks and tape (§13.1).
+/// Whether the archive's medium must be read in physical order, one shard at a time
+/// (§13.1): the profile named in its manifest says so. An unknown profile does not.
 fn reads_in_physical_order(manifest: Option<&Manifest>) -> bool {
-    manifest.is_some_and(|m| m.layout.profile == "hdd" || m.layout.profile == "tape")
+    manifest
+        .and_then(|m| crate::MediaProfile::from_name(&m.layout.profile))
+        .is_some_and(|p| p.sequential)
 }
 
+/// File names in `dir`, sorted; names that are not UTF-8 are reported by the caller as
+/// unknown files would be, so they are left out here.
 fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .map(|rd| {

@@ -138,13 +138,7 @@ pub fn run(args: Args) -> Result<u8> {
         builder = builder.stream_record(u32::try_from(n).context("--record-size is too large")?);
     }
     let to_stream = args.output.as_os_str() == "-";
-    // Defaults from the research (§E): 15% for discs (dvdisaster's normal), 5% for tape
-    // (par2's default), none for disks, which fail whole.
-    let default_parity = match args.profile.name {
-        "optical" => 15.0,
-        "tape" => 5.0,
-        _ => 0.0,
-    };
+    let default_parity = f64::from(args.profile.default_parity_percent);
     let parity = args
         .parity
         .unwrap_or(if to_stream { 0.0 } else { default_parity });
@@ -153,14 +147,7 @@ pub fn run(args: Args) -> Result<u8> {
     }
     let capacity = args.volume.map(|v| v.capacity()).or(args.volume_size);
     // A volume holds its data and its parity: the data gets its share of the budget.
-    let budget = capacity.map(shardpack::volume_budget).map(|b| {
-        if parity > 0.0 {
-            ((b.saturating_sub(1 << 20)) as f64 * 100.0 / (100.0 + parity + 2.0)) as u64
-        } else {
-            b
-        }
-    });
-    builder = builder.volume_size(budget);
+    builder = builder.volume_size(capacity.map(|c| shardpack::volume_data_budget(c, parity)));
     let existed = args.output.exists();
     let writer = if to_stream {
         // Straight to file descriptor 1: Rust's stdout is line-buffered and would split
