@@ -33,7 +33,7 @@ pub use io::trace::{IoKind, IoOp, IoTrace};
 pub use limits::Limits;
 pub use parity::{
     parity_status, protect, repair, ParityStatus, ProtectReport, ProtectedFolder, RepairReport,
-    RepairedRange, PARITY_FILE,
+    RepairedRange, MAX_PARITY_PERCENT, PARITY_FILE,
 };
 pub use read::{Archive, Iter, Sample, Shard};
 pub use salvage::{salvage, LostKind, LostRange, SalvageReport};

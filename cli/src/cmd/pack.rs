@@ -11,7 +11,7 @@ use std::os::fd::AsFd;
 use shardpack::{Compression, MediaProfile, Volume, Writer, WriterBuilder};
 
 use crate::output::progress_bar;
-use crate::size::parse_size;
+use crate::size::{parse_parity, parse_size};
 
 /// Pack a folder into an archive.
 ///
@@ -57,11 +57,11 @@ pub struct Args {
     /// Split the archive into volume folders for a medium of this capacity (e.g. 4700M).
     #[arg(long, value_parser = parse_size)]
     volume_size: Option<u64>,
-    /// Reed-Solomon parity as a percentage of the data (then `repair` can rebuild damaged
-    /// bytes). Default: 15 for optical (dvdisaster's normal 14.3%), 5 for tape (par2's
-    /// default), none for hdd, ssd and generic (research §E); 0 turns it off. Not
-    /// available for streams (-o -): unstream, then protect.
-    #[arg(long)]
+    /// Reed-Solomon parity as a percentage of the data, e.g. 10 or 10% (then `repair` can
+    /// rebuild damaged bytes), from 0 to 1000. Default: the profile's, 15 for optical
+    /// (dvdisaster's normal 14.3%), 5 for tape (par2's default), none for hdd, ssd and
+    /// generic; 0 turns it off. Not available for streams (-o -): unstream, then protect.
+    #[arg(long, value_parser = parse_parity, allow_hyphen_values = true)]
     parity: Option<f64>,
     /// In a stream, write a manifest checkpoint after every N shards.
     #[arg(long, default_value_t = 1)]
