@@ -14,6 +14,7 @@ pub mod format;
 pub mod fuzzing;
 mod io;
 mod limits;
+pub mod pack;
 mod parity;
 mod read;
 mod salvage;
