@@ -8,6 +8,7 @@
 mod archive;
 mod codec;
 mod error;
+pub mod extract;
 pub mod format;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
