@@ -39,5 +39,6 @@ pub use parity::{
 };
 pub use read::{Archive, Iter, Sample, Shard};
 pub use salvage::{salvage, LostKind, LostRange, SalvageReport};
+pub use verify::stream::{verify_stream, StreamVerifyReport};
 pub use verify::{verify, verify_with_progress, Finding, VerifyMode, VerifyOptions, VerifyReport};
 pub use write::{Compression, Writer, WriterBuilder, PARTIAL_SUFFIX, WRITER_NAME};

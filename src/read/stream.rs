@@ -9,6 +9,7 @@ use crate::archive::manifest::{shard_file_name, Manifest};
 use crate::format::header::SHARD_MAGIC;
 use crate::format::stream::{EntryHeader, EntryKind, ENTRY_HEADER_LEN, ENTRY_MAGIC};
 use crate::read::scan::{BlockCursor, ShardScanner, StreamSource, Window};
+use crate::verify::stream::{manifest_findings, StreamShard};
 use crate::write::PARTIAL_SUFFIX;
 use crate::{Error, IoTrace, Limits, Location, Result, Sample};
 
@@ -26,6 +27,8 @@ pub enum StreamItem {
         size: u64,
         /// BLAKE3 of its bytes (hex).
         blake3: String,
+        /// The archive id in its header.
+        archive_id: [u8; 16],
     },
     /// A manifest entry: a checkpoint or the final manifest.
     Manifest {
@@ -308,6 +311,7 @@ impl<R: Read> StreamReader<R> {
                 let Some((scanner, _)) = self.shard.take() else {
                     continue;
                 };
+                let archive_id = scanner.header().archive_id;
                 let scanned = match scanner.finish(&mut self.win) {
                     Ok(s) => s,
                     Err(e) => return Err(self.scan_error(e)),
@@ -328,6 +332,7 @@ impl<R: Read> StreamReader<R> {
                     number,
                     size: scanned.file_len,
                     blake3: scanned.blake3,
+                    archive_id,
                 }));
             }
             let at = self.win.offset();
@@ -425,26 +430,32 @@ pub fn unstream<R: Read>(
     let mut last: Option<(Manifest, EntryKind)> = None;
     let mut damage = None;
     let mut written = 0u32;
-    let mut copied: Vec<(u64, String)> = Vec::new();
+    let mut copied: Vec<StreamShard> = Vec::new();
+    let stream_name = reader.name.clone();
     for item in reader.by_ref() {
         match item {
             Ok(StreamItem::Manifest { kind, manifest }) => {
                 // A manifest is kept only if it lists exactly the shards copied before it.
-                let agrees = manifest.shards.len() == copied.len()
-                    && manifest
-                        .shards
-                        .iter()
-                        .zip(&copied)
-                        .all(|(s, (size, digest))| s.size == *size && &s.blake3 == digest);
+                let agrees = manifest_findings(&stream_name, kind, &manifest, &copied).is_empty();
                 if !agrees {
                     damage = Some(format!("a {kind:?} manifest in the stream does not match the {} shard(s) before it", copied.len()));
                     break;
                 }
                 last = Some((*manifest, kind));
             }
-            Ok(StreamItem::ShardEnd { size, blake3, .. }) => {
+            Ok(StreamItem::ShardEnd {
+                number,
+                size,
+                blake3,
+                archive_id,
+            }) => {
                 written += 1;
-                copied.push((size, blake3));
+                copied.push(StreamShard {
+                    number,
+                    size,
+                    blake3,
+                    archive_id,
+                });
             }
             Ok(_) => {}
             Err(e) => {
