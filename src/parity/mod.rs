@@ -25,7 +25,7 @@ use crate::{Error, ErrorKind, Limits, Location, Result};
 pub const PARITY_FILE: &str = "parity.spp";
 
 /// Data layers when the data has at least this many chunks (dvdisaster uses 255 layers in
-/// all, research §A5).
+/// all).
 const DATA_LAYERS: u64 = 200;
 
 /// Bytes of each layer read at once while encoding.
