@@ -341,13 +341,13 @@ impl FolderListing {
 
     /// Packs the listing as one stream of fixed-size records into `sink` (see
     /// [`WriterBuilder::create_stream`]); `name` names the sink in errors. Streams carry
-    /// no parity. Without an id on `builder`, the archive gets
-    /// [`archive_id`](Self::archive_id).
+    /// no parity, whatever the profile's default: unstream, then [`crate::protect`].
+    /// Without an id on `builder`, the archive gets [`archive_id`](Self::archive_id).
     ///
     /// # Errors
-    /// A special file (unless skipped), invalid writer options, a file that cannot be read
-    /// or changed size since the walk, a sample the writer refuses, or an I/O error
-    /// writing the stream.
+    /// A special file (unless skipped), parity asked for (a [`PackOptions::parity_percent`]
+    /// above 0), invalid writer options, a file that cannot be read or changed size since
+    /// the walk, a sample the writer refuses, or an I/O error writing the stream.
     pub fn pack_stream(
         &self,
         sink: Box<dyn Write + Send>,
@@ -358,6 +358,12 @@ impl FolderListing {
     ) -> Result<Manifest> {
         if !options.skip_special {
             self.refuse_special_files()?;
+        }
+        if options.parity_percent.is_some_and(|p| p != 0.0) {
+            return Err(Error::invalid_input(
+                "parity",
+                "streams carry no parity: unstream, then protect",
+            ));
         }
         let id = self.archive_id(&builder);
         let writer = builder.archive_id(id).create_stream(sink, name)?;
@@ -620,6 +626,37 @@ mod tests {
         // A writer given samples one by one derives from the options alone.
         assert_eq!(b.derive_archive_id([]), b.derive_archive_id(Vec::new()));
         assert_ne!(b.derive_archive_id([]), one);
+    }
+
+    #[test]
+    fn streams_carry_no_parity() {
+        let tmp = tempfile::tempdir().unwrap();
+        let input = tmp.path().join("in");
+        tree(&input, &[("a.txt", b"a")]);
+        let listing = FolderListing::scan(&input).unwrap();
+        let tape = WriterBuilder::for_profile(crate::MediaProfile::tape());
+        let options = PackOptions::new().parity_percent(Some(5.0));
+        let e = listing
+            .pack_stream(
+                Box::new(std::io::sink()),
+                "s",
+                tape.clone(),
+                &options,
+                &mut |_, _| {},
+            )
+            .unwrap_err();
+        assert!(matches!(e.kind(), ErrorKind::InvalidInput { .. }), "{e}");
+        // The profile's default parity does not apply to a stream.
+        let m = listing
+            .pack_stream(
+                Box::new(std::io::sink()),
+                "s",
+                tape,
+                &PackOptions::new(),
+                &mut |_, _| {},
+            )
+            .unwrap();
+        assert_eq!(m.totals.samples, 1);
     }
 
     #[test]

@@ -562,6 +562,15 @@ fn parity_takes_a_percent_sign_and_refuses_nonsense() {
     assert_eq!(parity(&with), parity(&without));
     let o = run(&[&"protect", &with, &"--parity", &"20%"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    // Streams carry no parity.
+    let o = run(&[&"pack", &input, &"-o", &"-", &"--parity", &"10%"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unstream, then protect"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty(), "nothing is streamed");
     // Negative, not a number, infinite or over the maximum: a usage error, and nothing
     // is written.
     for bad in ["-5", "-5%", "NaN", "inf", "1001", "1e9%", "ten"] {

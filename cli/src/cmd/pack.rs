@@ -114,18 +114,14 @@ pub fn run(args: Args) -> Result<u8> {
         }
     }
     let to_stream = args.output.as_os_str() == "-";
-    let parity = match args.parity {
-        Some(p) if p > 0.0 && to_stream => {
-            bail!("--parity is not available for streams (-o -): unstream, then protect")
-        }
-        Some(p) => p,
-        None if to_stream => 0.0,
-        None => f64::from(args.profile.default_parity_percent),
-    };
+    // Volumes are folders, which get the profile's parity unless told otherwise.
+    let parity = args
+        .parity
+        .unwrap_or(f64::from(args.profile.default_parity_percent));
     let builder = builder(&args, parity)?;
     let options = PackOptions::new()
         .skip_special(true)
-        .parity_percent(Some(parity));
+        .parity_percent(args.parity);
     let total = listing.total_bytes();
     let bar = progress_bar(total, "pack");
     let mut progress = |done, _total| bar.set_position(done);
