@@ -8,12 +8,14 @@
 mod archive;
 mod codec;
 mod error;
+pub mod extract;
 pub mod format;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod io;
 mod limits;
+pub mod pack;
 mod parity;
 mod read;
 mod salvage;
@@ -21,11 +23,18 @@ mod verify;
 mod write;
 
 pub use archive::manifest;
-pub use read::{scan, stream};
+pub use read::scan;
+
+/// Tape streams (format-spec.md §16): reading one front to back in a single pass, and
+/// turning one into an archive folder.
+pub mod stream {
+    pub use crate::read::stream::{StreamItem, StreamReader};
+    pub use crate::write::unstream::{unstream, UnstreamReport};
+}
 
 pub use archive::manifest::Manifest;
 pub use archive::media::{
-    volume_budget, MediaProfile, Volume, MAX_STREAM_RECORD, MIN_STREAM_RECORD,
+    volume_budget, volume_data_budget, MediaProfile, Volume, MAX_STREAM_RECORD, MIN_STREAM_RECORD,
 };
 pub use error::{Error, ErrorKind, Location, Result};
 pub use format::stream::EntryKind;
@@ -34,9 +43,10 @@ pub use io::{AccessPattern, ReadAt, SourceKind};
 pub use limits::Limits;
 pub use parity::{
     parity_status, protect, repair, ParityStatus, ProtectReport, ProtectedFolder, RepairReport,
-    RepairedRange, PARITY_FILE,
+    RepairedRange, MAX_PARITY_PERCENT, PARITY_FILE,
 };
 pub use read::{Archive, ArchiveOptions, Iter, Sample, Shard};
-pub use salvage::{salvage, LostRange, SalvageReport};
+pub use salvage::{salvage, LostKind, LostRange, SalvageReport};
+pub use verify::stream::{verify_stream, StreamVerifyReport};
 pub use verify::{verify, verify_with_progress, Finding, VerifyMode, VerifyOptions, VerifyReport};
 pub use write::{Compression, Writer, WriterBuilder, PARTIAL_SUFFIX, WRITER_NAME};

@@ -15,8 +15,28 @@ use crate::io::ShardBytes;
 use crate::read::scan::BlockCursor;
 use crate::{Error, Limits, Manifest, Result, WriterBuilder};
 
+/// Why a [`LostRange`] could not be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LostKind {
+    /// Bytes holding no intact block: whatever samples they held are lost, even when no
+    /// ordinal says which.
+    NoIntactBlock,
+    /// Samples known by their ordinals to be in no intact block.
+    MissingSamples,
+    /// An intact block whose samples could not be decoded or written.
+    UnusableBlock,
+    /// A damaged shard header; its blocks were still used, so no sample is lost by it.
+    DamagedHeader,
+    /// A damaged or missing trailer and index; blocks were found by their sync markers,
+    /// so no sample is lost by it.
+    DamagedTrailer,
+}
+
 /// A byte range of an input that held no intact block.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct LostRange {
     /// The input file.
     pub file: PathBuf,
@@ -24,12 +44,24 @@ pub struct LostRange {
     pub offset: u64,
     /// Length of the range.
     pub len: u64,
-    /// Why its bytes could not be used.
+    /// Why its bytes could not be used, as a category.
+    pub kind: LostKind,
+    /// Why its bytes could not be used, for people.
     pub reason: String,
     /// Ordinals of the samples lost there (first and last), when block headers or the
     /// trailer around the range tell them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ordinals: Option<[u64; 2]>,
+}
+
+impl LostRange {
+    /// True when samples were lost here: the range names lost samples or held bytes in no
+    /// intact block. False for damage that cost no sample (a header or trailer whose
+    /// blocks were still found).
+    #[must_use]
+    pub fn loses_samples(&self) -> bool {
+        self.ordinals.is_some() || self.kind == LostKind::NoIntactBlock
+    }
 }
 
 /// What [`salvage`] recovered and lost.
@@ -94,6 +126,7 @@ impl Found {
             file: path.to_path_buf(),
             offset: self.offset,
             len: BLOCK_HEADER_LEN as u64 + self.header.stored_len,
+            kind: LostKind::UnusableBlock,
             reason: reason.to_string(),
             ordinals: Some([first, first + u64::from(self.header.record_count) - 1]),
         }
@@ -163,6 +196,7 @@ fn scan_file(path: &Path, bytes: &[u8], lost: &mut Vec<LostRange>) -> Vec<Found>
                         file: path.to_path_buf(),
                         offset: g,
                         len: pos - g,
+                        kind: LostKind::NoIntactBlock,
                         reason: "no intact block".into(),
                         ordinals: None,
                     });
@@ -191,6 +225,7 @@ fn scan_file(path: &Path, bytes: &[u8], lost: &mut Vec<LostRange>) -> Vec<Found>
             file: path.to_path_buf(),
             offset: g,
             len: data_end - g,
+            kind: LostKind::NoIntactBlock,
             reason: "no intact block".into(),
             ordinals: None,
         });
@@ -200,6 +235,7 @@ fn scan_file(path: &Path, bytes: &[u8], lost: &mut Vec<LostRange>) -> Vec<Found>
             file: path.to_path_buf(),
             offset: 0,
             len: HEADER_LEN as u64,
+            kind: LostKind::DamagedHeader,
             reason: "damaged shard header (its blocks were still used)".into(),
             ordinals: None,
         });
@@ -209,6 +245,7 @@ fn scan_file(path: &Path, bytes: &[u8], lost: &mut Vec<LostRange>) -> Vec<Found>
             file: path.to_path_buf(),
             offset: len.saturating_sub(TRAILER_LEN as u64),
             len: TRAILER_LEN as u64,
+            kind: LostKind::DamagedTrailer,
             reason: "damaged or missing trailer and index (blocks found by their sync markers)"
                 .into(),
             ordinals: None,
@@ -223,6 +260,7 @@ fn scan_file(path: &Path, bytes: &[u8], lost: &mut Vec<LostRange>) -> Vec<Found>
                 file: path.to_path_buf(),
                 offset: f.offset,
                 len: 0,
+                kind: LostKind::MissingSamples,
                 reason: "samples before this block are in no intact block".into(),
                 ordinals: Some([e, f.header.first_ordinal - 1]),
             });
@@ -236,6 +274,7 @@ fn scan_file(path: &Path, bytes: &[u8], lost: &mut Vec<LostRange>) -> Vec<Found>
                 file: path.to_path_buf(),
                 offset: data_end,
                 len: 0,
+                kind: LostKind::MissingSamples,
                 reason: "samples at the end of the shard are in no intact block".into(),
                 ordinals: Some([e, end - 1]),
             });
@@ -307,6 +346,7 @@ pub fn salvage(inputs: &[PathBuf], output: &Path, options: WriterBuilder) -> Res
                                     file: path.clone(),
                                     offset: f.offset,
                                     len: 0,
+                                    kind: LostKind::UnusableBlock,
                                     reason: e.to_string(),
                                     ordinals: Some([s.ordinal(), s.ordinal()]),
                                 })
@@ -332,4 +372,61 @@ pub fn salvage(inputs: &[PathBuf], output: &Path, options: WriterBuilder) -> Res
         lost,
         root: manifest.root,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Compression, Writer};
+
+    /// An archive of 40 samples, one block of stored records per 4 samples.
+    fn archive(dir: &Path) -> PathBuf {
+        let path = dir.join("a");
+        let mut w = Writer::builder()
+            .compression(Compression::None)
+            .block_size(4 * 1000)
+            .align(4096)
+            .create(&path)
+            .unwrap();
+        for i in 0..40u32 {
+            w.append(&format!("{i:04}"), &[("bin", &[i as u8; 1000][..])])
+                .unwrap();
+        }
+        w.finish().unwrap();
+        path.join("shard-000000.shp")
+    }
+
+    #[test]
+    fn lost_ranges_say_whether_samples_were_lost() {
+        let tmp = tempfile::tempdir().unwrap();
+        let shard = archive(tmp.path());
+        let mut bytes = std::fs::read(&shard).unwrap();
+        // Damage the trailer only: every block is still found.
+        let n = bytes.len();
+        bytes[n - 8..].fill(0xAA);
+        std::fs::write(&shard, &bytes).unwrap();
+        let report = salvage(
+            std::slice::from_ref(&shard),
+            &tmp.path().join("b"),
+            WriterBuilder::new(),
+        )
+        .unwrap();
+        assert_eq!(report.samples, 40);
+        let trailer = report
+            .lost
+            .iter()
+            .find(|l| l.kind == LostKind::DamagedTrailer)
+            .unwrap();
+        assert!(!trailer.loses_samples(), "{:?}", report.lost);
+        // Damage a block in the middle as well: its bytes hold no intact block.
+        bytes[n / 2..n / 2 + 64].fill(0x55);
+        std::fs::write(&shard, &bytes).unwrap();
+        let report = salvage(&[shard], &tmp.path().join("c"), WriterBuilder::new()).unwrap();
+        assert!(report.samples < 40);
+        let lost: Vec<&LostRange> = report.lost.iter().filter(|l| l.loses_samples()).collect();
+        assert!(
+            lost.iter().any(|l| l.kind == LostKind::NoIntactBlock),
+            "{lost:?}"
+        );
+    }
 }

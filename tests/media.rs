@@ -628,6 +628,7 @@ fn tape_stream_whole_records_one_pass_and_every_prefix_recovers_its_last_checkpo
                 number,
                 size,
                 blake3,
+                ..
             } => {
                 let info = &manifest.shards[shard_ends];
                 assert_eq!(*number as usize, shard_ends);

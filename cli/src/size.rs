@@ -1,4 +1,5 @@
-//! Byte sizes on the command line: `4096`, `64K`, `256MiB`, `1G`, `1GB`.
+//! Numbers on the command line: byte sizes (`4096`, `64K`, `256MiB`, `1G`, `1GB`) and
+//! parity percentages (`10`, `10%`, `14.3%`).
 
 /// Parses a size: a number with an optional unit. `K`, `Ki`, `KiB` (and M, G, T alike) are
 /// powers of 1024; `KB`, `MB`, `GB`, `TB` are powers of 1000.
@@ -33,9 +34,35 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{text:?} is out of range"))
 }
 
+/// Parses a parity percentage, with or without a percent sign (`10`, `10%`, as par2
+/// users type it): a finite number from 0 to [`shardpack::MAX_PARITY_PERCENT`].
+pub fn parse_parity(text: &str) -> Result<f64, String> {
+    let trimmed = text.trim();
+    let number = trimmed.strip_suffix('%').unwrap_or(trimmed).trim_end();
+    let max = shardpack::MAX_PARITY_PERCENT;
+    match number.parse::<f64>() {
+        Ok(p) if p.is_finite() && (0.0..=max).contains(&p) => Ok(p),
+        _ => Err(format!(
+            "{text:?} is not a parity percentage: use a number from 0 to {max}, such as 10 or 10%"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parity_percentages() {
+        assert_eq!(parse_parity("10"), Ok(10.0));
+        assert_eq!(parse_parity("10%"), Ok(10.0));
+        assert_eq!(parse_parity(" 14.3 % "), Ok(14.3));
+        assert_eq!(parse_parity("0"), Ok(0.0));
+        assert_eq!(parse_parity("1000%"), Ok(1000.0));
+        for bad in ["-5", "NaN", "inf", "-inf", "1000.1", "10%%", "%", "", "ten"] {
+            assert!(parse_parity(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn units() {

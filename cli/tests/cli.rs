@@ -545,3 +545,43 @@ fn protect_then_repair_from_the_command_line() {
     );
     assert!(disc.join("parity.spp").exists());
 }
+
+#[test]
+fn parity_takes_a_percent_sign_and_refuses_nonsense() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    make_tree(&input);
+    // par2 users type the percent sign; with or without it, the same parity.
+    let with = tmp.path().join("with");
+    let o = run(&[&"pack", &input, &"-o", &with, &"--parity", &"10%"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let without = tmp.path().join("without");
+    let o = run(&[&"pack", &input, &"-o", &without, &"--parity", &"10"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let parity = |dir: &Path| std::fs::read(dir.join("parity.spp")).unwrap();
+    assert_eq!(parity(&with), parity(&without));
+    let o = run(&[&"protect", &with, &"--parity", &"20%"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Streams carry no parity.
+    let o = run(&[&"pack", &input, &"-o", &"-", &"--parity", &"10%"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("unstream, then protect"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(o.stdout.is_empty(), "nothing is streamed");
+    // Negative, not a number, infinite or over the maximum: a usage error, and nothing
+    // is written.
+    for bad in ["-5", "-5%", "NaN", "inf", "1001", "1e9%", "ten"] {
+        let out = tmp.path().join("bad");
+        let o = run(&[&"pack", &input, &"-o", &out, &"--parity", &bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("parity percentage"),
+            "{bad}: {}",
+            stderr(&o)
+        );
+        assert!(!out.exists(), "{bad}");
+    }
+}

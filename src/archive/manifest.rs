@@ -37,6 +37,10 @@ pub fn volume_count(manifest: &Manifest) -> u32 {
         .unwrap_or(0)
 }
 
+/// Suffix of a file still being written (a shard, a parity file); renamed away when the
+/// file is finished, so that no finished name ever holds a partial file.
+pub const PARTIAL_SUFFIX: &str = ".partial";
+
 /// The file name of shard `number`: `shard-000000.shp`, six digits or more.
 pub fn shard_file_name(number: u32) -> String {
     format!("shard-{number:06}.shp")

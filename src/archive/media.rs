@@ -31,6 +31,14 @@ pub struct MediaProfile {
     pub read_chunk: u64,
     /// Tape record size for streams (`pack -o -`); every write is one whole record.
     pub stream_record: u32,
+    /// Reed-Solomon parity, as a percentage of the data, that a packed archive folder gets
+    /// unless the caller chooses otherwise; 0 for none. Media that fail in places (discs
+    /// scratch, tape wears) get parity; disks, which fail whole, get none. A whole number, so
+    /// that profiles stay comparable with `==`.
+    pub default_parity_percent: u16,
+    /// True when the medium must be read in physical order, one shard at a time, because
+    /// a seek costs far more than a read (spinning disks, tape; §13.1).
+    pub sequential: bool,
 }
 
 const KIB: u32 = 1 << 10;
@@ -57,6 +65,8 @@ impl MediaProfile {
             dictionary: None,
             read_chunk: MIB,
             stream_record: 512 * KIB,
+            default_parity_percent: 0,
+            sequential: false,
         }
     }
 
@@ -74,6 +84,8 @@ impl MediaProfile {
             dictionary: None,
             read_chunk: 16 * MIB,
             stream_record: 512 * KIB,
+            default_parity_percent: 0,
+            sequential: true,
         }
     }
 
@@ -93,6 +105,8 @@ impl MediaProfile {
             dictionary: Some(256 * KIB),
             read_chunk: MIB,
             stream_record: 512 * KIB,
+            default_parity_percent: 0,
+            sequential: false,
         }
     }
 
@@ -110,6 +124,8 @@ impl MediaProfile {
             dictionary: None,
             read_chunk: 16 * MIB,
             stream_record: 512 * KIB,
+            default_parity_percent: 5,
+            sequential: true,
         }
     }
 
@@ -126,6 +142,8 @@ impl MediaProfile {
             dictionary: None,
             read_chunk: 16 * MIB,
             stream_record: 512 * KIB,
+            default_parity_percent: 15,
+            sequential: false,
         }
     }
 
@@ -166,7 +184,25 @@ mod tests {
             assert_eq!(MediaProfile::from_name(p.name), Some(*p));
             assert!(crate::format::is_valid_align(p.align));
             assert!(p.read_chunk >= 1 << 20);
+            assert!(p.default_parity_percent <= 1000);
         }
+        assert_eq!(MediaProfile::optical().default_parity_percent, 15);
+        assert_eq!(MediaProfile::tape().default_parity_percent, 5);
+        assert!(MediaProfile::hdd().sequential && MediaProfile::tape().sequential);
+        assert!(!MediaProfile::ssd().sequential && !MediaProfile::optical().sequential);
+    }
+
+    #[test]
+    fn volume_data_budget_leaves_room_for_parity() {
+        let capacity = Volume::Dvd.capacity();
+        let budget = volume_budget(capacity);
+        assert_eq!(volume_data_budget(capacity, 0.0), budget);
+        assert_eq!(volume_data_budget(capacity, f64::NAN), budget);
+        let data = volume_data_budget(capacity, 15.0);
+        assert_eq!(data, ((budget - (1 << 20)) as f64 * 100.0 / 117.0) as u64);
+        // Data plus its parity and overhead fit the budget.
+        assert!(data as f64 * 1.17 + f64::from(1u32 << 20) <= budget as f64);
+        assert_eq!(volume_data_budget(0, 10.0), 0);
     }
 }
 
@@ -242,9 +278,33 @@ impl Volume {
     }
 }
 
+/// The bytes of a volume of `capacity` bytes left for shards and manifest when Reed-Solomon
+/// parity of `parity_percent` % of the data is written beside them (the budget given to
+/// [`crate::WriterBuilder::volume_size`]). The parity file takes `parity_percent` % of the
+/// data, plus 2% and 1 MiB for its chunk tables, header and the rounding of its chunks;
+/// without parity (0, negative or not a number) this is [`volume_budget`].
+#[must_use]
+pub fn volume_data_budget(capacity: u64, parity_percent: f64) -> u64 {
+    let budget = volume_budget(capacity);
+    if parity_percent > 0.0 {
+        // Float to integer truncates toward zero and saturates: never over the budget.
+        ((budget.saturating_sub(PARITY_OVERHEAD_BYTES)) as f64 * 100.0
+            / (100.0 + parity_percent + PARITY_OVERHEAD_PERCENT)) as u64
+    } else {
+        budget
+    }
+}
+
+/// Room a parity file needs beyond its parity chunks, as a share of the data (chunk
+/// tables, rounding of the last chunk of each shard).
+const PARITY_OVERHEAD_PERCENT: f64 = 2.0;
+/// Room a parity file needs beyond its parity chunks, in bytes (header and tables).
+const PARITY_OVERHEAD_BYTES: u64 = 1 << 20;
+
 /// The bytes of a medium of `capacity` bytes left for archive files once its file system
 /// (ISO 9660 / UDF volume descriptors, directories, anchors) has its room: 0.5% or 8 MiB,
 /// whichever is more. Parity written beside the archive takes its share from what is left.
+#[must_use]
 pub fn volume_budget(capacity: u64) -> u64 {
     capacity.saturating_sub((capacity / 200).max(8 << 20))
 }

@@ -61,7 +61,7 @@ impl Deref for ReadOnlyMap {
 }
 
 /// Tells the kernel that `file` will be read front to back, so it reads ahead further
-/// (Linux doubles the readahead window, docs/design.md §3). Only a hint: failure changes speed,
+/// (Linux doubles the readahead window). Only a hint: failure changes speed,
 /// never results.
 pub(crate) fn advise_sequential(file: &File) {
     #[cfg(target_os = "linux")]

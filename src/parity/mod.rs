@@ -150,6 +150,25 @@ fn protected_names(folder: &Path, manifest: &Manifest) -> Vec<String> {
     names
 }
 
+/// The most parity [`protect`] adds, as a percentage of the data: ten parity chunks per
+/// data chunk.
+pub const MAX_PARITY_PERCENT: f64 = 1000.0;
+
+/// Refuses a parity percentage that is not a number from 0 (only when `zero_allowed`,
+/// meaning none) to [`MAX_PARITY_PERCENT`].
+pub(crate) fn check_percent(percent: f64, zero_allowed: bool) -> Result<()> {
+    let low_ok = percent > 0.0 || (zero_allowed && percent == 0.0);
+    if low_ok && percent <= MAX_PARITY_PERCENT {
+        return Ok(());
+    }
+    let range = if zero_allowed {
+        format!("must be from 0 (none) to {MAX_PARITY_PERCENT}")
+    } else {
+        format!("must be more than 0 and at most {MAX_PARITY_PERCENT}")
+    };
+    Err(Error::invalid_input(format!("parity {percent}%"), range))
+}
+
 /// Adds (or replaces) Reed-Solomon parity of `percent` % of the data to the archive at
 /// `dir` (to each volume of a split archive). Shards and manifest are not changed, so the
 /// root digest stays the same.
@@ -157,12 +176,7 @@ fn protected_names(folder: &Path, manifest: &Manifest) -> Vec<String> {
 /// # Errors
 /// The archive cannot be opened or read, or the parity file cannot be written.
 pub fn protect(dir: &Path, percent: f64) -> Result<ProtectReport> {
-    if !(percent > 0.0 && percent <= 1000.0) {
-        return Err(Error::invalid_input(
-            format!("parity {percent}%"),
-            "must be more than 0 and at most 1000",
-        ));
-    }
+    check_percent(percent, false)?;
     let mut report = ProtectReport {
         folders: Vec::new(),
     };
@@ -246,7 +260,10 @@ fn protect_folder(
         layers_offset,
         start_damaged: false,
     };
-    let out_path = folder.join(format!("{PARITY_FILE}{}", crate::write::PARTIAL_SUFFIX));
+    let out_path = folder.join(format!(
+        "{PARITY_FILE}{}",
+        crate::archive::manifest::PARTIAL_SUFFIX
+    ));
     let out = File::create(&out_path).map_err(|e| Error::io(&out_path, "create", e))?;
     // A parity file left half-written would be taken for damage: it goes on any error.
     let result = write_parity(&mut parity, &handles, folder, &out, &out_path);

@@ -366,21 +366,6 @@ impl Archive {
         }
     }
 
-    /// Iterates over every sample in file order, each shard read front to back through its
-    /// map with sequential read-ahead advised, on a reader thread that checks and decodes
-    /// blocks ahead of the caller (compressed ones on every core). Every byte is checked by
-    /// a CRC or as zero padding before the samples it holds are returned, so damage is an
-    /// error, never other bytes; the shards' BLAKE3 digests are [`crate::verify`]'s. After an
-    /// error in a shard, the scan goes on with the next shard.
-    ///
-    /// An archive opened with [`SourceKind::Pread`] is read instead in the profile's large
-    /// ascending reads (16 MiB for hdd) with `pread`, and each shard's BLAKE3 is compared
-    /// with the manifest once it is read whole (a mismatch is an error after its last
-    /// sample).
-    pub fn scan(&self) -> crate::read::scan::Scan {
-        crate::read::scan::Scan::new(self.clone())
-    }
-
     /// The options this archive was opened with.
     pub(crate) fn opened_with(&self) -> &ArchiveOptions {
         &self.inner.options

@@ -5,11 +5,12 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 
+use crate::archive::manifest::PARTIAL_SUFFIX;
 use crate::archive::manifest::{shard_file_name, Manifest};
 use crate::format::header::SHARD_MAGIC;
+use crate::format::hex;
 use crate::format::stream::{EntryHeader, EntryKind, ENTRY_HEADER_LEN, ENTRY_MAGIC};
 use crate::read::scan::{BlockCursor, ShardScanner, StreamSource, WalkLog, Window};
-use crate::write::PARTIAL_SUFFIX;
 use crate::{Error, IoTrace, Limits, Location, Result, Sample};
 
 /// One thing found in a stream.
@@ -26,6 +27,8 @@ pub enum StreamItem {
         size: u64,
         /// BLAKE3 of its bytes (hex).
         blake3: String,
+        /// The archive id in its header.
+        archive_id: [u8; 16],
     },
     /// A manifest entry: a checkpoint or the final manifest.
     Manifest {
@@ -34,6 +37,73 @@ pub enum StreamItem {
         /// The manifest, its digest and root checked.
         manifest: Box<Manifest>,
     },
+}
+
+/// A shard as a stream held it, to be matched with the manifests after it.
+#[derive(Clone, Debug)]
+pub(crate) struct StreamShard {
+    pub(crate) number: u32,
+    pub(crate) size: u64,
+    pub(crate) blake3: String,
+    pub(crate) archive_id: [u8; 16],
+}
+
+/// One way a stream's manifest fails to describe the shards before it.
+#[derive(Debug)]
+pub(crate) struct Mismatch {
+    pub(crate) file: PathBuf,
+    pub(crate) shard: Option<u32>,
+    pub(crate) len: u64,
+    pub(crate) what: String,
+    pub(crate) expected: String,
+    pub(crate) found: String,
+}
+
+/// Every way `manifest` (a checkpoint or the final manifest of the stream `name`) fails
+/// to list exactly `shards`, the shards the stream held before it: their number, and each
+/// one's size, BLAKE3 digest and archive id. Empty when they agree (§16.4).
+pub(crate) fn manifest_mismatches(
+    name: &Path,
+    kind: EntryKind,
+    manifest: &Manifest,
+    shards: &[StreamShard],
+) -> Vec<Mismatch> {
+    let mut findings = Vec::new();
+    if manifest.shards.len() != shards.len() {
+        findings.push(Mismatch {
+            file: name.to_path_buf(),
+            shard: None,
+            len: 0,
+            what: format!("shard count of the {kind:?} manifest"),
+            expected: format!("{}, the shards the stream held before it", shards.len()),
+            found: manifest.shards.len().to_string(),
+        });
+    }
+    let id = manifest.archive_id_bytes();
+    for (info, shard) in manifest.shards.iter().zip(shards) {
+        let file = name.join(shard_file_name(shard.number));
+        if info.size != shard.size || info.blake3 != shard.blake3 {
+            findings.push(Mismatch {
+                file: file.clone(),
+                shard: Some(shard.number),
+                len: shard.size,
+                what: format!("shard in the {kind:?} manifest"),
+                expected: format!("{} bytes with BLAKE3 {}", info.size, info.blake3),
+                found: format!("{} bytes with BLAKE3 {}", shard.size, shard.blake3),
+            });
+        }
+        if shard.archive_id != id {
+            findings.push(Mismatch {
+                file,
+                shard: Some(shard.number),
+                len: 0,
+                what: format!("shard archive id against the {kind:?} manifest"),
+                expected: manifest.archive_id.clone(),
+                found: hex(&shard.archive_id),
+            });
+        }
+    }
+    findings
 }
 
 /// Reads a stream written by [`crate::WriterBuilder::create_stream`] from any `Read`
@@ -55,6 +125,17 @@ pub struct StreamReader<R> {
 }
 
 impl<R: Read> StreamReader<R> {
+    /// Also writes each shard, as it is read, to `dir` (under a partial name, renamed once
+    /// the shard is whole and checked).
+    pub(crate) fn copy_shards_to(&mut self, dir: &Path) {
+        self.copy_to = Some(dir.to_path_buf());
+    }
+
+    /// The name the stream was given.
+    pub(crate) fn name(&self) -> &Path {
+        &self.name
+    }
+
     /// A reader over `inner`; `name` names the stream in errors (e.g. `<stdin>`).
     ///
     /// # Errors
@@ -313,6 +394,7 @@ impl<R: Read> StreamReader<R> {
                     continue;
                 };
                 let path = self.name.join(shard_file_name(number));
+                let archive_id = scanner.header().archive_id;
                 let scanned = match scanner.finish(&mut self.win).and_then(|scanned| {
                     self.walked
                         .check(number, &scanned.index, &scanned.layout, &path)
@@ -337,6 +419,7 @@ impl<R: Read> StreamReader<R> {
                     number,
                     size: scanned.file_len,
                     blake3: scanned.blake3,
+                    archive_id,
                 }));
             }
             let at = self.win.offset();
@@ -387,108 +470,4 @@ impl<R: Read> Iterator for StreamReader<R> {
             }
         }
     }
-}
-
-/// What [`unstream`] did.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct UnstreamReport {
-    /// Shards written to the archive folder and listed in its manifest.
-    pub shards: u64,
-    /// Samples in the archive.
-    pub samples: u64,
-    /// True when the stream ended with its final manifest; false when the archive is the
-    /// last checkpoint of a torn stream.
-    pub complete: bool,
-    /// Complete shards read after the last manifest of a torn stream; no manifest lists
-    /// them, so they were removed.
-    pub dropped_shards: u64,
-    /// The error that tore the stream, if any.
-    pub damage: Option<String>,
-}
-
-/// Turns a stream into an archive folder at `dir` (new or empty) in one pass. A stream torn
-/// at any point gives the archive as of its last manifest checkpoint; the error is reported
-/// in the result, not returned.
-///
-/// # Errors
-/// `dir` cannot be created or written, or the stream has no manifest entry at all.
-pub fn unstream<R: Read>(
-    inner: R,
-    name: impl Into<PathBuf>,
-    dir: &Path,
-    limits: Limits,
-) -> Result<UnstreamReport> {
-    match fs::read_dir(dir) {
-        Ok(mut entries) => {
-            if entries.next().is_some() {
-                return Err(Error::invalid_input(
-                    dir.display().to_string(),
-                    "output folder exists and is not empty; choose a new path",
-                ));
-            }
-        }
-        Err(_) => fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create folder", e))?,
-    }
-    let mut reader = StreamReader::new(inner, name, limits)?;
-    reader.copy_to = Some(dir.to_path_buf());
-    let mut last: Option<(Manifest, EntryKind)> = None;
-    let mut damage = None;
-    let mut written = 0u32;
-    let mut copied: Vec<(u64, String)> = Vec::new();
-    for item in reader.by_ref() {
-        match item {
-            Ok(StreamItem::Manifest { kind, manifest }) => {
-                // A manifest is kept only if it lists exactly the shards copied before it.
-                let agrees = manifest.shards.len() == copied.len()
-                    && manifest
-                        .shards
-                        .iter()
-                        .zip(&copied)
-                        .all(|(s, (size, digest))| s.size == *size && &s.blake3 == digest);
-                if !agrees {
-                    damage = Some(format!("a {kind:?} manifest in the stream does not match the {} shard(s) before it", copied.len()));
-                    break;
-                }
-                last = Some((*manifest, kind));
-            }
-            Ok(StreamItem::ShardEnd { size, blake3, .. }) => {
-                written += 1;
-                copied.push((size, blake3));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                damage = Some(e.to_string());
-                break;
-            }
-        }
-    }
-    let Some((manifest, kind)) = last else {
-        // Nothing to keep: no manifest lists any shard.
-        for n in 0..=written {
-            let name = shard_file_name(n);
-            let _ = fs::remove_file(dir.join(&name));
-            let _ = fs::remove_file(dir.join(format!("{name}{PARTIAL_SUFFIX}")));
-        }
-        return Err(Error::corrupt(
-            Location::file(&reader.name, 0),
-            "stream",
-            "at least one manifest checkpoint",
-            damage.unwrap_or_else(|| "none".into()),
-        ));
-    };
-    // Shards the manifest does not list (after the last checkpoint) and a partial shard go.
-    let listed = manifest.shards.len() as u32;
-    for n in listed..=written {
-        let name = shard_file_name(n);
-        let _ = fs::remove_file(dir.join(&name));
-        let _ = fs::remove_file(dir.join(format!("{name}{PARTIAL_SUFFIX}")));
-    }
-    crate::write::output::write_manifest_file(dir, &manifest)?;
-    Ok(UnstreamReport {
-        shards: u64::from(listed),
-        samples: manifest.totals.samples,
-        complete: kind == EntryKind::Final && damage.is_none(),
-        dropped_shards: u64::from(written.saturating_sub(listed)),
-        damage,
-    })
 }

@@ -2,12 +2,15 @@
 //! the first one, and tells "complete" (every file present, right size) from "valid" (every
 //! check holds).
 
+pub(crate) mod stream;
+
 use crate::codec::dictionary::DecodingDictionary;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::archive::manifest::PARTIAL_SUFFIX;
 use crate::archive::manifest::{self, Manifest, ShardInfo, MANIFEST_FILE};
 use crate::codec;
 use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN, BLOCK_SYNC};
@@ -17,7 +20,6 @@ use crate::format::record::{PayloadItem, RecordView};
 use crate::format::trailer::{Trailer, TRAILER_LEN};
 use crate::format::{self, align_up, checksum, hex, Codec, Defect};
 use crate::io::{AccessPattern, ShardBytes};
-use crate::write::PARTIAL_SUFFIX;
 use crate::{Error, ErrorKind, Limits, Result};
 
 /// How much `verify` reads.
@@ -71,6 +73,102 @@ pub struct Finding {
     /// Keys of the samples affected (at most a few), when the index is intact.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub keys: Vec<String>,
+}
+
+impl Finding {
+    /// A finding about `len` bytes at `offset` of `file`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        file: PathBuf,
+        shard: Option<u32>,
+        offset: u64,
+        len: u64,
+        what: impl Into<String>,
+        expected: impl Into<String>,
+        found: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            file,
+            shard,
+            offset,
+            len,
+            what: what.into(),
+            expected: expected.into(),
+            found: found.into(),
+            ordinals: None,
+            keys: Vec::new(),
+        }
+    }
+
+    /// The finding an error describes: its place, what it expected and found.
+    pub(crate) fn from_error(err: &Error, shard: Option<u32>, len: u64) -> Finding {
+        match err.kind() {
+            ErrorKind::Corrupt {
+                location,
+                what,
+                expected,
+                found,
+            } => Finding::new(
+                location.file.clone(),
+                shard.or(location.shard),
+                location.offset,
+                len,
+                what.clone(),
+                expected.clone(),
+                found.clone(),
+            ),
+            ErrorKind::UnsupportedVersion {
+                location,
+                expected,
+                got,
+            } => Finding::new(
+                location.file.clone(),
+                shard.or(location.shard),
+                location.offset,
+                len,
+                "format version",
+                format!("{}.{}", expected.0, expected.1),
+                format!("{}.{}", got.0, got.1),
+            ),
+            ErrorKind::LimitExceeded {
+                location,
+                limit,
+                max,
+                got,
+            } => Finding::new(
+                location.file.clone(),
+                shard.or(location.shard),
+                location.offset,
+                len,
+                *limit,
+                format!("at most {max}"),
+                got.to_string(),
+            ),
+            ErrorKind::Io {
+                path,
+                op,
+                offset,
+                source,
+            } => Finding::new(
+                path.clone(),
+                shard,
+                offset.unwrap_or(0),
+                len,
+                format!("file ({op})"),
+                "readable",
+                source.to_string(),
+            ),
+            _ => Finding::new(
+                PathBuf::new(),
+                shard,
+                0,
+                len,
+                "archive",
+                "no error",
+                err.to_string(),
+            ),
+        }
+    }
 }
 
 impl std::fmt::Display for Finding {
@@ -351,14 +449,16 @@ pub fn verify_with_progress(
     })
 }
 
-/// File names in `dir`, sorted; names that are not UTF-8 are reported by the caller as
-/// unknown files would be, so they are left out here.
-/// Whether the archive's medium must be read in physical order, one shard at a time:
-/// spinning disks and tape (§13.1).
+/// Whether the archive's medium must be read in physical order, one shard at a time
+/// (§13.1): the profile named in its manifest says so. An unknown profile does not.
 fn reads_in_physical_order(manifest: Option<&Manifest>) -> bool {
-    manifest.is_some_and(|m| m.layout.profile == "hdd" || m.layout.profile == "tape")
+    manifest
+        .and_then(|m| crate::MediaProfile::from_name(&m.layout.profile))
+        .is_some_and(|p| p.sequential)
 }
 
+/// File names in `dir`, sorted; names that are not UTF-8 are reported by the caller as
+/// unknown files would be, so they are left out here.
 fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
@@ -554,72 +654,7 @@ impl Verifier {
     }
 
     fn push_error(&mut self, err: &Error, shard: Option<u32>, len: u64) {
-        match err.kind() {
-            ErrorKind::Corrupt {
-                location,
-                what,
-                expected,
-                found,
-            } => self.push(
-                location.file.clone(),
-                shard.or(location.shard),
-                location.offset,
-                len,
-                what.clone(),
-                expected.clone(),
-                found.clone(),
-            ),
-            ErrorKind::UnsupportedVersion {
-                location,
-                expected,
-                got,
-            } => self.push(
-                location.file.clone(),
-                shard.or(location.shard),
-                location.offset,
-                len,
-                "format version",
-                format!("{}.{}", expected.0, expected.1),
-                format!("{}.{}", got.0, got.1),
-            ),
-            ErrorKind::LimitExceeded {
-                location,
-                limit,
-                max,
-                got,
-            } => self.push(
-                location.file.clone(),
-                shard.or(location.shard),
-                location.offset,
-                len,
-                *limit,
-                format!("at most {max}"),
-                got.to_string(),
-            ),
-            ErrorKind::Io {
-                path,
-                op,
-                offset,
-                source,
-            } => self.push(
-                path.clone(),
-                shard,
-                offset.unwrap_or(0),
-                len,
-                format!("file ({op})"),
-                "readable",
-                source.to_string(),
-            ),
-            _ => self.push(
-                PathBuf::new(),
-                shard,
-                0,
-                len,
-                "archive",
-                "no error",
-                err.to_string(),
-            ),
-        }
+        self.findings.push(Finding::from_error(err, shard, len));
     }
 
     /// Reports a structure that failed to decode. With a known extent (`len > 0`) the

@@ -2,6 +2,7 @@
 
 pub(crate) mod output;
 pub(crate) mod pipeline;
+pub(crate) mod unstream;
 
 use std::collections::HashSet;
 use std::fs;
@@ -40,8 +41,7 @@ pub const MIN_DICTIONARY_BYTES: u32 = 1024;
 /// The name of the writer written into manifests.
 pub const WRITER_NAME: &str = concat!("shardpack ", env!("CARGO_PKG_VERSION"));
 
-/// Suffix of a shard file still being written; renamed away when the shard is finished.
-pub const PARTIAL_SUFFIX: &str = ".partial";
+pub use crate::archive::manifest::PARTIAL_SUFFIX;
 
 /// Options for a [`Writer`]. Start from a media profile; every parameter can then be set
 /// on its own.
@@ -127,11 +127,42 @@ impl WriterBuilder {
         self
     }
 
-    /// The archive id written in every shard. Without one, an id is derived from the
-    /// options, so the output stays deterministic; set one to tell archives apart.
+    /// The archive id written in every shard. Without one, the writer uses
+    /// [`derive_archive_id`](Self::derive_archive_id) of its options and no contents, so
+    /// the output stays deterministic; set one (for instance the derivation over the
+    /// contents, as [`crate::pack::FolderListing`] does) to tell archives apart.
     pub fn archive_id(mut self, id: [u8; 16]) -> Self {
         self.archive_id = Some(id);
         self
+    }
+
+    /// The archive id set with [`archive_id`](Self::archive_id), if any.
+    pub(crate) fn explicit_archive_id(&self) -> Option<[u8; 16]> {
+        self.archive_id
+    }
+
+    /// The media profile these options started from.
+    pub(crate) fn media_profile(&self) -> MediaProfile {
+        self.profile
+    }
+
+    /// The one archive-id derivation: the first 16 bytes of BLAKE3 in key-derivation mode
+    /// (context `"shardpack archive id v1"`) over the manifest's `layout` object of these
+    /// options as JSON, then, for each `(key, field name, size in bytes)` of `contents` in
+    /// the order given, the key, the field name (each as a little-endian `u64` length and
+    /// its UTF-8 bytes) and the size as a little-endian `u64`.
+    ///
+    /// A caller that knows the contents in advance (a folder's listing, in sorted key then
+    /// field order) passes them, so that different contents get different ids and the same
+    /// contents with the same options the same id. A [`Writer`] given samples one by one
+    /// cannot know them, so without an explicit id it uses this derivation with no
+    /// contents: the id then depends on the options alone.
+    #[must_use]
+    pub fn derive_archive_id<'a>(
+        &self,
+        contents: impl IntoIterator<Item = (&'a str, &'a str, u64)>,
+    ) -> [u8; 16] {
+        derive_archive_id(&self.layout(), contents)
     }
 
     /// Page placement (§5.4): records of at most `page` bytes never straddle a page
@@ -324,19 +355,29 @@ impl WriterBuilder {
         }
         let id = self
             .archive_id
-            .unwrap_or_else(|| derive_archive_id(&self.layout()));
+            .unwrap_or_else(|| self.derive_archive_id([]));
         let stream = RecordStream::new(sink, name.into(), self.stream_record, id)?;
         Ok(Writer::new(self, Output::Stream(stream), coder))
     }
 }
 
-/// An archive id that depends only on the layout: deterministic, but the same for archives
-/// written with the same options.
-fn derive_archive_id(layout: &Layout) -> [u8; 16] {
+/// See [`WriterBuilder::derive_archive_id`].
+fn derive_archive_id<'a>(
+    layout: &Layout,
+    contents: impl IntoIterator<Item = (&'a str, &'a str, u64)>,
+) -> [u8; 16] {
     let text = serde_json::to_vec(layout).unwrap_or_default();
-    let hash = blake3::Hasher::new_derive_key("shardpack archive id v1")
-        .update(&text)
-        .finalize();
+    let mut hasher = blake3::Hasher::new_derive_key("shardpack archive id v1");
+    hasher.update(&text);
+    for (key, field, size) in contents {
+        hasher
+            .update(&(key.len() as u64).to_le_bytes())
+            .update(key.as_bytes())
+            .update(&(field.len() as u64).to_le_bytes())
+            .update(field.as_bytes())
+            .update(&size.to_le_bytes());
+    }
+    let hash = hasher.finalize();
     let mut id = [0u8; 16];
     id.copy_from_slice(&hash.as_bytes()[..16]);
     id
@@ -413,7 +454,7 @@ impl Writer {
         let layout = options.layout();
         let archive_id = options
             .archive_id
-            .unwrap_or_else(|| derive_archive_id(&layout));
+            .unwrap_or_else(|| derive_archive_id(&layout, []));
         Writer {
             options,
             layout,

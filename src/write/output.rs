@@ -5,9 +5,9 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use crate::archive::manifest::PARTIAL_SUFFIX;
 use crate::archive::manifest::{shard_file_name, Manifest, MANIFEST_FILE};
 use crate::format::stream::{EntryHeader, EntryKind, ENTRY_HEADER_LEN, NO_PREVIOUS};
-use crate::write::PARTIAL_SUFFIX;
 use crate::{Error, Result};
 
 /// The destination of an archive being written.

@@ -14,9 +14,14 @@ use crate::output::outln;
 pub struct Args {
     /// The archive folder.
     archive: PathBuf,
-    /// Parity as a percentage of the data (dvdisaster's "normal" is 14.3%; 20-30% when the
-    /// parity shares the medium with the data).
-    #[arg(long, default_value_t = 15.0)]
+    /// Parity as a percentage of the data, e.g. 15 or 15% (dvdisaster's "normal" is 14.3%;
+    /// 20-30% when the parity shares the medium with the data).
+    #[arg(
+        long,
+        default_value = "15",
+        value_parser = crate::size::parse_parity,
+        allow_hyphen_values = true
+    )]
     parity: f64,
     /// Print the result as JSON.
     #[arg(long)]

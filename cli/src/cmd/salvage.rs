@@ -52,10 +52,7 @@ pub fn run(args: Args) -> Result<u8> {
         );
         outln!("root {}", report.root);
     }
-    let lost_samples = report
-        .lost
-        .iter()
-        .any(|l| l.ordinals.is_some() || l.reason.starts_with("no intact"));
+    let lost_samples = report.lost.iter().any(shardpack::LostRange::loses_samples);
     Ok(if lost_samples {
         crate::EXIT_DEFECTS
     } else {

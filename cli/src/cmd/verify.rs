@@ -103,77 +103,35 @@ pub fn run(args: Args) -> Result<u8> {
 
 /// Verifies a stream from standard input in one pass.
 fn run_stream(args: &Args) -> Result<u8> {
-    use shardpack::stream::{StreamItem, StreamReader};
     let (input, name) = super::open_stream_input(&args.archive)?;
-    let reader = StreamReader::new(input, name, shardpack::Limits::default())?;
-    let mut shards: Vec<(u32, u64, String)> = Vec::new();
-    let mut samples = 0u64;
-    let mut findings: Vec<String> = Vec::new();
-    let mut root = None;
-    let mut complete = false;
-    for item in reader {
-        match item {
-            Ok(StreamItem::Sample(_)) => samples += 1,
-            Ok(StreamItem::ShardEnd {
-                number,
-                size,
-                blake3,
-            }) => shards.push((number, size, blake3)),
-            Ok(StreamItem::Manifest { kind, manifest }) => {
-                if manifest.shards.len() != shards.len() {
-                    findings.push(format!(
-                        "manifest {kind:?} lists {} shards, the stream held {} before it",
-                        manifest.shards.len(),
-                        shards.len()
-                    ));
-                }
-                for (info, (number, size, digest)) in manifest.shards.iter().zip(&shards) {
-                    if info.size != *size || &info.blake3 != digest {
-                        findings.push(format!("shard {number}: {size} bytes with BLAKE3 {digest}, manifest says {} bytes with {}", info.size, info.blake3));
-                    }
-                }
-                if kind == shardpack::EntryKind::Final {
-                    complete = true;
-                    if manifest.totals.samples != samples {
-                        findings.push(format!(
-                            "final manifest counts {} samples, the stream held {samples}",
-                            manifest.totals.samples
-                        ));
-                    }
-                    root = Some(manifest.root.clone());
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                findings.push(e.to_string());
-                break;
-            }
-        }
-    }
-    if let (Some(want), Some(got)) = (&args.expect_root, &root) {
-        if &want.trim().to_ascii_lowercase() != got {
-            findings.push(format!("root digest: expected {want}, found {got}"));
-        }
-    }
+    let options = VerifyOptions {
+        expect_root: args.expect_root.clone(),
+        ..Default::default()
+    };
+    let report = shardpack::verify_stream(input, name, &options)?;
     if args.json {
-        let report = serde_json::json!({"archive": "-", "complete": complete, "valid": findings.is_empty(), "shards": shards.len(), "samples": samples, "root": root, "findings": findings});
         outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        for f in &findings {
-            outln!("DEFECT {f}");
+        for finding in &report.findings {
+            outln!("DEFECT {finding}");
         }
-        let status = if findings.is_empty() { "OK" } else { "DAMAGED" };
+        let status = if report.findings.is_empty() {
+            "OK"
+        } else {
+            "DAMAGED"
+        };
         outln!(
-            "{status}: {} finding(s); complete: {}; {} shard(s), {samples} sample(s) in the stream",
-            findings.len(),
-            if complete { "yes" } else { "no" },
-            shards.len()
+            "{status}: {} finding(s); complete: {}; {} shard(s), {} sample(s) in the stream",
+            report.findings.len(),
+            if report.complete { "yes" } else { "no" },
+            report.shards,
+            report.samples
         );
-        if let Some(root) = &root {
+        if let Some(root) = &report.root {
             outln!("root {root}");
         }
     }
-    Ok(if findings.is_empty() && complete {
+    Ok(if report.is_ok() {
         crate::EXIT_OK
     } else {
         crate::EXIT_DEFECTS
