@@ -34,6 +34,9 @@ pub enum Compression {
     },
 }
 
+/// The level libzstd uses for level 0, and the one every profile writes (§9.1).
+const ZSTD_DEFAULT_LEVEL: i32 = 3;
+
 /// Smallest dictionary the writer trains: zstd's trainer needs room for its tables.
 pub const MIN_DICTIONARY_BYTES: u32 = 1024;
 
@@ -81,7 +84,9 @@ impl WriterBuilder {
             block_size: profile.block_size,
             shard_size: profile.shard_size,
             align: profile.align,
-            compression: Compression::Zstd { level: 3 },
+            compression: Compression::Zstd {
+                level: ZSTD_DEFAULT_LEVEL,
+            },
             archive_id: None,
             record_page: profile.record_page,
             dictionary: profile.dictionary,
@@ -121,9 +126,15 @@ impl WriterBuilder {
         self
     }
 
-    /// Block compression.
+    /// Block compression. zstd level 0, which libzstd takes as its default, compresses at
+    /// and records level 3, since a recorded 0 means stored (§3 `level`).
     pub fn compression(mut self, compression: Compression) -> Self {
-        self.compression = compression;
+        self.compression = match compression {
+            Compression::Zstd { level: 0 } => Compression::Zstd {
+                level: ZSTD_DEFAULT_LEVEL,
+            },
+            other => other,
+        };
         self
     }
 
@@ -1066,5 +1077,40 @@ impl ShardWriter {
             max_key: key_string(order.last()),
             blake3: self.hasher.finalize().to_hex().to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::header::LEVEL_OFFSET;
+
+    #[test]
+    fn zstd_level_0_is_written_and_recorded_as_level_3() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a");
+        let mut w = WriterBuilder::new()
+            .compression(Compression::Zstd { level: 0 })
+            .threads(1)
+            .create(&path)
+            .unwrap();
+        w.append("k", &[("text", &[b'a'; 10_000][..])]).unwrap();
+        let manifest = w.finish().unwrap();
+        assert_eq!(manifest.layout.compression, "zstd");
+        assert_eq!(manifest.layout.level, 3);
+        let shard = fs::read(path.join(shard_file_name(0))).unwrap();
+        assert_eq!(shard[LEVEL_OFFSET] as i8, 3);
+        // The same bytes as asking for level 3.
+        let path3 = dir.path().join("b");
+        let mut w = WriterBuilder::new()
+            .compression(Compression::Zstd { level: 3 })
+            .threads(1)
+            .create(&path3)
+            .unwrap();
+        w.append("k", &[("text", &[b'a'; 10_000][..])]).unwrap();
+        w.finish().unwrap();
+        assert_eq!(fs::read(path3.join(shard_file_name(0))).unwrap(), shard);
+        let report = crate::verify(&path, &crate::VerifyOptions::default()).unwrap();
+        assert!(report.is_ok(), "{report:?}");
     }
 }
