@@ -312,6 +312,14 @@ impl Manifest {
                 self.layout.align.to_string(),
             );
         }
+        for (what, value) in [
+            ("layout.block_size", self.layout.block_size),
+            ("layout.shard_size", self.layout.shard_size),
+        ] {
+            if value == 0 {
+                return bad(what, "at least 1".into(), "0".into());
+            }
+        }
         if crate::archive::media::MediaProfile::from_name(&self.layout.profile).is_none() {
             return bad(
                 "layout.profile",
@@ -331,18 +339,23 @@ impl Manifest {
                 format!("{} level {}", self.layout.compression, self.layout.level),
             );
         }
-        let mut ordinal = 0u64;
-        let mut bytes = 0u64;
-        let mut raw_bytes = 0u64;
+        // The sums are exact (rule 12): `None` once one has passed 2^64 - 1, which no
+        // u64 in the manifest can then equal.
+        let mut ordinal = Some(0u64);
+        let mut bytes = Some(0u64);
+        let mut raw_bytes = Some(0u64);
+        let show = |sum: Option<u64>| {
+            sum.map_or("more than 18446744073709551615".into(), |v| v.to_string())
+        };
         for (i, s) in self.shards.iter().enumerate() {
             let expected_name = shard_file_name(i as u32);
             if s.file != expected_name {
                 return bad("shard file name", expected_name, s.file.clone());
             }
-            if s.first_ordinal != ordinal {
+            if ordinal != Some(s.first_ordinal) {
                 return bad(
                     &format!("first_ordinal of {}", s.file),
-                    ordinal.to_string(),
+                    show(ordinal),
                     s.first_ordinal.to_string(),
                 );
             }
@@ -360,9 +373,9 @@ impl Manifest {
                     s.blake3.clone(),
                 );
             }
-            ordinal = ordinal.saturating_add(s.samples);
-            bytes = bytes.saturating_add(s.size);
-            raw_bytes = raw_bytes.saturating_add(s.raw_bytes);
+            ordinal = ordinal.and_then(|v| v.checked_add(s.samples));
+            bytes = bytes.and_then(|v| v.checked_add(s.size));
+            raw_bytes = raw_bytes.and_then(|v| v.checked_add(s.raw_bytes));
         }
         if self.layout.volume_size == Some(0) {
             return bad(
@@ -394,19 +407,22 @@ impl Manifest {
         }
         let t = &self.totals;
         if t.shards != self.shards.len() as u64
-            || t.samples != ordinal
-            || t.bytes != bytes
-            || t.raw_bytes != raw_bytes
+            || Some(t.samples) != ordinal
+            || Some(t.bytes) != bytes
+            || Some(t.raw_bytes) != raw_bytes
         {
             return bad(
                 "totals",
                 format!(
-                    "{} shards, {ordinal} samples, {bytes} bytes",
-                    self.shards.len()
+                    "{} shards, {} samples, {} bytes, {} raw_bytes",
+                    self.shards.len(),
+                    show(ordinal),
+                    show(bytes),
+                    show(raw_bytes)
                 ),
                 format!(
-                    "{} shards, {} samples, {} bytes",
-                    t.shards, t.samples, t.bytes
+                    "{} shards, {} samples, {} bytes, {} raw_bytes",
+                    t.shards, t.samples, t.bytes, t.raw_bytes
                 ),
             );
         }
@@ -690,6 +706,51 @@ mod tests {
     fn defect(m: &Manifest) -> String {
         match refusal(&m.to_canonical_bytes()) {
             (ErrorKind::Corrupt { what, .. }, 0) => what,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn zero_block_and_shard_sizes_are_corrupt() {
+        let mut m = manifest();
+        m.layout.block_size = 0;
+        m.root = m.compute_root();
+        assert_eq!(defect(&m), "manifest layout.block_size");
+        let mut m = manifest();
+        m.layout.shard_size = 0;
+        m.root = m.compute_root();
+        assert_eq!(defect(&m), "manifest layout.shard_size");
+    }
+
+    #[test]
+    fn sums_beyond_u64_are_corrupt_not_saturated() {
+        // Each sum saturating at u64::MAX would equal totals of u64::MAX.
+        let mut m = manifest();
+        m.shards[0].size = u64::MAX;
+        m.totals.bytes = u64::MAX;
+        m.root = m.compute_root();
+        assert_eq!(defect(&m), "manifest totals");
+
+        let mut m = manifest();
+        m.shards[0].raw_bytes = u64::MAX;
+        m.totals.raw_bytes = u64::MAX;
+        m.root = m.compute_root();
+        assert_eq!(defect(&m), "manifest totals");
+
+        // raw_bytes alone wrong is reported, and named.
+        let mut m = manifest();
+        m.totals.raw_bytes += 1;
+        m.root = m.compute_root();
+        match refusal(&m.to_canonical_bytes()) {
+            (
+                ErrorKind::Corrupt {
+                    expected, found, ..
+                },
+                _,
+            ) => {
+                assert!(expected.contains("500 raw_bytes"), "{expected}");
+                assert!(found.contains("501 raw_bytes"), "{found}");
+            }
             other => panic!("{other:?}"),
         }
     }
