@@ -182,6 +182,19 @@ fn from_object<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> serde_json::Result
     Ok(value)
 }
 
+/// Indentation of the lines of a `shards` entry in the canonical form: two levels.
+const ENTRY_INDENT_BYTES: u64 = 4;
+
+impl ShardInfo {
+    /// The bytes this entry takes in the canonical manifest (§11.1), with its indentation
+    /// and without the `,` and LF that separate it from the next.
+    pub(crate) fn canonical_len(&self) -> u64 {
+        let alone = serde_json::to_vec_pretty(self).unwrap_or_default();
+        let lines = alone.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+        alone.len() as u64 + ENTRY_INDENT_BYTES * lines
+    }
+}
+
 fn put_str(h: &mut blake3::Hasher, s: &str) {
     h.update(&(s.len() as u64).to_le_bytes());
     h.update(s.as_bytes());
@@ -228,6 +241,19 @@ impl Manifest {
         let mut bytes = serde_json::to_vec_pretty(self).unwrap_or_default();
         bytes.push(b'\n');
         bytes
+    }
+
+    /// The length of [`Manifest::to_canonical_bytes`] of this manifest, which lists no
+    /// shards, once it lists `count` entries of `entries_len` canonical bytes in all
+    /// ([`ShardInfo::canonical_len`]), without serializing them.
+    pub(crate) fn canonical_len_with_entries(&self, count: u64, entries_len: u64) -> u64 {
+        debug_assert!(self.shards.is_empty());
+        let empty = self.to_canonical_bytes().len() as u64;
+        match count {
+            0 => empty,
+            // `[]` becomes `[` LF, the entries separated by `,` LF, then LF, two spaces, `]`.
+            n => empty - 2 + 2 + entries_len + 2 * (n - 1) + 4,
+        }
     }
 
     /// Parses manifest bytes and checks every rule of §11 except the canonical form (which
@@ -707,6 +733,27 @@ mod tests {
         match refusal(&m.to_canonical_bytes()) {
             (ErrorKind::Corrupt { what, .. }, 0) => what,
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_canonical_length_is_computed_from_the_entries() {
+        let mut m = manifest();
+        m.shards[1].min_key = "k\u{1b}\"ü".into();
+        m.shards[1].volume = Some(1);
+        let entries: Vec<ShardInfo> = std::mem::take(&mut m.shards);
+        for n in 0..=entries.len() {
+            let listed = &entries[..n];
+            let len: u64 = listed.iter().map(ShardInfo::canonical_len).sum();
+            let with = Manifest {
+                shards: listed.to_vec(),
+                ..m.clone()
+            };
+            assert_eq!(
+                m.canonical_len_with_entries(n as u64, len),
+                with.to_canonical_bytes().len() as u64,
+                "{n} entries"
+            );
         }
     }
 
