@@ -37,6 +37,6 @@ impl Default for Limits {
 /// ones grow their buffer only as real output arrives, so a lying length costs no memory.
 pub(crate) const EAGER_ALLOC_BYTES: u64 = 16 << 20;
 
-/// zstd window limit (2^27 = 128 MiB), as a defence against window bombs; the
-/// writer's levels 1..=19 never need more.
+/// zstd window limit (2^27 = 128 MiB), as a defence against window bombs, checked in each
+/// frame header before decoding (§5.2, §12.6); levels -7 to 22 never need more.
 pub(crate) const ZSTD_WINDOW_LOG_MAX: u32 = 27;

@@ -150,7 +150,10 @@ fn a_missing_volume_is_named() {
 #[test]
 fn a_volume_too_small_for_one_sample_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut w = optical(256 << 10).create(tmp.path().join("tiny")).unwrap();
+    // 512 KiB beside the manifest's 1 MiB: room for small samples, not this one.
+    let mut w = optical((1 << 20) + (512 << 10))
+        .create(tmp.path().join("tiny"))
+        .unwrap();
     let err = w.append("big", &[("bin", &noise(1, 300_000))]).unwrap_err();
     assert!(
         matches!(err.kind(), ErrorKind::InvalidInput { .. }) && err.to_string().contains("volume"),

@@ -60,10 +60,13 @@ pub struct Manifest {
     /// 32 lowercase hex digits, equal to every shard header's archive id.
     pub archive_id: String,
     /// The writer parameters.
+    #[serde(deserialize_with = "object")]
     pub layout: Layout,
     /// Totals over all shards.
+    #[serde(deserialize_with = "object")]
     pub totals: Totals,
     /// Every shard in order.
+    #[serde(deserialize_with = "objects")]
     pub shards: Vec<ShardInfo>,
     /// BLAKE3 root digest over everything above (§11.2), 64 lowercase hex digits.
     pub root: String,
@@ -130,6 +133,72 @@ pub struct ShardInfo {
     pub volume: Option<u32>,
 }
 
+/// Deserializes a struct from a JSON object only. serde's derived `Deserialize` also takes
+/// an array of the members' values in declaration order, which §11.1 forbids.
+///
+/// Deserializing from the bytes (rather than through a `serde_json::Value`) keeps serde's
+/// duplicate-member check and the error's position, and allocates nothing but the result.
+fn object<'de, D, T>(deserializer: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            map: A,
+        ) -> std::result::Result<T, A::Error> {
+            T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
+}
+
+/// A `T` that was a JSON object.
+struct Object<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        object(d).map(Object)
+    }
+}
+
+/// Deserializes an array whose every element is a JSON object (§11.1, `shards`).
+fn objects<'de, D, T>(deserializer: D) -> std::result::Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let elements = Vec::<Object<T>>::deserialize(deserializer)?;
+    Ok(elements.into_iter().map(|Object(t)| t).collect())
+}
+
+/// Deserializes `T` from `bytes`, which must be one JSON object and nothing else.
+fn from_object<'de, T: Deserialize<'de>>(bytes: &'de [u8]) -> serde_json::Result<T> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = object(&mut de)?;
+    de.end()?;
+    Ok(value)
+}
+
+/// Indentation of the lines of a `shards` entry in the canonical form: two levels.
+const ENTRY_INDENT_BYTES: u64 = 4;
+
+impl ShardInfo {
+    /// The bytes this entry takes in the canonical manifest (§11.1), with its indentation
+    /// and without the `,` and LF that separate it from the next.
+    pub(crate) fn canonical_len(&self) -> u64 {
+        let alone = serde_json::to_vec_pretty(self).unwrap_or_default();
+        let lines = alone.iter().filter(|&&b| b == b'\n').count() as u64 + 1;
+        alone.len() as u64 + ENTRY_INDENT_BYTES * lines
+    }
+}
+
 fn put_str(h: &mut blake3::Hasher, s: &str) {
     h.update(&(s.len() as u64).to_le_bytes());
     h.update(s.as_bytes());
@@ -178,18 +247,32 @@ impl Manifest {
         bytes
     }
 
+    /// The length of [`Manifest::to_canonical_bytes`] of this manifest, which lists no
+    /// shards, once it lists `count` entries of `entries_len` canonical bytes in all
+    /// ([`ShardInfo::canonical_len`]), without serializing them.
+    pub(crate) fn canonical_len_with_entries(&self, count: u64, entries_len: u64) -> u64 {
+        debug_assert!(self.shards.is_empty());
+        let empty = self.to_canonical_bytes().len() as u64;
+        match count {
+            0 => empty,
+            // `[]` becomes `[` LF, the entries separated by `,` LF, then LF, two spaces, `]`.
+            n => empty - 2 + 2 + entries_len + 2 * (n - 1) + 4,
+        }
+    }
+
     /// Parses manifest bytes and checks every rule of §11 except the canonical form (which
     /// `verify` reports separately): totals, ordinals, file names, hex fields, root.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
         // The version first: a later version may add fields that 1.0's strict schema rejects,
-        // and must be reported as unsupported rather than as damage.
+        // and must be reported as unsupported rather than as damage. Only a member of a
+        // top-level object counts (§10 order of checks); every other member is ignored.
         #[derive(Deserialize)]
         struct VersionProbe {
             format_version: Option<String>,
         }
         if let Ok(VersionProbe {
             format_version: Some(v),
-        }) = serde_json::from_slice(bytes)
+        }) = from_object(bytes)
         {
             if version_string(&v).is_none() {
                 return Err(crate::ErrorKind::UnsupportedVersion {
@@ -200,7 +283,7 @@ impl Manifest {
                 .into());
             }
         }
-        let manifest: Manifest = serde_json::from_slice(bytes).map_err(|e| {
+        let manifest: Manifest = from_object(bytes).map_err(|e| {
             let offset = byte_offset(bytes, e.line(), e.column());
             Error::corrupt(
                 Location::file(path, offset),
@@ -259,6 +342,14 @@ impl Manifest {
                 self.layout.align.to_string(),
             );
         }
+        for (what, value) in [
+            ("layout.block_size", self.layout.block_size),
+            ("layout.shard_size", self.layout.shard_size),
+        ] {
+            if value == 0 {
+                return bad(what, "at least 1".into(), "0".into());
+            }
+        }
         if crate::archive::media::MediaProfile::from_name(&self.layout.profile).is_none() {
             return bad(
                 "layout.profile",
@@ -278,18 +369,23 @@ impl Manifest {
                 format!("{} level {}", self.layout.compression, self.layout.level),
             );
         }
-        let mut ordinal = 0u64;
-        let mut bytes = 0u64;
-        let mut raw_bytes = 0u64;
+        // The sums are exact (rule 12): `None` once one has passed 2^64 - 1, which no
+        // u64 in the manifest can then equal.
+        let mut ordinal = Some(0u64);
+        let mut bytes = Some(0u64);
+        let mut raw_bytes = Some(0u64);
+        let show = |sum: Option<u64>| {
+            sum.map_or("more than 18446744073709551615".into(), |v| v.to_string())
+        };
         for (i, s) in self.shards.iter().enumerate() {
             let expected_name = shard_file_name(i as u32);
             if s.file != expected_name {
                 return bad("shard file name", expected_name, s.file.clone());
             }
-            if s.first_ordinal != ordinal {
+            if ordinal != Some(s.first_ordinal) {
                 return bad(
                     &format!("first_ordinal of {}", s.file),
-                    ordinal.to_string(),
+                    show(ordinal),
                     s.first_ordinal.to_string(),
                 );
             }
@@ -307,9 +403,9 @@ impl Manifest {
                     s.blake3.clone(),
                 );
             }
-            ordinal = ordinal.saturating_add(s.samples);
-            bytes = bytes.saturating_add(s.size);
-            raw_bytes = raw_bytes.saturating_add(s.raw_bytes);
+            ordinal = ordinal.and_then(|v| v.checked_add(s.samples));
+            bytes = bytes.and_then(|v| v.checked_add(s.size));
+            raw_bytes = raw_bytes.and_then(|v| v.checked_add(s.raw_bytes));
         }
         if self.layout.volume_size == Some(0) {
             return bad(
@@ -341,19 +437,22 @@ impl Manifest {
         }
         let t = &self.totals;
         if t.shards != self.shards.len() as u64
-            || t.samples != ordinal
-            || t.bytes != bytes
-            || t.raw_bytes != raw_bytes
+            || Some(t.samples) != ordinal
+            || Some(t.bytes) != bytes
+            || Some(t.raw_bytes) != raw_bytes
         {
             return bad(
                 "totals",
                 format!(
-                    "{} shards, {ordinal} samples, {bytes} bytes",
-                    self.shards.len()
+                    "{} shards, {} samples, {} bytes, {} raw_bytes",
+                    self.shards.len(),
+                    show(ordinal),
+                    show(bytes),
+                    show(raw_bytes)
                 ),
                 format!(
-                    "{} shards, {} samples, {} bytes",
-                    t.shards, t.samples, t.bytes
+                    "{} shards, {} samples, {} bytes, {} raw_bytes",
+                    t.shards, t.samples, t.bytes, t.raw_bytes
                 ),
             );
         }
@@ -445,4 +544,265 @@ fn byte_offset(bytes: &[u8], line: usize, column: usize) -> u64 {
         offset += l.len() + 1;
     }
     offset.min(bytes.len()) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    fn entry(i: u32, first_ordinal: u64, samples: u64) -> ShardInfo {
+        ShardInfo {
+            file: shard_file_name(i),
+            size: 8192,
+            samples,
+            first_ordinal,
+            raw_bytes: 100 * samples,
+            min_key: format!("k{i}a"),
+            max_key: format!("k{i}z"),
+            blake3: "ab".repeat(32),
+            volume: None,
+        }
+    }
+
+    /// A valid manifest of two shards.
+    fn manifest() -> Manifest {
+        let shards = vec![entry(0, 0, 3), entry(1, 3, 2)];
+        let mut m = Manifest {
+            format: MANIFEST_FORMAT.into(),
+            format_version: "1.0".into(),
+            writer: "test".into(),
+            archive_id: "0f".repeat(16),
+            layout: Layout {
+                profile: "generic".into(),
+                align: 4096,
+                block_size: 1 << 20,
+                shard_size: 1 << 28,
+                compression: "zstd".into(),
+                level: 3,
+                volume_size: None,
+            },
+            totals: Totals {
+                shards: 2,
+                samples: 5,
+                bytes: 16384,
+                raw_bytes: 500,
+            },
+            shards,
+            root: String::new(),
+        };
+        m.root = m.compute_root();
+        m
+    }
+
+    fn parse(bytes: &[u8]) -> Result<Manifest> {
+        Manifest::parse(bytes, Path::new("manifest.json"))
+    }
+
+    /// The error kind and offset of a refused manifest.
+    fn refusal(bytes: &[u8]) -> (ErrorKind, u64) {
+        let err = parse(bytes).expect_err("refused");
+        let offset = err.location().map(|l| l.offset).unwrap_or(u64::MAX);
+        (err.into_kind(), offset)
+    }
+
+    fn json<T: Serialize>(value: &T) -> String {
+        serde_json::to_string(value).unwrap()
+    }
+
+    /// A struct's members' values as a JSON array, in declaration order: what serde's
+    /// derive would also take for the struct.
+    fn as_array(members: &[String]) -> String {
+        format!("[{}]", members.join(","))
+    }
+
+    fn layout_array(l: &Layout) -> String {
+        as_array(&[
+            json(&l.profile),
+            json(&l.align),
+            json(&l.block_size),
+            json(&l.shard_size),
+            json(&l.compression),
+            json(&l.level),
+        ])
+    }
+
+    /// `m` as JSON, with `layout` as an array when `layout_as_array`, and the top level as
+    /// an array when `top_as_array`.
+    fn spelled(m: &Manifest, top_as_array: bool, layout_as_array: bool) -> Vec<u8> {
+        let layout = if layout_as_array {
+            layout_array(&m.layout)
+        } else {
+            json(&m.layout)
+        };
+        let members = [
+            ("format", json(&m.format)),
+            ("format_version", json(&m.format_version)),
+            ("writer", json(&m.writer)),
+            ("archive_id", json(&m.archive_id)),
+            ("layout", layout),
+            ("totals", json(&m.totals)),
+            ("shards", json(&m.shards)),
+            ("root", json(&m.root)),
+        ];
+        let text = if top_as_array {
+            as_array(&members.map(|(_, v)| v))
+        } else {
+            let members = members.map(|(k, v)| format!("{k:?}:{v}"));
+            format!("{{{}}}", members.join(","))
+        };
+        text.into_bytes()
+    }
+
+    #[test]
+    fn the_test_manifest_is_valid_in_every_spelling_that_uses_objects() {
+        let m = manifest();
+        assert_eq!(parse(&m.to_canonical_bytes()).unwrap(), m);
+        assert_eq!(parse(&spelled(&m, false, false)).unwrap(), m);
+    }
+
+    #[test]
+    fn arrays_in_place_of_objects_are_corrupt() {
+        let m = manifest();
+        let top = spelled(&m, true, false);
+        assert!(matches!(refusal(&top), (ErrorKind::Corrupt { .. }, 0)));
+        let both = spelled(&m, true, true);
+        assert!(matches!(refusal(&both), (ErrorKind::Corrupt { .. }, 0)));
+
+        let layout = spelled(&m, false, true);
+        let at = layout
+            .windows(10)
+            .position(|w| w == b"\"layout\":[")
+            .unwrap() as u64
+            + 9;
+        match refusal(&layout) {
+            (ErrorKind::Corrupt { .. }, offset) => assert!(
+                // serde_json places the error at the `:` or the `[` after it.
+                (at - 1..=at).contains(&offset),
+                "offset {offset}, layout's array at {at}"
+            ),
+            other => panic!("{other:?}"),
+        }
+
+        let t = &m.totals;
+        let totals = json(&[t.shards, t.samples, t.bytes, t.raw_bytes]);
+        let text = String::from_utf8(spelled(&m, false, false)).unwrap();
+        let with_totals = text.replace(&json(&m.totals), &totals);
+        assert_ne!(with_totals, text);
+        assert!(matches!(
+            refusal(with_totals.as_bytes()),
+            (ErrorKind::Corrupt { .. }, _)
+        ));
+
+        let s = &m.shards[1];
+        let entry = as_array(&[
+            json(&s.file),
+            json(&s.size),
+            json(&s.samples),
+            json(&s.first_ordinal),
+            json(&s.raw_bytes),
+            json(&s.min_key),
+            json(&s.max_key),
+            json(&s.blake3),
+        ]);
+        let with_entry = text.replace(&json(s), &entry);
+        assert_ne!(with_entry, text);
+        assert!(matches!(
+            refusal(with_entry.as_bytes()),
+            (ErrorKind::Corrupt { .. }, _)
+        ));
+    }
+
+    #[test]
+    fn the_version_probe_reads_only_a_top_level_object_member() {
+        let mut m = manifest();
+        m.format_version = "2.0".into();
+        // An array whose first element is "2.0" is not a manifest naming version 2.0.
+        let top = spelled(&m, true, false);
+        assert!(top.starts_with(b"[\"shardpack\",\"2.0\""));
+        assert!(matches!(refusal(&top), (ErrorKind::Corrupt { .. }, 0)));
+        let first = b"[\"2.0\", {\"format_version\": \"2.0\"}]";
+        assert!(matches!(refusal(first), (ErrorKind::Corrupt { .. }, 0)));
+        // In an object, the version is reported whatever the other members hold.
+        for bytes in [spelled(&m, false, false), spelled(&m, false, true)] {
+            match refusal(&bytes) {
+                (ErrorKind::UnsupportedVersion { got, .. }, 0) => assert_eq!(got, (2, 0)),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    /// The `what` of a corrupt-manifest error.
+    fn defect(m: &Manifest) -> String {
+        match refusal(&m.to_canonical_bytes()) {
+            (ErrorKind::Corrupt { what, .. }, 0) => what,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_canonical_length_is_computed_from_the_entries() {
+        let mut m = manifest();
+        m.shards[1].min_key = "k\u{1b}\"ü".into();
+        m.shards[1].volume = Some(1);
+        let entries: Vec<ShardInfo> = std::mem::take(&mut m.shards);
+        for n in 0..=entries.len() {
+            let listed = &entries[..n];
+            let len: u64 = listed.iter().map(ShardInfo::canonical_len).sum();
+            let with = Manifest {
+                shards: listed.to_vec(),
+                ..m.clone()
+            };
+            assert_eq!(
+                m.canonical_len_with_entries(n as u64, len),
+                with.to_canonical_bytes().len() as u64,
+                "{n} entries"
+            );
+        }
+    }
+
+    #[test]
+    fn zero_block_and_shard_sizes_are_corrupt() {
+        let mut m = manifest();
+        m.layout.block_size = 0;
+        m.root = m.compute_root();
+        assert_eq!(defect(&m), "manifest layout.block_size");
+        let mut m = manifest();
+        m.layout.shard_size = 0;
+        m.root = m.compute_root();
+        assert_eq!(defect(&m), "manifest layout.shard_size");
+    }
+
+    #[test]
+    fn sums_beyond_u64_are_corrupt_not_saturated() {
+        // Each sum saturating at u64::MAX would equal totals of u64::MAX.
+        let mut m = manifest();
+        m.shards[0].size = u64::MAX;
+        m.totals.bytes = u64::MAX;
+        m.root = m.compute_root();
+        assert_eq!(defect(&m), "manifest totals");
+
+        let mut m = manifest();
+        m.shards[0].raw_bytes = u64::MAX;
+        m.totals.raw_bytes = u64::MAX;
+        m.root = m.compute_root();
+        assert_eq!(defect(&m), "manifest totals");
+
+        // raw_bytes alone wrong is reported, and named.
+        let mut m = manifest();
+        m.totals.raw_bytes += 1;
+        m.root = m.compute_root();
+        match refusal(&m.to_canonical_bytes()) {
+            (
+                ErrorKind::Corrupt {
+                    expected, found, ..
+                },
+                _,
+            ) => {
+                assert!(expected.contains("500 raw_bytes"), "{expected}");
+                assert!(found.contains("501 raw_bytes"), "{found}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -304,6 +304,8 @@ const PARITY_OVERHEAD_BYTES: u64 = 1 << 20;
 /// The bytes of a medium of `capacity` bytes left for archive files once its file system
 /// (ISO 9660 / UDF volume descriptors, directories, anchors) has its room: 0.5% or 8 MiB,
 /// whichever is more. Parity written beside the archive takes its share from what is left.
+/// A budget too small for one shard beside the manifest's 1 MiB (such as the 0 given for
+/// 8 MiB or less) is refused by [`crate::WriterBuilder::create`] (§2.1 rule 1).
 #[must_use]
 pub fn volume_budget(capacity: u64) -> u64 {
     capacity.saturating_sub((capacity / 200).max(8 << 20))

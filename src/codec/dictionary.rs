@@ -323,6 +323,52 @@ mod tests {
     }
 
     #[test]
+    fn a_frame_declaring_a_window_above_2_pow_27_is_refused() {
+        let (data, lens) = records();
+        let dict = train(&data, &lens, 4096).unwrap();
+        let d = DecodingDictionary::new(&dict).unwrap();
+        let mut c = DictionaryCompressor::new(3, &dict).unwrap();
+        let record = &data[..lens[0]];
+        // A record's frame as `compress` makes it, without the check that it shrinks.
+        c.frame
+            .reserve(zstd::zstd_safe::compress_bound(record.len()));
+        c.compressor
+            .compress_to_buffer(record, &mut c.frame)
+            .unwrap();
+        let len = record.len() as u64;
+        // A one-frame block: the table's one entry, then the frame.
+        let block = |frame: &[u8]| {
+            let mut p = (frame.len() as u32).to_le_bytes().to_vec();
+            p.extend_from_slice(frame);
+            p
+        };
+        let at_limit = crate::codec::tests::with_window(&c.frame, 27, 0);
+        let mut out = Vec::new();
+        decode_frame(&at_limit, len, &d, &mut out).unwrap();
+        assert_eq!(out, record);
+        assert_eq!(decode_block(&block(&at_limit), 1, len, &d).unwrap(), record);
+        for (log, declared) in [(28, 1u64 << 28), (31, 1 << 31)] {
+            let big = crate::codec::tests::with_window(&c.frame, log, 0);
+            let mut out = Vec::new();
+            assert!(
+                matches!(
+                    decode_frame(&big, len, &d, &mut out),
+                    Err(DecodeFailure::Window { declared: d, max }) if d == declared && max == 1 << 27
+                ),
+                "decode_frame, window 2^{log}"
+            );
+            assert!(out.is_empty());
+            assert!(
+                matches!(
+                    decode_block(&block(&big), 1, len, &d),
+                    Err(DecodeFailure::Window { declared: d, max }) if d == declared && max == 1 << 27
+                ),
+                "decode_block, window 2^{log}"
+            );
+        }
+    }
+
+    #[test]
     fn large_or_few_records_get_no_dictionary() {
         let (data, lens) = records();
         assert!(train(&data[..lens[0] * 10], &lens[..10], 4096).is_none());

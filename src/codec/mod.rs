@@ -14,6 +14,8 @@ pub(crate) enum DecodeFailure {
     Zstd(String),
     /// The frame decoded to a different length than the header declares.
     Length { declared: u64, got: u64 },
+    /// The frame header declares a window larger than a reader allows (§5.2, §14).
+    Window { declared: u64, max: u64 },
 }
 
 impl std::fmt::Display for DecodeFailure {
@@ -24,6 +26,12 @@ impl std::fmt::Display for DecodeFailure {
                 write!(
                     f,
                     "a frame of {got} bytes where the header declares {declared}"
+                )
+            }
+            DecodeFailure::Window { declared, max } => {
+                write!(
+                    f,
+                    "a frame declaring a window of {declared} bytes, more than {max}"
                 )
             }
         }
@@ -42,8 +50,77 @@ fn new_decompressor() -> std::io::Result<zstd::bulk::Decompressor<'static>> {
     Ok(d)
 }
 
+/// The magic number that starts every zstd frame (RFC 8878 §3.1.1).
+const ZSTD_FRAME_MAGIC: [u8; 4] = 0xFD2F_B528_u32.to_le_bytes();
+/// Length of the magic number; the Frame_Header_Descriptor follows it.
+const ZSTD_MAGIC_LEN: usize = 4;
+/// Frame_Header_Descriptor bit 5: no Window_Descriptor, the window is the content size.
+const SINGLE_SEGMENT_FLAG: u8 = 1 << 5;
+/// Frame_Header_Descriptor bits 7-6: the size code of Frame_Content_Size.
+const CONTENT_SIZE_FLAG_SHIFT: u32 = 6;
+/// Frame_Content_Size field lengths by size code (with the single-segment flag, code 0
+/// means 1 byte).
+const CONTENT_SIZE_FIELD_LEN: [usize; 4] = [0, 2, 4, 8];
+/// Frame_Header_Descriptor bits 1-0: the size code of Dictionary_ID.
+const DICTIONARY_ID_FIELD_LEN: [usize; 4] = [0, 1, 2, 4];
+/// The smallest window exponent: Window_Descriptor exponent 0 is a 2^10-byte window.
+const WINDOW_LOG_ABSOLUTE_MIN: u32 = 10;
+/// A 2-byte Frame_Content_Size field holds the size minus this.
+const CONTENT_SIZE_2_BYTE_OFFSET: u64 = 256;
+
+/// The `Window_Size` a zstd frame header declares (RFC 8878 §3.1.1.1.2), read without
+/// decoding anything, or `None` when the bytes do not start with a whole frame header.
+///
+/// libzstd applies its window limit only when it decodes by streaming; decoding in one
+/// call into a buffer of the content size ignores it, so the limit is checked here.
+fn frame_window_size(frame: &[u8]) -> Option<u64> {
+    if frame.get(..ZSTD_MAGIC_LEN)? != ZSTD_FRAME_MAGIC {
+        return None;
+    }
+    let descriptor = *frame.get(ZSTD_MAGIC_LEN)?;
+    let mut at = ZSTD_MAGIC_LEN + 1;
+    let single_segment = descriptor & SINGLE_SEGMENT_FLAG != 0;
+    if !single_segment {
+        // Window_Descriptor: exponent in bits 7-3, mantissa in bits 2-0.
+        let window_descriptor = *frame.get(at)?;
+        let window_log = WINDOW_LOG_ABSOLUTE_MIN + u32::from(window_descriptor >> 3);
+        let window_base = 1u64 << window_log;
+        let window_add = (window_base / 8) * u64::from(window_descriptor & 0b111);
+        return Some(window_base + window_add);
+    }
+    // Single segment: the window is Frame_Content_Size, after any Dictionary_ID.
+    at += DICTIONARY_ID_FIELD_LEN[usize::from(descriptor & 0b11)];
+    let size_code = usize::from(descriptor >> CONTENT_SIZE_FLAG_SHIFT);
+    let field_len = match CONTENT_SIZE_FIELD_LEN[size_code] {
+        0 => 1,
+        n => n,
+    };
+    let mut bytes = [0u8; 8];
+    bytes
+        .get_mut(..field_len)?
+        .copy_from_slice(frame.get(at..at + field_len)?);
+    let value = u64::from_le_bytes(bytes);
+    Some(if field_len == 2 {
+        value + CONTENT_SIZE_2_BYTE_OFFSET
+    } else {
+        value
+    })
+}
+
+/// Refuses a frame whose header declares a window above 2^[`ZSTD_WINDOW_LOG_MAX`] bytes
+/// (§5.2, §12.6), before anything is decoded.
+fn check_window(frame: &[u8]) -> Result<(), DecodeFailure> {
+    let max = 1u64 << ZSTD_WINDOW_LOG_MAX;
+    match frame_window_size(frame) {
+        Some(declared) if declared <= max => Ok(()),
+        Some(declared) => Err(DecodeFailure::Window { declared, max }),
+        None => Err(DecodeFailure::Zstd("not a whole zstd frame header".into())),
+    }
+}
+
 /// Checks that `stored` is exactly one zstd frame declaring a content size of `raw_len`
-/// (§5.2): libzstd alone would also accept concatenated and skippable frames.
+/// and a window of at most 2^27 bytes (§5.2): libzstd alone would also accept
+/// concatenated and skippable frames, and larger windows when decoding in one call.
 fn check_single_frame(stored: &[u8], raw_len: u64) -> Result<(), DecodeFailure> {
     let frame_len = zstd::zstd_safe::find_frame_compressed_size(stored)
         .map_err(|code| DecodeFailure::Zstd(zstd::zstd_safe::get_error_name(code).to_string()))?;
@@ -63,7 +140,7 @@ fn check_single_frame(stored: &[u8], raw_len: u64) -> Result<(), DecodeFailure> 
         }
         _ => return Err(DecodeFailure::Zstd("a frame without a content size".into())),
     }
-    Ok(())
+    check_window(stored)
 }
 
 /// Decompresses `stored` into exactly `raw_len` bytes. The caller has checked `raw_len`
@@ -150,11 +227,73 @@ impl Compressor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn frame(data: &[u8]) -> Vec<u8> {
         Compressor::new(3).unwrap().compress(data).unwrap()
+    }
+
+    /// `frame` (one frame with a content size and no dictionary id, as our writers make)
+    /// with its header rewritten to declare a window of `2^log + mantissa·2^log/8` bytes
+    /// through a Window_Descriptor, and a 4-byte Frame_Content_Size; its blocks unchanged.
+    pub(crate) fn with_window(frame: &[u8], log: u32, mantissa: u8) -> Vec<u8> {
+        let descriptor = frame[4];
+        assert_eq!(descriptor & 0b11, 0, "no dictionary id");
+        let single_segment = descriptor & SINGLE_SEGMENT_FLAG != 0;
+        let fcs_len = match (descriptor >> 6, single_segment) {
+            (0, true) => 1,
+            (code, _) => CONTENT_SIZE_FIELD_LEN[usize::from(code)],
+        };
+        let header_len = 5 + usize::from(!single_segment) + fcs_len;
+        let content = zstd::zstd_safe::get_frame_content_size(frame)
+            .unwrap()
+            .unwrap();
+        let mut out = ZSTD_FRAME_MAGIC.to_vec();
+        out.push(2 << CONTENT_SIZE_FLAG_SHIFT); // 4-byte content size, not single segment
+        out.push(((log - WINDOW_LOG_ABSOLUTE_MIN) as u8) << 3 | mantissa);
+        out.extend_from_slice(&(content as u32).to_le_bytes());
+        out.extend_from_slice(&frame[header_len..]);
+        out
+    }
+
+    #[test]
+    fn the_window_is_read_from_the_frame_header() {
+        let data = vec![9u8; 3000];
+        let f = frame(&data);
+        // Our writer's small frames are single-segment: the window is the content size.
+        assert_eq!(frame_window_size(&f), Some(3000));
+        assert_eq!(frame_window_size(&with_window(&f, 20, 0)), Some(1 << 20));
+        assert_eq!(
+            frame_window_size(&with_window(&f, 27, 3)),
+            Some((1 << 27) + 3 * (1 << 24))
+        );
+        assert_eq!(frame_window_size(&f[..4]), None);
+        assert_eq!(frame_window_size(b"not a frame"), None);
+    }
+
+    #[test]
+    fn a_window_above_2_pow_27_is_refused_before_decoding() {
+        let data = vec![9u8; 3000];
+        let f = frame(&data);
+        // The rewritten header is sound: at the limit the frame still decodes.
+        let at_limit = with_window(&f, 27, 0);
+        assert_eq!(decompress(&at_limit, 3000).unwrap(), data);
+        let codec = crate::format::Codec::Zstd;
+        assert_eq!(decode_block(codec, &at_limit, 1, 3000, None).unwrap(), data);
+        for (log, mantissa, declared) in [
+            (27, 1, (1u64 << 27) + (1 << 24)),
+            (28, 0, 1 << 28),
+            (31, 0, 1 << 31),
+        ] {
+            let big = with_window(&f, log, mantissa);
+            match decode_block(codec, &big, 1, 3000, None) {
+                Err(DecodeFailure::Window { declared: d, max }) => {
+                    assert_eq!((d, max), (declared, 1 << 27));
+                }
+                other => panic!("window 2^{log} + {mantissa}/8: {other:?}"),
+            }
+        }
     }
 
     #[test]

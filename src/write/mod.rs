@@ -19,7 +19,9 @@ use crate::format::record::FILLER_MARKER_LEN;
 use crate::format::stream::EntryKind;
 use crate::format::trailer::{Trailer, TRAILER_LEN};
 use crate::format::{self, align_up, Codec, MAX_FIELD_NAME_BYTES, MAX_KEY_BYTES};
-use crate::write::output::{FolderOutput, Output, RecordStream, VolumeOutput};
+use crate::write::output::{
+    FolderOutput, Output, RecordStream, VolumeOutput, MANIFEST_RESERVE_BYTES,
+};
 use crate::write::pipeline::{BlockCoder, BlockJob, ShardDictionary};
 use crate::{Error, Result};
 
@@ -34,6 +36,9 @@ pub enum Compression {
         level: i32,
     },
 }
+
+/// The level libzstd uses for level 0, and the one every profile writes (§9.1).
+const ZSTD_DEFAULT_LEVEL: i32 = 3;
 
 /// Smallest dictionary the writer trains: zstd's trainer needs room for its tables.
 pub const MIN_DICTIONARY_BYTES: u32 = 1024;
@@ -81,7 +86,9 @@ impl WriterBuilder {
             block_size: profile.block_size,
             shard_size: profile.shard_size,
             align: profile.align,
-            compression: Compression::Zstd { level: 3 },
+            compression: Compression::Zstd {
+                level: ZSTD_DEFAULT_LEVEL,
+            },
             archive_id: None,
             record_page: profile.record_page,
             dictionary: profile.dictionary,
@@ -121,9 +128,15 @@ impl WriterBuilder {
         self
     }
 
-    /// Block compression.
+    /// Block compression. zstd level 0, which libzstd takes as its default, compresses at
+    /// and records level 3, since a recorded 0 means stored (§3 `level`).
     pub fn compression(mut self, compression: Compression) -> Self {
-        self.compression = compression;
+        self.compression = match compression {
+            Compression::Zstd { level: 0 } => Compression::Zstd {
+                level: ZSTD_DEFAULT_LEVEL,
+            },
+            other => other,
+        };
         self
     }
 
@@ -283,6 +296,26 @@ impl WriterBuilder {
         BlockCoder::new(level, threads).map_err(|e| Error::io(Path::new("zstd"), "set up", e))
     }
 
+    /// Refuses a volume budget that cannot hold the smallest shard beside the manifest's
+    /// room (§2.1 writing rule 1): every sample would be refused.
+    fn check_volume_budget(&self, budget: u64) -> Result<()> {
+        let key = "k";
+        let fields: [(&str, &[u8]); 1] = [("", &[])];
+        let record_len = format::record::encoded_len(key, &fields).unwrap_or(u64::MAX);
+        let need = ShardWriter::size_alone(record_len, key.len(), 0, self);
+        let least = need.saturating_add(MANIFEST_RESERVE_BYTES);
+        if budget < least {
+            return Err(Error::invalid_input(
+                format!("volume size {budget}"),
+                format!(
+                    "must be at least {least} bytes: {MANIFEST_RESERVE_BYTES} kept for the \
+                     manifest and {need} for the smallest shard with this alignment"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     /// Threads compressing blocks: by default one per core; 1 compresses on the writer's
     /// own thread. The output is the same bytes whatever the number.
     pub fn threads(mut self, threads: usize) -> Self {
@@ -298,6 +331,9 @@ impl WriterBuilder {
     pub fn create(self, dir: impl AsRef<Path>) -> Result<Writer> {
         let dir = dir.as_ref().to_path_buf();
         let coder = self.check()?;
+        if let Some(budget) = self.volume_size {
+            self.check_volume_budget(budget)?;
+        }
         match fs::read_dir(&dir) {
             Ok(mut entries) => {
                 if entries.next().is_some() {
@@ -407,6 +443,8 @@ pub struct Writer {
     uses_dictionary: bool,
     seen_keys: HashSet<[u8; 16]>,
     raw_bytes: u64,
+    /// The canonical length of the finished shards' manifest entries.
+    manifest_entries_len: u64,
 }
 
 /// The first records of a shard with dictionaries on, encoded, until there are enough to
@@ -469,6 +507,7 @@ impl Writer {
             uses_dictionary: false,
             seen_keys: HashSet::new(),
             raw_bytes: 0,
+            manifest_entries_len: 0,
         }
     }
 
@@ -671,7 +710,21 @@ impl Writer {
         if let Some(shard) = self.shard.take() {
             let mut info = shard.finish(&mut self.output, &mut self.coder)?;
             info.volume = self.output.end_shard(info.size)?;
+            let has_volumes = self.output.volume_budget().is_some();
+            let file = has_volumes.then(|| info.file.clone());
+            if has_volumes {
+                self.manifest_entries_len += info.canonical_len();
+            }
             self.shards.push(info);
+            if let Some(file) = file {
+                // The final manifest lists at least these shards: if it already does not
+                // fit beside a volume's shards, say so now, not at the end (§2.1 rule 4).
+                let len = self.manifest_of(Vec::new()).canonical_len_with_entries(
+                    self.shards.len() as u64,
+                    self.manifest_entries_len,
+                );
+                self.output.check_manifest_fits(len, &file)?;
+            }
             if self.shards.len() % self.options.checkpoint_every as usize == 0 {
                 let manifest = self.manifest();
                 self.output
@@ -683,8 +736,14 @@ impl Writer {
 
     /// The manifest of every finished shard.
     fn manifest(&self) -> Manifest {
-        let shards = self.shards.clone();
-        let samples = shards.last().map_or(0, |s| s.first_ordinal + s.samples);
+        self.manifest_of(self.shards.clone())
+    }
+
+    /// The manifest of every finished shard, listing `shards` (all of them, or none to
+    /// measure the rest).
+    fn manifest_of(&self, shards: Vec<ShardInfo>) -> Manifest {
+        let all = &self.shards;
+        let samples = all.last().map_or(0, |s| s.first_ordinal + s.samples);
         let mut manifest = Manifest {
             format: manifest::MANIFEST_FORMAT.into(),
             format_version: {
@@ -699,10 +758,10 @@ impl Writer {
             archive_id: manifest::to_hex(&self.archive_id),
             layout: self.layout.clone(),
             totals: Totals {
-                shards: shards.len() as u64,
+                shards: all.len() as u64,
                 samples,
-                bytes: shards.iter().map(|s| s.size).sum(),
-                raw_bytes: shards.iter().map(|s| s.raw_bytes).sum(),
+                bytes: all.iter().map(|s| s.size).sum(),
+                raw_bytes: all.iter().map(|s| s.raw_bytes).sum(),
             },
             shards,
             root: String::new(),
@@ -1107,5 +1166,152 @@ impl ShardWriter {
             max_key: key_string(order.last()),
             blake3: self.hasher.finalize().to_hex().to_string(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::header::LEVEL_OFFSET;
+
+    #[test]
+    fn zstd_level_0_is_written_and_recorded_as_level_3() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a");
+        let mut w = WriterBuilder::new()
+            .compression(Compression::Zstd { level: 0 })
+            .threads(1)
+            .create(&path)
+            .unwrap();
+        w.append("k", &[("text", &[b'a'; 10_000][..])]).unwrap();
+        let manifest = w.finish().unwrap();
+        assert_eq!(manifest.layout.compression, "zstd");
+        assert_eq!(manifest.layout.level, 3);
+        let shard = fs::read(path.join(shard_file_name(0))).unwrap();
+        assert_eq!(shard[LEVEL_OFFSET] as i8, 3);
+        // The same bytes as asking for level 3.
+        let path3 = dir.path().join("b");
+        let mut w = WriterBuilder::new()
+            .compression(Compression::Zstd { level: 3 })
+            .threads(1)
+            .create(&path3)
+            .unwrap();
+        w.append("k", &[("text", &[b'a'; 10_000][..])]).unwrap();
+        w.finish().unwrap();
+        assert_eq!(fs::read(path3.join(shard_file_name(0))).unwrap(), shard);
+        let report = crate::verify(&path, &crate::VerifyOptions::default()).unwrap();
+        assert!(report.is_ok(), "{report:?}");
+    }
+}
+
+#[cfg(test)]
+mod volume_tests {
+    use super::*;
+    use crate::ErrorKind;
+
+    #[test]
+    fn a_budget_too_small_for_one_shard_and_the_manifest_is_refused_at_create() {
+        let dir = tempfile::tempdir().unwrap();
+        for budget in [0, 1, MANIFEST_RESERVE_BYTES, MANIFEST_RESERVE_BYTES + 4096] {
+            let path = dir.path().join(format!("v{budget}"));
+            let err = WriterBuilder::new()
+                .volume_size(Some(budget))
+                .create(&path)
+                .err()
+                .unwrap_or_else(|| panic!("budget {budget} accepted"));
+            assert!(
+                matches!(err.kind(), ErrorKind::InvalidInput { subject, .. } if subject.contains("volume size")),
+                "{err}"
+            );
+            assert!(!path.exists(), "budget {budget} left {}", path.display());
+        }
+        // The smallest budget accepted holds a shard of the smallest sample.
+        let align = 64;
+        let least = {
+            let b = WriterBuilder::new().align(align).record_page(None);
+            let record_len = format::record::encoded_len("k", &[("", &[])]).unwrap();
+            ShardWriter::size_alone(record_len, 1, 0, &b) + MANIFEST_RESERVE_BYTES
+        };
+        let path = dir.path().join("least");
+        let builder = || {
+            WriterBuilder::new()
+                .align(align)
+                .record_page(None)
+                .compression(Compression::None)
+        };
+        assert!(builder()
+            .volume_size(Some(least - 1))
+            .create(&path)
+            .is_err());
+        assert!(!path.exists());
+        let mut w = builder().volume_size(Some(least)).create(&path).unwrap();
+        w.append("k", &[("", &[])]).unwrap();
+        w.finish().unwrap();
+        crate::Archive::open(&path).unwrap();
+    }
+
+    /// One sample per shard, each with a 4000-byte key: the manifest grows by about 8 KB
+    /// per shard while the shards grow the volume by about as much.
+    fn long_key_samples(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| format!("{i:04}{}", "k".repeat(3996)))
+            .collect()
+    }
+
+    /// Shards of one sample in volumes of 1 MiB beside the manifest's room.
+    fn create(path: &Path) -> Result<Writer> {
+        WriterBuilder::new()
+            .align(64)
+            .record_page(None)
+            .shard_size(1)
+            .compression(Compression::None)
+            .threads(1)
+            .volume_size(Some(MANIFEST_RESERVE_BYTES + (1 << 20)))
+            .create(path)
+    }
+
+    fn write(path: &Path, keys: &[String]) -> Result<Manifest> {
+        let mut w = create(path)?;
+        for key in keys {
+            w.append(key, &[("x", b"1")])?;
+        }
+        w.finish()
+    }
+
+    #[test]
+    fn a_manifest_that_no_longer_fits_fails_at_its_shard_not_at_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = long_key_samples(400);
+        let mut w = create(&dir.path().join("all")).unwrap();
+        // Appending sample i closes shard i - 1, whose entry is then known.
+        let failed = keys
+            .iter()
+            .position(|key| w.append(key, &[("x", b"1")]).is_err())
+            .expect("an append fails before finish");
+        assert!(failed > 1 && failed < keys.len() - 1, "{failed}");
+        let shard = shard_file_name(failed as u32 - 1);
+        // The shard before is the last whose entry fits: an archive ending there is whole,
+        // and one that also holds the failing shard fails at finish.
+        let ok = write(&dir.path().join("ok"), &keys[..failed - 1]).unwrap();
+        assert_eq!(ok.shards.len(), failed - 1);
+        let err = write(&dir.path().join("over"), &keys[..failed]).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::InvalidInput { reason, .. } if reason.contains("manifest")),
+            "{err}"
+        );
+        let mut w2 = create(&dir.path().join("again")).unwrap();
+        for key in &keys[..failed] {
+            w2.append(key, &[("x", b"1")]).unwrap();
+        }
+        let err = w2.append(&keys[failed], &[("x", b"1")]).unwrap_err();
+        match err.kind() {
+            ErrorKind::InvalidInput { reason, .. } => {
+                assert!(
+                    reason.contains(&format!("once {shard} is listed")),
+                    "{reason}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

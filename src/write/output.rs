@@ -57,7 +57,7 @@ impl Output {
             Output::Volumes(v) => Some(
                 v.budget
                     .saturating_sub(v.used)
-                    .saturating_sub(MANIFEST_RESERVE),
+                    .saturating_sub(MANIFEST_RESERVE_BYTES),
             ),
             _ => None,
         }
@@ -66,8 +66,17 @@ impl Output {
     /// The budget of a whole volume, when the output has volumes.
     pub(crate) fn volume_budget(&self) -> Option<u64> {
         match self {
-            Output::Volumes(v) => Some(v.budget.saturating_sub(MANIFEST_RESERVE)),
+            Output::Volumes(v) => Some(v.budget.saturating_sub(MANIFEST_RESERVE_BYTES)),
             _ => None,
+        }
+    }
+
+    /// Fails when a manifest of `len` bytes would not fit beside the shards of a volume
+    /// so far (§2.1 rule 4); `shard` names the shard just finished.
+    pub(crate) fn check_manifest_fits(&self, len: u64, shard: &str) -> Result<()> {
+        match self {
+            Output::Volumes(v) => v.check_manifest_fits(len, Some(shard)),
+            _ => Ok(()),
         }
     }
 
@@ -188,8 +197,8 @@ impl FolderOutput {
     }
 }
 
-/// Room kept in each volume for `manifest.json` (about 3,000 shards' entries).
-const MANIFEST_RESERVE: u64 = 1 << 20;
+/// Room kept in each volume for `manifest.json` (about 3,000 shards' entries), *K* of §2.1.
+pub(crate) const MANIFEST_RESERVE_BYTES: u64 = 1 << 20;
 
 /// An archive split into volume folders `ROOT/vol-0001`, `ROOT/vol-0002`, ..., each filled
 /// up to `budget` bytes (shards and manifest) and each given the whole manifest at the end.
@@ -231,23 +240,34 @@ impl VolumeOutput {
         Ok(())
     }
 
-    fn write_manifest(&mut self, manifest: &Manifest) -> Result<()> {
-        let len = manifest.to_canonical_bytes().len() as u64;
-        let mut sizes = self.sizes.clone();
-        sizes.push(self.used);
-        // Every volume is checked before any gets its manifest: all or none.
-        for (i, used) in sizes.iter().enumerate() {
-            if used + len > self.budget {
+    /// Fails when a manifest of `len` bytes does not fit beside the shards of some volume.
+    fn check_manifest_fits(&self, len: u64, shard: Option<&str>) -> Result<()> {
+        let sizes = self.sizes.iter().chain(std::iter::once(&self.used));
+        for (i, used) in sizes.enumerate() {
+            if used.saturating_add(len) > self.budget {
                 let dir = self
                     .root
                     .join(crate::archive::manifest::volume_folder_name(i as u32 + 1));
+                let when = shard.map_or(String::new(), |s| format!(" once {s} is listed"));
                 return Err(Error::invalid_input(
                     dir.display().to_string(),
-                    format!("{used} bytes of shards and a {len}-byte manifest exceed the volume budget of {} bytes; use smaller shards", self.budget),
+                    format!(
+                        "{used} bytes of shards and a manifest of {len} bytes{when} exceed \
+                         the volume budget of {} bytes; use larger shards, shorter keys or a \
+                         larger volume",
+                        self.budget
+                    ),
                 ));
             }
         }
-        for i in 0..sizes.len() {
+        Ok(())
+    }
+
+    fn write_manifest(&mut self, manifest: &Manifest) -> Result<()> {
+        let len = manifest.to_canonical_bytes().len() as u64;
+        // Every volume is checked before any gets its manifest: all or none.
+        self.check_manifest_fits(len, None)?;
+        for i in 0..=self.sizes.len() {
             write_manifest_file(
                 &self
                     .root
