@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::archive::manifest::{Manifest, MANIFEST_FILE};
+use crate::archive::manifest::{Manifest, ShardInfo, MANIFEST_FILE};
 use crate::format::parity::{ParityHeader, PARITY_HEADER_LEN};
 use crate::format::{align_up, checksum};
 use crate::{Error, ErrorKind, Limits, Location, Result};
@@ -43,6 +43,9 @@ pub struct ProtectedFile {
     /// Global index of its first chunk.
     #[serde(skip)]
     first_chunk: u64,
+    /// Offset of its entry in the tables.
+    #[serde(skip)]
+    table_offset: u64,
 }
 
 /// The geometry and tables of a parity file.
@@ -53,8 +56,8 @@ struct Parity {
     data_crcs: Vec<u64>,
     parity_crcs: Vec<u64>,
     layers_offset: u64,
-    /// The header at the start was unreadable; the copy at the end was used.
-    start_damaged: bool,
+    /// Redundant parts found damaged although the file is usable (§17.5 rule 6).
+    damaged: Vec<DamagedParityPart>,
 }
 
 impl Parity {
@@ -123,31 +126,38 @@ fn folders(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>> {
     Ok(out)
 }
 
-/// The files of `folder` that its parity protects: its shards, then the manifest.
-fn protected_names(folder: &Path, manifest: &Manifest) -> Vec<String> {
-    let mut names: Vec<String> = manifest
+/// The manifest entries of the shards `folder` holds (§17.2 rule 2): every entry of an
+/// archive that is not split; for a split archive those of the folder's volume, the number
+/// its name gives, else the `volume` of the first listed shard it holds.
+fn folder_shards<'a>(folder: &Path, manifest: &'a Manifest) -> Vec<&'a ShardInfo> {
+    if manifest.layout.volume_size.is_none() {
+        return manifest.shards.iter().collect();
+    }
+    let volume = folder
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(crate::archive::volume::volume_number_of)
+        .or_else(|| {
+            manifest
+                .shards
+                .iter()
+                .find(|s| folder.join(&s.file).exists())
+                .and_then(|s| s.volume)
+        });
+    manifest
         .shards
         .iter()
-        .filter(|s| folder.join(&s.file).exists() || s.volume.is_none())
+        .filter(|s| volume.is_some() && s.volume == volume)
+        .collect()
+}
+
+/// The files of `folder` that its parity protects: its shards, then the manifest.
+fn protected_names(folder: &Path, manifest: &Manifest) -> Vec<String> {
+    folder_shards(folder, manifest)
+        .into_iter()
         .map(|s| s.file.clone())
-        .collect();
-    if let Some(v) = manifest
-        .layout
-        .volume_size
-        .and(folder.file_name())
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("vol-"))
-        .and_then(|n| n.parse::<u32>().ok())
-    {
-        names = manifest
-            .shards
-            .iter()
-            .filter(|s| s.volume == Some(v))
-            .map(|s| s.file.clone())
-            .collect();
-    }
-    names.push(MANIFEST_FILE.to_string());
-    names
+        .chain(std::iter::once(MANIFEST_FILE.to_string()))
+        .collect()
 }
 
 /// Adds (or replaces) Reed-Solomon parity of `percent` % of the data to the archive at
@@ -210,6 +220,7 @@ fn protect_folder(
                 None,
             )?,
             first_chunk,
+            table_offset: 0,
         });
         first_chunk += size.div_ceil(chunk).max(1);
         handles.push(file);
@@ -244,7 +255,7 @@ fn protect_folder(
         data_crcs: vec![0; n as usize],
         parity_crcs: vec![0; (m * layer) as usize],
         layers_offset,
-        start_damaged: false,
+        damaged: Vec::new(),
     };
     let out_path = folder.join(format!("{PARITY_FILE}{}", crate::write::PARTIAL_SUFFIX));
     let out = File::create(&out_path).map_err(|e| Error::io(&out_path, "create", e))?;
@@ -385,7 +396,39 @@ fn encode_tables(p: &Parity) -> Vec<u8> {
     t
 }
 
-/// Reads a parity file: its header (or the copy at its end), then its tables.
+/// The first non-zero byte of `file` in `from..to`.
+fn first_nonzero(file: &File, path: &Path, from: u64, to: u64) -> Result<Option<u64>> {
+    let mut buf = vec![0u8; (to.saturating_sub(from)).min(BATCH_BYTES) as usize];
+    let mut pos = from;
+    while pos < to {
+        let piece = &mut buf[..(to - pos).min(BATCH_BYTES) as usize];
+        file.read_exact_at(piece, pos)
+            .map_err(|e| Error::io_at(path, "read", pos, e))?;
+        if let Some(i) = piece.iter().position(|&b| b != 0) {
+            return Ok(Some(pos + i as u64));
+        }
+        pos += piece.len() as u64;
+    }
+    Ok(None)
+}
+
+/// CRC-32 of `len` bytes of `file` at `offset`, read piece by piece.
+fn crc_of_range(file: &File, path: &Path, offset: u64, len: u64) -> Result<u32> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; len.min(BATCH_BYTES) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let piece = &mut buf[..(len - done).min(BATCH_BYTES) as usize];
+        file.read_exact_at(piece, offset + done)
+            .map_err(|e| Error::io_at(path, "read", offset + done, e))?;
+        hasher.update(piece);
+        done += piece.len() as u64;
+    }
+    Ok(hasher.finalize())
+}
+
+/// Reads a parity file: its header (or the copy at its end), then its tables, noting which
+/// redundant copies are damaged (§17.5).
 fn load(folder: &Path) -> Result<Parity> {
     let path = folder.join(PARITY_FILE);
     let file = File::open(&path).map_err(|e| Error::io(&path, "open", e))?;
@@ -394,17 +437,42 @@ fn load(folder: &Path) -> Result<Parity> {
         .map_err(|e| Error::io(&path, "stat", e))?
         .len();
     let at = |o| Location::file(&path, o);
-    let read_header = |offset: u64| -> Result<ParityHeader> {
+    let read_raw = |offset: u64| -> Result<[u8; PARITY_HEADER_LEN]> {
         let mut b = [0u8; PARITY_HEADER_LEN];
         file.read_exact_at(&mut b, offset)
             .map_err(|e| Error::io_at(&path, "read", offset, e))?;
-        ParityHeader::decode(&b).map_err(|d| d.at(&path, None, offset))
+        Ok(b)
     };
-    let first = read_header(0);
-    let start_damaged = first.is_err();
-    let header = first.or_else(|first| {
-        read_header(len.saturating_sub(PARITY_HEADER_LEN as u64)).map_err(|_| first)
-    })?;
+    let decode = |b: &[u8; PARITY_HEADER_LEN], offset: u64| {
+        ParityHeader::decode(b).map_err(|d| d.at(&path, None, offset))
+    };
+    let copy_offset = len.saturating_sub(PARITY_HEADER_LEN as u64);
+    let first_raw = read_raw(0)?;
+    let last_raw = read_raw(copy_offset).ok();
+    let mut damaged = Vec::new();
+    let header_len = PARITY_HEADER_LEN as u64;
+    let header = match decode(&first_raw, 0) {
+        Ok(h) => {
+            // Rule 6: a second copy that decodes must be the same bytes; one that does not
+            // decode is damaged too.
+            if last_raw != Some(first_raw) {
+                damaged.push(DamagedParityPart::new(
+                    ParityPart::HeaderCopy,
+                    copy_offset,
+                    header_len,
+                ));
+            }
+            h
+        }
+        Err(first) => {
+            let last = last_raw
+                .ok_or(())
+                .and_then(|b| decode(&b, copy_offset).map_err(|_| ()))
+                .map_err(|()| first)?;
+            damaged.push(DamagedParityPart::new(ParityPart::Header, 0, header_len));
+            last
+        }
+    };
     let chunk = u64::from(header.chunk_bytes);
     let (k, m, layer, n) = (
         u64::from(header.data_layers),
@@ -437,24 +505,44 @@ fn load(folder: &Path) -> Result<Parity> {
             format!("{header:?}"),
         ));
     }
-    // Two copies of the tables, one after the other: the first that checks out is used.
-    let mut tables = vec![0u8; header.tables_len as usize];
-    let mut intact = false;
-    for copy in 0..2 {
-        let offset = header.tables_offset + copy * header.tables_len;
-        file.read_exact_at(&mut tables, offset)
-            .map_err(|e| Error::io_at(&path, "read", offset, e))?;
-        if checksum::crc32(&tables) == header.tables_crc {
-            intact = true;
-            break;
-        }
+    // Rule 6: the bytes between the header and the first parity layer are zero.
+    if let Some(nonzero) = first_nonzero(&file, &path, header_len, layers_offset)? {
+        damaged.push(DamagedParityPart::new(
+            ParityPart::ZeroGap,
+            nonzero,
+            layers_offset - nonzero,
+        ));
     }
-    if !intact {
+    // Two copies of the tables, one after the other: the first that checks out is used,
+    // and both must (rule 6).
+    let second = header.tables_offset + header.tables_len;
+    let mut tables = vec![0u8; header.tables_len as usize];
+    file.read_exact_at(&mut tables, header.tables_offset)
+        .map_err(|e| Error::io_at(&path, "read", header.tables_offset, e))?;
+    let first_ok = checksum::crc32(&tables) == header.tables_crc;
+    let second_ok = crc_of_range(&file, &path, second, header.tables_len)? == header.tables_crc;
+    if !first_ok && !second_ok {
         return Err(Error::corrupt(
             at(header.tables_offset),
             "parity tables (both copies)",
             format!("crc32 {:#010x}", header.tables_crc),
             "other bytes",
+        ));
+    }
+    if !first_ok {
+        damaged.push(DamagedParityPart::new(
+            ParityPart::Tables,
+            header.tables_offset,
+            header.tables_len,
+        ));
+        file.read_exact_at(&mut tables, second)
+            .map_err(|e| Error::io_at(&path, "read", second, e))?;
+    }
+    if !second_ok {
+        damaged.push(DamagedParityPart::new(
+            ParityPart::TablesCopy,
+            second,
+            header.tables_len,
         ));
     }
     let mut files = Vec::new();
@@ -511,6 +599,7 @@ fn load(folder: &Path) -> Result<Parity> {
             size,
             blake3: crate::format::hex(&digest),
             first_chunk,
+            table_offset: here as u64,
         });
         first_chunk = first_chunk.saturating_add(size.div_ceil(chunk).max(1));
     }
@@ -538,7 +627,7 @@ fn load(folder: &Path) -> Result<Parity> {
         data_crcs: data_crcs.to_vec(),
         parity_crcs: parity_crcs.to_vec(),
         layers_offset,
-        start_damaged,
+        damaged,
     })
 }
 
@@ -559,6 +648,67 @@ pub struct ParityStatus {
     pub more_layers_needed: u32,
     /// True when every damaged chunk can be rebuilt.
     pub recoverable: bool,
+    /// Redundant parts of the parity file that are damaged although the file is usable
+    /// (§17.5 rule 6); repair rewrites the parity file once the data is whole.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged_parts: Vec<DamagedParityPart>,
+}
+
+/// A redundant part of a parity file, damaged while the copy in use is intact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DamagedParityPart {
+    /// Which part.
+    pub part: ParityPart,
+    /// First damaged byte in the parity file.
+    pub offset: u64,
+    /// Bytes from `offset` to the end of the part.
+    pub len: u64,
+}
+
+impl DamagedParityPart {
+    fn new(part: ParityPart, offset: u64, len: u64) -> DamagedParityPart {
+        DamagedParityPart { part, offset, len }
+    }
+}
+
+/// The redundant parts of a parity file (§17.1, §17.5 rule 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ParityPart {
+    /// The header at offset 0 does not decode: the copy at the end is used.
+    Header,
+    /// The header copy at the end does not decode or differs from the header.
+    HeaderCopy,
+    /// A byte between the header and the first parity layer is not zero.
+    ZeroGap,
+    /// The first copy of the tables fails `tables_crc`: the second is used.
+    Tables,
+    /// The second copy of the tables fails `tables_crc`.
+    TablesCopy,
+}
+
+impl ParityPart {
+    /// What the part is, as a verifier finding names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ParityPart::Header => "parity header",
+            ParityPart::HeaderCopy => "parity header copy",
+            ParityPart::ZeroGap => "parity zero gap",
+            ParityPart::Tables => "parity tables",
+            ParityPart::TablesCopy => "parity tables copy",
+        }
+    }
+
+    /// What the format requires of it.
+    pub fn expected(self) -> &'static str {
+        match self {
+            ParityPart::Header => "a header that decodes",
+            ParityPart::HeaderCopy => "the same 128 bytes as the header at offset 0",
+            ParityPart::ZeroGap => "zero bytes up to the first parity layer",
+            ParityPart::Tables | ParityPart::TablesCopy => "bytes matching tables_crc",
+        }
+    }
 }
 
 struct Damage {
@@ -576,16 +726,17 @@ fn sync_dir(folder: &Path) -> Result<()> {
         .map_err(|e| Error::io(folder, "sync folder", e))
 }
 
-/// The archive id the folder's own files claim: the manifest's, else any shard header's.
-fn archive_id_of(folder: &Path, files: &[ProtectedFile]) -> Option<[u8; 16]> {
-    if let Ok(bytes) = crate::archive::manifest::read_capped(
-        &folder.join(MANIFEST_FILE),
-        Limits::DEFAULT.max_manifest_bytes,
-    ) {
-        if let Ok(m) = Manifest::parse(&bytes, &folder.join(MANIFEST_FILE)) {
-            return Some(m.archive_id_bytes());
-        }
-    }
+/// The folder's manifest when it parses and validates (§11.1), with its file's length.
+fn folder_manifest(folder: &Path) -> Option<(Manifest, u64)> {
+    let path = folder.join(MANIFEST_FILE);
+    let bytes =
+        crate::archive::manifest::read_capped(&path, Limits::DEFAULT.max_manifest_bytes).ok()?;
+    let manifest = Manifest::parse(&bytes, &path).ok()?;
+    Some((manifest, bytes.len() as u64))
+}
+
+/// The archive id the first shard header of the file table that decodes claims.
+fn shard_archive_id(folder: &Path, files: &[ProtectedFile]) -> Option<[u8; 16]> {
     files.iter().find_map(|f| {
         let file = File::open(folder.join(&f.name)).ok()?;
         let mut b = [0u8; crate::format::header::HEADER_LEN];
@@ -596,10 +747,67 @@ fn archive_id_of(folder: &Path, files: &[ProtectedFile]) -> Option<[u8; 16]> {
     })
 }
 
+/// Rule 5 of §17.5: with a valid manifest, the file table lists exactly the files §17.2
+/// rule 2 protects, so that repair never rewrites a file into one the manifest does not
+/// describe.
+fn check_file_table(
+    parity: &Parity,
+    folder: &Path,
+    manifest: &Manifest,
+    manifest_len: u64,
+) -> Result<()> {
+    let expected: Vec<(&str, u64, Option<&str>)> = folder_shards(folder, manifest)
+        .into_iter()
+        .map(|s| (s.file.as_str(), s.size, Some(s.blake3.as_str())))
+        .chain(std::iter::once((MANIFEST_FILE, manifest_len, None)))
+        .collect();
+    let path = folder.join(PARITY_FILE);
+    let describe = |name: &str, size: u64, blake3: Option<&str>| match blake3 {
+        Some(b) => format!("{name}, {size} bytes, blake3 {b}"),
+        None => format!("{name}, {size} bytes"),
+    };
+    for (i, want) in expected.iter().enumerate() {
+        let Some(f) = parity.files.get(i) else {
+            return Err(Error::corrupt(
+                Location::file(&path, parity.header.tables_offset),
+                "parity file table",
+                format!("{} entries (the manifest's files)", expected.len()),
+                format!("{} entries", parity.files.len()),
+            ));
+        };
+        let (name, size, blake3) = *want;
+        if f.name != name || f.size != size || blake3.is_some_and(|b| b != f.blake3) {
+            return Err(Error::corrupt(
+                Location::file(&path, parity.header.tables_offset + f.table_offset),
+                "parity file table entry (a parity file of other files?)",
+                format!(
+                    "entry {i}: {} (the manifest's)",
+                    describe(name, size, blake3)
+                ),
+                describe(&f.name, f.size, blake3.map(|_| f.blake3.as_str())),
+            ));
+        }
+    }
+    if parity.files.len() != expected.len() {
+        return Err(Error::corrupt(
+            Location::file(&path, parity.header.tables_offset),
+            "parity file table",
+            format!("{} entries (the manifest's files)", expected.len()),
+            format!("{} entries", parity.files.len()),
+        ));
+    }
+    Ok(())
+}
+
 fn inspect(folder: &Path) -> Result<Damage> {
     let parity = load(folder)?;
+    let manifest = folder_manifest(folder);
     // A parity file of another archive would "repair" this one into that one.
-    if let Some(id) = archive_id_of(folder, &parity.files) {
+    let claimed = manifest
+        .as_ref()
+        .map(|(m, _)| m.archive_id_bytes())
+        .or_else(|| shard_archive_id(folder, &parity.files));
+    if let Some(id) = claimed {
         if id != parity.header.archive_id {
             return Err(Error::corrupt(
                 Location::file(&folder.join(PARITY_FILE), 16),
@@ -608,6 +816,9 @@ fn inspect(folder: &Path) -> Result<Damage> {
                 crate::format::hex(&parity.header.archive_id),
             ));
         }
+    }
+    if let Some((m, len)) = &manifest {
+        check_file_table(&parity, folder, m, *len)?;
     }
     let chunk = parity.chunk();
     let mut data = BTreeSet::new();
@@ -686,6 +897,7 @@ fn status_of(folder: &Path, d: &Damage) -> ParityStatus {
         unrecoverable_stripes: unrecoverable,
         more_layers_needed: worst as u32,
         recoverable: unrecoverable == 0,
+        damaged_parts: d.parity.damaged.clone(),
     }
 }
 
@@ -939,7 +1151,7 @@ fn repair_folder(folder: &Path, report: &mut RepairReport) -> Result<()> {
         report.repaired.extend(ranges(p, folder, &fixed));
     }
     // With the data whole again, damaged parity is rewritten so that protection is full.
-    if lost.is_empty() && (!d.parity_chunks.is_empty() || p.start_damaged) {
+    if lost.is_empty() && (!d.parity_chunks.is_empty() || !p.damaged.is_empty()) {
         let names: Vec<String> = p.files.iter().map(|f| f.name.clone()).collect();
         let (archive_id, chunk, m) = (p.header.archive_id, p.chunk(), m);
         drop(pfile);

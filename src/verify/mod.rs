@@ -329,6 +329,20 @@ pub fn verify_with_progress(
                 ),
             );
         }
+        // A damaged redundant copy leaves the parity usable; repair rewrites it (§17.5).
+        for s in p {
+            for d in &s.damaged_parts {
+                v.push(
+                    s.folder.join(crate::PARITY_FILE),
+                    None,
+                    d.offset,
+                    d.len,
+                    d.part.name(),
+                    d.part.expected(),
+                    "damaged (the other copy is used; repair rewrites the parity file)",
+                );
+            }
+        }
     }
     // A missing volume takes its parity with it: nothing can rebuild it.
     let volumes_present = volumes.as_ref().is_none_or(|s| s.missing().is_empty());
