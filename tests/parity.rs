@@ -250,8 +250,14 @@ fn a_parity_file_of_another_archive_is_refused() {
         a.join(shardpack::PARITY_FILE),
     )
     .unwrap();
-    let err = repair(&a).unwrap_err();
-    assert!(err.to_string().contains("another archive"), "{err}");
+    let report = repair(&a).unwrap();
+    assert!(!report.complete());
+    match &report.status[0].parity_file {
+        shardpack::ParityFileState::Unusable { error } => {
+            assert!(error.contains("another archive"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
     for (p, bytes) in &pristine {
         assert_eq!(
             &std::fs::read(p).unwrap(),
@@ -430,30 +436,34 @@ fn a_parity_file_of_other_files_with_the_right_archive_id_is_refused() {
     )
     .unwrap();
     let pristine = files(&a);
-    let err = repair(&a).unwrap_err();
     let parity = a.join(shardpack::PARITY_FILE);
-    match err.kind() {
-        shardpack::ErrorKind::Corrupt {
-            location,
-            what,
-            expected,
-            found,
-        } => {
-            assert_eq!(location.file, parity);
-            assert!(what.starts_with("parity file table entry"), "{what}");
-            assert!(expected.contains(&ma.shards[0].blake3), "{expected}");
-            assert!(found.contains(&mb.shards[0].blake3), "{found}");
-        }
-        _ => panic!("{err}"),
-    }
+    let fixed = repair(&a).unwrap();
+    assert!(!fixed.complete() && fixed.files_rewritten.is_empty());
+    assert!(
+        matches!(
+            &fixed.status[0].parity_file,
+            shardpack::ParityFileState::Unusable { error } if error.contains("other files")
+        ),
+        "{fixed:#?}"
+    );
     assert_eq!(files(&a), pristine, "repair changed nothing");
     let report = verify(&a, &VerifyOptions::default()).unwrap();
-    assert!(
-        report
-            .findings
-            .iter()
-            .any(|f| f.file == parity && f.what.starts_with("parity file table entry")),
-        "{:#?}",
-        report.findings
+    assert_eq!(
+        report.recoverable,
+        Some(false),
+        "a parity file that does not load"
     );
+    let (tables_offset, _) = tables_of(&std::fs::read(&parity).unwrap());
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.file == parity)
+        .expect("the parity file is a finding");
+    assert_eq!(
+        f.offset, tables_offset as u64,
+        "at the first file table entry"
+    );
+    assert!(f.what.starts_with("parity file table entry"), "{f:?}");
+    assert!(f.expected.contains(&ma.shards[0].blake3), "{f:?}");
+    assert!(f.found.contains(&mb.shards[0].blake3), "{f:?}");
 }

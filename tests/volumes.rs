@@ -172,3 +172,85 @@ fn media_capacities_are_the_researched_ones() {
         assert_eq!(Volume::from_name(v.name()), Some(v));
     }
 }
+
+#[test]
+fn every_volume_folder_gets_a_parity_status_and_one_bad_parity_stops_nothing() {
+    use shardpack::ParityFileState;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("discs");
+    write_archive(&root, optical(BUDGET), &dataset());
+    let dirs = volume_dirs(&root);
+    assert!(dirs.len() >= 2);
+    assert_eq!(
+        shardpack::protect(&root, 15.0).unwrap().folders.len(),
+        dirs.len()
+    );
+    let report = verify(&root, &VerifyOptions::default()).unwrap();
+    assert!(report.is_ok(), "{:#?}", report.findings);
+    assert_eq!(report.recoverable, Some(true));
+    assert_eq!(report.parity.as_ref().unwrap().len(), dirs.len());
+
+    // A volume folder without a parity file: its status says so, and nothing rebuilds it.
+    let parity2 = dirs[1].join(shardpack::PARITY_FILE);
+    let aside = tmp.path().join("parity2");
+    std::fs::rename(&parity2, &aside).unwrap();
+    let report = verify(&root, &VerifyOptions::default()).unwrap();
+    assert_eq!(report.recoverable, Some(false));
+    let status = report.parity.as_ref().unwrap();
+    assert_eq!(status.len(), dirs.len());
+    assert_eq!(status[1].folder, dirs[1]);
+    assert_eq!(status[1].parity_file, ParityFileState::NoParity);
+    assert_eq!(status[0].parity_file, ParityFileState::Loaded);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.file == parity2 && f.what == "parity file"),
+        "{:#?}",
+        report.findings
+    );
+    let fixed = shardpack::repair(&root).unwrap();
+    assert_eq!(fixed.status[1].parity_file, ParityFileState::NoParity);
+    std::fs::rename(&aside, &parity2).unwrap();
+
+    // Volume 1's parity does not load; volume 2 is damaged and still repaired.
+    let parity1 = dirs[0].join(shardpack::PARITY_FILE);
+    let len = std::fs::metadata(&parity1).unwrap().len() as usize;
+    std::fs::write(&parity1, vec![0u8; len]).unwrap();
+    let shard = std::fs::read_dir(&dirs[1])
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "shp"))
+        .min()
+        .unwrap();
+    let pristine = std::fs::read(&shard).unwrap();
+    let mut b = pristine.clone();
+    b[3000] ^= 0x40;
+    std::fs::write(&shard, &b).unwrap();
+    let report = verify(&root, &VerifyOptions::default()).unwrap();
+    assert_eq!(report.recoverable, Some(false));
+    let status = report.parity.as_ref().unwrap();
+    assert!(
+        matches!(status[0].parity_file, ParityFileState::Unusable { .. }),
+        "{status:#?}"
+    );
+    assert_eq!(status[1].parity_file, ParityFileState::Loaded);
+    assert!(status[1].damaged_chunks >= 1 && status[1].recoverable);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.file == parity1 && f.offset == 0 && f.what == "parity magic"),
+        "{:#?}",
+        report.findings
+    );
+    let fixed = shardpack::repair(&root).unwrap();
+    assert!(!fixed.complete(), "volume 1 could not be checked");
+    assert!(matches!(
+        fixed.status[0].parity_file,
+        ParityFileState::Unusable { .. }
+    ));
+    assert_eq!(fixed.status[0].folder, dirs[0]);
+    assert_eq!(fixed.files_rewritten, vec![shard.clone()]);
+    assert_eq!(std::fs::read(&shard).unwrap(), pristine);
+}

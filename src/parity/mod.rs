@@ -652,6 +652,36 @@ pub struct ParityStatus {
     /// (§17.5 rule 6); repair rewrites the parity file once the data is whole.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub damaged_parts: Vec<DamagedParityPart>,
+    /// Whether the folder has a parity file that loads; the counts above are zero and
+    /// `recoverable` is false otherwise.
+    pub parity_file: ParityFileState,
+}
+
+/// Whether a folder's parity file could be used (§17.5, §17.6).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ParityFileState {
+    /// Loaded and belonging to the archive.
+    #[default]
+    Loaded,
+    /// The folder has no parity file (another folder of the archive has one).
+    NoParity,
+    /// The parity file does not load or does not belong to the archive; it is left as it is.
+    Unusable {
+        /// Why.
+        error: String,
+    },
+}
+
+impl ParityStatus {
+    fn without_parity(folder: &Path, state: ParityFileState) -> ParityStatus {
+        ParityStatus {
+            folder: folder.to_path_buf(),
+            parity_file: state,
+            ..ParityStatus::default()
+        }
+    }
 }
 
 /// A redundant part of a parity file, damaged while the copy in use is intact.
@@ -898,6 +928,7 @@ fn status_of(folder: &Path, d: &Damage) -> ParityStatus {
         more_layers_needed: worst as u32,
         recoverable: unrecoverable == 0,
         damaged_parts: d.parity.damaged.clone(),
+        parity_file: ParityFileState::Loaded,
     }
 }
 
@@ -915,8 +946,52 @@ pub fn parity_status(dir: &Path) -> Result<Option<Vec<ParityStatus>>> {
     Ok((!out.is_empty()).then_some(out))
 }
 
+/// The parity status of each of `folders` (§13.1 Parity): loaded, without a parity file,
+/// or with one that does not load, whose error is returned beside it.
+pub(crate) fn folder_statuses(folders: &[PathBuf]) -> Vec<(ParityStatus, Option<Error>)> {
+    folders
+        .iter()
+        .map(|folder| {
+            if !folder.join(PARITY_FILE).exists() {
+                return (
+                    ParityStatus::without_parity(folder, ParityFileState::NoParity),
+                    None,
+                );
+            }
+            match inspect(folder) {
+                Ok(d) => (status_of(folder, &d), None),
+                Err(e) => (
+                    ParityStatus::without_parity(
+                        folder,
+                        ParityFileState::Unusable {
+                            error: e.to_string(),
+                        },
+                    ),
+                    Some(e),
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The folders of `dir` that have volume names (§2.1).
+fn volume_folders(dir: &Path) -> impl Iterator<Item = PathBuf> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(crate::archive::volume::volume_number_of)
+                .is_some()
+        })
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+}
+
 /// Folders under `dir` (itself or its `vol-*` folders) that hold a parity file.
-fn parity_folders(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn parity_folders(dir: &Path) -> Vec<PathBuf> {
     if dir.join(PARITY_FILE).exists() {
         return vec![dir.to_path_buf()];
     }
@@ -980,15 +1055,24 @@ pub struct RepairReport {
 }
 
 impl RepairReport {
-    /// True when nothing is lost.
+    /// True when nothing is lost and every parity file loaded.
     pub fn complete(&self) -> bool {
         self.lost.is_empty()
+            && self
+                .status
+                .iter()
+                .all(|s| !matches!(s.parity_file, ParityFileState::Unusable { .. }))
     }
 }
 
 /// Rebuilds every damaged or missing chunk of the archive at `dir` that its parity allows,
 /// byte-identically, replacing damaged files atomically (new file, then rename); reports
 /// what it fixed and precisely what is lost.
+///
+/// A folder whose parity file does not load is no error: its status says
+/// [`ParityFileState::Unusable`], it is left as it is, and the other folders are repaired.
+/// A volume folder without a parity file, beside others that have one, gets the status
+/// [`ParityFileState::NoParity`].
 ///
 /// # Errors
 /// The archive has no parity file, or a file cannot be written.
@@ -1001,9 +1085,31 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
         }
         .into());
     }
+    let mut all = folders;
+    if !dir.join(PARITY_FILE).exists() {
+        all.extend(volume_folders(dir).filter(|f| !f.join(PARITY_FILE).exists()));
+        all.sort();
+    }
     let mut report = RepairReport::default();
-    for folder in folders {
-        repair_folder(&folder, &mut report)?;
+    // A folder whose parity file does not load is reported and left as it is; the other
+    // folders are still repaired (§17.6).
+    for folder in all {
+        if !folder.join(PARITY_FILE).exists() {
+            report.status.push(ParityStatus::without_parity(
+                &folder,
+                ParityFileState::NoParity,
+            ));
+            continue;
+        }
+        match inspect(&folder) {
+            Ok(d) => repair_folder(&folder, d, &mut report)?,
+            Err(e) => report.status.push(ParityStatus::without_parity(
+                &folder,
+                ParityFileState::Unusable {
+                    error: e.to_string(),
+                },
+            )),
+        }
     }
     Ok(report)
 }
@@ -1030,8 +1136,7 @@ fn ranges(parity: &Parity, folder: &Path, chunks: &BTreeSet<u64>) -> Vec<Repaire
     out
 }
 
-fn repair_folder(folder: &Path, report: &mut RepairReport) -> Result<()> {
-    let d = inspect(folder)?;
+fn repair_folder(folder: &Path, d: Damage, report: &mut RepairReport) -> Result<()> {
     let status = status_of(folder, &d);
     let p = &d.parity;
     let (k, m, layer, n, chunk) = (

@@ -120,9 +120,12 @@ pub struct VerifyReport {
     /// Every defect found.
     pub findings: Vec<Finding>,
     /// With parity: whether `repair` can rebuild every damaged byte (BagIt's
-    /// complete/valid, plus recoverable); `None` without parity or in quick mode.
+    /// complete/valid, plus recoverable): no volume is missing, every folder holding
+    /// protected files has a parity file that loads, and every status is recoverable.
+    /// `None` without any parity file or in quick mode.
     pub recoverable: Option<bool>,
-    /// With parity: the damage each parity file sees, and the parity repair would need.
+    /// With parity: the damage each parity file sees, and the parity repair would need; one
+    /// status per folder holding protected files (every present volume of a split archive).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parity: Option<Vec<crate::ParityStatus>>,
 }
@@ -303,16 +306,38 @@ pub fn verify_with_progress(
             );
         }
     }
+    // Parity (§13.1): every folder that holds protected files gets a status once any of
+    // them has a parity file; one that does not load is a finding and the pass goes on.
     let parity = if options.mode == VerifyMode::Quick {
         None
     } else {
-        match crate::parity::parity_status(dir) {
-            Ok(p) => p,
-            Err(e) => {
-                v.push_error(&e, None, 0);
-                None
+        let candidates = match &volumes {
+            Some(_) => folders.clone(),
+            None => crate::parity::parity_folders(dir),
+        };
+        let any = candidates
+            .iter()
+            .any(|f| f.join(crate::PARITY_FILE).exists());
+        any.then(|| {
+            let mut statuses = Vec::new();
+            for (status, err) in crate::parity::folder_statuses(&candidates) {
+                if let Some(e) = err {
+                    v.push_error(&e, None, 0);
+                } else if status.parity_file == crate::ParityFileState::NoParity {
+                    v.push(
+                        status.folder.join(crate::PARITY_FILE),
+                        None,
+                        0,
+                        0,
+                        "parity file",
+                        "present (another volume of the archive has one)",
+                        "missing: this volume cannot be repaired",
+                    );
+                }
+                statuses.push(status);
             }
-        }
+            statuses
+        })
     };
     if let Some(p) = &parity {
         for s in p.iter().filter(|s| s.damaged_parity_chunks > 0) {
