@@ -254,3 +254,41 @@ fn every_volume_folder_gets_a_parity_status_and_one_bad_parity_stops_nothing() {
     assert_eq!(fixed.files_rewritten, vec![shard.clone()]);
     assert_eq!(std::fs::read(&shard).unwrap(), pristine);
 }
+
+#[test]
+fn a_listed_shard_in_another_volume_and_a_missing_manifest_copy_are_findings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("discs");
+    let manifest = write_archive(&root, optical(BUDGET), &dataset());
+    let dirs = volume_dirs(&root);
+    let first = &manifest.shards[0];
+    assert_eq!(first.volume, Some(1));
+    // Shard 0 (volume 1) copied into volume 2's folder.
+    let stray = dirs[1].join(&first.file);
+    std::fs::copy(dirs[0].join(&first.file), &stray).unwrap();
+    let report = verify(&root, &VerifyOptions::default()).unwrap();
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.file == stray)
+        .unwrap_or_else(|| panic!("{:#?}", report.findings));
+    assert_eq!(
+        (f.shard, f.what.as_str()),
+        (Some(0), "shard file in another volume")
+    );
+    assert!(report.complete, "the shard on its own volume is there");
+    std::fs::remove_file(&stray).unwrap();
+    assert!(verify(&root, &VerifyOptions::default()).unwrap().is_ok());
+
+    // Volume 2 without its copy of the manifest: not complete.
+    let copy = dirs[1].join("manifest.json");
+    std::fs::remove_file(&copy).unwrap();
+    let report = verify(&root, &VerifyOptions::default()).unwrap();
+    assert!(!report.complete);
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.file == copy)
+        .unwrap_or_else(|| panic!("{:#?}", report.findings));
+    assert_eq!(f.what, "manifest of volume 2");
+}

@@ -229,11 +229,19 @@ pub fn verify_with_progress(
                 let listed = shards
                     .iter()
                     .any(|(i, p, _)| *i == n && *p == folder.join(&name));
-                if !listed
-                    && m.shards
-                        .get(n as usize)
-                        .is_none_or(|s| s.file != name || volumes.is_none())
-                {
+                let entry = m.shards.get(n as usize).filter(|s| s.file == name);
+                if let (false, Some(s), Some(_)) = (listed, entry, &volumes) {
+                    // A listed shard MUST NOT appear in another volume's folder (§2.1).
+                    v.push(
+                        folder.join(&name),
+                        Some(n),
+                        0,
+                        0,
+                        "shard file in another volume",
+                        format!("only in the folder of volume {}", s.volume.unwrap_or(0)),
+                        "a copy in this volume folder",
+                    );
+                } else if !listed && entry.is_none_or(|_| volumes.is_none()) {
                     v.push(
                         folder.join(&name),
                         Some(n),
@@ -408,6 +416,21 @@ fn listing(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// The bytes a volume folder uses of its budget (§2.1): the lengths of its regular files
+/// (after following symbolic links) other than `parity.spp`, whatever their names; parity
+/// comes on top of the budget, and subfolders are not files of the volume.
+fn volume_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != crate::PARITY_FILE)
+        .filter_map(|e| fs::metadata(e.path()).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn file_len(path: &Path) -> u64 {
@@ -735,22 +758,23 @@ impl Verifier {
                     "the same manifest as every volume",
                     "a different manifest",
                 ),
-                Err(e) => self.push(
-                    path,
-                    None,
-                    0,
-                    0,
-                    format!("manifest of volume {number}"),
-                    "present",
-                    format!("missing ({e})"),
-                ),
+                Err(e) => {
+                    // Every present volume carries the manifest (§13.1 complete).
+                    if !path.exists() {
+                        self.complete = false;
+                    }
+                    self.push(
+                        path,
+                        None,
+                        0,
+                        0,
+                        format!("manifest of volume {number}"),
+                        "present",
+                        format!("missing ({e})"),
+                    )
+                }
             }
-            // The budget is for the archive's files; parity comes on top of it.
-            let used: u64 = listing(&dir)
-                .iter()
-                .filter(|n| n.as_str() != crate::PARITY_FILE)
-                .map(|n| file_len(&dir.join(n)))
-                .sum();
+            let used = volume_bytes(&dir);
             if used > budget {
                 self.push(
                     dir.clone(),
@@ -1840,4 +1864,22 @@ fn find_sync(bytes: &[u8], from: u64, end: u64, align: u64) -> u64 {
 /// The `N` bytes at `offset`, or zeros (which no structure decodes from) past the end.
 fn copy_array<const N: usize>(bytes: &[u8], offset: u64) -> [u8; N] {
     crate::format::le::array_at_offset(bytes, offset).unwrap_or([0; N])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_bytes_counts_regular_files_other_than_parity() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        fs::write(dir.join("shard-000000.shp"), vec![1u8; 1000]).unwrap();
+        fs::write(dir.join("manifest.json"), vec![2u8; 300]).unwrap();
+        fs::write(dir.join(crate::PARITY_FILE), vec![3u8; 5000]).unwrap();
+        fs::create_dir(dir.join("sub")).unwrap();
+        fs::write(dir.join("sub").join("inner"), vec![4u8; 7000]).unwrap();
+        assert!(fs::metadata(dir.join("sub")).unwrap().len() > 0 || cfg!(not(unix)));
+        assert_eq!(volume_bytes(dir), 1300);
+    }
 }
