@@ -467,3 +467,41 @@ fn a_parity_file_of_other_files_with_the_right_archive_id_is_refused() {
     assert!(f.expected.contains(&ma.shards[0].blake3), "{f:?}");
     assert!(f.found.contains(&mb.shards[0].blake3), "{f:?}");
 }
+
+#[test]
+fn leftovers_of_protect_and_repair_are_findings_including_names_that_are_not_utf8() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    archive(&dir);
+    let quick = VerifyOptions {
+        mode: shardpack::VerifyMode::Quick,
+        ..VerifyOptions::default()
+    };
+    // (leftover name, finding, whether the archive stays complete)
+    let cases: [(&[u8], &str, bool); 5] = [
+        (b"parity.spp.partial", "leftover partial parity file", true),
+        (b"shard-000000.shp.repair", "leftover repair file", true),
+        (b"manifest.json.repair", "leftover repair file", true),
+        (
+            b"shard-000001.shp\xff.partial",
+            "leftover partial file",
+            false,
+        ),
+        (b"\xfe\xffx.repair", "leftover repair file", true),
+    ];
+    for (name, what, complete) in cases {
+        let path = dir.join(OsStr::from_bytes(name));
+        std::fs::write(&path, b"left over").unwrap();
+        for options in [&quick, &VerifyOptions::default()] {
+            let report = verify(&dir, options).unwrap();
+            assert_eq!(report.findings.len(), 1, "{name:?}: {:#?}", report.findings);
+            let f = &report.findings[0];
+            assert_eq!((&f.file, f.what.as_str()), (&path, what), "{name:?}");
+            assert_eq!(report.complete, complete, "{name:?}");
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+    assert!(verify(&dir, &quick).unwrap().is_ok());
+}

@@ -24,6 +24,9 @@ use crate::{Error, ErrorKind, Limits, Location, Result};
 /// File name of the parity file in an archive (or volume) folder.
 pub const PARITY_FILE: &str = "parity.spp";
 
+/// Suffix of the file a repair writes beside the file it replaces, then renames (§17.6).
+pub(crate) const REPAIR_SUFFIX: &str = ".repair";
+
 /// Data layers when the data has at least this many chunks (dvdisaster uses 255 layers in
 /// all, docs/design.md §5).
 const DATA_LAYERS: u64 = 200;
@@ -1225,7 +1228,7 @@ fn repair_folder(folder: &Path, d: Damage, report: &mut RepairReport) -> Result<
             continue;
         }
         let path = folder.join(&file.name);
-        let tmp = folder.join(format!("{}.repair", file.name));
+        let tmp = folder.join(format!("{}{REPAIR_SUFFIX}", file.name));
         let mut bytes = vec![0u8; file.size as usize];
         if let Some(h) = &d.handles[f] {
             let have = h.metadata().map(|m| m.len()).unwrap_or(0).min(file.size) as usize;

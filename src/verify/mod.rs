@@ -4,6 +4,7 @@
 
 use crate::codec::dictionary::DecodingDictionary;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -213,11 +214,26 @@ pub fn verify_with_progress(
             .collect(),
     };
     for folder in &folders {
-        for name in listing(folder) {
-            if name.ends_with(PARTIAL_SUFFIX) {
+        // Suffixes are tested on the raw bytes: a name that is not UTF-8 is still a leftover.
+        for raw in raw_listing(folder) {
+            let bytes = raw.as_bytes();
+            if bytes.ends_with(PARTIAL_SUFFIX.as_bytes()) {
+                if raw == std::ffi::OsStr::new(&format!("{}{PARTIAL_SUFFIX}", crate::PARITY_FILE)) {
+                    // An interrupted protect: the archive's own files are unaffected (§2).
+                    v.push(
+                        folder.join(&raw),
+                        None,
+                        0,
+                        0,
+                        "leftover partial parity file",
+                        "none (protect finishes or removes it)",
+                        "present (interrupted protect?)",
+                    );
+                    continue;
+                }
                 v.complete = false;
                 v.push(
-                    folder.join(&name),
+                    folder.join(&raw),
                     None,
                     0,
                     0,
@@ -225,15 +241,32 @@ pub fn verify_with_progress(
                     "none (pack finishes or removes it)",
                     "present (interrupted pack?)",
                 );
-            } else if let (Some(n), Some(m)) = (shard_number_of(&name), &manifest) {
+                continue;
+            }
+            if bytes.ends_with(crate::parity::REPAIR_SUFFIX.as_bytes()) {
+                v.push(
+                    folder.join(&raw),
+                    None,
+                    0,
+                    0,
+                    "leftover repair file",
+                    "none (repair renames it over the file it replaces)",
+                    "present (interrupted repair?)",
+                );
+                continue;
+            }
+            let Some(name) = raw.to_str() else {
+                continue;
+            };
+            if let (Some(n), Some(m)) = (shard_number_of(name), &manifest) {
                 let listed = shards
                     .iter()
-                    .any(|(i, p, _)| *i == n && *p == folder.join(&name));
+                    .any(|(i, p, _)| *i == n && *p == folder.join(name));
                 let entry = m.shards.get(n as usize).filter(|s| s.file == name);
                 if let (false, Some(s), Some(_)) = (listed, entry, &volumes) {
                     // A listed shard MUST NOT appear in another volume's folder (§2.1).
                     v.push(
-                        folder.join(&name),
+                        folder.join(name),
                         Some(n),
                         0,
                         0,
@@ -243,7 +276,7 @@ pub fn verify_with_progress(
                     );
                 } else if !listed && entry.is_none_or(|_| volumes.is_none()) {
                     v.push(
-                        folder.join(&name),
+                        folder.join(name),
                         Some(n),
                         0,
                         0,
@@ -404,6 +437,15 @@ pub fn verify_with_progress(
 /// spinning disks and tape (§13.1).
 fn reads_in_physical_order(manifest: Option<&Manifest>) -> bool {
     manifest.is_some_and(|m| m.layout.profile == "hdd" || m.layout.profile == "tape")
+}
+
+/// Every name in `dir`, sorted, as the file system gives it.
+fn raw_listing(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<std::ffi::OsString> = fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
 }
 
 fn listing(dir: &Path) -> Vec<String> {
