@@ -292,3 +292,31 @@ fn a_listed_shard_in_another_volume_and_a_missing_manifest_copy_are_findings() {
         .unwrap_or_else(|| panic!("{:#?}", report.findings));
     assert_eq!(f.what, "manifest of volume 2");
 }
+
+#[test]
+fn protecting_a_split_archive_without_shards_says_so_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("discs");
+    let manifest = write_archive(&root, optical(BUDGET), &[]);
+    assert!(manifest.shards.is_empty());
+    let before: Vec<PathBuf> = volume_dirs(&root);
+    assert_eq!(before.len(), 1, "vol-0001 holds only the manifest");
+    let report = shardpack::protect(&root, 15.0).unwrap();
+    assert!(report.folders.is_empty());
+    assert!(
+        report
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("without shards")),
+        "{report:?}"
+    );
+    assert_eq!(volume_dirs(&root), before);
+    assert_eq!(
+        files(&before[0])
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect::<Vec<_>>(),
+        vec![before[0].join("manifest.json")],
+        "no parity file, no partial"
+    );
+}

@@ -15,6 +15,10 @@ const NAMES: sealed::Names = sealed::Names {
 /// Length of the encoded header.
 pub const PARITY_HEADER_LEN: usize = 128;
 
+/// The largest `tables_len` (§17.3, §17.5 rule 2): 1 GiB, four times the manifest limit. A
+/// loader refuses larger tables, so a writer refuses to write them.
+pub const MAX_TABLES_LEN: u64 = 1 << 30;
+
 const ARCHIVE_ID_OFFSET: usize = sealed::BODY_OFFSET;
 const CHUNK_BYTES_OFFSET: usize = ARCHIVE_ID_OFFSET + 16;
 const DATA_LAYERS_OFFSET: usize = CHUNK_BYTES_OFFSET + 4;

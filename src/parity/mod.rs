@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::archive::manifest::{Manifest, ShardInfo, MANIFEST_FILE};
-use crate::format::parity::{ParityHeader, PARITY_HEADER_LEN};
+use crate::format::parity::{ParityHeader, MAX_TABLES_LEN, PARITY_HEADER_LEN};
 use crate::format::{align_up, checksum};
 use crate::{Error, ErrorKind, Limits, Location, Result};
 
@@ -89,6 +89,10 @@ impl Parity {
 pub struct ProtectReport {
     /// Folders protected (the archive, or each volume).
     pub folders: Vec<ProtectedFolder>,
+    /// Why nothing was protected, when `folders` is empty: a split archive without shards
+    /// has no volume that gets a parity file (§17.2 rule 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One protected folder.
@@ -176,59 +180,72 @@ pub fn protect(dir: &Path, percent: f64) -> Result<ProtectReport> {
             "must be more than 0 and at most 1000",
         ));
     }
-    let mut report = ProtectReport {
-        folders: Vec::new(),
-    };
+    let layers = |k: u64| ((k as f64 * percent / 100.0).ceil() as u64).max(1);
+    let mut plans = Vec::new();
+    // Every folder's geometry is checked before any parity file is written (§17.4 rule 3).
     for (folder, manifest) in folders(dir)? {
         let chunk = u64::from(manifest.layout.align).max(4096);
         let names = protected_names(&folder, &manifest);
-        let layers = |k: u64| ((k as f64 * percent / 100.0).ceil() as u64).max(1);
-        report.folders.push(protect_folder(
-            &folder,
-            &names,
-            manifest.archive_id_bytes(),
-            chunk,
-            &layers,
-        )?);
+        let sizes = names
+            .iter()
+            .map(|n| {
+                let path = folder.join(n);
+                fs::metadata(&path)
+                    .map(|m| m.len())
+                    .map_err(|e| Error::io(&path, "stat", e))
+            })
+            .collect::<Result<Vec<u64>>>()?;
+        geometry(&names, &sizes, chunk, &layers)?;
+        plans.push((folder, names, manifest.archive_id_bytes(), chunk));
+    }
+    let mut report = ProtectReport {
+        folders: Vec::new(),
+        note: plans.is_empty().then(|| {
+            "a split archive without shards has no volume to protect: no parity file written"
+                .to_string()
+        }),
+    };
+    for (folder, names, archive_id, chunk) in plans {
+        report
+            .folders
+            .push(protect_folder(&folder, &names, archive_id, chunk, &layers)?);
     }
     Ok(report)
 }
 
-/// Writes the parity file of `folder` for the files `names`, with `parity_layers(k)`
-/// parity layers for `k` data layers.
-fn protect_folder(
-    folder: &Path,
+/// The geometry of a parity file (§17.2 rules 5-6, §17.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geometry {
+    /// Data layers.
+    k: u64,
+    /// Chunks per layer.
+    layer: u64,
+    /// Parity layers.
+    m: u64,
+    /// Length of one copy of the tables.
+    tables_len: u64,
+}
+
+/// The geometry for files `names` of `sizes` bytes in chunks of `chunk` bytes.
+///
+/// # Errors
+/// The code does not support (k, m), or the tables would exceed [`MAX_TABLES_LEN`], which
+/// no loader accepts (§17.4 rule 3).
+fn geometry(
     names: &[String],
-    archive_id: [u8; 16],
+    sizes: &[u64],
     chunk: u64,
     parity_layers: &dyn Fn(u64) -> u64,
-) -> Result<ProtectedFolder> {
-    let mut files = Vec::new();
-    let mut handles = Vec::new();
-    let mut first_chunk = 0u64;
-    for name in names {
-        let path = folder.join(name);
-        let file = File::open(&path).map_err(|e| Error::io(&path, "open", e))?;
-        let size = file
-            .metadata()
-            .map_err(|e| Error::io(&path, "stat", e))?
-            .len();
-        files.push(ProtectedFile {
-            name: name.clone(),
-            size,
-            blake3: crate::read::scan::hash_file(
-                &path,
-                0,
-                crate::MediaProfile::generic().read_chunk,
-                None,
-            )?,
-            first_chunk,
-            table_offset: 0,
-        });
-        first_chunk += size.div_ceil(chunk).max(1);
-        handles.push(file);
-    }
-    let n = first_chunk;
+) -> Result<Geometry> {
+    let n = sizes
+        .iter()
+        .fold(0u64, |n, s| n.saturating_add(s.div_ceil(chunk).max(1)));
+    let file_table: u64 = names.iter().map(|n| 42 + n.len() as u64).sum();
+    geometry_of(n, file_table, parity_layers)
+}
+
+/// The geometry for `n` data chunks and a file table of `file_table` bytes.
+fn geometry_of(n: u64, file_table: u64, parity_layers: &dyn Fn(u64) -> u64) -> Result<Geometry> {
     let k = DATA_LAYERS.min(n).max(1);
     let layer = n.div_ceil(k);
     let m = parity_layers(k);
@@ -240,6 +257,74 @@ fn protect_folder(
             ),
         ));
     }
+    let tables_len = m
+        .checked_mul(layer)
+        .and_then(|p| p.checked_add(n))
+        .and_then(|c| c.checked_mul(8))
+        .and_then(|d| d.checked_add(file_table));
+    match tables_len {
+        Some(tables_len) if tables_len <= MAX_TABLES_LEN => Ok(Geometry {
+            k,
+            layer,
+            m,
+            tables_len,
+        }),
+        _ => Err(Error::invalid_input(
+            "parity",
+            format!(
+                "{n} chunks need tables of more than {MAX_TABLES_LEN} bytes, the most a \
+                 repairer loads: protect fewer or larger-chunked files per folder"
+            ),
+        )),
+    }
+}
+
+/// Writes the parity file of `folder` for the files `names`, with `parity_layers(k)`
+/// parity layers for `k` data layers.
+fn protect_folder(
+    folder: &Path,
+    names: &[String],
+    archive_id: [u8; 16],
+    chunk: u64,
+    parity_layers: &dyn Fn(u64) -> u64,
+) -> Result<ProtectedFolder> {
+    let mut handles = Vec::new();
+    let mut sizes = Vec::new();
+    for name in names {
+        let path = folder.join(name);
+        let file = File::open(&path).map_err(|e| Error::io(&path, "open", e))?;
+        sizes.push(
+            file.metadata()
+                .map_err(|e| Error::io(&path, "stat", e))?
+                .len(),
+        );
+        handles.push(file);
+    }
+    // The geometry is checked before any file is hashed or anything written.
+    let Geometry {
+        k,
+        layer,
+        m,
+        tables_len: planned_tables_len,
+    } = geometry(names, &sizes, chunk, parity_layers)?;
+    let mut files = Vec::new();
+    let mut first_chunk = 0u64;
+    for (name, &size) in names.iter().zip(&sizes) {
+        files.push(ProtectedFile {
+            name: name.clone(),
+            size,
+            blake3: crate::read::scan::hash_file(
+                &folder.join(name),
+                0,
+                crate::MediaProfile::generic().read_chunk,
+                None,
+            )?,
+            first_chunk,
+            table_offset: 0,
+        });
+        first_chunk += size.div_ceil(chunk).max(1);
+    }
+    let n = first_chunk;
     let layers_offset = align_up(PARITY_HEADER_LEN as u64, chunk).unwrap_or(chunk);
     let mut parity = Parity {
         header: ParityHeader {
@@ -268,6 +353,7 @@ fn protect_folder(
         let _ = fs::remove_file(&out_path);
     }
     let (tables_len, t) = result?;
+    debug_assert_eq!(tables_len, planned_tables_len);
     let final_path = folder.join(PARITY_FILE);
     fs::rename(&out_path, &final_path)
         .map_err(|e| Error::io(&final_path, "rename into place", e))?;
@@ -499,7 +585,7 @@ fn load(folder: &Path) -> Result<Parity> {
             .checked_add(header.tables_len.saturating_mul(2))
             .and_then(|x| x.checked_add(PARITY_HEADER_LEN as u64))
             == Some(len)
-        && header.tables_len <= Limits::DEFAULT.max_manifest_bytes.saturating_mul(4);
+        && header.tables_len <= MAX_TABLES_LEN;
     if !geometry_ok {
         return Err(Error::corrupt(
             at(0),
@@ -1273,4 +1359,32 @@ fn repair_folder(folder: &Path, d: Damage, report: &mut RepairReport) -> Result<
     report.lost.extend(lost_ranges);
     report.status.push(status);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_beyond_what_a_loader_accepts_are_refused() {
+        let fifteen = |k: u64| ((k as f64 * 15.0 / 100.0).ceil() as u64).max(1);
+        // 100 million chunks at 15%: 8·(N + 30·L) + the file table, under 1 GiB.
+        let g = geometry_of(100_000_000, 100, &fifteen).unwrap();
+        assert_eq!((g.k, g.layer, g.m), (200, 500_000, 30));
+        assert_eq!(g.tables_len, 8 * (100_000_000 + 30 * 500_000) + 100);
+        // 120 million chunks need 1.104 GB of tables.
+        let err = geometry_of(120_000_000, 100, &fifteen).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::InvalidInput { .. })
+                && err.to_string().contains("tables"),
+            "{err}"
+        );
+        // The bound itself is accepted, one byte more is not.
+        let n = 100_000_000;
+        let digests = 8 * (n + 30 * 500_000);
+        assert!(geometry_of(n, MAX_TABLES_LEN - digests, &fifteen).is_ok());
+        assert!(geometry_of(n, MAX_TABLES_LEN - digests + 1, &fifteen).is_err());
+        // Overflowing counts are refused, not wrapped.
+        assert!(geometry_of(u64::MAX, 0, &fifteen).is_err());
+    }
 }
