@@ -185,6 +185,13 @@ fn damaged_parity_is_an_erasure_not_a_disaster() {
     std::fs::write(path, &b).unwrap();
     let status = shardpack::parity_status(&dir).unwrap().unwrap();
     assert!(status[0].damaged_parity_chunks >= 1);
+    let report = verify(&dir, &VerifyOptions::default()).unwrap();
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.file == parity && f.what == "parity chunks")
+        .unwrap_or_else(|| panic!("{:#?}", report.findings));
+    assert!(f.expected.contains("BLAKE3-64 digest"), "{f:?}");
     assert!(repair(&dir).unwrap().complete());
     assert_restored(&dir, &pristine);
 }

@@ -1,5 +1,6 @@
 //! The parity file header (§17): `parity.spp` holds Reed-Solomon recovery layers for the
-//! files of an archive folder (or of one volume), and the CRC of every chunk.
+//! files of an archive folder (or of one volume), and the BLAKE3-64 digest (§17.3) of every
+//! data and parity chunk. Only the header and the tables as a whole are sealed by CRC-32.
 
 use super::{le, sealed, Defect};
 

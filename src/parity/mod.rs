@@ -1,12 +1,14 @@
 //! Reed-Solomon parity and repair (§17): protect an archive folder (or each volume) with
-//! recovery layers, find damaged chunks by their digests, and rebuild them byte-identically.
+//! recovery layers, find damaged chunks by their BLAKE3-64 digests (§17.3; not CRCs), and
+//! rebuild them byte-identically.
 //!
 //! The protected files (shards, then the manifest), each padded to whole chunks, are cut
 //! into `k` data layers of `L` chunks; stripe `j` is chunk `j` of every layer plus chunk `j`
 //! of `m` parity layers (dvdisaster's RS03 layout). A run of up to `L` damaged chunks (a
 //! burst of bad sectors, a lost 64 KiB block) costs each stripe at most one member, and a
-//! whole lost shard costs each stripe at most `ceil(size / layer) + 1`, so it is rebuilt
-//! when that many parity layers exist.
+//! whole lost shard, a run of consecutive chunks, costs each stripe at most
+//! `⌈size / layer⌉` members (`layer` = `L·C` bytes), so it is rebuilt when that many parity
+//! layers are left over by the stripe's other damage.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -56,8 +58,8 @@ pub struct ProtectedFile {
 struct Parity {
     header: ParityHeader,
     files: Vec<ProtectedFile>,
-    data_crcs: Vec<u64>,
-    parity_crcs: Vec<u64>,
+    data_digests: Vec<u64>,
+    parity_digests: Vec<u64>,
     layers_offset: u64,
     /// Redundant parts found damaged although the file is usable (§17.5 rule 6).
     damaged: Vec<DamagedParityPart>,
@@ -340,8 +342,8 @@ fn protect_folder(
             tables_crc: 0,
         },
         files,
-        data_crcs: vec![0; n as usize],
-        parity_crcs: vec![0; (m * layer) as usize],
+        data_digests: vec![0; n as usize],
+        parity_digests: vec![0; (m * layer) as usize],
         layers_offset,
         damaged: Vec::new(),
     };
@@ -396,7 +398,7 @@ fn write_parity(
             for c in 0..count {
                 let i = r * layer + column + c;
                 if i < n {
-                    parity.data_crcs[i as usize] =
+                    parity.data_digests[i as usize] =
                         chunk_digest(&buf[(c * chunk) as usize..((c + 1) * chunk) as usize]);
                 }
             }
@@ -411,7 +413,7 @@ fn write_parity(
             out.write_all_at(buf, at)
                 .map_err(|e| Error::io_at(out_path, "write", at, e))?;
             for c in 0..count {
-                parity.parity_crcs[(p as u64 * layer + column + c) as usize] =
+                parity.parity_digests[(p as u64 * layer + column + c) as usize] =
                     chunk_digest(&buf[(c * chunk) as usize..((c + 1) * chunk) as usize]);
             }
         }
@@ -459,9 +461,10 @@ fn read_chunks(
     Ok(())
 }
 
-/// A chunk's checksum: the first 8 bytes of its BLAKE3. Not a CRC: a shard's header ends
-/// with its own CRC-32, and CRC-32 over (bytes, CRC-32 of those bytes) is the same for
-/// any bytes, so a chunk CRC could not tell a valid header of another shard from ours.
+/// A chunk's digest, `digest64` (§17.3): the first 8 bytes of its BLAKE3, little-endian.
+/// Not a CRC: a shard's header ends with its own CRC-32, and CRC-32 over (bytes, CRC-32 of
+/// those bytes) is the same for any bytes, so a chunk CRC could not tell a valid header of
+/// another shard from ours.
 fn chunk_digest(bytes: &[u8]) -> u64 {
     let h = blake3::hash(bytes);
     let mut first = [0u8; 8];
@@ -479,7 +482,7 @@ fn encode_tables(p: &Parity) -> Vec<u8> {
             &crate::archive::manifest::parse_hex::<32>(&f.blake3).unwrap_or([0; 32]),
         );
     }
-    for c in p.data_crcs.iter().chain(&p.parity_crcs) {
+    for c in p.data_digests.iter().chain(&p.parity_digests) {
         t.extend_from_slice(&c.to_le_bytes());
     }
     t
@@ -705,16 +708,16 @@ fn load(folder: &Path) -> Result<Parity> {
             format!("{first_chunk} in the file table"),
         ));
     }
-    let crcs: Vec<u64> = tables[pos..]
+    let digests: Vec<u64> = tables[pos..]
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
         .collect();
-    let (data_crcs, parity_crcs) = crcs.split_at((n as usize).min(crcs.len()));
+    let (data_digests, parity_digests) = digests.split_at((n as usize).min(digests.len()));
     Ok(Parity {
         header,
         files,
-        data_crcs: data_crcs.to_vec(),
-        parity_crcs: parity_crcs.to_vec(),
+        data_digests: data_digests.to_vec(),
+        parity_digests: parity_digests.to_vec(),
         layers_offset,
         damaged,
     })
@@ -725,9 +728,9 @@ fn load(folder: &Path) -> Result<Parity> {
 pub struct ParityStatus {
     /// The folder.
     pub folder: PathBuf,
-    /// Data chunks whose digest fails, or that are missing.
+    /// Data chunks whose BLAKE3-64 digest (§17.3) does not match, or that cannot be read.
     pub damaged_chunks: u64,
-    /// Parity chunks whose digest fails.
+    /// Parity chunks whose BLAKE3-64 digest (§17.3) does not match, or that cannot be read.
     pub damaged_parity_chunks: u64,
     /// Parity layers (m): the erasures each stripe survives.
     pub parity_layers: u32,
@@ -961,7 +964,7 @@ fn inspect(folder: &Path) -> Result<Damage> {
             let ok = match &file {
                 Some(h) => {
                     h.read_exact_at(&mut buf[..len], off).is_ok()
-                        && chunk_digest(&buf) == parity.data_crcs[i as usize]
+                        && chunk_digest(&buf) == parity.data_digests[i as usize]
                 }
                 None => false,
             };
@@ -975,7 +978,7 @@ fn inspect(folder: &Path) -> Result<Damage> {
     let mut parity_chunks = BTreeSet::new();
     let pfile = File::open(folder.join(PARITY_FILE))
         .map_err(|e| Error::io(&folder.join(PARITY_FILE), "open", e))?;
-    for (idx, want) in parity.parity_crcs.iter().enumerate() {
+    for (idx, want) in parity.parity_digests.iter().enumerate() {
         let at = parity.layers_offset + idx as u64 * chunk;
         if pfile.read_exact_at(&mut buf, at).is_err() || chunk_digest(&buf) != *want {
             parity_chunks.insert(idx as u64);
@@ -1292,7 +1295,7 @@ fn repair_folder(folder: &Path, d: Damage, report: &mut RepairReport) -> Result<
         for (r, bytes) in decoded {
             let i = r as u64 * layer + j;
             if d.data.contains(&i) {
-                if chunk_digest(&bytes) == p.data_crcs[i as usize] {
+                if chunk_digest(&bytes) == p.data_digests[i as usize] {
                     restored.insert(i, bytes);
                 } else {
                     lost.insert(i);

@@ -388,7 +388,7 @@ pub fn verify_with_progress(
                 0,
                 0,
                 "parity chunks",
-                "every chunk's CRC",
+                "every chunk matching its BLAKE3-64 digest (§17.3)",
                 format!(
                     "{} damaged (repair still uses the others)",
                     s.damaged_parity_chunks
