@@ -185,6 +185,13 @@ fn damaged_parity_is_an_erasure_not_a_disaster() {
     std::fs::write(path, &b).unwrap();
     let status = shardpack::parity_status(&dir).unwrap().unwrap();
     assert!(status[0].damaged_parity_chunks >= 1);
+    let report = verify(&dir, &VerifyOptions::default()).unwrap();
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.file == parity && f.what == "parity chunks")
+        .unwrap_or_else(|| panic!("{:#?}", report.findings));
+    assert!(f.expected.contains("BLAKE3-64 digest"), "{f:?}");
     assert!(repair(&dir).unwrap().complete());
     assert_restored(&dir, &pristine);
 }
@@ -250,8 +257,14 @@ fn a_parity_file_of_another_archive_is_refused() {
         a.join(shardpack::PARITY_FILE),
     )
     .unwrap();
-    let err = repair(&a).unwrap_err();
-    assert!(err.to_string().contains("another archive"), "{err}");
+    let report = repair(&a).unwrap();
+    assert!(!report.complete());
+    match &report.status[0].parity_file {
+        shardpack::ParityFileState::Unusable { error } => {
+            assert!(error.contains("another archive"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
     for (p, bytes) in &pristine {
         assert_eq!(
             &std::fs::read(p).unwrap(),
@@ -301,4 +314,201 @@ fn parity_for_a_few_hundred_chunks_reads_back() {
         shardpack::parity_status(&dir).is_err(),
         "with both copies damaged the parity is unusable"
     );
+}
+
+/// The parity file's fields this test needs: `(tables_offset, tables_len)`.
+fn tables_of(parity: &[u8]) -> (usize, usize) {
+    let h =
+        shardpack::format::parity::ParityHeader::decode(parity[..128].try_into().unwrap()).unwrap();
+    (h.tables_offset as usize, h.tables_len as usize)
+}
+
+#[test]
+fn damaged_redundant_parts_of_the_parity_file_are_reported_and_repaired() {
+    use shardpack::format::parity::ParityHeader;
+    use shardpack::ParityPart;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    archive(&dir);
+    protect(&dir, 10.0).unwrap();
+    let path = dir.join(shardpack::PARITY_FILE);
+    let pristine = std::fs::read(&path).unwrap();
+    let len = pristine.len();
+    let (tables_offset, tables_len) = tables_of(&pristine);
+    // A trailing header copy that decodes but says minor version 1: not byte-identical.
+    let mut other = ParityHeader::decode(pristine[..128].try_into().unwrap())
+        .unwrap()
+        .encode();
+    other[10] = 1;
+    let crc = shardpack::format::checksum::crc32(&other[..124]);
+    other[124..].copy_from_slice(&crc.to_le_bytes());
+    assert!(ParityHeader::decode(&other).is_ok());
+    type Damage = Box<dyn Fn(&mut Vec<u8>)>;
+    let cases: Vec<(&str, Damage, ParityPart, u64, u64)> = vec![
+        (
+            "a flipped byte in the header copy",
+            Box::new(move |p: &mut Vec<u8>| p[len - 100] ^= 0x10),
+            ParityPart::HeaderCopy,
+            (len - 128) as u64,
+            128,
+        ),
+        (
+            "a header copy that decodes but differs",
+            Box::new(move |p: &mut Vec<u8>| p[len - 128..].copy_from_slice(&other)),
+            ParityPart::HeaderCopy,
+            (len - 128) as u64,
+            128,
+        ),
+        (
+            "a non-zero byte in the gap",
+            Box::new(|p: &mut Vec<u8>| p[1000] = 7),
+            ParityPart::ZeroGap,
+            1000,
+            4096 - 1000,
+        ),
+        (
+            "a flipped byte in the second tables copy",
+            Box::new(move |p: &mut Vec<u8>| p[tables_offset + tables_len + 5] ^= 0x01),
+            ParityPart::TablesCopy,
+            (tables_offset + tables_len) as u64,
+            tables_len as u64,
+        ),
+        (
+            "a flipped byte in the first tables copy",
+            Box::new(move |p: &mut Vec<u8>| p[tables_offset + 5] ^= 0x01),
+            ParityPart::Tables,
+            tables_offset as u64,
+            tables_len as u64,
+        ),
+    ];
+    for (name, damage, part, offset, part_len) in cases {
+        let mut p = pristine.clone();
+        damage(&mut p);
+        std::fs::write(&path, &p).unwrap();
+        let report = verify(&dir, &VerifyOptions::default()).unwrap();
+        let found: Vec<_> = report.findings.iter().collect();
+        assert_eq!(found.len(), 1, "{name}: {found:#?}");
+        let f = found[0];
+        assert_eq!(
+            (f.file.as_path(), f.offset, f.len, f.what.as_str()),
+            (path.as_path(), offset, part_len, part.name()),
+            "{name}"
+        );
+        assert!(report.complete, "{name}");
+        assert_eq!(report.recoverable, Some(true), "{name}");
+        assert_eq!(
+            report.parity.as_ref().unwrap()[0].damaged_parts[0].part,
+            part,
+            "{name}"
+        );
+        // The data is whole: repair rewrites the parity file, and only it.
+        let fixed = repair(&dir).unwrap();
+        assert_eq!(fixed.files_rewritten, vec![path.clone()], "{name}");
+        assert_eq!(std::fs::read(&path).unwrap(), pristine, "{name}");
+    }
+}
+
+#[test]
+fn a_parity_file_of_other_files_with_the_right_archive_id_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let b = tmp.path().join("b");
+    let builder = || {
+        WriterBuilder::for_profile(MediaProfile::ssd())
+            .shard_size(200 << 10)
+            .compression(Compression::None)
+            .archive_id([0xAA; 16])
+    };
+    // Same id, same sizes, other bytes: without the file table check, 100% parity would
+    // "repair" every file of `a` into `b`'s.
+    let samples = |seed: u64| -> Vec<OwnedSample> {
+        (0..60)
+            .map(|i| {
+                (
+                    format!("k/{i:03}"),
+                    vec![("bin".into(), noise(seed + i, 5000))],
+                )
+            })
+            .collect()
+    };
+    let ma = write_archive(&a, builder(), &samples(0));
+    let mb = write_archive(&b, builder(), &samples(1000));
+    assert_eq!(ma.archive_id, mb.archive_id);
+    assert_eq!(ma.shards[0].size, mb.shards[0].size);
+    assert_ne!(ma.shards[0].blake3, mb.shards[0].blake3);
+    protect(&b, 100.0).unwrap();
+    std::fs::copy(
+        b.join(shardpack::PARITY_FILE),
+        a.join(shardpack::PARITY_FILE),
+    )
+    .unwrap();
+    let pristine = files(&a);
+    let parity = a.join(shardpack::PARITY_FILE);
+    let fixed = repair(&a).unwrap();
+    assert!(!fixed.complete() && fixed.files_rewritten.is_empty());
+    assert!(
+        matches!(
+            &fixed.status[0].parity_file,
+            shardpack::ParityFileState::Unusable { error } if error.contains("other files")
+        ),
+        "{fixed:#?}"
+    );
+    assert_eq!(files(&a), pristine, "repair changed nothing");
+    let report = verify(&a, &VerifyOptions::default()).unwrap();
+    assert_eq!(
+        report.recoverable,
+        Some(false),
+        "a parity file that does not load"
+    );
+    let (tables_offset, _) = tables_of(&std::fs::read(&parity).unwrap());
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.file == parity)
+        .expect("the parity file is a finding");
+    assert_eq!(
+        f.offset, tables_offset as u64,
+        "at the first file table entry"
+    );
+    assert!(f.what.starts_with("parity file table entry"), "{f:?}");
+    assert!(f.expected.contains(&ma.shards[0].blake3), "{f:?}");
+    assert!(f.found.contains(&mb.shards[0].blake3), "{f:?}");
+}
+
+#[test]
+fn leftovers_of_protect_and_repair_are_findings_including_names_that_are_not_utf8() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    archive(&dir);
+    let quick = VerifyOptions {
+        mode: shardpack::VerifyMode::Quick,
+        ..VerifyOptions::default()
+    };
+    // (leftover name, finding, whether the archive stays complete)
+    let cases: [(&[u8], &str, bool); 5] = [
+        (b"parity.spp.partial", "leftover partial parity file", true),
+        (b"shard-000000.shp.repair", "leftover repair file", true),
+        (b"manifest.json.repair", "leftover repair file", true),
+        (
+            b"shard-000001.shp\xff.partial",
+            "leftover partial file",
+            false,
+        ),
+        (b"\xfe\xffx.repair", "leftover repair file", true),
+    ];
+    for (name, what, complete) in cases {
+        let path = dir.join(OsStr::from_bytes(name));
+        std::fs::write(&path, b"left over").unwrap();
+        for options in [&quick, &VerifyOptions::default()] {
+            let report = verify(&dir, options).unwrap();
+            assert_eq!(report.findings.len(), 1, "{name:?}: {:#?}", report.findings);
+            let f = &report.findings[0];
+            assert_eq!((&f.file, f.what.as_str()), (&path, what), "{name:?}");
+            assert_eq!(report.complete, complete, "{name:?}");
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+    assert!(verify(&dir, &quick).unwrap().is_ok());
 }

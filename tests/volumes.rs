@@ -175,3 +175,151 @@ fn media_capacities_are_the_researched_ones() {
         assert_eq!(Volume::from_name(v.name()), Some(v));
     }
 }
+
+#[test]
+fn every_volume_folder_gets_a_parity_status_and_one_bad_parity_stops_nothing() {
+    use shardpack::ParityFileState;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("discs");
+    write_archive(&root, optical(BUDGET), &dataset());
+    let dirs = volume_dirs(&root);
+    assert!(dirs.len() >= 2);
+    assert_eq!(
+        shardpack::protect(&root, 15.0).unwrap().folders.len(),
+        dirs.len()
+    );
+    let report = verify(&root, &VerifyOptions::default()).unwrap();
+    assert!(report.is_ok(), "{:#?}", report.findings);
+    assert_eq!(report.recoverable, Some(true));
+    assert_eq!(report.parity.as_ref().unwrap().len(), dirs.len());
+
+    // A volume folder without a parity file: its status says so, and nothing rebuilds it.
+    let parity2 = dirs[1].join(shardpack::PARITY_FILE);
+    let aside = tmp.path().join("parity2");
+    std::fs::rename(&parity2, &aside).unwrap();
+    let report = verify(&root, &VerifyOptions::default()).unwrap();
+    assert_eq!(report.recoverable, Some(false));
+    let status = report.parity.as_ref().unwrap();
+    assert_eq!(status.len(), dirs.len());
+    assert_eq!(status[1].folder, dirs[1]);
+    assert_eq!(status[1].parity_file, ParityFileState::NoParity);
+    assert_eq!(status[0].parity_file, ParityFileState::Loaded);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.file == parity2 && f.what == "parity file"),
+        "{:#?}",
+        report.findings
+    );
+    let fixed = shardpack::repair(&root).unwrap();
+    assert_eq!(fixed.status[1].parity_file, ParityFileState::NoParity);
+    std::fs::rename(&aside, &parity2).unwrap();
+
+    // Volume 1's parity does not load; volume 2 is damaged and still repaired.
+    let parity1 = dirs[0].join(shardpack::PARITY_FILE);
+    let len = std::fs::metadata(&parity1).unwrap().len() as usize;
+    std::fs::write(&parity1, vec![0u8; len]).unwrap();
+    let shard = std::fs::read_dir(&dirs[1])
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "shp"))
+        .min()
+        .unwrap();
+    let pristine = std::fs::read(&shard).unwrap();
+    let mut b = pristine.clone();
+    b[3000] ^= 0x40;
+    std::fs::write(&shard, &b).unwrap();
+    let report = verify(&root, &VerifyOptions::default()).unwrap();
+    assert_eq!(report.recoverable, Some(false));
+    let status = report.parity.as_ref().unwrap();
+    assert!(
+        matches!(status[0].parity_file, ParityFileState::Unusable { .. }),
+        "{status:#?}"
+    );
+    assert_eq!(status[1].parity_file, ParityFileState::Loaded);
+    assert!(status[1].damaged_chunks >= 1 && status[1].recoverable);
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.file == parity1 && f.offset == 0 && f.what == "parity magic"),
+        "{:#?}",
+        report.findings
+    );
+    let fixed = shardpack::repair(&root).unwrap();
+    assert!(!fixed.complete(), "volume 1 could not be checked");
+    assert!(matches!(
+        fixed.status[0].parity_file,
+        ParityFileState::Unusable { .. }
+    ));
+    assert_eq!(fixed.status[0].folder, dirs[0]);
+    assert_eq!(fixed.files_rewritten, vec![shard.clone()]);
+    assert_eq!(std::fs::read(&shard).unwrap(), pristine);
+}
+
+#[test]
+fn a_listed_shard_in_another_volume_and_a_missing_manifest_copy_are_findings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("discs");
+    let manifest = write_archive(&root, optical(BUDGET), &dataset());
+    let dirs = volume_dirs(&root);
+    let first = &manifest.shards[0];
+    assert_eq!(first.volume, Some(1));
+    // Shard 0 (volume 1) copied into volume 2's folder.
+    let stray = dirs[1].join(&first.file);
+    std::fs::copy(dirs[0].join(&first.file), &stray).unwrap();
+    let report = verify(&root, &VerifyOptions::default()).unwrap();
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.file == stray)
+        .unwrap_or_else(|| panic!("{:#?}", report.findings));
+    assert_eq!(
+        (f.shard, f.what.as_str()),
+        (Some(0), "shard file in another volume")
+    );
+    assert!(report.complete, "the shard on its own volume is there");
+    std::fs::remove_file(&stray).unwrap();
+    assert!(verify(&root, &VerifyOptions::default()).unwrap().is_ok());
+
+    // Volume 2 without its copy of the manifest: not complete.
+    let copy = dirs[1].join("manifest.json");
+    std::fs::remove_file(&copy).unwrap();
+    let report = verify(&root, &VerifyOptions::default()).unwrap();
+    assert!(!report.complete);
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.file == copy)
+        .unwrap_or_else(|| panic!("{:#?}", report.findings));
+    assert_eq!(f.what, "manifest of volume 2");
+}
+
+#[test]
+fn protecting_a_split_archive_without_shards_says_so_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("discs");
+    let manifest = write_archive(&root, optical(BUDGET), &[]);
+    assert!(manifest.shards.is_empty());
+    let before: Vec<PathBuf> = volume_dirs(&root);
+    assert_eq!(before.len(), 1, "vol-0001 holds only the manifest");
+    let report = shardpack::protect(&root, 15.0).unwrap();
+    assert!(report.folders.is_empty());
+    assert!(
+        report
+            .note
+            .as_deref()
+            .is_some_and(|n| n.contains("without shards")),
+        "{report:?}"
+    );
+    assert_eq!(volume_dirs(&root), before);
+    assert_eq!(
+        files(&before[0])
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect::<Vec<_>>(),
+        vec![before[0].join("manifest.json")],
+        "no parity file, no partial"
+    );
+}

@@ -8,7 +8,7 @@ use crate::archive::manifest::{volume_count, volume_folder_name, Manifest, MANIF
 use crate::{Error, ErrorKind, Result};
 
 /// `vol-NNNN` → NNNN.
-fn volume_number_of(name: &str) -> Option<u32> {
+pub(crate) fn volume_number_of(name: &str) -> Option<u32> {
     let n: u32 = name.strip_prefix("vol-")?.parse().ok()?;
     (volume_folder_name(n) == name && n >= 1).then_some(n)
 }

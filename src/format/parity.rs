@@ -1,5 +1,6 @@
 //! The parity file header (§17): `parity.spp` holds Reed-Solomon recovery layers for the
-//! files of an archive folder (or of one volume), and the CRC of every chunk.
+//! files of an archive folder (or of one volume), and the BLAKE3-64 digest (§17.3) of every
+//! data and parity chunk. Only the header and the tables as a whole are sealed by CRC-32.
 
 use super::{le, sealed, Defect};
 
@@ -14,6 +15,10 @@ const NAMES: sealed::Names = sealed::Names {
 
 /// Length of the encoded header.
 pub const PARITY_HEADER_LEN: usize = 128;
+
+/// The largest `tables_len` (§17.3, §17.5 rule 2): 1 GiB, four times the manifest limit. A
+/// loader refuses larger tables, so a writer refuses to write them.
+pub const MAX_TABLES_LEN: u64 = 1 << 30;
 
 const ARCHIVE_ID_OFFSET: usize = sealed::BODY_OFFSET;
 const CHUNK_BYTES_OFFSET: usize = ARCHIVE_ID_OFFSET + 16;

@@ -1,12 +1,14 @@
 //! Reed-Solomon parity and repair (§17): protect an archive folder (or each volume) with
-//! recovery layers, find damaged chunks by their digests, and rebuild them byte-identically.
+//! recovery layers, find damaged chunks by their BLAKE3-64 digests (§17.3; not CRCs), and
+//! rebuild them byte-identically.
 //!
 //! The protected files (shards, then the manifest), each padded to whole chunks, are cut
 //! into `k` data layers of `L` chunks; stripe `j` is chunk `j` of every layer plus chunk `j`
 //! of `m` parity layers (dvdisaster's RS03 layout). A run of up to `L` damaged chunks (a
 //! burst of bad sectors, a lost 64 KiB block) costs each stripe at most one member, and a
-//! whole lost shard costs each stripe at most `ceil(size / layer) + 1`, so it is rebuilt
-//! when that many parity layers exist.
+//! whole lost shard, a run of consecutive chunks, costs each stripe at most
+//! `⌈size / layer⌉` members (`layer` = `L·C` bytes), so it is rebuilt when that many parity
+//! layers are left over by the stripe's other damage.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
@@ -16,13 +18,16 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::archive::manifest::{Manifest, MANIFEST_FILE};
-use crate::format::parity::{ParityHeader, PARITY_HEADER_LEN};
+use crate::archive::manifest::{Manifest, ShardInfo, MANIFEST_FILE};
+use crate::format::parity::{ParityHeader, MAX_TABLES_LEN, PARITY_HEADER_LEN};
 use crate::format::{align_up, checksum};
 use crate::{Error, ErrorKind, Limits, Location, Result};
 
 /// File name of the parity file in an archive (or volume) folder.
 pub const PARITY_FILE: &str = "parity.spp";
+
+/// Suffix of the file a repair writes beside the file it replaces, then renames (§17.6).
+pub(crate) const REPAIR_SUFFIX: &str = ".repair";
 
 /// Data layers when the data has at least this many chunks (dvdisaster uses 255 layers in
 /// all, docs/design.md §5).
@@ -43,6 +48,9 @@ pub struct ProtectedFile {
     /// Global index of its first chunk.
     #[serde(skip)]
     first_chunk: u64,
+    /// Offset of its entry in the tables.
+    #[serde(skip)]
+    table_offset: u64,
 }
 
 /// The geometry and tables of a parity file.
@@ -50,11 +58,11 @@ pub struct ProtectedFile {
 struct Parity {
     header: ParityHeader,
     files: Vec<ProtectedFile>,
-    data_crcs: Vec<u64>,
-    parity_crcs: Vec<u64>,
+    data_digests: Vec<u64>,
+    parity_digests: Vec<u64>,
     layers_offset: u64,
-    /// The header at the start was unreadable; the copy at the end was used.
-    start_damaged: bool,
+    /// Redundant parts found damaged although the file is usable (§17.5 rule 6).
+    damaged: Vec<DamagedParityPart>,
 }
 
 impl Parity {
@@ -83,6 +91,10 @@ impl Parity {
 pub struct ProtectReport {
     /// Folders protected (the archive, or each volume).
     pub folders: Vec<ProtectedFolder>,
+    /// Why nothing was protected, when `folders` is empty: a split archive without shards
+    /// has no volume that gets a parity file (§17.2 rule 1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One protected folder.
@@ -123,31 +135,38 @@ fn folders(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>> {
     Ok(out)
 }
 
-/// The files of `folder` that its parity protects: its shards, then the manifest.
-fn protected_names(folder: &Path, manifest: &Manifest) -> Vec<String> {
-    let mut names: Vec<String> = manifest
+/// The manifest entries of the shards `folder` holds (§17.2 rule 2): every entry of an
+/// archive that is not split; for a split archive those of the folder's volume, the number
+/// its name gives, else the `volume` of the first listed shard it holds.
+fn folder_shards<'a>(folder: &Path, manifest: &'a Manifest) -> Vec<&'a ShardInfo> {
+    if manifest.layout.volume_size.is_none() {
+        return manifest.shards.iter().collect();
+    }
+    let volume = folder
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(crate::archive::volume::volume_number_of)
+        .or_else(|| {
+            manifest
+                .shards
+                .iter()
+                .find(|s| folder.join(&s.file).exists())
+                .and_then(|s| s.volume)
+        });
+    manifest
         .shards
         .iter()
-        .filter(|s| folder.join(&s.file).exists() || s.volume.is_none())
+        .filter(|s| volume.is_some() && s.volume == volume)
+        .collect()
+}
+
+/// The files of `folder` that its parity protects: its shards, then the manifest.
+fn protected_names(folder: &Path, manifest: &Manifest) -> Vec<String> {
+    folder_shards(folder, manifest)
+        .into_iter()
         .map(|s| s.file.clone())
-        .collect();
-    if let Some(v) = manifest
-        .layout
-        .volume_size
-        .and(folder.file_name())
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("vol-"))
-        .and_then(|n| n.parse::<u32>().ok())
-    {
-        names = manifest
-            .shards
-            .iter()
-            .filter(|s| s.volume == Some(v))
-            .map(|s| s.file.clone())
-            .collect();
-    }
-    names.push(MANIFEST_FILE.to_string());
-    names
+        .chain(std::iter::once(MANIFEST_FILE.to_string()))
+        .collect()
 }
 
 /// The most parity [`protect`] adds, as a percentage of the data: ten parity chunks per
@@ -177,58 +196,72 @@ pub(crate) fn check_percent(percent: f64, zero_allowed: bool) -> Result<()> {
 /// The archive cannot be opened or read, or the parity file cannot be written.
 pub fn protect(dir: &Path, percent: f64) -> Result<ProtectReport> {
     check_percent(percent, false)?;
-    let mut report = ProtectReport {
-        folders: Vec::new(),
-    };
+    let layers = |k: u64| ((k as f64 * percent / 100.0).ceil() as u64).max(1);
+    let mut plans = Vec::new();
+    // Every folder's geometry is checked before any parity file is written (§17.4 rule 3).
     for (folder, manifest) in folders(dir)? {
         let chunk = u64::from(manifest.layout.align).max(4096);
         let names = protected_names(&folder, &manifest);
-        let layers = |k: u64| ((k as f64 * percent / 100.0).ceil() as u64).max(1);
-        report.folders.push(protect_folder(
-            &folder,
-            &names,
-            manifest.archive_id_bytes(),
-            chunk,
-            &layers,
-        )?);
+        let sizes = names
+            .iter()
+            .map(|n| {
+                let path = folder.join(n);
+                fs::metadata(&path)
+                    .map(|m| m.len())
+                    .map_err(|e| Error::io(&path, "stat", e))
+            })
+            .collect::<Result<Vec<u64>>>()?;
+        geometry(&names, &sizes, chunk, &layers)?;
+        plans.push((folder, names, manifest.archive_id_bytes(), chunk));
+    }
+    let mut report = ProtectReport {
+        folders: Vec::new(),
+        note: plans.is_empty().then(|| {
+            "a split archive without shards has no volume to protect: no parity file written"
+                .to_string()
+        }),
+    };
+    for (folder, names, archive_id, chunk) in plans {
+        report
+            .folders
+            .push(protect_folder(&folder, &names, archive_id, chunk, &layers)?);
     }
     Ok(report)
 }
 
-/// Writes the parity file of `folder` for the files `names`, with `parity_layers(k)`
-/// parity layers for `k` data layers.
-fn protect_folder(
-    folder: &Path,
+/// The geometry of a parity file (§17.2 rules 5-6, §17.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Geometry {
+    /// Data layers.
+    k: u64,
+    /// Chunks per layer.
+    layer: u64,
+    /// Parity layers.
+    m: u64,
+    /// Length of one copy of the tables.
+    tables_len: u64,
+}
+
+/// The geometry for files `names` of `sizes` bytes in chunks of `chunk` bytes.
+///
+/// # Errors
+/// The code does not support (k, m), or the tables would exceed [`MAX_TABLES_LEN`], which
+/// no loader accepts (§17.4 rule 3).
+fn geometry(
     names: &[String],
-    archive_id: [u8; 16],
+    sizes: &[u64],
     chunk: u64,
     parity_layers: &dyn Fn(u64) -> u64,
-) -> Result<ProtectedFolder> {
-    let mut files = Vec::new();
-    let mut handles = Vec::new();
-    let mut first_chunk = 0u64;
-    for name in names {
-        let path = folder.join(name);
-        let file = File::open(&path).map_err(|e| Error::io(&path, "open", e))?;
-        let size = file
-            .metadata()
-            .map_err(|e| Error::io(&path, "stat", e))?
-            .len();
-        files.push(ProtectedFile {
-            name: name.clone(),
-            size,
-            blake3: crate::read::scan::hash_file(
-                &path,
-                0,
-                crate::MediaProfile::generic().read_chunk,
-                None,
-            )?,
-            first_chunk,
-        });
-        first_chunk += size.div_ceil(chunk).max(1);
-        handles.push(file);
-    }
-    let n = first_chunk;
+) -> Result<Geometry> {
+    let n = sizes
+        .iter()
+        .fold(0u64, |n, s| n.saturating_add(s.div_ceil(chunk).max(1)));
+    let file_table: u64 = names.iter().map(|n| 42 + n.len() as u64).sum();
+    geometry_of(n, file_table, parity_layers)
+}
+
+/// The geometry for `n` data chunks and a file table of `file_table` bytes.
+fn geometry_of(n: u64, file_table: u64, parity_layers: &dyn Fn(u64) -> u64) -> Result<Geometry> {
     let k = DATA_LAYERS.min(n).max(1);
     let layer = n.div_ceil(k);
     let m = parity_layers(k);
@@ -240,6 +273,74 @@ fn protect_folder(
             ),
         ));
     }
+    let tables_len = m
+        .checked_mul(layer)
+        .and_then(|p| p.checked_add(n))
+        .and_then(|c| c.checked_mul(8))
+        .and_then(|d| d.checked_add(file_table));
+    match tables_len {
+        Some(tables_len) if tables_len <= MAX_TABLES_LEN => Ok(Geometry {
+            k,
+            layer,
+            m,
+            tables_len,
+        }),
+        _ => Err(Error::invalid_input(
+            "parity",
+            format!(
+                "{n} chunks need tables of more than {MAX_TABLES_LEN} bytes, the most a \
+                 repairer loads: protect fewer or larger-chunked files per folder"
+            ),
+        )),
+    }
+}
+
+/// Writes the parity file of `folder` for the files `names`, with `parity_layers(k)`
+/// parity layers for `k` data layers.
+fn protect_folder(
+    folder: &Path,
+    names: &[String],
+    archive_id: [u8; 16],
+    chunk: u64,
+    parity_layers: &dyn Fn(u64) -> u64,
+) -> Result<ProtectedFolder> {
+    let mut handles = Vec::new();
+    let mut sizes = Vec::new();
+    for name in names {
+        let path = folder.join(name);
+        let file = File::open(&path).map_err(|e| Error::io(&path, "open", e))?;
+        sizes.push(
+            file.metadata()
+                .map_err(|e| Error::io(&path, "stat", e))?
+                .len(),
+        );
+        handles.push(file);
+    }
+    // The geometry is checked before any file is hashed or anything written.
+    let Geometry {
+        k,
+        layer,
+        m,
+        tables_len: planned_tables_len,
+    } = geometry(names, &sizes, chunk, parity_layers)?;
+    let mut files = Vec::new();
+    let mut first_chunk = 0u64;
+    for (name, &size) in names.iter().zip(&sizes) {
+        files.push(ProtectedFile {
+            name: name.clone(),
+            size,
+            blake3: crate::read::scan::hash_file(
+                &folder.join(name),
+                0,
+                crate::MediaProfile::generic().read_chunk,
+                None,
+            )?,
+            first_chunk,
+            table_offset: 0,
+        });
+        first_chunk += size.div_ceil(chunk).max(1);
+    }
+    let n = first_chunk;
     let layers_offset = align_up(PARITY_HEADER_LEN as u64, chunk).unwrap_or(chunk);
     let mut parity = Parity {
         header: ParityHeader {
@@ -255,10 +356,10 @@ fn protect_folder(
             tables_crc: 0,
         },
         files,
-        data_crcs: vec![0; n as usize],
-        parity_crcs: vec![0; (m * layer) as usize],
+        data_digests: vec![0; n as usize],
+        parity_digests: vec![0; (m * layer) as usize],
         layers_offset,
-        start_damaged: false,
+        damaged: Vec::new(),
     };
     let out_path = folder.join(format!(
         "{PARITY_FILE}{}",
@@ -271,6 +372,7 @@ fn protect_folder(
         let _ = fs::remove_file(&out_path);
     }
     let (tables_len, t) = result?;
+    debug_assert_eq!(tables_len, planned_tables_len);
     let final_path = folder.join(PARITY_FILE);
     fs::rename(&out_path, &final_path)
         .map_err(|e| Error::io(&final_path, "rename into place", e))?;
@@ -313,7 +415,7 @@ fn write_parity(
             for c in 0..count {
                 let i = r * layer + column + c;
                 if i < n {
-                    parity.data_crcs[i as usize] =
+                    parity.data_digests[i as usize] =
                         chunk_digest(&buf[(c * chunk) as usize..((c + 1) * chunk) as usize]);
                 }
             }
@@ -328,7 +430,7 @@ fn write_parity(
             out.write_all_at(buf, at)
                 .map_err(|e| Error::io_at(out_path, "write", at, e))?;
             for c in 0..count {
-                parity.parity_crcs[(p as u64 * layer + column + c) as usize] =
+                parity.parity_digests[(p as u64 * layer + column + c) as usize] =
                     chunk_digest(&buf[(c * chunk) as usize..((c + 1) * chunk) as usize]);
             }
         }
@@ -376,9 +478,10 @@ fn read_chunks(
     Ok(())
 }
 
-/// A chunk's checksum: the first 8 bytes of its BLAKE3. Not a CRC: a shard's header ends
-/// with its own CRC-32, and CRC-32 over (bytes, CRC-32 of those bytes) is the same for
-/// any bytes, so a chunk CRC could not tell a valid header of another shard from ours.
+/// A chunk's digest, `digest64` (§17.3): the first 8 bytes of its BLAKE3, little-endian.
+/// Not a CRC: a shard's header ends with its own CRC-32, and CRC-32 over (bytes, CRC-32 of
+/// those bytes) is the same for any bytes, so a chunk CRC could not tell a valid header of
+/// another shard from ours.
 fn chunk_digest(bytes: &[u8]) -> u64 {
     let h = blake3::hash(bytes);
     let mut first = [0u8; 8];
@@ -396,13 +499,45 @@ fn encode_tables(p: &Parity) -> Vec<u8> {
             &crate::archive::manifest::parse_hex::<32>(&f.blake3).unwrap_or([0; 32]),
         );
     }
-    for c in p.data_crcs.iter().chain(&p.parity_crcs) {
+    for c in p.data_digests.iter().chain(&p.parity_digests) {
         t.extend_from_slice(&c.to_le_bytes());
     }
     t
 }
 
-/// Reads a parity file: its header (or the copy at its end), then its tables.
+/// The first non-zero byte of `file` in `from..to`.
+fn first_nonzero(file: &File, path: &Path, from: u64, to: u64) -> Result<Option<u64>> {
+    let mut buf = vec![0u8; (to.saturating_sub(from)).min(BATCH_BYTES) as usize];
+    let mut pos = from;
+    while pos < to {
+        let piece = &mut buf[..(to - pos).min(BATCH_BYTES) as usize];
+        file.read_exact_at(piece, pos)
+            .map_err(|e| Error::io_at(path, "read", pos, e))?;
+        if let Some(i) = piece.iter().position(|&b| b != 0) {
+            return Ok(Some(pos + i as u64));
+        }
+        pos += piece.len() as u64;
+    }
+    Ok(None)
+}
+
+/// CRC-32 of `len` bytes of `file` at `offset`, read piece by piece.
+fn crc_of_range(file: &File, path: &Path, offset: u64, len: u64) -> Result<u32> {
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; len.min(BATCH_BYTES) as usize];
+    let mut done = 0u64;
+    while done < len {
+        let piece = &mut buf[..(len - done).min(BATCH_BYTES) as usize];
+        file.read_exact_at(piece, offset + done)
+            .map_err(|e| Error::io_at(path, "read", offset + done, e))?;
+        hasher.update(piece);
+        done += piece.len() as u64;
+    }
+    Ok(hasher.finalize())
+}
+
+/// Reads a parity file: its header (or the copy at its end), then its tables, noting which
+/// redundant copies are damaged (§17.5).
 fn load(folder: &Path) -> Result<Parity> {
     let path = folder.join(PARITY_FILE);
     let file = File::open(&path).map_err(|e| Error::io(&path, "open", e))?;
@@ -411,17 +546,42 @@ fn load(folder: &Path) -> Result<Parity> {
         .map_err(|e| Error::io(&path, "stat", e))?
         .len();
     let at = |o| Location::file(&path, o);
-    let read_header = |offset: u64| -> Result<ParityHeader> {
+    let read_raw = |offset: u64| -> Result<[u8; PARITY_HEADER_LEN]> {
         let mut b = [0u8; PARITY_HEADER_LEN];
         file.read_exact_at(&mut b, offset)
             .map_err(|e| Error::io_at(&path, "read", offset, e))?;
-        ParityHeader::decode(&b).map_err(|d| d.at(&path, None, offset))
+        Ok(b)
     };
-    let first = read_header(0);
-    let start_damaged = first.is_err();
-    let header = first.or_else(|first| {
-        read_header(len.saturating_sub(PARITY_HEADER_LEN as u64)).map_err(|_| first)
-    })?;
+    let decode = |b: &[u8; PARITY_HEADER_LEN], offset: u64| {
+        ParityHeader::decode(b).map_err(|d| d.at(&path, None, offset))
+    };
+    let copy_offset = len.saturating_sub(PARITY_HEADER_LEN as u64);
+    let first_raw = read_raw(0)?;
+    let last_raw = read_raw(copy_offset).ok();
+    let mut damaged = Vec::new();
+    let header_len = PARITY_HEADER_LEN as u64;
+    let header = match decode(&first_raw, 0) {
+        Ok(h) => {
+            // Rule 6: a second copy that decodes must be the same bytes; one that does not
+            // decode is damaged too.
+            if last_raw != Some(first_raw) {
+                damaged.push(DamagedParityPart::new(
+                    ParityPart::HeaderCopy,
+                    copy_offset,
+                    header_len,
+                ));
+            }
+            h
+        }
+        Err(first) => {
+            let last = last_raw
+                .ok_or(())
+                .and_then(|b| decode(&b, copy_offset).map_err(|_| ()))
+                .map_err(|()| first)?;
+            damaged.push(DamagedParityPart::new(ParityPart::Header, 0, header_len));
+            last
+        }
+    };
     let chunk = u64::from(header.chunk_bytes);
     let (k, m, layer, n) = (
         u64::from(header.data_layers),
@@ -445,7 +605,7 @@ fn load(folder: &Path) -> Result<Parity> {
             .checked_add(header.tables_len.saturating_mul(2))
             .and_then(|x| x.checked_add(PARITY_HEADER_LEN as u64))
             == Some(len)
-        && header.tables_len <= Limits::DEFAULT.max_manifest_bytes.saturating_mul(4);
+        && header.tables_len <= MAX_TABLES_LEN;
     if !geometry_ok {
         return Err(Error::corrupt(
             at(0),
@@ -454,24 +614,44 @@ fn load(folder: &Path) -> Result<Parity> {
             format!("{header:?}"),
         ));
     }
-    // Two copies of the tables, one after the other: the first that checks out is used.
-    let mut tables = vec![0u8; header.tables_len as usize];
-    let mut intact = false;
-    for copy in 0..2 {
-        let offset = header.tables_offset + copy * header.tables_len;
-        file.read_exact_at(&mut tables, offset)
-            .map_err(|e| Error::io_at(&path, "read", offset, e))?;
-        if checksum::crc32(&tables) == header.tables_crc {
-            intact = true;
-            break;
-        }
+    // Rule 6: the bytes between the header and the first parity layer are zero.
+    if let Some(nonzero) = first_nonzero(&file, &path, header_len, layers_offset)? {
+        damaged.push(DamagedParityPart::new(
+            ParityPart::ZeroGap,
+            nonzero,
+            layers_offset - nonzero,
+        ));
     }
-    if !intact {
+    // Two copies of the tables, one after the other: the first that checks out is used,
+    // and both must (rule 6).
+    let second = header.tables_offset + header.tables_len;
+    let mut tables = vec![0u8; header.tables_len as usize];
+    file.read_exact_at(&mut tables, header.tables_offset)
+        .map_err(|e| Error::io_at(&path, "read", header.tables_offset, e))?;
+    let first_ok = checksum::crc32(&tables) == header.tables_crc;
+    let second_ok = crc_of_range(&file, &path, second, header.tables_len)? == header.tables_crc;
+    if !first_ok && !second_ok {
         return Err(Error::corrupt(
             at(header.tables_offset),
             "parity tables (both copies)",
             format!("crc32 {:#010x}", header.tables_crc),
             "other bytes",
+        ));
+    }
+    if !first_ok {
+        damaged.push(DamagedParityPart::new(
+            ParityPart::Tables,
+            header.tables_offset,
+            header.tables_len,
+        ));
+        file.read_exact_at(&mut tables, second)
+            .map_err(|e| Error::io_at(&path, "read", second, e))?;
+    }
+    if !second_ok {
+        damaged.push(DamagedParityPart::new(
+            ParityPart::TablesCopy,
+            second,
+            header.tables_len,
         ));
     }
     let mut files = Vec::new();
@@ -528,6 +708,7 @@ fn load(folder: &Path) -> Result<Parity> {
             size,
             blake3: crate::format::hex(&digest),
             first_chunk,
+            table_offset: here as u64,
         });
         first_chunk = first_chunk.saturating_add(size.div_ceil(chunk).max(1));
     }
@@ -544,18 +725,18 @@ fn load(folder: &Path) -> Result<Parity> {
             format!("{first_chunk} in the file table"),
         ));
     }
-    let crcs: Vec<u64> = tables[pos..]
+    let digests: Vec<u64> = tables[pos..]
         .chunks_exact(8)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
         .collect();
-    let (data_crcs, parity_crcs) = crcs.split_at((n as usize).min(crcs.len()));
+    let (data_digests, parity_digests) = digests.split_at((n as usize).min(digests.len()));
     Ok(Parity {
         header,
         files,
-        data_crcs: data_crcs.to_vec(),
-        parity_crcs: parity_crcs.to_vec(),
+        data_digests: data_digests.to_vec(),
+        parity_digests: parity_digests.to_vec(),
         layers_offset,
-        start_damaged,
+        damaged,
     })
 }
 
@@ -564,9 +745,9 @@ fn load(folder: &Path) -> Result<Parity> {
 pub struct ParityStatus {
     /// The folder.
     pub folder: PathBuf,
-    /// Data chunks whose digest fails, or that are missing.
+    /// Data chunks whose BLAKE3-64 digest (§17.3) does not match, or that cannot be read.
     pub damaged_chunks: u64,
-    /// Parity chunks whose digest fails.
+    /// Parity chunks whose BLAKE3-64 digest (§17.3) does not match, or that cannot be read.
     pub damaged_parity_chunks: u64,
     /// Parity layers (m): the erasures each stripe survives.
     pub parity_layers: u32,
@@ -576,6 +757,97 @@ pub struct ParityStatus {
     pub more_layers_needed: u32,
     /// True when every damaged chunk can be rebuilt.
     pub recoverable: bool,
+    /// Redundant parts of the parity file that are damaged although the file is usable
+    /// (§17.5 rule 6); repair rewrites the parity file once the data is whole.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged_parts: Vec<DamagedParityPart>,
+    /// Whether the folder has a parity file that loads; the counts above are zero and
+    /// `recoverable` is false otherwise.
+    pub parity_file: ParityFileState,
+}
+
+/// Whether a folder's parity file could be used (§17.5, §17.6).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ParityFileState {
+    /// Loaded and belonging to the archive.
+    #[default]
+    Loaded,
+    /// The folder has no parity file (another folder of the archive has one).
+    NoParity,
+    /// The parity file does not load or does not belong to the archive; it is left as it is.
+    Unusable {
+        /// Why.
+        error: String,
+    },
+}
+
+impl ParityStatus {
+    fn without_parity(folder: &Path, state: ParityFileState) -> ParityStatus {
+        ParityStatus {
+            folder: folder.to_path_buf(),
+            parity_file: state,
+            ..ParityStatus::default()
+        }
+    }
+}
+
+/// A redundant part of a parity file, damaged while the copy in use is intact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DamagedParityPart {
+    /// Which part.
+    pub part: ParityPart,
+    /// First damaged byte in the parity file.
+    pub offset: u64,
+    /// Bytes from `offset` to the end of the part.
+    pub len: u64,
+}
+
+impl DamagedParityPart {
+    fn new(part: ParityPart, offset: u64, len: u64) -> DamagedParityPart {
+        DamagedParityPart { part, offset, len }
+    }
+}
+
+/// The redundant parts of a parity file (§17.1, §17.5 rule 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ParityPart {
+    /// The header at offset 0 does not decode: the copy at the end is used.
+    Header,
+    /// The header copy at the end does not decode or differs from the header.
+    HeaderCopy,
+    /// A byte between the header and the first parity layer is not zero.
+    ZeroGap,
+    /// The first copy of the tables fails `tables_crc`: the second is used.
+    Tables,
+    /// The second copy of the tables fails `tables_crc`.
+    TablesCopy,
+}
+
+impl ParityPart {
+    /// What the part is, as a verifier finding names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ParityPart::Header => "parity header",
+            ParityPart::HeaderCopy => "parity header copy",
+            ParityPart::ZeroGap => "parity zero gap",
+            ParityPart::Tables => "parity tables",
+            ParityPart::TablesCopy => "parity tables copy",
+        }
+    }
+
+    /// What the format requires of it.
+    pub fn expected(self) -> &'static str {
+        match self {
+            ParityPart::Header => "a header that decodes",
+            ParityPart::HeaderCopy => "the same 128 bytes as the header at offset 0",
+            ParityPart::ZeroGap => "zero bytes up to the first parity layer",
+            ParityPart::Tables | ParityPart::TablesCopy => "bytes matching tables_crc",
+        }
+    }
 }
 
 struct Damage {
@@ -593,16 +865,17 @@ fn sync_dir(folder: &Path) -> Result<()> {
         .map_err(|e| Error::io(folder, "sync folder", e))
 }
 
-/// The archive id the folder's own files claim: the manifest's, else any shard header's.
-fn archive_id_of(folder: &Path, files: &[ProtectedFile]) -> Option<[u8; 16]> {
-    if let Ok(bytes) = crate::archive::manifest::read_capped(
-        &folder.join(MANIFEST_FILE),
-        Limits::DEFAULT.max_manifest_bytes,
-    ) {
-        if let Ok(m) = Manifest::parse(&bytes, &folder.join(MANIFEST_FILE)) {
-            return Some(m.archive_id_bytes());
-        }
-    }
+/// The folder's manifest when it parses and validates (§11.1), with its file's length.
+fn folder_manifest(folder: &Path) -> Option<(Manifest, u64)> {
+    let path = folder.join(MANIFEST_FILE);
+    let bytes =
+        crate::archive::manifest::read_capped(&path, Limits::DEFAULT.max_manifest_bytes).ok()?;
+    let manifest = Manifest::parse(&bytes, &path).ok()?;
+    Some((manifest, bytes.len() as u64))
+}
+
+/// The archive id the first shard header of the file table that decodes claims.
+fn shard_archive_id(folder: &Path, files: &[ProtectedFile]) -> Option<[u8; 16]> {
     files.iter().find_map(|f| {
         let file = File::open(folder.join(&f.name)).ok()?;
         let mut b = [0u8; crate::format::header::HEADER_LEN];
@@ -613,10 +886,67 @@ fn archive_id_of(folder: &Path, files: &[ProtectedFile]) -> Option<[u8; 16]> {
     })
 }
 
+/// Rule 5 of §17.5: with a valid manifest, the file table lists exactly the files §17.2
+/// rule 2 protects, so that repair never rewrites a file into one the manifest does not
+/// describe.
+fn check_file_table(
+    parity: &Parity,
+    folder: &Path,
+    manifest: &Manifest,
+    manifest_len: u64,
+) -> Result<()> {
+    let expected: Vec<(&str, u64, Option<&str>)> = folder_shards(folder, manifest)
+        .into_iter()
+        .map(|s| (s.file.as_str(), s.size, Some(s.blake3.as_str())))
+        .chain(std::iter::once((MANIFEST_FILE, manifest_len, None)))
+        .collect();
+    let path = folder.join(PARITY_FILE);
+    let describe = |name: &str, size: u64, blake3: Option<&str>| match blake3 {
+        Some(b) => format!("{name}, {size} bytes, blake3 {b}"),
+        None => format!("{name}, {size} bytes"),
+    };
+    for (i, want) in expected.iter().enumerate() {
+        let Some(f) = parity.files.get(i) else {
+            return Err(Error::corrupt(
+                Location::file(&path, parity.header.tables_offset),
+                "parity file table",
+                format!("{} entries (the manifest's files)", expected.len()),
+                format!("{} entries", parity.files.len()),
+            ));
+        };
+        let (name, size, blake3) = *want;
+        if f.name != name || f.size != size || blake3.is_some_and(|b| b != f.blake3) {
+            return Err(Error::corrupt(
+                Location::file(&path, parity.header.tables_offset + f.table_offset),
+                "parity file table entry (a parity file of other files?)",
+                format!(
+                    "entry {i}: {} (the manifest's)",
+                    describe(name, size, blake3)
+                ),
+                describe(&f.name, f.size, blake3.map(|_| f.blake3.as_str())),
+            ));
+        }
+    }
+    if parity.files.len() != expected.len() {
+        return Err(Error::corrupt(
+            Location::file(&path, parity.header.tables_offset),
+            "parity file table",
+            format!("{} entries (the manifest's files)", expected.len()),
+            format!("{} entries", parity.files.len()),
+        ));
+    }
+    Ok(())
+}
+
 fn inspect(folder: &Path) -> Result<Damage> {
     let parity = load(folder)?;
+    let manifest = folder_manifest(folder);
     // A parity file of another archive would "repair" this one into that one.
-    if let Some(id) = archive_id_of(folder, &parity.files) {
+    let claimed = manifest
+        .as_ref()
+        .map(|(m, _)| m.archive_id_bytes())
+        .or_else(|| shard_archive_id(folder, &parity.files));
+    if let Some(id) = claimed {
         if id != parity.header.archive_id {
             return Err(Error::corrupt(
                 Location::file(&folder.join(PARITY_FILE), 16),
@@ -625,6 +955,9 @@ fn inspect(folder: &Path) -> Result<Damage> {
                 crate::format::hex(&parity.header.archive_id),
             ));
         }
+    }
+    if let Some((m, len)) = &manifest {
+        check_file_table(&parity, folder, m, *len)?;
     }
     let chunk = parity.chunk();
     let mut data = BTreeSet::new();
@@ -648,7 +981,7 @@ fn inspect(folder: &Path) -> Result<Damage> {
             let ok = match &file {
                 Some(h) => {
                     h.read_exact_at(&mut buf[..len], off).is_ok()
-                        && chunk_digest(&buf) == parity.data_crcs[i as usize]
+                        && chunk_digest(&buf) == parity.data_digests[i as usize]
                 }
                 None => false,
             };
@@ -662,7 +995,7 @@ fn inspect(folder: &Path) -> Result<Damage> {
     let mut parity_chunks = BTreeSet::new();
     let pfile = File::open(folder.join(PARITY_FILE))
         .map_err(|e| Error::io(&folder.join(PARITY_FILE), "open", e))?;
-    for (idx, want) in parity.parity_crcs.iter().enumerate() {
+    for (idx, want) in parity.parity_digests.iter().enumerate() {
         let at = parity.layers_offset + idx as u64 * chunk;
         if pfile.read_exact_at(&mut buf, at).is_err() || chunk_digest(&buf) != *want {
             parity_chunks.insert(idx as u64);
@@ -703,6 +1036,8 @@ fn status_of(folder: &Path, d: &Damage) -> ParityStatus {
         unrecoverable_stripes: unrecoverable,
         more_layers_needed: worst as u32,
         recoverable: unrecoverable == 0,
+        damaged_parts: d.parity.damaged.clone(),
+        parity_file: ParityFileState::Loaded,
     }
 }
 
@@ -720,8 +1055,52 @@ pub fn parity_status(dir: &Path) -> Result<Option<Vec<ParityStatus>>> {
     Ok((!out.is_empty()).then_some(out))
 }
 
+/// The parity status of each of `folders` (§13.1 Parity): loaded, without a parity file,
+/// or with one that does not load, whose error is returned beside it.
+pub(crate) fn folder_statuses(folders: &[PathBuf]) -> Vec<(ParityStatus, Option<Error>)> {
+    folders
+        .iter()
+        .map(|folder| {
+            if !folder.join(PARITY_FILE).exists() {
+                return (
+                    ParityStatus::without_parity(folder, ParityFileState::NoParity),
+                    None,
+                );
+            }
+            match inspect(folder) {
+                Ok(d) => (status_of(folder, &d), None),
+                Err(e) => (
+                    ParityStatus::without_parity(
+                        folder,
+                        ParityFileState::Unusable {
+                            error: e.to_string(),
+                        },
+                    ),
+                    Some(e),
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The folders of `dir` that have volume names (§2.1).
+fn volume_folders(dir: &Path) -> impl Iterator<Item = PathBuf> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(crate::archive::volume::volume_number_of)
+                .is_some()
+        })
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+}
+
 /// Folders under `dir` (itself or its `vol-*` folders) that hold a parity file.
-fn parity_folders(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn parity_folders(dir: &Path) -> Vec<PathBuf> {
     if dir.join(PARITY_FILE).exists() {
         return vec![dir.to_path_buf()];
     }
@@ -785,15 +1164,24 @@ pub struct RepairReport {
 }
 
 impl RepairReport {
-    /// True when nothing is lost.
+    /// True when nothing is lost and every parity file loaded.
     pub fn complete(&self) -> bool {
         self.lost.is_empty()
+            && self
+                .status
+                .iter()
+                .all(|s| !matches!(s.parity_file, ParityFileState::Unusable { .. }))
     }
 }
 
 /// Rebuilds every damaged or missing chunk of the archive at `dir` that its parity allows,
 /// byte-identically, replacing damaged files atomically (new file, then rename); reports
 /// what it fixed and precisely what is lost.
+///
+/// A folder whose parity file does not load is no error: its status says
+/// [`ParityFileState::Unusable`], it is left as it is, and the other folders are repaired.
+/// A volume folder without a parity file, beside others that have one, gets the status
+/// [`ParityFileState::NoParity`].
 ///
 /// # Errors
 /// The archive has no parity file, or a file cannot be written.
@@ -806,9 +1194,31 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
         }
         .into());
     }
+    let mut all = folders;
+    if !dir.join(PARITY_FILE).exists() {
+        all.extend(volume_folders(dir).filter(|f| !f.join(PARITY_FILE).exists()));
+        all.sort();
+    }
     let mut report = RepairReport::default();
-    for folder in folders {
-        repair_folder(&folder, &mut report)?;
+    // A folder whose parity file does not load is reported and left as it is; the other
+    // folders are still repaired (§17.6).
+    for folder in all {
+        if !folder.join(PARITY_FILE).exists() {
+            report.status.push(ParityStatus::without_parity(
+                &folder,
+                ParityFileState::NoParity,
+            ));
+            continue;
+        }
+        match inspect(&folder) {
+            Ok(d) => repair_folder(&folder, d, &mut report)?,
+            Err(e) => report.status.push(ParityStatus::without_parity(
+                &folder,
+                ParityFileState::Unusable {
+                    error: e.to_string(),
+                },
+            )),
+        }
     }
     Ok(report)
 }
@@ -835,8 +1245,7 @@ fn ranges(parity: &Parity, folder: &Path, chunks: &BTreeSet<u64>) -> Vec<Repaire
     out
 }
 
-fn repair_folder(folder: &Path, report: &mut RepairReport) -> Result<()> {
-    let d = inspect(folder)?;
+fn repair_folder(folder: &Path, d: Damage, report: &mut RepairReport) -> Result<()> {
     let status = status_of(folder, &d);
     let p = &d.parity;
     let (k, m, layer, n, chunk) = (
@@ -903,7 +1312,7 @@ fn repair_folder(folder: &Path, report: &mut RepairReport) -> Result<()> {
         for (r, bytes) in decoded {
             let i = r as u64 * layer + j;
             if d.data.contains(&i) {
-                if chunk_digest(&bytes) == p.data_crcs[i as usize] {
+                if chunk_digest(&bytes) == p.data_digests[i as usize] {
                     restored.insert(i, bytes);
                 } else {
                     lost.insert(i);
@@ -925,7 +1334,7 @@ fn repair_folder(folder: &Path, report: &mut RepairReport) -> Result<()> {
             continue;
         }
         let path = folder.join(&file.name);
-        let tmp = folder.join(format!("{}.repair", file.name));
+        let tmp = folder.join(format!("{}{REPAIR_SUFFIX}", file.name));
         let mut bytes = vec![0u8; file.size as usize];
         if let Some(h) = &d.handles[f] {
             let have = h.metadata().map(|m| m.len()).unwrap_or(0).min(file.size) as usize;
@@ -956,7 +1365,7 @@ fn repair_folder(folder: &Path, report: &mut RepairReport) -> Result<()> {
         report.repaired.extend(ranges(p, folder, &fixed));
     }
     // With the data whole again, damaged parity is rewritten so that protection is full.
-    if lost.is_empty() && (!d.parity_chunks.is_empty() || p.start_damaged) {
+    if lost.is_empty() && (!d.parity_chunks.is_empty() || !p.damaged.is_empty()) {
         let names: Vec<String> = p.files.iter().map(|f| f.name.clone()).collect();
         let (archive_id, chunk, m) = (p.header.archive_id, p.chunk(), m);
         drop(pfile);
@@ -970,4 +1379,32 @@ fn repair_folder(folder: &Path, report: &mut RepairReport) -> Result<()> {
     report.lost.extend(lost_ranges);
     report.status.push(status);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tables_beyond_what_a_loader_accepts_are_refused() {
+        let fifteen = |k: u64| ((k as f64 * 15.0 / 100.0).ceil() as u64).max(1);
+        // 100 million chunks at 15%: 8·(N + 30·L) + the file table, under 1 GiB.
+        let g = geometry_of(100_000_000, 100, &fifteen).unwrap();
+        assert_eq!((g.k, g.layer, g.m), (200, 500_000, 30));
+        assert_eq!(g.tables_len, 8 * (100_000_000 + 30 * 500_000) + 100);
+        // 120 million chunks need 1.104 GB of tables.
+        let err = geometry_of(120_000_000, 100, &fifteen).unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::InvalidInput { .. })
+                && err.to_string().contains("tables"),
+            "{err}"
+        );
+        // The bound itself is accepted, one byte more is not.
+        let n = 100_000_000;
+        let digests = 8 * (n + 30 * 500_000);
+        assert!(geometry_of(n, MAX_TABLES_LEN - digests, &fifteen).is_ok());
+        assert!(geometry_of(n, MAX_TABLES_LEN - digests + 1, &fifteen).is_err());
+        // Overflowing counts are refused, not wrapped.
+        assert!(geometry_of(u64::MAX, 0, &fifteen).is_err());
+    }
 }

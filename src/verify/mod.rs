@@ -6,6 +6,7 @@ pub(crate) mod stream;
 
 use crate::codec::dictionary::DecodingDictionary;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -218,9 +219,12 @@ pub struct VerifyReport {
     /// Every defect found.
     pub findings: Vec<Finding>,
     /// With parity: whether `repair` can rebuild every damaged byte (BagIt's
-    /// complete/valid, plus recoverable); `None` without parity or in quick mode.
+    /// complete/valid, plus recoverable): no volume is missing, every folder holding
+    /// protected files has a parity file that loads, and every status is recoverable.
+    /// `None` without any parity file or in quick mode.
     pub recoverable: Option<bool>,
-    /// With parity: the damage each parity file sees, and the parity repair would need.
+    /// With parity: the damage each parity file sees, and the parity repair would need; one
+    /// status per folder holding protected files (every present volume of a split archive).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub parity: Option<Vec<crate::ParityStatus>>,
 }
@@ -308,11 +312,26 @@ pub fn verify_with_progress(
             .collect(),
     };
     for folder in &folders {
-        for name in listing(folder) {
-            if name.ends_with(PARTIAL_SUFFIX) {
+        // Suffixes are tested on the raw bytes: a name that is not UTF-8 is still a leftover.
+        for raw in raw_listing(folder) {
+            let bytes = raw.as_bytes();
+            if bytes.ends_with(PARTIAL_SUFFIX.as_bytes()) {
+                if raw == std::ffi::OsStr::new(&format!("{}{PARTIAL_SUFFIX}", crate::PARITY_FILE)) {
+                    // An interrupted protect: the archive's own files are unaffected (§2).
+                    v.push(
+                        folder.join(&raw),
+                        None,
+                        0,
+                        0,
+                        "leftover partial parity file",
+                        "none (protect finishes or removes it)",
+                        "present (interrupted protect?)",
+                    );
+                    continue;
+                }
                 v.complete = false;
                 v.push(
-                    folder.join(&name),
+                    folder.join(&raw),
                     None,
                     0,
                     0,
@@ -320,17 +339,42 @@ pub fn verify_with_progress(
                     "none (pack finishes or removes it)",
                     "present (interrupted pack?)",
                 );
-            } else if let (Some(n), Some(m)) = (shard_number_of(&name), &manifest) {
+                continue;
+            }
+            if bytes.ends_with(crate::parity::REPAIR_SUFFIX.as_bytes()) {
+                v.push(
+                    folder.join(&raw),
+                    None,
+                    0,
+                    0,
+                    "leftover repair file",
+                    "none (repair renames it over the file it replaces)",
+                    "present (interrupted repair?)",
+                );
+                continue;
+            }
+            let Some(name) = raw.to_str() else {
+                continue;
+            };
+            if let (Some(n), Some(m)) = (shard_number_of(name), &manifest) {
                 let listed = shards
                     .iter()
-                    .any(|(i, p, _)| *i == n && *p == folder.join(&name));
-                if !listed
-                    && m.shards
-                        .get(n as usize)
-                        .is_none_or(|s| s.file != name || volumes.is_none())
-                {
+                    .any(|(i, p, _)| *i == n && *p == folder.join(name));
+                let entry = m.shards.get(n as usize).filter(|s| s.file == name);
+                if let (false, Some(s), Some(_)) = (listed, entry, &volumes) {
+                    // A listed shard MUST NOT appear in another volume's folder (§2.1).
                     v.push(
-                        folder.join(&name),
+                        folder.join(name),
+                        Some(n),
+                        0,
+                        0,
+                        "shard file in another volume",
+                        format!("only in the folder of volume {}", s.volume.unwrap_or(0)),
+                        "a copy in this volume folder",
+                    );
+                } else if !listed && entry.is_none_or(|_| volumes.is_none()) {
+                    v.push(
+                        folder.join(name),
                         Some(n),
                         0,
                         0,
@@ -401,16 +445,38 @@ pub fn verify_with_progress(
             );
         }
     }
+    // Parity (§13.1): every folder that holds protected files gets a status once any of
+    // them has a parity file; one that does not load is a finding and the pass goes on.
     let parity = if options.mode == VerifyMode::Quick {
         None
     } else {
-        match crate::parity::parity_status(dir) {
-            Ok(p) => p,
-            Err(e) => {
-                v.push_error(&e, None, 0);
-                None
+        let candidates = match &volumes {
+            Some(_) => folders.clone(),
+            None => crate::parity::parity_folders(dir),
+        };
+        let any = candidates
+            .iter()
+            .any(|f| f.join(crate::PARITY_FILE).exists());
+        any.then(|| {
+            let mut statuses = Vec::new();
+            for (status, err) in crate::parity::folder_statuses(&candidates) {
+                if let Some(e) = err {
+                    v.push_error(&e, None, 0);
+                } else if status.parity_file == crate::ParityFileState::NoParity {
+                    v.push(
+                        status.folder.join(crate::PARITY_FILE),
+                        None,
+                        0,
+                        0,
+                        "parity file",
+                        "present (another volume of the archive has one)",
+                        "missing: this volume cannot be repaired",
+                    );
+                }
+                statuses.push(status);
             }
-        }
+            statuses
+        })
     };
     if let Some(p) = &parity {
         for s in p.iter().filter(|s| s.damaged_parity_chunks > 0) {
@@ -420,12 +486,26 @@ pub fn verify_with_progress(
                 0,
                 0,
                 "parity chunks",
-                "every chunk's CRC",
+                "every chunk matching its BLAKE3-64 digest (§17.3)",
                 format!(
                     "{} damaged (repair still uses the others)",
                     s.damaged_parity_chunks
                 ),
             );
+        }
+        // A damaged redundant copy leaves the parity usable; repair rewrites it (§17.5).
+        for s in p {
+            for d in &s.damaged_parts {
+                v.push(
+                    s.folder.join(crate::PARITY_FILE),
+                    None,
+                    d.offset,
+                    d.len,
+                    d.part.name(),
+                    d.part.expected(),
+                    "damaged (the other copy is used; repair rewrites the parity file)",
+                );
+            }
         }
     }
     // A missing volume takes its parity with it: nothing can rebuild it.
@@ -457,8 +537,15 @@ fn reads_in_physical_order(manifest: Option<&Manifest>) -> bool {
         .is_some_and(|p| p.sequential)
 }
 
-/// File names in `dir`, sorted; names that are not UTF-8 are reported by the caller as
-/// unknown files would be, so they are left out here.
+/// Every name in `dir`, sorted, as the file system gives it.
+fn raw_listing(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut names: Vec<std::ffi::OsString> = fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
 fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
         .map(|rd| {
@@ -469,6 +556,21 @@ fn listing(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// The bytes a volume folder uses of its budget (§2.1): the lengths of its regular files
+/// (after following symbolic links) other than `parity.spp`, whatever their names; parity
+/// comes on top of the budget, and subfolders are not files of the volume.
+fn volume_bytes(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() != crate::PARITY_FILE)
+        .filter_map(|e| fs::metadata(e.path()).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn file_len(path: &Path) -> u64 {
@@ -731,22 +833,23 @@ impl Verifier {
                     "the same manifest as every volume",
                     "a different manifest",
                 ),
-                Err(e) => self.push(
-                    path,
-                    None,
-                    0,
-                    0,
-                    format!("manifest of volume {number}"),
-                    "present",
-                    format!("missing ({e})"),
-                ),
+                Err(e) => {
+                    // Every present volume carries the manifest (§13.1 complete).
+                    if !path.exists() {
+                        self.complete = false;
+                    }
+                    self.push(
+                        path,
+                        None,
+                        0,
+                        0,
+                        format!("manifest of volume {number}"),
+                        "present",
+                        format!("missing ({e})"),
+                    )
+                }
             }
-            // The budget is for the archive's files; parity comes on top of it.
-            let used: u64 = listing(&dir)
-                .iter()
-                .filter(|n| n.as_str() != crate::PARITY_FILE)
-                .map(|n| file_len(&dir.join(n)))
-                .sum();
+            let used = volume_bytes(&dir);
             if used > budget {
                 self.push(
                     dir.clone(),
@@ -1836,4 +1939,22 @@ fn find_sync(bytes: &[u8], from: u64, end: u64, align: u64) -> u64 {
 /// The `N` bytes at `offset`, or zeros (which no structure decodes from) past the end.
 fn copy_array<const N: usize>(bytes: &[u8], offset: u64) -> [u8; N] {
     crate::format::le::array_at_offset(bytes, offset).unwrap_or([0; N])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn volume_bytes_counts_regular_files_other_than_parity() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        fs::write(dir.join("shard-000000.shp"), vec![1u8; 1000]).unwrap();
+        fs::write(dir.join("manifest.json"), vec![2u8; 300]).unwrap();
+        fs::write(dir.join(crate::PARITY_FILE), vec![3u8; 5000]).unwrap();
+        fs::create_dir(dir.join("sub")).unwrap();
+        fs::write(dir.join("sub").join("inner"), vec![4u8; 7000]).unwrap();
+        assert!(fs::metadata(dir.join("sub")).unwrap().len() > 0 || cfg!(not(unix)));
+        assert_eq!(volume_bytes(dir), 1300);
+    }
 }

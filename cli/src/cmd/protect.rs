@@ -35,6 +35,9 @@ pub fn run(args: Args) -> Result<u8> {
         outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(crate::EXIT_OK);
     }
+    if let Some(note) = &report.note {
+        outln!("nothing protected: {note}");
+    }
     for f in &report.folders {
         outln!(
             "protected {} bytes in {} with {} bytes of parity: {} data + {} parity layers of {}-byte chunks; survives a burst of {} bytes per layer lost",

@@ -47,7 +47,14 @@ pub fn run(args: Args) -> Result<u8> {
             );
         }
         for s in &report.status {
-            if s.damaged_chunks == 0 {
+            if let shardpack::ParityFileState::Unusable { error } = &s.parity_file {
+                outln!(
+                    "{}: parity file unusable, folder left as it is: {error}",
+                    s.folder.display()
+                );
+            } else if s.parity_file == shardpack::ParityFileState::NoParity {
+                outln!("{}: no parity file, nothing repaired", s.folder.display());
+            } else if s.damaged_chunks == 0 {
                 outln!("{}: no damaged chunk", s.folder.display());
             } else if s.recoverable {
                 outln!(

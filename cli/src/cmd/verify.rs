@@ -75,6 +75,14 @@ pub fn run(args: Args) -> Result<u8> {
             outln!("root {root}");
         }
         for s in report.parity.iter().flatten() {
+            if let shardpack::ParityFileState::Unusable { error } = &s.parity_file {
+                outln!("parity {}: unusable: {error}", s.folder.display());
+                continue;
+            }
+            if s.parity_file == shardpack::ParityFileState::NoParity {
+                outln!("parity {}: no parity file", s.folder.display());
+                continue;
+            }
             outln!(
                 "parity {}: {} damaged chunk(s), {} damaged parity chunk(s), {} parity layer(s){}",
                 s.folder.display(),
