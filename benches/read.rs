@@ -106,8 +106,8 @@ fn build_text(dir: &Path, samples: u64) -> std::path::PathBuf {
         .create(&path)
         .unwrap();
     let words = [
-        "the", "archive", "of", "samples", "reads", "fast", "through", "a", "map", "and",
-        "every", "byte", "is", "checked", "by", "its", "crc", "on", "each", "read",
+        "the", "archive", "of", "samples", "reads", "fast", "through", "a", "map", "and", "every",
+        "byte", "is", "checked", "by", "its", "crc", "on", "each", "read",
     ];
     let mut x = 0x9E37_79B9_7F4A_7C15u64;
     for i in 0..samples {

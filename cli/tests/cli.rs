@@ -585,3 +585,27 @@ fn parity_takes_a_percent_sign_and_refuses_nonsense() {
         assert!(!out.exists(), "{bad}");
     }
 }
+
+/// `--dictionary` takes a size or `off`; it once panicked whatever its value, because the
+/// argument's type did not match its parser.
+#[test]
+fn dictionary_option_takes_a_size_or_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    make_tree(&input);
+    for (value, ok) in [("256K", true), ("off", true), ("64KiB", true), ("1", false)] {
+        let out = tmp.path().join(format!("out-{value}"));
+        let o = run(&[&"pack", &input, &"-o", &out, &"--dictionary", &value]);
+        let code = o.status.code();
+        assert!(code.is_some(), "{value}: killed by a signal");
+        assert!(!stderr(&o).contains("panicked"), "{value}: {}", stderr(&o));
+        if ok {
+            assert!(o.status.success(), "{value}: {}", stderr(&o));
+            let o = run(&[&"verify", &out]);
+            assert!(o.status.success(), "{value}: {}", stderr(&o));
+        } else {
+            assert_eq!(code, Some(2), "{value}: {}", stderr(&o));
+            assert!(!out.exists(), "{value}: nothing left behind");
+        }
+    }
+}

@@ -74,7 +74,7 @@ pub struct Args {
     /// samples are compressed one by one with it, so that a random read decodes one
     /// sample. Default: the profile's (256K for ssd, off for the others).
     #[arg(long, value_parser = parse_dictionary)]
-    dictionary: Option<Option<u64>>,
+    dictionary: Option<DictionaryArg>,
     /// zstd level, -7 to 22.
     #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
     level: i32,
@@ -194,7 +194,7 @@ fn builder(args: &Args, parity: f64) -> Result<WriterBuilder> {
     if let Some(n) = args.align {
         builder = builder.align(u32::try_from(n).context("--align is too large")?);
     }
-    if let Some(size) = args.dictionary {
+    if let Some(DictionaryArg(size)) = args.dictionary {
         let size = size
             .map(|n| u32::try_from(n).context("--dictionary is too large"))
             .transpose()?;
@@ -221,9 +221,14 @@ fn parse_volume(name: &str) -> Result<Volume, String> {
     })
 }
 
-fn parse_dictionary(text: &str) -> std::result::Result<Option<u64>, String> {
+/// `--dictionary`: a size to train, or none. A type of its own, since clap reads an
+/// `Option<Option<_>>` field as a flag whose value may be left out.
+#[derive(Clone, Copy, Debug)]
+struct DictionaryArg(Option<u64>);
+
+fn parse_dictionary(text: &str) -> std::result::Result<DictionaryArg, String> {
     match text {
-        "off" | "none" | "0" => Ok(None),
-        _ => parse_size(text).map(Some),
+        "off" | "none" | "0" => Ok(DictionaryArg(None)),
+        _ => parse_size(text).map(|n| DictionaryArg(Some(n))),
     }
 }
