@@ -110,6 +110,14 @@ fn pack_ls_info_cat_verify_extract() {
 
     let o = run(&[&"verify", &archive, &"--expect-root", &root]);
     assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    // A root that cannot be one is a usage error (2), not damage (1); a wrong one is damage.
+    for bad in ["abc", "zz".repeat(32).as_str(), &root[..63]] {
+        let o = run(&[&"verify", &archive, &"--expect-root", &bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains("64 hex digits"), "{}", stderr(&o));
+    }
+    let o = run(&[&"verify", &archive, &"--expect-root", &"0".repeat(64)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     let o = run(&[&"verify", &archive, &"--deep", &"--json"]);
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["valid"], true);

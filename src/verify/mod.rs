@@ -51,6 +51,23 @@ pub struct VerifyOptions {
     pub trace: Option<crate::IoTrace>,
 }
 
+impl VerifyOptions {
+    /// Refuses options that cannot be meant: an expected root that is not 64 hex digits
+    /// is a mistyped argument, not damage to report.
+    pub(crate) fn check(&self) -> Result<()> {
+        if let Some(want) = &self.expect_root {
+            let want = want.trim().to_ascii_lowercase();
+            if crate::archive::manifest::parse_hex::<32>(&want).is_none() {
+                return Err(Error::invalid_input(
+                    format!("expected root {want:?}"),
+                    "must be 64 hex digits, the root digest `info` prints",
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One defect, with its place.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -254,6 +271,7 @@ pub fn verify_with_progress(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<VerifyReport> {
     let dir = path.as_ref();
+    options.check()?;
     fs::read_dir(dir).map_err(|e| Error::io(dir, "read archive folder", e))?;
     let mut v = Verifier {
         findings: Vec::new(),

@@ -70,6 +70,7 @@ pub fn verify_stream<R: Read>(
     options: &VerifyOptions,
 ) -> Result<StreamVerifyReport> {
     let name = name.into();
+    options.check()?;
     let reader = StreamReader::with_trace(inner, &name, options.limits, options.trace.clone())?;
     let mut shards: Vec<StreamShard> = Vec::new();
     let mut samples = 0u64;
