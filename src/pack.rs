@@ -150,6 +150,8 @@ pub struct PackReport {
 /// A folder walked and grouped into samples, ready to be packed.
 #[derive(Clone, Debug)]
 pub struct FolderListing {
+    /// The folder walked.
+    root: PathBuf,
     samples: Vec<FolderSample>,
     special: Vec<SpecialFile>,
 }
@@ -232,7 +234,11 @@ impl FolderListing {
                 FolderSample { key, fields }
             })
             .collect();
-        Ok(FolderListing { samples, special })
+        Ok(FolderListing {
+            root: root.to_path_buf(),
+            samples,
+            special,
+        })
     }
 
     /// The samples, in key order.
@@ -305,6 +311,7 @@ impl FolderListing {
         options: &PackOptions,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<PackReport> {
+        refuse_output_inside(&self.root, dir)?;
         if !options.skip_special {
             self.refuse_special_files()?;
         }
@@ -498,10 +505,83 @@ pub fn pack_folder(
     FolderListing::scan(input)?.pack(output, builder, options, progress)
 }
 
+/// An archive written inside the folder being packed would be read back into itself (its
+/// own partial shards listed as samples): refused before anything is created.
+fn refuse_output_inside(input: &Path, output: &Path) -> Result<()> {
+    let input = fs::canonicalize(input).map_err(|e| Error::io(input, "resolve", e))?;
+    // The output need not exist yet: resolve its nearest existing ancestor, then append
+    // the rest, so that links and `..` anywhere in it are seen through.
+    let mut existing = output.to_path_buf();
+    let mut rest = Vec::new();
+    while fs::symlink_metadata(&existing).is_err() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                existing = parent.to_path_buf();
+            }
+            _ => break,
+        }
+        if existing.as_os_str().is_empty() {
+            existing = PathBuf::from(".");
+        }
+    }
+    let mut resolved =
+        fs::canonicalize(&existing).map_err(|e| Error::io(&existing, "resolve", e))?;
+    resolved.extend(rest.iter().rev());
+    if resolved.starts_with(&input) {
+        return Err(Error::invalid_input(
+            output.display().to_string(),
+            format!(
+                "the archive would be inside the folder being packed ({}); choose a path outside it",
+                input.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::{Archive, ErrorKind};
+
+    #[test]
+    fn an_output_inside_the_input_is_refused_before_anything_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let input = tmp.path().join("in");
+        tree(&input, &[("a.txt", b"a"), ("sub/b.txt", b"b")]);
+        for output in [
+            input.join("out"),
+            input.join("sub/deeper/out"),
+            input.join("sub/../out"),
+            input.clone(),
+        ] {
+            let err = pack_folder(
+                &input,
+                &output,
+                WriterBuilder::default(),
+                &PackOptions::new(),
+                &mut |_, _| {},
+            )
+            .err()
+            .unwrap_or_else(|| panic!("{} accepted", output.display()));
+            assert!(
+                matches!(err.kind(), ErrorKind::InvalidInput { .. }),
+                "{err}"
+            );
+        }
+        assert!(!input.join("out").exists() && !input.join("sub/deeper").exists());
+        let beside = tmp.path().join("beside");
+        pack_folder(
+            &input,
+            &beside,
+            WriterBuilder::default(),
+            &PackOptions::new(),
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(Archive::open(&beside).unwrap().len(), 2);
+    }
 
     #[test]
     fn webdataset_convention() {
