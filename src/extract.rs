@@ -155,21 +155,37 @@ impl Extractor {
 /// damaged sample is reported and the rest is extracted.
 ///
 /// # Errors
-/// `dir` cannot be used (see [`Extractor::new`]), or an error other than damage while
-/// reading the archive.
+/// `dir` cannot be used (see [`Extractor::new`]), an error other than damage while
+/// reading the archive, or an I/O error while writing (a full disk): the extraction stops
+/// there and, if it created `dir`, removes it, so that a failed extraction leaves nothing.
 pub fn extract(
     archive: &Archive,
     dir: &Path,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<ExtractReport> {
+    let created = fs::symlink_metadata(dir).is_err();
     let extractor = Extractor::new(dir)?;
     let total = archive.manifest().totals.raw_bytes;
     let mut report = ExtractReport::default();
+    let failed = |e: Error| {
+        if created {
+            let _ = fs::remove_dir_all(dir);
+        }
+        Err(e)
+    };
     for item in archive.iter() {
         match item {
             Ok(sample) => extractor.extract_sample(&sample, &mut report),
             Err(e) if e.is_corruption() => report.damaged.push(e),
-            Err(e) => return Err(e),
+            Err(e) => return failed(e),
+        }
+        // A write that failed for want of room or rights fails every one after it: a
+        // local I/O error, not a refused sample.
+        if report.failures.last().is_some_and(|f| f.error.is_io()) {
+            let Some(last) = report.failures.pop() else {
+                break;
+            };
+            return failed(last.error);
         }
         progress(report.bytes, total);
     }

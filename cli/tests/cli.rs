@@ -280,6 +280,29 @@ fn full_disk_is_a_clear_error_and_leaves_no_archive() {
         !archive.exists(),
         "a failed pack removes the folder it created"
     );
+
+    // A full disk while extracting is a local I/O error (2), not damage (1), and the
+    // folder extract created is removed.
+    let o = run(&[&"pack", &input, &"-o", &archive, &"--compression", &"none"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = tmp.path().join("out");
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 512; exec '{}' extract '{}' -o '{}'",
+        env!("CARGO_BIN_EXE_shardpack"),
+        archive.display(),
+        out.display()
+    );
+    let o = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(".bin"),
+        "names the file: {}",
+        stderr(&o)
+    );
+    assert!(
+        !out.exists(),
+        "a failed extract removes the folder it created"
+    );
 }
 
 #[test]
