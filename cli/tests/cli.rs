@@ -426,6 +426,22 @@ fn tape_stream_through_stdout_and_stdin() {
         "the checkpointed part verifies"
     );
 
+    // A full disk while unstreaming is a local I/O error (2), not a torn stream (1), and
+    // the folder unstream created is removed.
+    let full = tmp.path().join("full");
+    let script = format!(
+        "trap '' XFSZ; ulimit -f 64; exec '{}' unstream - -o '{}' < '{}'",
+        env!("CARGO_BIN_EXE_shardpack"),
+        full.display(),
+        stream.display()
+    );
+    let o = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        !full.exists(),
+        "a failed unstream removes the folder it created"
+    );
+
     // A record size a tape driver would refuse.
     for bad in ["1000", "2K", "16M"] {
         let o = bin()

@@ -229,7 +229,8 @@ impl<R: Read> StreamReader<R> {
 
     /// A shard that fails because the stream ended is a torn stream, and says so.
     fn scan_error(&mut self, e: Error) -> Error {
-        if self.win.ended() {
+        // An I/O error (a full disk while copying, a drive error) tears nothing.
+        if self.win.ended() && !e.is_io() {
             let at = self.win.offset();
             let torn = self.torn(at, "shard");
             return Error::corrupt(

@@ -32,10 +32,34 @@ pub struct UnstreamReport {
 /// in the result, not returned.
 ///
 /// # Errors
-/// `dir` cannot be created or written, or the stream has no manifest entry at all.
+/// `dir` cannot be created or written, reading the stream fails with an I/O error, or the
+/// stream has no manifest entry at all. What the call wrote is then removed: `dir` itself
+/// if it created it, and its contents if it was an empty folder.
 pub fn unstream<R: Read>(
     inner: R,
     name: impl Into<PathBuf>,
+    dir: &Path,
+    limits: Limits,
+) -> Result<UnstreamReport> {
+    let created = fs::symlink_metadata(dir).is_err();
+    let result = unstream_into(inner, name.into(), dir, limits);
+    if let Err(e) = &result {
+        let refused = matches!(e.kind(), crate::ErrorKind::InvalidInput { .. });
+        if created {
+            let _ = fs::remove_dir_all(dir);
+        } else if !refused {
+            // The folder was empty: everything in it is this call's.
+            for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    result
+}
+
+fn unstream_into<R: Read>(
+    inner: R,
+    name: PathBuf,
     dir: &Path,
     limits: Limits,
 ) -> Result<UnstreamReport> {
@@ -83,6 +107,9 @@ pub fn unstream<R: Read>(
                 });
             }
             Ok(_) => {}
+            // A read or write that fails here (a full disk, a drive error) is no damage of
+            // the stream's: nothing of it is kept.
+            Err(e) if e.is_io() => return Err(e),
             Err(e) => {
                 damage = Some(e.to_string());
                 break;
