@@ -1,5 +1,6 @@
 //! Hostile input: decompression bombs stop at the configured limit before allocating, and
-//! lengths from disk never drive an allocation larger than the limits allow.
+//! lengths from disk never drive an allocation larger than the limits allow, and a FIFO
+//! where a file is expected is refused at once instead of blocking the call.
 
 mod common;
 
@@ -114,4 +115,66 @@ fn a_forged_block_length_near_2_pow_64_does_not_overflow() {
     assert!(!shardpack::verify(&dir, &Default::default())
         .unwrap()
         .is_ok());
+}
+
+/// Runs `f` on a thread and fails the test if it has not returned within 10 s: a call that
+/// blocks for ever (opening a FIFO waits for a writer) fails instead of hanging the suite.
+fn returns_soon<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap_or_else(|_| panic!("{what} blocked"))
+}
+
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_fifo_where_a_file_is_expected_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("a");
+    write_archive(&archive, tiny(Compression::None), &small_samples());
+    shardpack::protect(&archive, 10.0).unwrap();
+
+    // parity.spp: verify reports it, repair refuses to use it; neither waits.
+    std::fs::remove_file(archive.join("parity.spp")).unwrap();
+    mkfifo(&archive.join("parity.spp"));
+    let a = archive.clone();
+    let report = returns_soon("verify", move || {
+        shardpack::verify(&a, &Default::default()).unwrap()
+    });
+    assert!(!report.is_ok(), "a FIFO parity file is a finding");
+    let a = archive.clone();
+    let repaired = returns_soon("repair", move || shardpack::repair(&a));
+    if let Ok(r) = repaired {
+        assert!(!r.complete(), "nothing is repaired from a FIFO");
+    }
+
+    // manifest.json: opening the archive fails at once.
+    std::fs::remove_file(archive.join("manifest.json")).unwrap();
+    mkfifo(&archive.join("manifest.json"));
+    let a = archive.clone();
+    let err = returns_soon("open", move || Archive::open(&a).err().unwrap());
+    assert!(err.is_io(), "{err}");
+    // A shard: a FIFO named like one is refused, by the reader and the verifier.
+    let shard = archive.join("shard-000000.shp");
+    std::fs::remove_file(&shard).unwrap();
+    mkfifo(&shard);
+    let err = returns_soon("shard open", move || {
+        shardpack::Shard::open(&shard, Limits::default())
+            .err()
+            .unwrap()
+    });
+    assert!(err.is_io(), "{err}");
+    let a = archive.clone();
+    returns_soon("verify of a FIFO shard", move || {
+        let _ = shardpack::verify(&a, &Default::default());
+    });
 }

@@ -474,15 +474,7 @@ impl Manifest {
 /// `max` + 1 bytes even if it grows meanwhile.
 pub(crate) fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>> {
     use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, "open", e))?;
-    let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
-    if !meta.is_file() {
-        return Err(Error::io(
-            path,
-            "read",
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"),
-        ));
-    }
+    let (file, len) = crate::io::open_regular(path)?;
     let too_big = |got| -> Error {
         crate::ErrorKind::LimitExceeded {
             location: Location::file(path, 0),
@@ -492,10 +484,10 @@ pub(crate) fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>> {
         }
         .into()
     };
-    if meta.len() > max {
-        return Err(too_big(meta.len()));
+    if len > max {
+        return Err(too_big(len));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Vec::with_capacity(len as usize);
     file.take(max.saturating_add(1))
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(path, "read", e))?;

@@ -219,10 +219,20 @@ impl ReadAt for Traced {
     }
 }
 
-/// Opens `path` for reading if it is a regular file (symbolic links to one are followed):
-/// a FIFO or a device named like an archive file would block or misbehave.
+/// Opens `path` for reading if it is a regular file (symbolic links to one are followed).
+/// A FIFO, socket or device named like an archive file is refused at once: the open does
+/// not wait for a writer (`O_NONBLOCK`, which changes nothing for a regular file), and the
+/// type is checked on the opened file, not on the name.
 pub(crate) fn open_regular(path: &Path) -> Result<(File, u64)> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(|e| Error::io(path, "open", e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, "stat", e))?;
     if !meta.is_file() {
         return Err(Error::io(
             path,
@@ -230,12 +240,7 @@ pub(crate) fn open_regular(path: &Path) -> Result<(File, u64)> {
             io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
         ));
     }
-    let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
-    let len = file
-        .metadata()
-        .map_err(|e| Error::io(path, "stat", e))?
-        .len();
-    Ok((file, len))
+    Ok((file, meta.len()))
 }
 
 /// Opens shard file `path` through the source `kind`, traced as shard `number` if asked.

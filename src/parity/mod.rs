@@ -308,7 +308,7 @@ fn protect_folder(
     let mut sizes = Vec::new();
     for name in names {
         let path = folder.join(name);
-        let file = File::open(&path).map_err(|e| Error::io(&path, "open", e))?;
+        let (file, _) = crate::io::open_regular(&path)?;
         sizes.push(
             file.metadata()
                 .map_err(|e| Error::io(&path, "stat", e))?
@@ -540,7 +540,7 @@ fn crc_of_range(file: &File, path: &Path, offset: u64, len: u64) -> Result<u32> 
 /// redundant copies are damaged (§17.5).
 fn load(folder: &Path) -> Result<Parity> {
     let path = folder.join(PARITY_FILE);
-    let file = File::open(&path).map_err(|e| Error::io(&path, "open", e))?;
+    let (file, _) = crate::io::open_regular(&path)?;
     let len = file
         .metadata()
         .map_err(|e| Error::io(&path, "stat", e))?
@@ -877,7 +877,7 @@ fn folder_manifest(folder: &Path) -> Option<(Manifest, u64)> {
 /// The archive id the first shard header of the file table that decodes claims.
 fn shard_archive_id(folder: &Path, files: &[ProtectedFile]) -> Option<[u8; 16]> {
     files.iter().find_map(|f| {
-        let file = File::open(folder.join(&f.name)).ok()?;
+        let (file, _) = crate::io::open_regular(&folder.join(&f.name)).ok()?;
         let mut b = [0u8; crate::format::header::HEADER_LEN];
         file.read_exact_at(&mut b, 0).ok()?;
         crate::format::header::ShardHeader::decode(&b)
@@ -966,7 +966,7 @@ fn inspect(folder: &Path) -> Result<Damage> {
     let mut buf = vec![0u8; (chunk as usize).max(1)];
     for (fi, f) in parity.files.iter().enumerate() {
         let path = folder.join(&f.name);
-        let file = File::open(&path).ok();
+        let file = crate::io::open_regular(&path).ok().map(|(file, _)| file);
         let actual = file
             .as_ref()
             .and_then(|h| h.metadata().ok())
@@ -993,8 +993,7 @@ fn inspect(folder: &Path) -> Result<Damage> {
         handles.push(file);
     }
     let mut parity_chunks = BTreeSet::new();
-    let pfile = File::open(folder.join(PARITY_FILE))
-        .map_err(|e| Error::io(&folder.join(PARITY_FILE), "open", e))?;
+    let (pfile, _) = crate::io::open_regular(&folder.join(PARITY_FILE))?;
     for (idx, want) in parity.parity_digests.iter().enumerate() {
         let at = parity.layers_offset + idx as u64 * chunk;
         if pfile.read_exact_at(&mut buf, at).is_err() || chunk_digest(&buf) != *want {
@@ -1255,8 +1254,7 @@ fn repair_folder(folder: &Path, d: Damage, report: &mut RepairReport) -> Result<
         p.header.data_chunks,
         p.chunk(),
     );
-    let pfile = File::open(folder.join(PARITY_FILE))
-        .map_err(|e| Error::io(&folder.join(PARITY_FILE), "open", e))?;
+    let (pfile, _) = crate::io::open_regular(&folder.join(PARITY_FILE))?;
     let mut restored: BTreeMap<u64, Vec<u8>> = BTreeMap::new();
     let mut lost = BTreeSet::new();
     let columns: BTreeSet<u64> = d.data.iter().map(|i| i % layer).collect();

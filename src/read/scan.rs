@@ -35,15 +35,7 @@ pub(crate) struct FileSource {
 
 impl FileSource {
     pub(crate) fn open(path: &Path, number: u32, trace: Option<IoTrace>) -> Result<Self> {
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "stat", e))?;
-        if !meta.is_file() {
-            return Err(Error::io(
-                path,
-                "read",
-                io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
-            ));
-        }
-        let file = File::open(path).map_err(|e| Error::io(path, "open", e))?;
+        let (file, _) = crate::io::open_regular(path)?;
         crate::io::advise_sequential(&file);
         Ok(FileSource {
             file,
