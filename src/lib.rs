@@ -45,7 +45,7 @@ pub use parity::{
     parity_status, protect, repair, DamagedParityPart, ParityFileState, ParityPart, ParityStatus,
     ProtectReport, ProtectedFolder, RepairReport, RepairedRange, MAX_PARITY_PERCENT, PARITY_FILE,
 };
-pub use read::{Archive, ArchiveOptions, Iter, Sample, Shard};
+pub use read::{Archive, ArchiveOptions, Iter, Sample, Samples, Shard};
 pub use salvage::{salvage, LostKind, LostRange, SalvageReport};
 pub use verify::stream::{verify_stream, StreamVerifyReport};
 pub use verify::{verify, verify_with_progress, Finding, VerifyMode, VerifyOptions, VerifyReport};

@@ -8,6 +8,7 @@
 
 mod archive;
 mod sample;
+mod samples;
 pub mod scan;
 mod shard;
 pub mod stream;
@@ -15,6 +16,7 @@ pub mod stream;
 pub use archive::{Archive, ArchiveOptions, Iter};
 pub use sample::Sample;
 pub(crate) use sample::{BlockBytes, MappedRange};
+pub use samples::Samples;
 pub use shard::Shard;
 
 /// The read types are documented as shareable between threads; this keeps them so.

@@ -4,7 +4,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use shardpack::Archive;
+use shardpack::{Archive, Limits, Sample, Samples};
 
 /// List samples in order: one key per line (read from the index, no data is touched), or
 /// with --long the ordinal, shard and every field with its size (reads every sample).
@@ -21,43 +21,25 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    if super::is_stdin(&args.archive) {
-        return run_stream(&args);
-    }
-    let archive = Archive::open(&args.archive)
-        .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
     let mut out = BufWriter::new(std::io::stdout().lock());
-    for ordinal in 0..archive.len() {
+    if super::is_stdin(&args.archive) {
+        // A stream has no index to list keys from: every sample is read as it passes.
+        let (input, name) = super::open_stream_input(&args.archive)?;
+        let reader = shardpack::stream::StreamReader::new(input, name, Limits::default())?;
+        for sample in Samples::of_stream(reader) {
+            list(&mut out, &sample?, &args)?;
+        }
+    } else {
+        let archive = Archive::open(&args.archive)
+            .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
         if args.long {
-            let sample = archive.get(ordinal)?;
-            let fields: Vec<(&str, usize)> = sample.fields().map(|(n, d)| (n, d.len())).collect();
-            if args.json {
-                let fields: Vec<_> = fields
-                    .iter()
-                    .map(|(n, s)| serde_json::json!({"name": n, "size": s}))
-                    .collect();
-                let line = serde_json::json!({"ordinal": ordinal, "shard": sample.shard(), "key": sample.key(), "fields": fields});
-                writeln!(out, "{line}")?;
-            } else {
-                let fields: Vec<String> = fields.iter().map(|(n, s)| format!("{n}:{s}")).collect();
-                writeln!(
-                    out,
-                    "{ordinal}\t{}\t{}\t{}",
-                    sample.shard(),
-                    sample.key(),
-                    fields.join(" ")
-                )?;
+            for sample in Samples::of_archive(&archive) {
+                list(&mut out, &sample?, &args)?;
             }
         } else {
-            let key = archive.key(ordinal)?;
-            if args.json {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::json!({"ordinal": ordinal, "key": key})
-                )?;
-            } else {
-                writeln!(out, "{key}")?;
+            // Keys come from the index: no sample data is read.
+            for ordinal in 0..archive.len() {
+                key_line(&mut out, ordinal, &archive.key(ordinal)?, args.json)?;
             }
         }
     }
@@ -65,44 +47,42 @@ pub fn run(args: Args) -> Result<u8> {
     Ok(crate::EXIT_OK)
 }
 
-/// Lists a stream's samples as they pass, in one read of standard input.
-fn run_stream(args: &Args) -> Result<u8> {
-    let (input, name) = super::open_stream_input(&args.archive)?;
-    let reader = shardpack::stream::StreamReader::new(input, name, shardpack::Limits::default())?;
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    for item in reader {
-        let shardpack::stream::StreamItem::Sample(sample) = item? else {
-            continue;
-        };
-        let fields: Vec<(&str, usize)> = sample.fields().map(|(n, d)| (n, d.len())).collect();
-        match (args.long, args.json) {
-            (false, false) => writeln!(out, "{}", sample.key())?,
-            (false, true) => writeln!(
-                out,
-                "{}",
-                serde_json::json!({"ordinal": sample.ordinal(), "key": sample.key()})
-            )?,
-            (true, true) => {
-                let fields: Vec<_> = fields
-                    .iter()
-                    .map(|(n, s)| serde_json::json!({"name": n, "size": s}))
-                    .collect();
-                let line = serde_json::json!({"ordinal": sample.ordinal(), "shard": sample.shard(), "key": sample.key(), "fields": fields});
-                writeln!(out, "{line}")?;
-            }
-            (true, false) => {
-                let fields: Vec<String> = fields.iter().map(|(n, s)| format!("{n}:{s}")).collect();
-                writeln!(
-                    out,
-                    "{}\t{}\t{}\t{}",
-                    sample.ordinal(),
-                    sample.shard(),
-                    sample.key(),
-                    fields.join(" ")
-                )?;
-            }
-        }
+/// One sample's line: its key, or with `--long` its ordinal, shard and fields.
+fn list(out: &mut impl Write, sample: &Sample, args: &Args) -> Result<()> {
+    if !args.long {
+        return key_line(out, sample.ordinal(), sample.key(), args.json);
     }
-    out.flush()?;
-    Ok(crate::EXIT_OK)
+    let fields: Vec<(&str, usize)> = sample.fields().map(|(n, d)| (n, d.len())).collect();
+    if args.json {
+        let fields: Vec<_> = fields
+            .iter()
+            .map(|(n, s)| serde_json::json!({"name": n, "size": s}))
+            .collect();
+        let line = serde_json::json!({"ordinal": sample.ordinal(), "shard": sample.shard(), "key": sample.key(), "fields": fields});
+        writeln!(out, "{line}")?;
+    } else {
+        let fields: Vec<String> = fields.iter().map(|(n, s)| format!("{n}:{s}")).collect();
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}",
+            sample.ordinal(),
+            sample.shard(),
+            sample.key(),
+            fields.join(" ")
+        )?;
+    }
+    Ok(())
+}
+
+fn key_line(out: &mut impl Write, ordinal: u64, key: &str, json: bool) -> Result<()> {
+    if json {
+        writeln!(
+            out,
+            "{}",
+            serde_json::json!({"ordinal": ordinal, "key": key})
+        )?;
+    } else {
+        writeln!(out, "{key}")?;
+    }
+    Ok(())
 }
