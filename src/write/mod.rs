@@ -51,6 +51,7 @@ pub use crate::archive::manifest::PARTIAL_SUFFIX;
 /// Options for a [`Writer`]. Start from a media profile; every parameter can then be set
 /// on its own.
 #[derive(Clone, Debug)]
+#[must_use = "a builder does nothing until `create` or `create_stream`"]
 pub struct WriterBuilder {
     profile: MediaProfile,
     block_size: u64,
@@ -425,6 +426,7 @@ fn derive_archive_id<'a>(
 /// sample) plus 16 bytes per sample for duplicate-key detection.
 /// Dropping a writer without finishing leaves no manifest, so the folder is never taken for
 /// a complete archive.
+#[must_use = "call `finish`, or the folder has no manifest"]
 pub struct Writer {
     options: WriterBuilder,
     layout: Layout,
