@@ -178,3 +178,37 @@ fn a_fifo_where_a_file_is_expected_is_refused_at_once() {
         let _ = shardpack::verify(&a, &Default::default());
     });
 }
+
+/// `protect`, `repair` and `unstream` write their temporary files under names an attacker
+/// can plant beforehand (`parity.spp.partial`, `NAME.repair`): a symbolic link there is
+/// removed, never written through.
+#[test]
+fn a_planted_link_under_a_temporary_name_is_never_written_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("a");
+    write_archive(&archive, tiny(Compression::None), &small_samples());
+    let outside = dir.path().join("outside");
+    std::fs::write(&outside, b"precious").unwrap();
+    let plant = |name: &str| {
+        let link = archive.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+    };
+
+    plant("parity.spp.partial");
+    shardpack::protect(&archive, 20.0).unwrap();
+    assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+    assert!(!archive.join("parity.spp.partial").exists());
+
+    // Damage a shard so that repair writes it back through its temporary name.
+    let shard = archive.join("shard-000000.shp");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let original = bytes.clone();
+    bytes[300] ^= 0xFF;
+    std::fs::write(&shard, &bytes).unwrap();
+    plant("shard-000000.shp.repair");
+    let report = shardpack::repair(&archive).unwrap();
+    assert!(report.complete(), "{report:?}");
+    assert_eq!(std::fs::read(&shard).unwrap(), original);
+    assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+}

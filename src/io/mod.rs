@@ -243,6 +243,24 @@ pub(crate) fn open_regular(path: &Path) -> Result<(File, u64)> {
     Ok((file, meta.len()))
 }
 
+/// Creates `path` for writing, new: a stale file of an interrupted run, or a symbolic link
+/// planted under that name, is removed first (removing a link never touches its target),
+/// and the file is then created with `O_CREAT | O_EXCL`, which fails rather than follow a
+/// link put there in between. So a write never goes through a planted name.
+pub(crate) fn create_new(path: &Path) -> Result<File> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.is_dir() => {
+            std::fs::remove_file(path).map_err(|e| Error::io(path, "remove a stale", e))?
+        }
+        _ => {}
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| Error::io(path, "create", e))
+}
+
 /// Opens shard file `path` through the source `kind`, traced as shard `number` if asked.
 pub(crate) fn open_source(
     path: &Path,

@@ -365,7 +365,7 @@ fn protect_folder(
         "{PARITY_FILE}{}",
         crate::archive::manifest::PARTIAL_SUFFIX
     ));
-    let out = File::create(&out_path).map_err(|e| Error::io(&out_path, "create", e))?;
+    let out = crate::io::create_new(&out_path)?;
     // A parity file left half-written would be taken for damage: it goes on any error.
     let result = write_parity(&mut parity, &handles, folder, &out, &out_path);
     if result.is_err() {
@@ -1347,7 +1347,8 @@ fn repair_folder(folder: &Path, d: Damage, report: &mut RepairReport) -> Result<
             lost.extend(mine);
             continue;
         }
-        let written = File::create(&tmp)
+        let written = crate::io::create_new(&tmp)
+            .map_err(|e| std::io::Error::other(e.to_string()))
             .and_then(|mut out| {
                 out.write_all(&bytes)?;
                 out.sync_all()

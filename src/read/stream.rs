@@ -342,7 +342,7 @@ impl<R: Read> StreamReader<R> {
         let copy: Option<Box<dyn std::io::Write>> = match &self.copy_to {
             Some(dir) => {
                 let partial = dir.join(format!("{}{PARTIAL_SUFFIX}", shard_file_name(number)));
-                let file = File::create(&partial).map_err(|e| Error::io(&partial, "create", e))?;
+                let file = crate::io::create_new(&partial)?;
                 Some(Box::new(BufWriter::with_capacity(1 << 20, file)))
             }
             None => None,
