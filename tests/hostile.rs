@@ -212,3 +212,56 @@ fn a_planted_link_under_a_temporary_name_is_never_written_through() {
     assert_eq!(std::fs::read(&shard).unwrap(), original);
     assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
 }
+
+/// Two commands that change one archive at once exclude each other: while one holds the
+/// archive's lock, `protect` and `repair` fail at once and change nothing; readers and
+/// `verify` need no lock.
+#[test]
+fn protect_and_repair_exclude_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("a");
+    write_archive(&archive, tiny(Compression::None), &small_samples());
+    shardpack::protect(&archive, 10.0).unwrap();
+    let parity = std::fs::read(archive.join("parity.spp")).unwrap();
+
+    // Hold the lock as another process would: flock on the folder, from a child that says
+    // when it has it.
+    let held = dir.path().join("held");
+    let mut holder = std::process::Command::new("flock")
+        .arg(&archive)
+        .arg("-c")
+        .arg(format!("touch '{}'; sleep 5", held.display()))
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !held.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lock was never taken"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let err = shardpack::protect(&archive, 30.0)
+        .err()
+        .expect("protect refused");
+    assert!(
+        err.is_io() && err.to_string().contains("another shardpack command"),
+        "{err}"
+    );
+    let err = shardpack::repair(&archive).err().expect("repair refused");
+    assert!(
+        err.to_string().contains("another shardpack command"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(archive.join("parity.spp")).unwrap(), parity);
+    assert!(
+        Archive::open(&archive).unwrap().get(0).is_ok(),
+        "readers need no lock"
+    );
+    assert!(shardpack::verify(&archive, &Default::default())
+        .unwrap()
+        .is_ok());
+    // Once the holder is done, the lock is free again.
+    holder.wait().unwrap();
+    shardpack::protect(&archive, 10.0).unwrap();
+}

@@ -1,5 +1,5 @@
-//! The crate's only `unsafe` code: mapping a finished shard file read-only, and telling
-//! the kernel how a file will be read.
+//! The crate's only `unsafe` code: mapping a finished shard file read-only, telling the
+//! kernel how a file will be read or written back, and the advisory lock of an archive.
 //!
 //! # Safety contract
 //!
@@ -93,4 +93,31 @@ pub(crate) fn start_writeback(file: &File, offset: u64, len: u64) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (file, offset, len);
+}
+
+/// Takes an exclusive advisory lock on `file` (`flock`, which works on a directory too)
+/// without waiting; false when another open file description holds it. The lock goes with
+/// the descriptor: it is released when `file` is closed.
+pub(crate) fn try_lock_exclusive(file: &File) -> io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock only reads its integer arguments; the descriptor is valid for the
+        // duration of the call because `file` is borrowed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            return Ok(true);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::WouldBlock {
+            Ok(false)
+        } else {
+            Err(err)
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = file;
+        Ok(true)
+    }
 }

@@ -261,6 +261,33 @@ pub(crate) fn create_new(path: &Path) -> Result<File> {
         .map_err(|e| Error::io(path, "create", e))
 }
 
+/// An advisory lock on an archive folder, held by a command that changes the archive
+/// (`protect`, `repair`) for as long as it lives. It locks the folder itself (`flock` on
+/// the directory), so it adds no file to the archive; readers never take it.
+pub(crate) struct ArchiveLock {
+    _dir: File,
+}
+
+impl ArchiveLock {
+    /// Takes the lock on `dir`, or fails at once if another process (or another call in
+    /// this one) holds it.
+    pub(crate) fn take(dir: &Path) -> Result<ArchiveLock> {
+        let folder = File::open(dir).map_err(|e| Error::io(dir, "open archive folder", e))?;
+        let locked = mmap::try_lock_exclusive(&folder).map_err(|e| Error::io(dir, "lock", e))?;
+        if !locked {
+            return Err(Error::io(
+                dir,
+                "lock",
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another shardpack command is changing this archive; try again when it has finished",
+                ),
+            ));
+        }
+        Ok(ArchiveLock { _dir: folder })
+    }
+}
+
 /// Opens shard file `path` through the source `kind`, traced as shard `number` if asked.
 pub(crate) fn open_source(
     path: &Path,

@@ -192,10 +192,17 @@ pub(crate) fn check_percent(percent: f64, zero_allowed: bool) -> Result<()> {
 /// `dir` (to each volume of a split archive). Shards and manifest are not changed, so the
 /// root digest stays the same.
 ///
+/// `protect` and [`repair`] hold an advisory lock on `dir` while they run: a second one
+/// started meanwhile fails at once, naming the lock, and changes nothing. Readers take no
+/// lock.
+///
 /// # Errors
-/// The archive cannot be opened or read, or the parity file cannot be written.
+/// The archive cannot be opened or read, is locked by another `protect` or `repair`, or
+/// the parity file cannot be written.
 pub fn protect(dir: &Path, percent: f64) -> Result<ProtectReport> {
     check_percent(percent, false)?;
+    // Two protects at once would each rename a parity file over the other's.
+    let _lock = crate::io::ArchiveLock::take(dir)?;
     let layers = |k: u64| ((k as f64 * percent / 100.0).ceil() as u64).max(1);
     let mut plans = Vec::new();
     // Every folder's geometry is checked before any parity file is written (§17.4 rule 3).
@@ -1185,6 +1192,7 @@ impl RepairReport {
 /// # Errors
 /// The archive has no parity file, or a file cannot be written.
 pub fn repair(dir: &Path) -> Result<RepairReport> {
+    let _lock = crate::io::ArchiveLock::take(dir)?;
     let folders = parity_folders(dir);
     if folders.is_empty() {
         return Err(ErrorKind::Incomplete {
