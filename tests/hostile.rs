@@ -241,14 +241,12 @@ fn protect_and_repair_exclude_each_other() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let err = shardpack::protect(&archive, 30.0)
-        .err()
-        .expect("protect refused");
+    let err = shardpack::protect(&archive, 30.0).expect_err("protect refused");
     assert!(
         err.is_io() && err.to_string().contains("another shardpack command"),
         "{err}"
     );
-    let err = shardpack::repair(&archive).err().expect("repair refused");
+    let err = shardpack::repair(&archive).expect_err("repair refused");
     assert!(
         err.to_string().contains("another shardpack command"),
         "{err}"
