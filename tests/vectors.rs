@@ -515,6 +515,182 @@ fn the_stream_vector_reads_back() {
     );
 }
 
+// ---- The informative values of §15. ----
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The byte string *M* of §11.2, built from the parsed JSON.
+fn root_input(m: &serde_json::Value) -> Vec<u8> {
+    let mut out = b"shardpack archive root v1\n".to_vec();
+    fn s(out: &mut Vec<u8>, v: &serde_json::Value) {
+        let t = v.as_str().unwrap();
+        out.extend((t.len() as u64).to_le_bytes());
+        out.extend(t.as_bytes());
+    }
+    fn u(out: &mut Vec<u8>, v: &serde_json::Value) {
+        out.extend(v.as_u64().unwrap_or(0).to_le_bytes());
+    }
+    for k in ["format", "format_version", "writer", "archive_id"] {
+        s(&mut out, &m[k]);
+    }
+    let l = &m["layout"];
+    s(&mut out, &l["profile"]);
+    u(&mut out, &l["align"]);
+    u(&mut out, &l["block_size"]);
+    u(&mut out, &l["shard_size"]);
+    s(&mut out, &l["compression"]);
+    out.extend(l["level"].as_i64().unwrap().to_le_bytes());
+    u(&mut out, &l["volume_size"]);
+    for k in ["shards", "samples", "bytes", "raw_bytes"] {
+        u(&mut out, &m["totals"][k]);
+    }
+    let shards = m["shards"].as_array().unwrap();
+    out.extend((shards.len() as u64).to_le_bytes());
+    for e in shards {
+        s(&mut out, &e["file"]);
+        for k in ["size", "samples", "first_ordinal", "raw_bytes"] {
+            u(&mut out, &e[k]);
+        }
+        for k in ["min_key", "max_key", "blake3"] {
+            s(&mut out, &e[k]);
+        }
+        u(&mut out, &e["volume"]);
+    }
+    out
+}
+
+/// The root of the manifest in `dir`, recomputed from §11.2, with the length of *M*.
+fn recomputed_root(dir: &Path) -> (usize, String) {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let input = root_input(&m);
+    let root = blake3::hash(&input).to_hex().to_string();
+    assert_eq!(root, m["root"].as_str().unwrap(), "{}", dir.display());
+    (input.len(), root)
+}
+
+/// The §11.1 example manifest, as the spec text shows it.
+fn spec_example_manifest() -> String {
+    let spec =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec.md"))
+            .unwrap();
+    let from = spec
+        .find("Example (informative, §15): the canonical manifest")
+        .unwrap();
+    let start = from + spec[from..].find("```json\n").unwrap() + 8;
+    let end = start + spec[start..].find("\n```").unwrap();
+    spec[start..end].to_string()
+}
+
+/// Every informative value §15 lists (and §5.4, §6.3, §11.2, §13.2 rule 6, §16.2 and §17
+/// give), from the spec text, against what the code computes.
+#[test]
+fn the_informative_values_of_section_15_hold() {
+    // §13.2 rule 6: derived archive ids.
+    let layout = br#"{"profile":"generic","align":4096,"block_size":1048576,"shard_size":268435456,"compression":"zstd","level":3}"#;
+    assert_eq!(layout.len(), 109);
+    assert_eq!(
+        hex(&blake3::derive_key("shardpack archive id v1", layout)[..16]),
+        "bf0b0d3621b7015d7196ce0bd0bdf208"
+    );
+    for (profile, id) in [
+        (MediaProfile::generic(), "bf0b0d3621b7015d7196ce0bd0bdf208"),
+        (MediaProfile::hdd(), "877ed7304dd685119ea9a2b27308c78f"),
+        (MediaProfile::ssd(), "7b7dafbe2420f22bc6b52523726bf2f6"),
+        (MediaProfile::tape(), "2f253471dba9476933287fbc53126259"),
+        (MediaProfile::optical(), "cb74dbaf872ebed61e2d6048f0bcf0ac"),
+    ] {
+        let derived = WriterBuilder::for_profile(profile).derive_archive_id([]);
+        assert_eq!(hex(&derived), id, "{}", profile.name);
+    }
+
+    // §11.1 example and §11.2: the empty default archive.
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty");
+    write_archive(&empty, WriterBuilder::new(), &[]);
+    let written = std::fs::read_to_string(empty.join("manifest.json")).unwrap();
+    assert_eq!(written.trim_end_matches('\n'), spec_example_manifest());
+    let empty_root = "bba4804e70332d8c699fec497321953cfb1ffaed2686213f6bae9afefca7c236";
+    assert_eq!(recomputed_root(&empty), (224, empty_root.to_string()));
+    let stored_root = "0dec78a11fda1b222e8ab83dec83205f6efd5cc84b8639a47566ff318b72e734";
+    let zstd_root = "5ee87f6ebafaa16e96dea187217696ad3286285df3632f728b084c3ce0ff2905";
+    assert_eq!(
+        recomputed_root(&vector_dir("small-stored")),
+        (568, stored_root.to_string())
+    );
+    assert_eq!(
+        recomputed_root(&vector_dir("small-zstd")),
+        (396, zstd_root.to_string())
+    );
+    for (name, ..) in vectors() {
+        recomputed_root(&vector_dir(name));
+    }
+
+    // §6.3: the example record and its record_crc.
+    let record = tmp.path().join("record");
+    let sample = ("a".to_string(), vec![("x".to_string(), b"hi".to_vec())]);
+    write_archive(&record, tiny(Compression::None), &[sample]);
+    let f = std::fs::read(record.join("shard-000000.shp")).unwrap();
+    let example = [
+        1, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, b'a', b'x', b'h', b'i',
+    ];
+    assert_eq!(&f[128 + 64..128 + 64 + 22], &example);
+    assert_eq!(crc32fast::hash(&example), 0xB066_68B3);
+    let index = u64le(&f, f.len() - 128 + 56) as usize;
+    assert_eq!(
+        &f[index + 32 + 28..index + 32 + 32],
+        &[0xB3, 0x68, 0x66, 0xB0]
+    );
+
+    // §16.2: the start entry's digest.
+    let stream = std::fs::read(stream_vector()).unwrap();
+    let empty_digest = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+    assert_eq!(hex(&stream[72..104]), empty_digest);
+    assert_eq!(blake3::hash(b"").to_hex().as_str(), empty_digest);
+
+    // §5.4: page placement with the ssd profile (the small-ssd-stored vector).
+    let f = std::fs::read(vector_dir("small-ssd-stored").join("shard-000000.shp")).unwrap();
+    let index = u64le(&f, f.len() - 128 + 56) as usize;
+    assert_eq!(u32le(&f, f.len() - 128 + 36), 1, "one block");
+    let block = u64le(&f, index) as usize;
+    assert_eq!(block, 4096);
+    let placed: Vec<(usize, usize)> = (0..3)
+        .map(|r| {
+            let e = index + 32 + 32 * r;
+            (
+                block + 64 + u64le(&f, e) as usize,
+                u64le(&f, e + 8) as usize,
+            )
+        })
+        .collect();
+    assert_eq!(placed, [(4160, 3023), (8192, 3023), (11215, 123)]);
+    // The filler before the second record: 8-byte marker and 1,001 zero bytes.
+    assert_eq!(&f[7183..7191], &[0, 0, 0, 0, 0xE9, 0x03, 0, 0]);
+    assert!(f[7191..8192].iter().all(|&z| z == 0));
+
+    // §17.3: the CRC-32 residue, and chunk 0 of a shard with align 4096.
+    for msg in [&b""[..], b"123456789", &f[..124]] {
+        let mut m = msg.to_vec();
+        m.extend(crc32fast::hash(msg).to_le_bytes());
+        assert_eq!(crc32fast::hash(&m), 0x2144_DF1C);
+    }
+    assert!(f[128..4096].iter().all(|&z| z == 0));
+    assert_eq!(crc32fast::hash(&f[..4096]), 0x5D26_DAAD);
+
+    // §15, §17.1: the parity file of the empty default archive, at any percentage up to 100.
+    for percent in [1.0, 15.0, 100.0] {
+        let dir = tmp.path().join(format!("empty-{percent}"));
+        write_archive(&dir, WriterBuilder::new(), &[]);
+        shardpack::protect(&dir, percent).unwrap();
+        let p = std::fs::read(dir.join("parity.spp")).unwrap();
+        assert_eq!(p.len(), 8462, "{percent}%");
+        let header = parity_header(&p);
+        assert_eq!(header, (4096, 1, 1, 1, 1, 1, 8192, 71), "{percent}%");
+    }
+}
+
 /// The parity header's geometry (§17.1), its magic, version, CRC and copy checked:
 /// (C, k, m, file_count, L, N, tables_offset, tables_len).
 fn parity_header(p: &[u8]) -> (u32, u32, u32, u32, u64, u64, u64, u64) {
