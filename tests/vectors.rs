@@ -232,10 +232,10 @@ fn minimal_read(dir: &Path) -> Vec<OwnedSample> {
             }
         }
         assert_eq!(walked.len(), records, "records walked");
-        for r in 0..records {
+        for (r, walked) in walked.iter().enumerate() {
             let e = record_table + 32 * r;
             assert_eq!(
-                walked[r],
+                *walked,
                 (
                     u32le(&f, e + 24) as usize,
                     u64le(&f, e) as usize,
