@@ -983,3 +983,126 @@ fn tape_entry_records_are_checked_to_their_last_byte() {
         }
     }
 }
+
+// ---- Stream reader checks of §16.1, §16.2 and §16.4 on hand-patched streams. ----
+
+/// A small stream: the `tiny()` options in 4 KiB records, a checkpoint after each shard.
+fn small_stream() -> Vec<u8> {
+    let builder = tiny(Compression::None).stream_record(4096);
+    write_stream(builder, &small_samples()).0
+}
+
+/// Recomputes the CRC-32 of a 128-byte entry or shard header at `at` (both at 124).
+fn fix_header_crc(stream: &mut [u8], at: usize) {
+    let crc = crc32fast::hash(&stream[at..at + 124]);
+    stream[at + 124..at + 128].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// The stream's error: Corrupt, at `offset` (in the stream, or in `shard` when given), and
+/// naming `what`.
+fn assert_stream_error(stream: &[u8], offset: u64, shard: Option<u32>, what: &str) {
+    let (_, err) = read_stream(stream);
+    let err = err.unwrap_or_else(|| panic!("{what}: read without error"));
+    match err.kind() {
+        ErrorKind::Corrupt {
+            location, what: w, ..
+        } => {
+            assert_eq!(
+                (location.offset, location.shard),
+                (offset, shard),
+                "{what}: {err}"
+            );
+            assert!(w.contains(what), "{what}: {err}");
+        }
+        _ => panic!("{what}: {err:?}"),
+    }
+}
+
+/// Puts `value` at `at + field` of the stream and reseals the header at `at`.
+fn patch(stream: &[u8], at: usize, field: usize, value: &[u8]) -> Vec<u8> {
+    let mut s = stream.to_vec();
+    s[at + field..at + field + value.len()].copy_from_slice(value);
+    fix_header_crc(&mut s, at);
+    s
+}
+
+/// §16.1: a record size that is a power of two but outside 4 KiB ..= 8 MiB is rejected at
+/// entry header offset 16, and so is a shard whose `align` is greater than `R`, at its
+/// header offset 64.
+#[test]
+fn stream_record_size_and_shard_alignment_are_checked() {
+    let stream = small_stream();
+    for r in [64u32, 2048, 16 << 20, 4097] {
+        let bad = patch(&stream, 0, 16, &r.to_le_bytes());
+        assert_stream_error(&bad, 16, None, "stream record size");
+    }
+    // Shard 0 (at 4096) claims an alignment of 8 KiB in 4 KiB records.
+    let bad = patch(&stream, 4096, 64, &8192u32.to_le_bytes());
+    assert_stream_error(&bad, 64, Some(0), "shard alignment");
+    // Its first ordinal and archive id must be the stream's.
+    let bad = patch(&stream, 4096, 40, &1u64.to_le_bytes());
+    assert_stream_error(&bad, 40, Some(0), "first ordinal");
+    let bad = patch(&stream, 4096, 16, &[0x5A; 16]);
+    assert_stream_error(&bad, 16, Some(0), "archive id");
+}
+
+/// §16.4 step 3: any byte after the final entry's last record is an error, reported where
+/// the stream should have ended.
+#[test]
+fn stream_bytes_after_the_final_entry_are_an_error() {
+    let stream = small_stream();
+    let (_, err) = read_stream(&stream);
+    assert!(err.is_none(), "{err:?}");
+    for extra in [1usize, 7, 8, 4096] {
+        let mut bad = stream.clone();
+        bad.extend(std::iter::repeat_n(0u8, extra));
+        assert_stream_error(&bad, stream.len() as u64, None, "end of stream");
+    }
+}
+
+/// §16.2, §16.4 steps 2 and 3: the start entry's `self_offset`, `generation`, `previous`,
+/// `manifest_len` and `digest`, and each later entry's `generation`, `previous`,
+/// `self_offset` and `archive_id`, each reported at its field.
+#[test]
+fn stream_entry_fields_are_checked() {
+    let stream = small_stream();
+    let entries = stream_entries(&stream, 4096);
+    let starts: Vec<usize> = entries.iter().map(|e| e.start).collect();
+    assert_eq!(starts.len(), 4, "start, two checkpoints, final: {starts:?}");
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e.header.generation, i as u64);
+        let previous = if i == 0 {
+            u64::MAX
+        } else {
+            starts[i - 1] as u64
+        };
+        assert_eq!(e.header.previous, previous);
+    }
+    let start_cases: [(usize, Vec<u8>, &str); 5] = [
+        (24, 1u64.to_le_bytes().to_vec(), "generation"),
+        (32, 5u64.to_le_bytes().to_vec(), "manifest_len"),
+        (40, 4096u64.to_le_bytes().to_vec(), "self_offset"),
+        (48, 0u64.to_le_bytes().to_vec(), "previous"),
+        (72, vec![0; 32], "digest"),
+    ];
+    for (field, value, what) in start_cases {
+        let bad = patch(&stream, 0, field, &value);
+        assert_stream_error(&bad, field as u64, None, what);
+    }
+    for (i, &at) in starts.iter().enumerate().skip(1) {
+        let cases: [(usize, Vec<u8>, &str); 5] = [
+            (24, (i as u64 + 1).to_le_bytes().to_vec(), "generation"),
+            (24, 0u64.to_le_bytes().to_vec(), "generation"),
+            (48, (at as u64).to_le_bytes().to_vec(), "previous"),
+            (40, 0u64.to_le_bytes().to_vec(), "self_offset"),
+            (56, vec![0x5A; 16], "archive_id"),
+        ];
+        for (field, value, what) in cases {
+            let bad = patch(&stream, at, field, &value);
+            assert_stream_error(&bad, (at + field) as u64, None, what);
+        }
+        // A second start entry.
+        let bad = patch(&stream, at, 20, &[0]);
+        assert_stream_error(&bad, (at + 20) as u64, None, "kind");
+    }
+}

@@ -10,19 +10,71 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use shardpack::{Archive, Compression, ErrorKind, WriterBuilder};
+use shardpack::stream::{StreamItem, StreamReader};
+use shardpack::{Archive, Compression, ErrorKind, Limits, MediaProfile, WriterBuilder};
 
-/// Each vector's name, options and samples: 1.0 stored and zstd, and 1.1 with dictionaries.
-fn vectors() -> Vec<(&'static str, WriterBuilder, Vec<OwnedSample>)> {
+/// A folder vector: its name, options, samples and the parity percentage it is protected
+/// with (§17), if any.
+type Vector = (&'static str, WriterBuilder, Vec<OwnedSample>, Option<f64>);
+
+/// Each vector's name, options and samples: 1.0 stored and zstd, 1.1 with dictionaries, page
+/// placement with fillers, parity, and 1.0 and 1.1 shards in one archive.
+fn vectors() -> Vec<Vector> {
     vec![
-        ("small-stored", tiny(Compression::None), small_samples()),
+        (
+            "small-stored",
+            tiny(Compression::None),
+            small_samples(),
+            None,
+        ),
         (
             "small-zstd",
             tiny(Compression::Zstd { level: 3 }),
             small_samples(),
+            None,
         ),
-        ("small-dictionary", with_dictionary(), text_samples(200)),
+        (
+            "small-dictionary",
+            with_dictionary(),
+            text_samples(200),
+            None,
+        ),
+        ("small-ssd-stored", ssd_stored(), page_samples(), None),
+        (
+            "small-parity",
+            tiny(Compression::None),
+            small_samples(),
+            Some(50.0),
+        ),
+        (
+            "small-dictionary-multi",
+            with_dictionary().shard_size(10240),
+            text_samples(100),
+            None,
+        ),
     ]
+}
+
+/// The `ssd` profile (4 KiB alignment and record page) with stored blocks (§5.4, §15).
+fn ssd_stored() -> WriterBuilder {
+    WriterBuilder::for_profile(MediaProfile::ssd())
+        .compression(Compression::None)
+        .archive_id([0x55; 16])
+}
+
+/// The samples of §15's placement example: 3000, 3000 and 100 data bytes under 4-byte keys
+/// and a 1-byte field name, so records of 3,023, 3,023 and 123 bytes.
+fn page_samples() -> Vec<OwnedSample> {
+    [3000usize, 3000, 100]
+        .into_iter()
+        .enumerate()
+        .map(|(i, n)| {
+            (
+                format!("p{i:03}"),
+                vec![("d".into(), noise(10 + i as u64, n))],
+            )
+        })
+        .collect()
 }
 
 fn vector_dir(name: &str) -> PathBuf {
@@ -34,10 +86,13 @@ fn vector_dir(name: &str) -> PathBuf {
 #[test]
 fn writer_output_matches_the_vectors() {
     let regenerate = std::env::var_os("SHARDPACK_REGENERATE_VECTORS").is_some();
-    for (name, builder, samples) in vectors() {
+    for (name, builder, samples, parity) in vectors() {
         let tmp = tempfile::tempdir().unwrap();
         let fresh = tmp.path().join(name);
         write_archive(&fresh, builder, &samples);
+        if let Some(percent) = parity {
+            shardpack::protect(&fresh, percent).unwrap();
+        }
         let golden = vector_dir(name);
         if regenerate {
             let _ = std::fs::remove_dir_all(&golden);
@@ -49,22 +104,27 @@ fn writer_output_matches_the_vectors() {
         let (want, got) = (files(&golden), files(&fresh));
         assert_eq!(want.len(), got.len(), "{name}: file count");
         for ((wf, w), (_, g)) in want.iter().zip(&got) {
-            if let Some(at) = w.iter().zip(g).position(|(a, b)| a != b) {
-                panic!(
-                    "{}: first difference at byte {at}: vector {:#04x}, writer {:#04x}",
-                    wf.display(),
-                    w[at],
-                    g[at]
-                );
-            }
-            assert_eq!(w.len(), g.len(), "{}: length", wf.display());
+            assert_same(wf, w, g);
         }
     }
 }
 
+/// Panics with the first differing offset unless `got` is `want` byte for byte.
+fn assert_same(file: &Path, want: &[u8], got: &[u8]) {
+    if let Some(at) = want.iter().zip(got).position(|(a, b)| a != b) {
+        panic!(
+            "{}: first difference at byte {at}: vector {:#04x}, writer {:#04x}",
+            file.display(),
+            want[at],
+            got[at]
+        );
+    }
+    assert_eq!(want.len(), got.len(), "{}: length", file.display());
+}
+
 #[test]
 fn vectors_read_back_through_the_library() {
-    for (name, _, samples) in vectors() {
+    for (name, _, samples, _) in vectors() {
         let archive = Archive::open(vector_dir(name)).unwrap();
         assert_eq!(read_all(&archive), samples, "{name}");
         assert!(shardpack::verify(vector_dir(name), &Default::default())
@@ -147,8 +207,42 @@ fn minimal_read(dir: &Path) -> Vec<OwnedSample> {
                 c => panic!("codec {c}"),
             });
         }
-        for r in 0..records {
+        // §6.4: each decoded payload parses front to back into records and fillers; the
+        // records met are the block's, at the offsets the record table gives.
+        let mut walked: Vec<(usize, usize, usize)> = Vec::new();
+        for (b, d) in decoded.iter().enumerate() {
+            let mut a = 0;
+            while a < d.len() {
+                assert!(d.len() - a >= 8, "item header past the payload end");
+                let (key_len, nfields) = (u16le(d, a) as usize, u16le(d, a + 2) as usize);
+                let len = if key_len == 0 && nfields == 0 {
+                    let n = u32le(d, a + 4) as usize;
+                    assert!(d[a + 8..a + 8 + n].iter().all(|&z| z == 0), "filler bytes");
+                    8 + n
+                } else {
+                    let descriptors = (0..nfields).map(|i| {
+                        u64le(d, a + 8 + 10 * i) as usize + u16le(d, a + 16 + 10 * i) as usize
+                    });
+                    let len = 8 + 10 * nfields + key_len + descriptors.sum::<usize>();
+                    walked.push((b, a, len));
+                    len
+                };
+                assert!(len <= d.len() - a, "item past the payload end");
+                a += len;
+            }
+        }
+        assert_eq!(walked.len(), records, "records walked");
+        for (r, walked) in walked.iter().enumerate() {
             let e = record_table + 32 * r;
+            assert_eq!(
+                *walked,
+                (
+                    u32le(&f, e + 24) as usize,
+                    u64le(&f, e) as usize,
+                    u64le(&f, e + 8) as usize
+                ),
+                "record {r}: walked against the record table"
+            );
             let (offset, len, key_off, block, crc) = (
                 u64le(&f, e) as usize,
                 u64le(&f, e + 8) as usize,
@@ -199,7 +293,7 @@ fn minimal_read(dir: &Path) -> Vec<OwnedSample> {
 
 #[test]
 fn an_independent_reader_reads_the_vectors() {
-    for (name, _, samples) in vectors() {
+    for (name, _, samples, _) in vectors() {
         assert_eq!(minimal_read(&vector_dir(name)), samples, "{name}");
     }
 }
@@ -261,4 +355,429 @@ fn bad_vectors_map_to_their_error_kind() {
         matches!(err.kind(), ErrorKind::Corrupt { what, .. } if what == "manifest root digest"),
         "{err}"
     );
+}
+
+// ---- The tape stream vector (§16). ----
+
+/// The stream vector's record size: the smallest a writer may use (§16.1).
+const STREAM_RECORD: usize = 4096;
+
+/// `small-stream`: the `small-stored` options and samples as a stream of 4 KiB records, with
+/// a checkpoint every two shards.
+fn stream_builder() -> WriterBuilder {
+    tiny(Compression::None)
+        .stream_record(STREAM_RECORD as u32)
+        .checkpoint_every(2)
+}
+
+fn stream_vector() -> PathBuf {
+    vector_dir("small-stream").join("stream.bin")
+}
+
+/// A sink that keeps what it is given, shared with the test.
+#[derive(Clone, Default)]
+struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn write_stream(builder: WriterBuilder, samples: &[OwnedSample]) -> Vec<u8> {
+    let sink = Sink::default();
+    let mut w = builder
+        .create_stream(Box::new(sink.clone()), "small-stream")
+        .unwrap();
+    for (key, fields) in samples {
+        let f: Vec<(&str, &[u8])> = fields
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect();
+        w.append(key, &f).unwrap();
+    }
+    w.finish().unwrap();
+    let bytes = std::mem::take(&mut *sink.0.lock().unwrap());
+    bytes
+}
+
+#[test]
+fn writer_output_matches_the_stream_vector() {
+    let got = write_stream(stream_builder(), &small_samples());
+    let path = stream_vector();
+    if std::env::var_os("SHARDPACK_REGENERATE_VECTORS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, &got).unwrap();
+    }
+    assert_same(&path, &std::fs::read(&path).unwrap(), &got);
+}
+
+/// An entry header's fields as §16.2 lays them out, its magic, version, length, CRC and
+/// reserved bytes checked: (record_size, kind, generation, manifest_len, self_offset,
+/// previous, archive_id, digest).
+type Entry = (u32, u8, u64, u64, u64, u64, Vec<u8>, Vec<u8>);
+
+fn minimal_entry(b: &[u8]) -> Entry {
+    assert_eq!(&b[..8], b"\x89SPM\r\n\x1a\n");
+    assert_eq!((u16le(b, 8), u16le(b, 10), u32le(b, 12)), (1, 0, 128));
+    assert_eq!(crc32fast::hash(&b[..124]), u32le(b, 124));
+    assert!(b[21..24].iter().chain(&b[104..124]).all(|&z| z == 0));
+    (
+        u32le(b, 16),
+        b[20],
+        u64le(b, 24),
+        u64le(b, 32),
+        u64le(b, 40),
+        u64le(b, 48),
+        b[56..72].to_vec(),
+        b[72..104].to_vec(),
+    )
+}
+
+/// The stream vector, taken apart from §16 alone: a start entry, the `small-stored` shards
+/// unchanged (§13.2 rule 3), each padded with zeros to a record boundary, a checkpoint after
+/// the second shard and the final entry, each with the `small-stored` manifest; and read
+/// back by `StreamReader`.
+#[test]
+fn the_stream_vector_reads_back() {
+    let stream = std::fs::read(stream_vector()).unwrap();
+    let r = STREAM_RECORD;
+    assert_eq!(stream.len() % r, 0);
+    let id = vec![0xA5; 16];
+    let empty = blake3::hash(b"").as_bytes().to_vec();
+    assert_eq!(
+        minimal_entry(&stream[..128]),
+        (r as u32, 0, 0, 0, 0, u64::MAX, id.clone(), empty)
+    );
+    assert!(stream[128..r].iter().all(|&z| z == 0));
+    let folder = files(&vector_dir("small-stored"));
+    let manifest = &folder[0].1;
+    let mut at = r;
+    for (_, shard) in &folder[1..] {
+        assert_eq!(&stream[at..at + shard.len()], &shard[..]);
+        let end = (at + shard.len()).div_ceil(r) * r;
+        assert!(stream[at + shard.len()..end].iter().all(|&z| z == 0));
+        at = end;
+    }
+    let mut previous = 0;
+    for (generation, kind) in [(1, 1), (2, 2)] {
+        let digest = blake3::hash(manifest).as_bytes().to_vec();
+        let len = manifest.len() as u64;
+        let entry = (
+            r as u32,
+            kind,
+            generation,
+            len,
+            at as u64,
+            previous,
+            id.clone(),
+            digest,
+        );
+        assert_eq!(minimal_entry(&stream[at..at + 128]), entry);
+        assert!(stream[at + 128..at + r].iter().all(|&z| z == 0));
+        assert_eq!(&stream[at + r..at + r + manifest.len()], &manifest[..]);
+        let end = (at + r + manifest.len()).div_ceil(r) * r;
+        assert!(stream[at + r + manifest.len()..end].iter().all(|&z| z == 0));
+        previous = at as u64;
+        at = end;
+    }
+    assert_eq!(at, stream.len(), "nothing after the final entry");
+
+    let reader = StreamReader::new(&stream[..], "small-stream", Limits::default()).unwrap();
+    assert_eq!(reader.record_size(), r as u64);
+    let (mut samples, mut ends, mut manifests) = (Vec::new(), Vec::new(), Vec::new());
+    for item in reader {
+        match item.unwrap() {
+            StreamItem::Sample(s) => samples.push((
+                s.key().to_string(),
+                s.fields()
+                    .map(|(n, d)| (n.to_string(), d.to_vec()))
+                    .collect::<Vec<_>>(),
+            )),
+            StreamItem::ShardEnd { number, size, .. } => ends.push((number, size)),
+            StreamItem::Manifest { kind, manifest } => manifests.push((kind, manifest.root)),
+            _ => panic!("unexpected stream item"),
+        }
+    }
+    assert_eq!(samples, small_samples());
+    assert_eq!(ends, [(0, 960), (1, 512)]);
+    let root = "0dec78a11fda1b222e8ab83dec83205f6efd5cc84b8639a47566ff318b72e734".to_string();
+    assert_eq!(
+        manifests,
+        [
+            (shardpack::EntryKind::Checkpoint, root.clone()),
+            (shardpack::EntryKind::Final, root)
+        ]
+    );
+}
+
+// ---- The informative values of §15. ----
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The byte string *M* of §11.2, built from the parsed JSON.
+fn root_input(m: &serde_json::Value) -> Vec<u8> {
+    let mut out = b"shardpack archive root v1\n".to_vec();
+    fn s(out: &mut Vec<u8>, v: &serde_json::Value) {
+        let t = v.as_str().unwrap();
+        out.extend((t.len() as u64).to_le_bytes());
+        out.extend(t.as_bytes());
+    }
+    fn u(out: &mut Vec<u8>, v: &serde_json::Value) {
+        out.extend(v.as_u64().unwrap_or(0).to_le_bytes());
+    }
+    for k in ["format", "format_version", "writer", "archive_id"] {
+        s(&mut out, &m[k]);
+    }
+    let l = &m["layout"];
+    s(&mut out, &l["profile"]);
+    u(&mut out, &l["align"]);
+    u(&mut out, &l["block_size"]);
+    u(&mut out, &l["shard_size"]);
+    s(&mut out, &l["compression"]);
+    out.extend(l["level"].as_i64().unwrap().to_le_bytes());
+    u(&mut out, &l["volume_size"]);
+    for k in ["shards", "samples", "bytes", "raw_bytes"] {
+        u(&mut out, &m["totals"][k]);
+    }
+    let shards = m["shards"].as_array().unwrap();
+    out.extend((shards.len() as u64).to_le_bytes());
+    for e in shards {
+        s(&mut out, &e["file"]);
+        for k in ["size", "samples", "first_ordinal", "raw_bytes"] {
+            u(&mut out, &e[k]);
+        }
+        for k in ["min_key", "max_key", "blake3"] {
+            s(&mut out, &e[k]);
+        }
+        u(&mut out, &e["volume"]);
+    }
+    out
+}
+
+/// The root of the manifest in `dir`, recomputed from §11.2, with the length of *M*.
+fn recomputed_root(dir: &Path) -> (usize, String) {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    let input = root_input(&m);
+    let root = blake3::hash(&input).to_hex().to_string();
+    assert_eq!(root, m["root"].as_str().unwrap(), "{}", dir.display());
+    (input.len(), root)
+}
+
+/// The §11.1 example manifest, as the spec text shows it.
+fn spec_example_manifest() -> String {
+    let spec =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("format-spec.md"))
+            .unwrap();
+    let from = spec
+        .find("Example (informative, §15): the canonical manifest")
+        .unwrap();
+    let start = from + spec[from..].find("```json\n").unwrap() + 8;
+    let end = start + spec[start..].find("\n```").unwrap();
+    spec[start..end].to_string()
+}
+
+/// Every informative value §15 lists (and §5.4, §6.3, §11.2, §13.2 rule 6, §16.2 and §17
+/// give), from the spec text, against what the code computes.
+#[test]
+fn the_informative_values_of_section_15_hold() {
+    // §13.2 rule 6: derived archive ids.
+    let layout = br#"{"profile":"generic","align":4096,"block_size":1048576,"shard_size":268435456,"compression":"zstd","level":3}"#;
+    assert_eq!(layout.len(), 109);
+    assert_eq!(
+        hex(&blake3::derive_key("shardpack archive id v1", layout)[..16]),
+        "bf0b0d3621b7015d7196ce0bd0bdf208"
+    );
+    for (profile, id) in [
+        (MediaProfile::generic(), "bf0b0d3621b7015d7196ce0bd0bdf208"),
+        (MediaProfile::hdd(), "877ed7304dd685119ea9a2b27308c78f"),
+        (MediaProfile::ssd(), "7b7dafbe2420f22bc6b52523726bf2f6"),
+        (MediaProfile::tape(), "2f253471dba9476933287fbc53126259"),
+        (MediaProfile::optical(), "cb74dbaf872ebed61e2d6048f0bcf0ac"),
+    ] {
+        let derived = WriterBuilder::for_profile(profile).derive_archive_id([]);
+        assert_eq!(hex(&derived), id, "{}", profile.name);
+    }
+
+    // §11.1 example and §11.2: the empty default archive.
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty");
+    write_archive(&empty, WriterBuilder::new(), &[]);
+    let written = std::fs::read_to_string(empty.join("manifest.json")).unwrap();
+    assert_eq!(written.trim_end_matches('\n'), spec_example_manifest());
+    let empty_root = "bba4804e70332d8c699fec497321953cfb1ffaed2686213f6bae9afefca7c236";
+    assert_eq!(recomputed_root(&empty), (224, empty_root.to_string()));
+    let stored_root = "0dec78a11fda1b222e8ab83dec83205f6efd5cc84b8639a47566ff318b72e734";
+    let zstd_root = "5ee87f6ebafaa16e96dea187217696ad3286285df3632f728b084c3ce0ff2905";
+    assert_eq!(
+        recomputed_root(&vector_dir("small-stored")),
+        (568, stored_root.to_string())
+    );
+    assert_eq!(
+        recomputed_root(&vector_dir("small-zstd")),
+        (396, zstd_root.to_string())
+    );
+    for (name, ..) in vectors() {
+        recomputed_root(&vector_dir(name));
+    }
+
+    // §6.3: the example record and its record_crc.
+    let record = tmp.path().join("record");
+    let sample = ("a".to_string(), vec![("x".to_string(), b"hi".to_vec())]);
+    write_archive(&record, tiny(Compression::None), &[sample]);
+    let f = std::fs::read(record.join("shard-000000.shp")).unwrap();
+    let example = [
+        1, 0, 1, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1, 0, b'a', b'x', b'h', b'i',
+    ];
+    assert_eq!(&f[128 + 64..128 + 64 + 22], &example);
+    assert_eq!(crc32fast::hash(&example), 0xB066_68B3);
+    let index = u64le(&f, f.len() - 128 + 56) as usize;
+    assert_eq!(
+        &f[index + 32 + 28..index + 32 + 32],
+        &[0xB3, 0x68, 0x66, 0xB0]
+    );
+
+    // §16.2: the start entry's digest.
+    let stream = std::fs::read(stream_vector()).unwrap();
+    let empty_digest = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+    assert_eq!(hex(&stream[72..104]), empty_digest);
+    assert_eq!(blake3::hash(b"").to_hex().as_str(), empty_digest);
+
+    // §5.4: page placement with the ssd profile (the small-ssd-stored vector).
+    let f = std::fs::read(vector_dir("small-ssd-stored").join("shard-000000.shp")).unwrap();
+    let index = u64le(&f, f.len() - 128 + 56) as usize;
+    assert_eq!(u32le(&f, f.len() - 128 + 36), 1, "one block");
+    let block = u64le(&f, index) as usize;
+    assert_eq!(block, 4096);
+    let placed: Vec<(usize, usize)> = (0..3)
+        .map(|r| {
+            let e = index + 32 + 32 * r;
+            (
+                block + 64 + u64le(&f, e) as usize,
+                u64le(&f, e + 8) as usize,
+            )
+        })
+        .collect();
+    assert_eq!(placed, [(4160, 3023), (8192, 3023), (11215, 123)]);
+    // The filler before the second record: 8-byte marker and 1,001 zero bytes.
+    assert_eq!(&f[7183..7191], &[0, 0, 0, 0, 0xE9, 0x03, 0, 0]);
+    assert!(f[7191..8192].iter().all(|&z| z == 0));
+
+    // §17.3: the CRC-32 residue, and chunk 0 of a shard with align 4096.
+    for msg in [&b""[..], b"123456789", &f[..124]] {
+        let mut m = msg.to_vec();
+        m.extend(crc32fast::hash(msg).to_le_bytes());
+        assert_eq!(crc32fast::hash(&m), 0x2144_DF1C);
+    }
+    assert!(f[128..4096].iter().all(|&z| z == 0));
+    assert_eq!(crc32fast::hash(&f[..4096]), 0x5D26_DAAD);
+
+    // §15, §17.1: the parity file of the empty default archive, at any percentage up to 100.
+    for percent in [1.0, 15.0, 100.0] {
+        let dir = tmp.path().join(format!("empty-{percent}"));
+        write_archive(&dir, WriterBuilder::new(), &[]);
+        shardpack::protect(&dir, percent).unwrap();
+        let p = std::fs::read(dir.join("parity.spp")).unwrap();
+        assert_eq!(p.len(), 8462, "{percent}%");
+        let header = parity_header(&p);
+        assert_eq!(header, (4096, 1, 1, 1, 1, 1, 8192, 71), "{percent}%");
+    }
+}
+
+/// The parity header's geometry (§17.1), its magic, version, CRC and copy checked:
+/// (C, k, m, file_count, L, N, tables_offset, tables_len).
+fn parity_header(p: &[u8]) -> (u32, u32, u32, u32, u64, u64, u64, u64) {
+    assert_eq!(&p[..8], b"\x89SPR\r\n\x1a\n");
+    assert_eq!((u16le(p, 8), u16le(p, 10), u32le(p, 12)), (1, 0, 128));
+    assert_eq!(crc32fast::hash(&p[..124]), u32le(p, 124));
+    assert_eq!(&p[..128], &p[p.len() - 128..], "header copy");
+    (
+        u32le(p, 32),
+        u32le(p, 36),
+        u32le(p, 40),
+        u32le(p, 44),
+        u64le(p, 48),
+        u64le(p, 56),
+        u64le(p, 64),
+        u64le(p, 72),
+    )
+}
+
+/// `small-parity`: the parity file's geometry and size follow §17.1 and §17.2 from the
+/// protected files' sizes, its two table copies are equal and match `tables_crc`.
+#[test]
+fn the_parity_vector_follows_the_size_formula() {
+    let dir = vector_dir("small-parity");
+    let p = std::fs::read(dir.join("parity.spp")).unwrap();
+    let (c, k, m, count, l, n, tables_offset, tables_len) = parity_header(&p);
+    let names = ["shard-000000.shp", "shard-000001.shp", "manifest.json"];
+    let chunk = u64::from(c);
+    assert_eq!(chunk, 4096, "max(align, 4096)");
+    let sizes: Vec<u64> = names
+        .iter()
+        .map(|f| std::fs::metadata(dir.join(f)).unwrap().len())
+        .collect();
+    let data_chunks: u64 = sizes.iter().map(|s| s.div_ceil(chunk).max(1)).sum();
+    assert_eq!(u64::from(count), names.len() as u64);
+    assert_eq!(n, data_chunks);
+    assert_eq!(u64::from(k), n.min(200));
+    assert_eq!(l, n.div_ceil(u64::from(k)));
+    assert_eq!(m, ((f64::from(k) * 50.0 / 100.0).ceil() as u32).max(1));
+    assert_eq!((k, m), (3, 2));
+    let parity = u64::from(m) * l * chunk;
+    assert_eq!(tables_offset, chunk + parity);
+    let names_len: u64 = names.iter().map(|f| 42 + f.len() as u64).sum();
+    assert_eq!(tables_len, names_len + 8 * (n + u64::from(m) * l));
+    assert_eq!(
+        p.len() as u64,
+        128 + (chunk - 128) + parity + 2 * tables_len + 128
+    );
+    assert!(p[128..chunk as usize].iter().all(|&z| z == 0));
+    let t = tables_offset as usize;
+    let tl = tables_len as usize;
+    assert_eq!(&p[t..t + tl], &p[t + tl..t + 2 * tl]);
+    assert_eq!(crc32fast::hash(&p[t..t + tl]), u32le(&p, 80));
+}
+
+/// `small-dictionary-multi`: shards with dictionaries close while held-back records remain
+/// (§5.5 writer rule 5), which begin the next shard; the last set is too small to train on,
+/// so the archive mixes 1.1 and 1.0 shards.
+#[test]
+fn the_multi_dictionary_vector_mixes_versions() {
+    let dir = vector_dir("small-dictionary-multi");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["format_version"], "1.1");
+    let shards: Vec<(u64, u64, u32, u16)> = manifest["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let f = std::fs::read(dir.join(e["file"].as_str().unwrap())).unwrap();
+            (
+                e["first_ordinal"].as_u64().unwrap(),
+                e["samples"].as_u64().unwrap(),
+                u32le(&f, 72),
+                u16le(&f, 10),
+            )
+        })
+        .collect();
+    assert!(shards.len() >= 3, "{shards:?}");
+    let (last, with_dictionary) = shards.split_last().unwrap();
+    assert!(
+        with_dictionary.iter().all(|s| s.2 > 0 && s.3 == 1),
+        "{shards:?}"
+    );
+    // Rule 5: each dictionary shard after the first trained on the records the one before
+    // it left, 64 or more; the last set had fewer than 64.
+    assert!(shards[1..].iter().all(|s| s.0 > 0));
+    assert_eq!((last.2, last.3), (0, 0), "{shards:?}");
+    assert!(last.1 < 64, "{shards:?}");
 }

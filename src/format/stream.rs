@@ -22,15 +22,15 @@ const NAMES: sealed::Names = sealed::Names {
 /// Length of the encoded entry header.
 pub const ENTRY_HEADER_LEN: usize = 128;
 
-const RECORD_SIZE_OFFSET: usize = sealed::BODY_OFFSET;
-const KIND_OFFSET: usize = RECORD_SIZE_OFFSET + 4;
+pub(crate) const RECORD_SIZE_OFFSET: usize = sealed::BODY_OFFSET;
+pub(crate) const KIND_OFFSET: usize = RECORD_SIZE_OFFSET + 4;
 const RESERVED_A_OFFSET: usize = KIND_OFFSET + 1;
-const GENERATION_OFFSET: usize = RESERVED_A_OFFSET + 3;
-const MANIFEST_LEN_OFFSET: usize = GENERATION_OFFSET + 8;
-const SELF_OFFSET: usize = MANIFEST_LEN_OFFSET + 8;
-const PREVIOUS_OFFSET: usize = SELF_OFFSET + 8;
-const ARCHIVE_ID_OFFSET: usize = PREVIOUS_OFFSET + 8;
-const DIGEST_OFFSET: usize = ARCHIVE_ID_OFFSET + 16;
+pub(crate) const GENERATION_OFFSET: usize = RESERVED_A_OFFSET + 3;
+pub(crate) const MANIFEST_LEN_OFFSET: usize = GENERATION_OFFSET + 8;
+pub(crate) const SELF_OFFSET: usize = MANIFEST_LEN_OFFSET + 8;
+pub(crate) const PREVIOUS_OFFSET: usize = SELF_OFFSET + 8;
+pub(crate) const ARCHIVE_ID_OFFSET: usize = PREVIOUS_OFFSET + 8;
+pub(crate) const DIGEST_OFFSET: usize = ARCHIVE_ID_OFFSET + 16;
 const RESERVED_B_OFFSET: usize = DIGEST_OFFSET + 32;
 const CRC_OFFSET: usize = ENTRY_HEADER_LEN - 4;
 
@@ -112,11 +112,16 @@ impl EntryHeader {
     pub fn decode(b: &[u8; ENTRY_HEADER_LEN]) -> Result<EntryHeader, Defect> {
         sealed::open(b, &ENTRY_MAGIC, &NAMES)?;
         let record_size = le::u32_at(b, RECORD_SIZE_OFFSET);
-        if !super::is_valid_align(record_size) {
+        // §16.1: a power of two from 4 KiB to 8 MiB.
+        let (min, max) = (
+            crate::archive::media::MIN_STREAM_RECORD,
+            crate::archive::media::MAX_STREAM_RECORD,
+        );
+        if !record_size.is_power_of_two() || !(min..=max).contains(&record_size) {
             return Err(Defect::invalid(
                 RECORD_SIZE_OFFSET,
                 "stream record size",
-                "a power of two from 64 to 16777216",
+                format!("a power of two from {min} to {max}"),
                 record_size,
             ));
         }

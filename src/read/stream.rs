@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use crate::archive::manifest::PARTIAL_SUFFIX;
 use crate::archive::manifest::{shard_file_name, Manifest};
-use crate::format::header::SHARD_MAGIC;
+use crate::format::header::{ShardHeader, ALIGN_OFFSET, HEADER_LEN, SHARD_MAGIC};
 use crate::format::hex;
-use crate::format::stream::{EntryHeader, EntryKind, ENTRY_HEADER_LEN, ENTRY_MAGIC};
+use crate::format::stream::{self as entry, EntryHeader, EntryKind, ENTRY_HEADER_LEN, ENTRY_MAGIC};
 use crate::read::scan::{BlockCursor, ShardScanner, StreamSource, WalkLog, Window};
 use crate::{Error, IoTrace, Limits, Location, Result, Sample};
 
@@ -106,18 +106,42 @@ pub(crate) fn manifest_mismatches(
     findings
 }
 
+/// An entry header field to check: its offset in the header, its name, what it must be and
+/// what it is.
+type FieldCheck = (usize, &'static str, String, String);
+
+/// The first of `checks` that fails, as an error at that field of the entry at `at` of the
+/// stream `name` (§16.4 steps 2 and 3).
+fn check_fields(name: &Path, at: u64, what: &str, checks: &[FieldCheck]) -> Result<()> {
+    match checks.iter().find(|c| c.2 != c.3) {
+        Some((offset, field, expected, found)) => Err(Error::corrupt(
+            Location::file(name, at + *offset as u64),
+            format!("{what} {field}"),
+            expected,
+            found,
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Reads a stream written by [`crate::WriterBuilder::create_stream`] from any `Read`
 /// (standard input, a pipe, a tape device), front to back.
 pub struct StreamReader<R> {
     win: Window<StreamSource<R>>,
     name: PathBuf,
     record_size: u64,
+    /// The archive id of the start entry: every entry and shard must repeat it.
+    archive_id: [u8; 16],
+    /// Stream offset and generation of the last entry read (§16.2 `previous`, `generation`).
+    last_entry: (u64, u64),
     limits: Limits,
     shard: Option<(ShardScanner, u32)>,
     block: Option<BlockCursor>,
     /// The records taken from the shard being read, checked against its index at its end.
     walked: WalkLog,
     next_shard: u32,
+    /// Samples read so far: the next shard's `first_ordinal`.
+    samples_read: u64,
     finished: bool,
     failed: bool,
     /// When set, each shard is also written to this folder (`unstream`).
@@ -175,25 +199,60 @@ impl<R: Read> StreamReader<R> {
             }
         };
         let header = EntryHeader::decode(&first).map_err(|d| d.at(&name, None, 0))?;
-        if header.kind != EntryKind::Start || header.self_offset != 0 {
-            return Err(Error::corrupt(
-                at(0),
-                "stream start",
-                "a start entry at offset 0",
-                format!("{:?} at {}", header.kind, header.self_offset),
-            ));
-        }
+        let empty = crate::format::hex(blake3::hash(b"").as_bytes());
+        let start: [FieldCheck; 6] = [
+            (
+                entry::KIND_OFFSET,
+                "kind",
+                "Start".into(),
+                format!("{:?}", header.kind),
+            ),
+            (
+                entry::SELF_OFFSET,
+                "self_offset",
+                "0".into(),
+                header.self_offset.to_string(),
+            ),
+            (
+                entry::GENERATION_OFFSET,
+                "generation",
+                "0".into(),
+                header.generation.to_string(),
+            ),
+            (
+                entry::PREVIOUS_OFFSET,
+                "previous",
+                u64::MAX.to_string(),
+                header.previous.to_string(),
+            ),
+            (
+                entry::MANIFEST_LEN_OFFSET,
+                "manifest_len",
+                "0".into(),
+                header.manifest_len.to_string(),
+            ),
+            (
+                entry::DIGEST_OFFSET,
+                "digest",
+                empty,
+                crate::format::hex(&header.digest),
+            ),
+        ];
+        check_fields(&name, 0, "stream start entry", &start)?;
         let record_size = u64::from(header.record_size);
         win.set_chunk(((16 << 20) / record_size.max(1) * record_size).max(record_size) as usize);
         let mut reader = StreamReader {
             win,
             name,
             record_size,
+            archive_id: header.archive_id,
+            last_entry: (0, 0),
             limits,
             shard: None,
             block: None,
             walked: WalkLog::default(),
             next_shard: 0,
+            samples_read: 0,
             finished: false,
             failed: false,
             copy_to: None,
@@ -276,23 +335,51 @@ impl<R: Read> StreamReader<R> {
             None => return Err(self.torn(at, "manifest entry")),
         };
         let h = EntryHeader::decode(&bytes).map_err(|d| d.at(&self.name, None, at))?;
-        if u64::from(h.record_size) != self.record_size
-            || h.self_offset != at
-            || h.kind == EntryKind::Start
-        {
-            return Err(Error::corrupt(
-                self.at(at),
-                "manifest entry",
-                format!(
-                    "a checkpoint or final entry at {at} in records of {}",
-                    self.record_size
-                ),
-                format!(
-                    "{:?} at {} in records of {}",
-                    h.kind, h.self_offset, h.record_size
-                ),
-            ));
-        }
+        let (previous, generation) = self.last_entry;
+        let kind = if h.kind == EntryKind::Start {
+            "Start"
+        } else {
+            "Checkpoint or Final"
+        };
+        let checks: [FieldCheck; 6] = [
+            (
+                entry::RECORD_SIZE_OFFSET,
+                "record_size",
+                self.record_size.to_string(),
+                h.record_size.to_string(),
+            ),
+            (
+                entry::SELF_OFFSET,
+                "self_offset",
+                at.to_string(),
+                h.self_offset.to_string(),
+            ),
+            (
+                entry::PREVIOUS_OFFSET,
+                "previous",
+                previous.to_string(),
+                h.previous.to_string(),
+            ),
+            (
+                entry::GENERATION_OFFSET,
+                "generation",
+                (generation + 1).to_string(),
+                h.generation.to_string(),
+            ),
+            (
+                entry::ARCHIVE_ID_OFFSET,
+                "archive_id",
+                hex(&self.archive_id),
+                hex(&h.archive_id),
+            ),
+            (
+                entry::KIND_OFFSET,
+                "kind",
+                "Checkpoint or Final".into(),
+                kind.into(),
+            ),
+        ];
+        check_fields(&self.name, at, "manifest entry", &checks)?;
         if h.manifest_len > self.limits.max_manifest_bytes {
             return Err(crate::ErrorKind::LimitExceeded {
                 location: self.at(at),
@@ -330,6 +417,7 @@ impl<R: Read> StreamReader<R> {
         if h.kind == EntryKind::Final {
             self.finished = true;
         }
+        self.last_entry = (at, h.generation);
         Ok(StreamItem::Manifest {
             kind: h.kind,
             manifest: Box::new(manifest),
@@ -339,6 +427,18 @@ impl<R: Read> StreamReader<R> {
     fn start_shard(&mut self) -> Result<()> {
         let number = self.next_shard;
         let path = self.name.join(shard_file_name(number));
+        // §16.1: a shard whose `align` is greater than R does not line up with the records.
+        let header = self.win.peek(HEADER_LEN)?.and_then(|b| b.try_into().ok());
+        if let Some(Ok(h)) = header.map(|b: [u8; HEADER_LEN]| ShardHeader::decode(&b)) {
+            if u64::from(h.align) > self.record_size {
+                return Err(Error::corrupt(
+                    Location::shard(&path, number, ALIGN_OFFSET as u64),
+                    "shard alignment in the stream",
+                    format!("at most the record size {}", self.record_size),
+                    h.align,
+                ));
+            }
+        }
         let copy: Option<Box<dyn std::io::Write>> = match &self.copy_to {
             Some(dir) => {
                 let partial = dir.join(format!("{}{PARTIAL_SUFFIX}", shard_file_name(number)));
@@ -356,6 +456,22 @@ impl<R: Read> StreamReader<R> {
                 scanner.header().shard_number,
             ));
         }
+        if scanner.header().first_ordinal != self.samples_read {
+            return Err(Error::corrupt(
+                Location::shard(&path, number, 40),
+                "shard first ordinal in the stream",
+                self.samples_read,
+                scanner.header().first_ordinal,
+            ));
+        }
+        if scanner.header().archive_id != self.archive_id {
+            return Err(Error::corrupt(
+                Location::shard(&path, number, 16),
+                "shard archive id in the stream",
+                hex(&self.archive_id),
+                hex(&scanner.header().archive_id),
+            ));
+        }
         self.shard = Some((scanner, number));
         Ok(())
     }
@@ -366,6 +482,7 @@ impl<R: Read> StreamReader<R> {
                 let path = self.name.join(shard_file_name(self.next_shard));
                 if let Some(s) = cursor.next_sample(&path)? {
                     self.walked.push(cursor, &s);
+                    self.samples_read += 1;
                     return Ok(Some(StreamItem::Sample(s)));
                 }
                 self.block = None;
@@ -424,18 +541,21 @@ impl<R: Read> StreamReader<R> {
                 }));
             }
             let at = self.win.offset();
-            let magic: Option<[u8; 8]> = self.win.peek(8)?.and_then(|m| m.try_into().ok());
-            match magic {
-                None if self.finished => return Ok(None),
-                None => return Err(self.torn(at, "next item (the stream has no final manifest)")),
-                Some(_) if self.finished => {
-                    return Err(Error::corrupt(
+            if self.finished {
+                // §16.4 step 3: no byte at all after the final entry's last record.
+                return match self.win.peek(1)? {
+                    None => Ok(None),
+                    Some(_) => Err(Error::corrupt(
                         self.at(at),
                         "end of stream",
                         "nothing after the final manifest",
-                        "more records",
-                    ))
-                }
+                        "more bytes",
+                    )),
+                };
+            }
+            let magic: Option<[u8; 8]> = self.win.peek(8)?.and_then(|m| m.try_into().ok());
+            match magic {
+                None => return Err(self.torn(at, "next item (the stream has no final manifest)")),
                 Some(m) if m == SHARD_MAGIC => {
                     if let Err(e) = self.start_shard() {
                         return Err(self.scan_error(e));
