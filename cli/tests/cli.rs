@@ -212,11 +212,16 @@ fn bad_input_is_refused_and_leaves_nothing() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
     // Bad options.
+    // Options that would do nothing in the mode chosen are refused, not ignored.
     for bad in [
         &["--level", "99"][..],
         &["--align", "100"],
         &["--shard-size", "0"],
         &["--archive-id", "xyz"],
+        &["--record-size", "64K"],
+        &["--checkpoint-every", "2"],
+        &["--compression", "none", "--level", "5"],
+        &["--compression", "none", "--dictionary", "64K"],
     ] {
         let mut c = bin();
         c.arg("pack")
@@ -226,7 +231,11 @@ fn bad_input_is_refused_and_leaves_nothing() {
             .args(bad);
         let o = c.output().unwrap();
         assert_eq!(o.status.code(), Some(2), "{bad:?}");
-        assert!(!tmp.path().join("x").join("manifest.json").exists());
+        assert!(o.stdout.is_empty(), "{bad:?}: nothing is streamed");
+        assert!(
+            !tmp.path().join("x").exists(),
+            "{bad:?}: nothing is created"
+        );
     }
 }
 

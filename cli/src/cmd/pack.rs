@@ -63,9 +63,9 @@ pub struct Args {
     /// generic; 0 turns it off. Not available for streams (-o -): unstream, then protect.
     #[arg(long, value_parser = parse_parity, allow_hyphen_values = true)]
     parity: Option<f64>,
-    /// In a stream, write a manifest checkpoint after every N shards.
-    #[arg(long, default_value_t = 1)]
-    checkpoint_every: u32,
+    /// In a stream, write a manifest checkpoint after every N shards (default 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    checkpoint_every: Option<u32>,
     /// Block compression.
     #[arg(long, value_enum, default_value = "zstd")]
     compression: CompressionArg,
@@ -75,9 +75,9 @@ pub struct Args {
     /// sample. Default: the profile's (256K for ssd, off for the others).
     #[arg(long, value_parser = parse_dictionary)]
     dictionary: Option<DictionaryArg>,
-    /// zstd level, -7 to 22.
-    #[arg(long, default_value_t = 3, allow_negative_numbers = true)]
-    level: i32,
+    /// zstd level, -7 to 22 (default 3).
+    #[arg(long, allow_negative_numbers = true)]
+    level: Option<i32>,
     /// Archive id (32 hex digits). Default: derived from the file list and options, so the
     /// same input gives the same bytes.
     #[arg(long)]
@@ -114,6 +114,7 @@ pub fn run(args: Args) -> Result<u8> {
         }
     }
     let to_stream = args.output.as_os_str() == "-";
+    refuse_inapplicable(&args, to_stream)?;
     // Volumes are folders, which get the profile's parity unless told otherwise.
     let parity = args
         .parity
@@ -170,16 +171,39 @@ pub fn run(args: Args) -> Result<u8> {
     Ok(crate::EXIT_OK)
 }
 
+/// Options that do nothing in the mode chosen are refused rather than silently ignored.
+fn refuse_inapplicable(args: &Args, to_stream: bool) -> Result<()> {
+    if !to_stream {
+        if args.record_size.is_some() {
+            bail!("--record-size applies to streams only (-o -)");
+        }
+        if args.checkpoint_every.is_some() {
+            bail!("--checkpoint-every applies to streams only (-o -)");
+        }
+    }
+    if let CompressionArg::None = args.compression {
+        if args.level.is_some() {
+            bail!("--level applies to zstd compression only, not --compression none");
+        }
+        if matches!(args.dictionary, Some(DictionaryArg(Some(_)))) {
+            bail!("--dictionary applies to zstd compression only, not --compression none");
+        }
+    }
+    Ok(())
+}
+
 /// The writer options the arguments choose; volumes get the data budget of their medium
 /// with `parity` beside the data.
 fn builder(args: &Args, parity: f64) -> Result<WriterBuilder> {
     let compression = match args.compression {
         CompressionArg::None => Compression::None,
-        CompressionArg::Zstd => Compression::Zstd { level: args.level },
+        CompressionArg::Zstd => Compression::Zstd {
+            level: args.level.unwrap_or(3),
+        },
     };
     let mut builder = WriterBuilder::for_profile(args.profile)
         .compression(compression)
-        .checkpoint_every(args.checkpoint_every);
+        .checkpoint_every(args.checkpoint_every.unwrap_or(1));
     if let Some(hex) = &args.archive_id {
         let id = shardpack::manifest::parse_hex::<16>(&hex.to_ascii_lowercase())
             .context("--archive-id must be 32 hex digits")?;
