@@ -10,7 +10,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use shardpack::{verify, Archive, Compression, MediaProfile, VerifyOptions, WriterBuilder};
+use shardpack::{
+    verify, Archive, Compression, Defect, MediaProfile, Structure, VerifyOptions, WriterBuilder,
+};
 
 struct Rng(u64);
 
@@ -100,7 +102,13 @@ fn located(report: &shardpack::VerifyReport, place: &Place) -> bool {
         Place::File(p) => f.file == *p,
         Place::Range(p, a, b) => {
             f.file == *p
-                && !f.what.starts_with("shard digest")
+                && !matches!(
+                    f.defect,
+                    Some(Defect::Digest {
+                        structure: Structure::ShardFile,
+                        ..
+                    })
+                )
                 && f.offset < *b
                 && *a < f.offset + f.len.max(1)
         }

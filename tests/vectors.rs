@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::*;
-use shardpack::{Archive, Compression, ErrorKind, WriterBuilder};
+use shardpack::{Archive, Compression, Defect, ErrorKind, Structure, WriterBuilder};
 
 /// Each vector's name, options and samples: 1.0 stored and zstd, and 1.1 with dictionaries.
 fn vectors() -> Vec<(&'static str, WriterBuilder, Vec<OwnedSample>)> {
@@ -246,7 +246,16 @@ fn bad_vectors_map_to_their_error_kind() {
     std::fs::write(&shard, &b).unwrap();
     let err = Archive::open(&dir).unwrap().get(0).unwrap_err();
     assert!(
-        matches!(err.kind(), ErrorKind::Corrupt { what, .. } if what == "shard magic"),
+        matches!(
+            err.kind(),
+            ErrorKind::Corrupt {
+                defect: Defect::Magic {
+                    structure: Structure::ShardHeader,
+                    ..
+                },
+                location,
+            } if location.offset == 0
+        ),
         "{err}"
     );
     // bad_manifest_root
@@ -258,7 +267,16 @@ fn bad_vectors_map_to_their_error_kind() {
     std::fs::write(dir.join("manifest.json"), &m).unwrap();
     let err = Archive::open(&dir).err().unwrap();
     assert!(
-        matches!(err.kind(), ErrorKind::Corrupt { what, .. } if what == "manifest root digest"),
+        matches!(
+            err.kind(),
+            ErrorKind::Corrupt {
+                defect: Defect::Digest {
+                    structure: Structure::Manifest,
+                    ..
+                },
+                ..
+            }
+        ),
         "{err}"
     );
 }

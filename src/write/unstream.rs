@@ -98,9 +98,12 @@ pub fn unstream<R: Read>(
         }
         return Err(Error::corrupt(
             Location::file(reader.name(), 0),
-            "stream",
-            "at least one manifest checkpoint",
-            damage.unwrap_or_else(|| "none".into()),
+            crate::Defect::invalid(
+                crate::Structure::Stream,
+                "manifest checkpoints",
+                "at least one manifest checkpoint",
+                damage.unwrap_or_else(|| "none".into()),
+            ),
         ));
     };
     // Shards the manifest does not list (after the last checkpoint) and a partial shard go.
