@@ -136,6 +136,7 @@ impl PackOptions {
 /// What [`pack_folder`] and [`FolderListing::pack`] wrote.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
+#[must_use]
 pub struct PackReport {
     /// The archive's manifest.
     pub manifest: Manifest,

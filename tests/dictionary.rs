@@ -197,7 +197,7 @@ fn a_stream_with_dictionaries_reads_back_and_unstreams() {
     w.finish().unwrap();
     let stream = sink.0.lock().unwrap().clone();
     let dir = tmp.path().join("out");
-    shardpack::stream::unstream(&stream[..], "tape", &dir, Limits::default()).unwrap();
+    let _ = shardpack::stream::unstream(&stream[..], "tape", &dir, Limits::default()).unwrap();
     assert_eq!(read_all(&Archive::open(&dir).unwrap()), samples);
     assert!(verify(&dir, VerifyMode::Deep).is_ok());
 }

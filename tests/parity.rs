@@ -119,7 +119,7 @@ fn a_whole_lost_shard_is_rebuilt_when_the_budget_allows() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
     archive(&dir);
-    protect(&dir, 60.0).unwrap();
+    let _ = protect(&dir, 60.0).unwrap();
     let pristine = snapshot(&dir);
     let shard = pristine
         .iter()
@@ -141,7 +141,7 @@ fn damage_beyond_the_budget_is_reported_with_what_was_needed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
     archive(&dir);
-    protect(&dir, 3.0).unwrap();
+    let _ = protect(&dir, 3.0).unwrap();
     let before = snapshot(&dir);
     let shard = before
         .iter()
@@ -170,7 +170,7 @@ fn damaged_parity_is_an_erasure_not_a_disaster() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
     archive(&dir);
-    protect(&dir, 10.0).unwrap();
+    let _ = protect(&dir, 10.0).unwrap();
     let pristine = snapshot(&dir);
     let parity = dir.join(shardpack::PARITY_FILE);
     let mut p = std::fs::read(&parity).unwrap();
@@ -207,7 +207,7 @@ fn lost_ranges_name_the_samples_they_held() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
     let (_, manifest) = archive(&dir);
-    protect(&dir, 3.0).unwrap();
+    let _ = protect(&dir, 3.0).unwrap();
     // Far more damage than 3% can repair, in the middle of shard 1's data: its header,
     // trailer and index still read, so the lost samples are named.
     let shard = dir.join("shard-000001.shp");
@@ -256,7 +256,7 @@ fn a_parity_file_of_another_archive_is_refused() {
             .archive_id([0xBB; 16]),
         &samples,
     );
-    protect(&b, 100.0).unwrap();
+    let _ = protect(&b, 100.0).unwrap();
     let pristine = snapshot(&a);
     std::fs::copy(
         b.join(shardpack::PARITY_FILE),
@@ -294,7 +294,7 @@ fn parity_for_a_few_hundred_chunks_reads_back() {
         WriterBuilder::for_profile(MediaProfile::ssd()).compression(Compression::None),
         &samples,
     );
-    protect(&dir, 10.0).unwrap();
+    let _ = protect(&dir, 10.0).unwrap();
     let status = shardpack::parity_status(&dir).unwrap().unwrap();
     assert!(status[0].recoverable && status[0].damaged_chunks == 0);
     // One table copy damaged: the other is used.
@@ -336,7 +336,7 @@ fn damaged_redundant_parts_of_the_parity_file_are_reported_and_repaired() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
     archive(&dir);
-    protect(&dir, 10.0).unwrap();
+    let _ = protect(&dir, 10.0).unwrap();
     let path = dir.join(shardpack::PARITY_FILE);
     let pristine = std::fs::read(&path).unwrap();
     let len = pristine.len();
@@ -447,7 +447,7 @@ fn a_parity_file_of_other_files_with_the_right_archive_id_is_refused() {
     assert_eq!(ma.archive_id, mb.archive_id);
     assert_eq!(ma.shards[0].size, mb.shards[0].size);
     assert_ne!(ma.shards[0].blake3, mb.shards[0].blake3);
-    protect(&b, 100.0).unwrap();
+    let _ = protect(&b, 100.0).unwrap();
     std::fs::copy(
         b.join(shardpack::PARITY_FILE),
         a.join(shardpack::PARITY_FILE),

@@ -47,6 +47,7 @@ pub fn is_valid_align(align: u32) -> bool {
 
 /// The block payload codec (§5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Codec {
     /// The payload is the raw record bytes.
     Stored,

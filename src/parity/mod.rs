@@ -88,6 +88,8 @@ impl Parity {
 
 /// What `protect` wrote.
 #[derive(Clone, Debug, Serialize)]
+#[must_use]
+#[non_exhaustive]
 pub struct ProtectReport {
     /// Folders protected (the archive, or each volume).
     pub folders: Vec<ProtectedFolder>,
@@ -99,6 +101,7 @@ pub struct ProtectReport {
 
 /// One protected folder.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct ProtectedFolder {
     /// The folder.
     pub folder: PathBuf,
@@ -754,6 +757,7 @@ fn load(folder: &Path) -> Result<Parity> {
 
 /// The damage one folder's parity sees.
 #[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
 pub struct ParityStatus {
     /// The folder.
     pub folder: PathBuf,
@@ -1156,6 +1160,7 @@ pub(crate) fn parity_folders(dir: &Path) -> Vec<PathBuf> {
 
 /// A byte range that repair rebuilt or could not.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct RepairedRange {
     /// The file.
     pub file: PathBuf,
@@ -1167,6 +1172,13 @@ pub struct RepairedRange {
     /// the samples whose stored bytes it touches.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ordinals: Option<[u64; 2]>,
+}
+
+impl RepairedRange {
+    /// The range as a [`Location`] (the same type errors and findings use).
+    pub fn location(&self) -> Location {
+        Location::file(&self.file, self.offset).len(self.len)
+    }
 }
 
 /// The samples whose stored bytes (block header and payload) overlap `offset..offset+len`
@@ -1190,6 +1202,8 @@ fn samples_in(path: &Path, offset: u64, len: u64) -> Option<[u64; 2]> {
 
 /// What `repair` did.
 #[derive(Clone, Debug, Default, Serialize)]
+#[must_use]
+#[non_exhaustive]
 pub struct RepairReport {
     /// Byte ranges rebuilt byte-identically.
     pub repaired: Vec<RepairedRange>,

@@ -26,6 +26,7 @@ use crate::{Defect, Error, ErrorKind, Limits, Location, Result, Structure};
 /// How much `verify` reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum VerifyMode {
     /// Structure only: manifest, file presence and sizes, headers, trailers, index geometry.
     /// Reads a few hundred bytes per shard.
@@ -260,6 +261,8 @@ impl std::fmt::Display for Finding {
 
 /// The outcome of [`verify`].
 #[derive(Clone, Debug, Serialize)]
+#[must_use]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// The archive folder.
     pub archive: PathBuf,
@@ -2128,6 +2131,41 @@ fn copy_array<const N: usize>(bytes: &[u8], offset: u64) -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_finding_carries_the_typed_defect_and_its_sentence() {
+        let err = Error::corrupt(
+            Location::shard(Path::new("a/shard-000000.shp"), 0, 4096).len(100),
+            Defect::crc(Structure::BlockPayload { block: 3 }, 0x1234, 0xabcd),
+        );
+        assert_eq!(
+            err.to_string(),
+            "corrupt block 3 payload in a/shard-000000.shp (shard 0) at byte 4096..4196: \
+             expected crc32 0x00001234, found 0x0000abcd"
+        );
+        let f = Finding::from(&err);
+        assert_eq!((f.offset, f.len, f.shard), (4096, 100, Some(0)));
+        assert!(matches!(
+            f.defect,
+            Some(Defect::Crc {
+                structure: Structure::BlockPayload { block: 3 },
+                expected: 0x1234,
+                found: 0xabcd,
+            })
+        ));
+        assert_eq!(f.location(), err.location().unwrap().clone());
+        let json = serde_json::to_value(&f).unwrap();
+        assert_eq!(json["defect"], "crc");
+        assert_eq!(json["structure"], "block_payload");
+        assert_eq!(json["what"], "block 3 payload");
+        assert_eq!(json["expected"], "crc32 0x00001234");
+        assert_eq!(json["found"], "0x0000abcd");
+        assert_eq!(json["file"], "a/shard-000000.shp");
+        assert_eq!(
+            (json["offset"].as_u64(), json["len"].as_u64()),
+            (Some(4096), Some(100))
+        );
+    }
 
     #[test]
     fn volume_bytes_counts_regular_files_other_than_parity() {

@@ -27,6 +27,7 @@ pub(crate) fn manifest_findings(
 /// The outcome of [`verify_stream`].
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
+#[must_use]
 pub struct StreamVerifyReport {
     /// The stream's name, as given.
     pub archive: PathBuf,

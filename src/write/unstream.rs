@@ -12,6 +12,8 @@ use crate::{Error, Limits, Location, Result};
 
 /// What [`unstream`] did.
 #[derive(Debug, Clone, serde::Serialize)]
+#[must_use]
+#[non_exhaustive]
 pub struct UnstreamReport {
     /// Shards written to the archive folder and listed in its manifest.
     pub shards: u64,
