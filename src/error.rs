@@ -610,6 +610,20 @@ impl Defect {
     }
 }
 
+/// A shard file of `found` bytes where the manifest lists `expected`: cut short, or longer.
+pub(crate) fn shard_length(expected: u64, found: u64) -> Defect {
+    if found < expected {
+        Defect::truncated(Structure::ShardFile, expected, Some(found))
+    } else {
+        Defect::mismatch(
+            Structure::ShardFile,
+            "length",
+            format!("{expected} bytes (manifest)"),
+            format!("{found} bytes"),
+        )
+    }
+}
+
 impl fmt::Display for Defect {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -1248,12 +1248,7 @@ impl ShardReader {
         if len != info.size {
             return Err(Error::corrupt(
                 Location::shard(path, number, len.min(info.size)),
-                Defect::mismatch(
-                    Structure::ShardFile,
-                    "length",
-                    format!("{} bytes (manifest)", info.size),
-                    format!("{len} bytes"),
-                ),
+                crate::error::shard_length(info.size, len),
             ));
         }
         let src = FileSource::open(path, number, self.trace.clone())?;

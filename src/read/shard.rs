@@ -108,12 +108,7 @@ impl Shard {
             if file_len != info.size {
                 return Err(Error::corrupt(
                     at(file_len.min(info.size)),
-                    Defect::mismatch(
-                        Structure::ShardFile,
-                        "length",
-                        format!("{} bytes (manifest)", info.size),
-                        format!("{file_len} bytes"),
-                    ),
+                    crate::error::shard_length(info.size, file_len),
                 ));
             }
         }

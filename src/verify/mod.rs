@@ -1077,12 +1077,7 @@ impl Verifier {
                     shard,
                     len.min(info.size),
                     info.size.abs_diff(len),
-                    Defect::mismatch(
-                        Structure::ShardFile,
-                        "length",
-                        format!("{} bytes (manifest)", info.size),
-                        format!("{len} bytes"),
-                    ),
+                    crate::error::shard_length(info.size, len),
                 );
             }
         }
