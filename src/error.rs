@@ -554,6 +554,14 @@ impl Defect {
             | Defect::StreamEnds { structure, .. }
             | Defect::Missing { structure, .. }
             | Defect::Undecodable { structure, .. } => structure.to_string(),
+            Defect::Digest {
+                structure: Structure::ShardFile,
+                ..
+            } => "shard digest (BLAKE3)".to_string(),
+            Defect::Digest {
+                structure: Structure::Manifest,
+                ..
+            } => "manifest root digest".to_string(),
             Defect::Digest { structure, .. } => with_field(structure, "digest (BLAKE3)"),
             Defect::Magic { structure, .. } => with_field(structure, "magic"),
             Defect::Mismatch {

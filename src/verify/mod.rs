@@ -16,7 +16,9 @@ use crate::archive::manifest::{self, Manifest, ShardInfo, MANIFEST_FILE};
 use crate::codec;
 use crate::format::block::{self, BlockHeader, BLOCK_HEADER_LEN, BLOCK_SYNC};
 use crate::format::header::{self, ShardHeader, HEADER_LEN};
-use crate::format::index::{BlockEntry, IndexLayout, RecordEntry};
+use crate::format::index::{
+    BlockEntry, IndexLayout, RecordEntry, BLOCK_ENTRY_LEN, KEY_ORDER_ENTRY_LEN, RECORD_ENTRY_LEN,
+};
 use crate::format::record::{PayloadItem, RecordView};
 use crate::format::trailer::{Trailer, TRAILER_LEN};
 use crate::format::{self, align_up, checksum, hex, Codec, DecodeError};
@@ -1695,7 +1697,7 @@ impl Verifier {
                 continue;
             };
             if let Err(d) = l.check_block(b, &entry) {
-                self.push_defect(d, path, number, at, 32);
+                self.push_defect(d, path, number, at, BLOCK_ENTRY_LEN as u64);
                 continue;
             }
             // The walk found blocks in ascending offset order.
@@ -1848,7 +1850,7 @@ impl Verifier {
                 v.affects(Some([ordinal, ordinal]), key.clone().into_iter().collect())
             };
             if let Err(d) = l.check_record(local, &r, entry, next_key) {
-                self.push_defect(d, path, number, entry_at, 32);
+                self.push_defect(d, path, number, entry_at, RECORD_ENTRY_LEN as u64);
                 affects(self);
                 continue;
             }
@@ -2064,7 +2066,12 @@ impl Verifier {
         };
         let key_at_rank = |rank: u32| {
             let at = usize::try_from(l.key_order_entry_offset(rank)).ok()?;
-            let local = u32::from_le_bytes(view.bytes.get(at..at + 4)?.try_into().ok()?);
+            let local = u32::from_le_bytes(
+                view.bytes
+                    .get(at..at + KEY_ORDER_ENTRY_LEN)?
+                    .try_into()
+                    .ok()?,
+            );
             view.key(local)
                 .map(|k| String::from_utf8_lossy(k).into_owned())
         };
@@ -2098,7 +2105,7 @@ fn block_entry(view: &IndexView<'_>, b: u32) -> Option<BlockEntry> {
     }
     let at = usize::try_from(view.layout.block_entry_offset(b)).ok()?;
     Some(BlockEntry::decode(
-        view.bytes.get(at..at + 32)?.try_into().ok()?,
+        view.bytes.get(at..at + BLOCK_ENTRY_LEN)?.try_into().ok()?,
     ))
 }
 
