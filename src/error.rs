@@ -12,7 +12,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Boxed so that `Result<T>` stays one word wide on the happy path.
 pub struct Error(Box<ErrorKind>);
 
-/// Where in an archive an error or a finding applies.
+/// Where in an archive an error or a finding applies: a file, the shard it is, and a byte
+/// offset or range in it.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Location {
     /// The file (shard or manifest) concerned.
@@ -21,6 +22,9 @@ pub struct Location {
     pub shard: Option<u32>,
     /// The byte offset in `file`.
     pub offset: u64,
+    /// The length of the byte range starting at `offset`; 0 for a point.
+    #[serde(default)]
+    pub len: u64,
 }
 
 impl Location {
@@ -30,6 +34,7 @@ impl Location {
             file: file.to_path_buf(),
             shard: Some(shard),
             offset,
+            len: 0,
         }
     }
 
@@ -39,7 +44,29 @@ impl Location {
             file: file.to_path_buf(),
             shard: None,
             offset,
+            len: 0,
         }
+    }
+
+    /// The same place, as a range of `len` bytes.
+    #[must_use]
+    pub fn len(mut self, len: u64) -> Self {
+        self.len = len;
+        self
+    }
+
+    /// The same place in a file whose shard number is `shard`, when it is known.
+    #[must_use]
+    pub fn in_shard(mut self, shard: Option<u32>) -> Self {
+        if shard.is_some() {
+            self.shard = shard;
+        }
+        self
+    }
+
+    /// The byte just past the range (`offset` for a point).
+    pub fn end(&self) -> u64 {
+        self.offset.saturating_add(self.len)
     }
 }
 
@@ -49,7 +76,571 @@ impl fmt::Display for Location {
         if let Some(shard) = self.shard {
             write!(f, " (shard {shard})")?;
         }
-        write!(f, " at byte {}", self.offset)
+        write!(f, " at byte {}", self.offset)?;
+        if self.len > 0 {
+            write!(f, "..{}", self.end())?;
+        }
+        Ok(())
+    }
+}
+
+/// The part of an archive, stream or parity file that a [`Defect`] is in. New variants may
+/// be added in minor releases.
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Structure {
+    /// A shard file as a whole (its length, its BLAKE3 digest, its presence).
+    ShardFile,
+    /// The shard header (§3).
+    ShardHeader,
+    /// The zero padding after the header and dictionary.
+    HeaderPadding,
+    /// The shard dictionary (§5.5).
+    Dictionary,
+    /// A block header (§5.1), before its number is known.
+    BlockHeader,
+    /// A block, by number: its place, codec or records.
+    Block {
+        /// The block number in the shard.
+        block: u32,
+    },
+    /// A block's payload.
+    BlockPayload {
+        /// The block number in the shard.
+        block: u32,
+    },
+    /// A zstd frame of a block's payload.
+    BlockFrame {
+        /// The block number in the shard.
+        block: u32,
+    },
+    /// The zero padding after a block.
+    BlockPadding,
+    /// A record or filler inside a decoded block (§5.4).
+    Record {
+        /// The record number in the shard, when known.
+        record: Option<u64>,
+    },
+    /// A filler between records (§5.4).
+    Filler,
+    /// The record table of the index (§7).
+    RecordTable,
+    /// A block table entry of the index.
+    BlockEntry {
+        /// The block number in the shard.
+        block: u32,
+    },
+    /// The key-order table of the index.
+    KeyOrder,
+    /// An entry of the key-order table, by rank.
+    KeyOrderEntry {
+        /// The entry's rank (its position in the table).
+        rank: u32,
+    },
+    /// The key heap of the index.
+    KeyHeap,
+    /// The index as a whole (its CRC, its geometry).
+    Index,
+    /// The zero padding after the index.
+    IndexPadding,
+    /// The shard trailer (§8).
+    Trailer,
+    /// The manifest (§9).
+    Manifest,
+    /// A shard's entry in the manifest.
+    ManifestShard {
+        /// The shard number.
+        shard: u32,
+    },
+    /// A volume of a split archive (§16).
+    Volume {
+        /// The volume number, from 1.
+        volume: u32,
+        /// The number of volumes.
+        of: u32,
+    },
+    /// The copy of the manifest in a volume's folder.
+    VolumeManifest {
+        /// The volume number, from 1.
+        volume: u32,
+    },
+    /// A file left behind in an archive folder by an interrupted pack, protect or repair.
+    LeftoverFile,
+    /// The start of a stream (§12).
+    Stream,
+    /// A stream entry header.
+    StreamEntry,
+    /// The zero padding of a stream.
+    StreamPadding,
+    /// The parity file header (§17).
+    ParityHeader,
+    /// The copy of the parity header at the end of the parity file.
+    ParityHeaderCopy,
+    /// The zero bytes between the parity header and the first parity layer.
+    ParityZeroGap,
+    /// The parity file's tables.
+    ParityTables,
+    /// The second copy of the parity file's tables.
+    ParityTablesCopy,
+    /// The parity file's table of protected files.
+    ParityFileTable,
+    /// A parity file as a whole.
+    ParityFile,
+    /// The parity chunks and their digests.
+    ParityChunks,
+    /// A parity stripe.
+    ParityStripe,
+}
+
+impl Structure {
+    /// A short, stable, machine-readable name: "shard_header", "block_payload", ...
+    pub fn name(self) -> &'static str {
+        match self {
+            Structure::ShardFile => "shard_file",
+            Structure::ShardHeader => "shard_header",
+            Structure::HeaderPadding => "header_padding",
+            Structure::Dictionary => "dictionary",
+            Structure::BlockHeader => "block_header",
+            Structure::Block { .. } => "block",
+            Structure::BlockPayload { .. } => "block_payload",
+            Structure::BlockFrame { .. } => "block_frame",
+            Structure::BlockPadding => "block_padding",
+            Structure::Record { .. } => "record",
+            Structure::Filler => "filler",
+            Structure::RecordTable => "record_table",
+            Structure::BlockEntry { .. } => "block_entry",
+            Structure::KeyOrder => "key_order",
+            Structure::KeyOrderEntry { .. } => "key_order_entry",
+            Structure::KeyHeap => "key_heap",
+            Structure::Index => "index",
+            Structure::IndexPadding => "index_padding",
+            Structure::Trailer => "trailer",
+            Structure::Manifest => "manifest",
+            Structure::ManifestShard { .. } => "manifest_shard",
+            Structure::Volume { .. } => "volume",
+            Structure::VolumeManifest { .. } => "volume_manifest",
+            Structure::LeftoverFile => "leftover_file",
+            Structure::Stream => "stream",
+            Structure::StreamEntry => "stream_entry",
+            Structure::StreamPadding => "stream_padding",
+            Structure::ParityHeader => "parity_header",
+            Structure::ParityHeaderCopy => "parity_header_copy",
+            Structure::ParityZeroGap => "parity_zero_gap",
+            Structure::ParityTables => "parity_tables",
+            Structure::ParityTablesCopy => "parity_tables_copy",
+            Structure::ParityFileTable => "parity_file_table",
+            Structure::ParityFile => "parity_file",
+            Structure::ParityChunks => "parity_chunks",
+            Structure::ParityStripe => "parity_stripe",
+        }
+    }
+}
+
+impl fmt::Display for Structure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Structure::ShardFile => f.write_str("shard file"),
+            Structure::ShardHeader => f.write_str("shard header"),
+            Structure::HeaderPadding => f.write_str("header padding"),
+            Structure::Dictionary => f.write_str("shard dictionary"),
+            Structure::BlockHeader => f.write_str("block header"),
+            Structure::Block { block } => write!(f, "block {block}"),
+            Structure::BlockPayload { block } => write!(f, "block {block} payload"),
+            Structure::BlockFrame { block } => write!(f, "block {block} zstd frame"),
+            Structure::BlockPadding => f.write_str("block padding"),
+            Structure::Record { record: None } => f.write_str("record"),
+            Structure::Record { record: Some(n) } => write!(f, "record {n}"),
+            Structure::Filler => f.write_str("filler"),
+            Structure::RecordTable => f.write_str("record table"),
+            Structure::BlockEntry { block } => write!(f, "block {block} entry"),
+            Structure::KeyOrder => f.write_str("key order"),
+            Structure::KeyOrderEntry { rank } => write!(f, "key order entry {rank}"),
+            Structure::KeyHeap => f.write_str("key heap"),
+            Structure::Index => f.write_str("index"),
+            Structure::IndexPadding => f.write_str("index padding"),
+            Structure::Trailer => f.write_str("trailer"),
+            Structure::Manifest => f.write_str("manifest"),
+            Structure::ManifestShard { shard } => write!(f, "manifest entry of shard {shard}"),
+            Structure::Volume { volume, of } => write!(f, "volume {volume} of {of}"),
+            Structure::VolumeManifest { volume } => write!(f, "manifest of volume {volume}"),
+            Structure::LeftoverFile => f.write_str("leftover"),
+            Structure::Stream => f.write_str("stream"),
+            Structure::StreamEntry => f.write_str("stream entry"),
+            Structure::StreamPadding => f.write_str("stream padding"),
+            Structure::ParityHeader => f.write_str("parity header"),
+            Structure::ParityHeaderCopy => f.write_str("parity header copy"),
+            Structure::ParityZeroGap => f.write_str("parity zero gap"),
+            Structure::ParityTables => f.write_str("parity tables"),
+            Structure::ParityTablesCopy => f.write_str("parity tables copy"),
+            Structure::ParityFileTable => f.write_str("parity file table"),
+            Structure::ParityFile => f.write_str("parity file"),
+            Structure::ParityChunks => f.write_str("parity chunks"),
+            Structure::ParityStripe => f.write_str("parity stripe"),
+        }
+    }
+}
+
+/// What is wrong with stored bytes, typed so that callers can match on it. `Display` gives
+/// the sentence `verify` prints ("block 3 payload: expected crc32 0x…, found 0x…"). New
+/// variants may be added in minor releases.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Defect {
+    /// A CRC-32 does not match the bytes it covers.
+    Crc {
+        /// The structure the CRC covers.
+        structure: Structure,
+        /// The CRC recorded for the bytes (the stored CRC field, or its copy in the header
+        /// or the index).
+        expected: u32,
+        /// The CRC of the bytes read.
+        found: u32,
+    },
+    /// A BLAKE3 digest does not match (hex).
+    Digest {
+        /// What the digest covers.
+        structure: Structure,
+        /// The digest recorded (manifest, header, parity file).
+        expected: String,
+        /// The digest of the bytes read.
+        found: String,
+    },
+    /// A structure does not start with its magic bytes (hex).
+    Magic {
+        /// The structure.
+        structure: Structure,
+        /// The magic the format requires (hex), or what may start there.
+        expected: String,
+        /// The bytes found.
+        found: String,
+    },
+    /// Bytes the format requires to be zero (padding, reserved fields) are not.
+    NotZero {
+        /// The padding or structure with reserved bytes.
+        structure: Structure,
+    },
+    /// The data ends before the structure does.
+    Truncated {
+        /// The structure cut short.
+        structure: Structure,
+        /// Bytes the structure needs from its start.
+        expected_bytes: u64,
+        /// Bytes there, when known.
+        found_bytes: Option<u64>,
+    },
+    /// A stream ends before the structure does (a torn tape or pipe).
+    StreamEnds {
+        /// The structure being read.
+        structure: Structure,
+        /// The stream offset of the end.
+        end: u64,
+        /// True when the end is not on a record boundary.
+        mid_record: bool,
+    },
+    /// The file or structure is not there at all.
+    Missing {
+        /// What is missing.
+        structure: Structure,
+        /// What should be there.
+        expected: String,
+        /// Why it is missing or what follows, when known (empty otherwise).
+        detail: String,
+    },
+    /// A field disagrees with another record of the same fact: the manifest, the index, the
+    /// header or the blocks as read.
+    Mismatch {
+        /// The structure holding the field.
+        structure: Structure,
+        /// The field ("record count", "archive id", ...); empty for the structure itself.
+        field: &'static str,
+        /// The value the other record gives.
+        expected: String,
+        /// The value found.
+        found: String,
+    },
+    /// A field holds a value the format forbids.
+    Invalid {
+        /// The structure holding the field.
+        structure: Structure,
+        /// The field ("codec", "alignment", ...); empty for the structure itself.
+        field: &'static str,
+        /// What the format allows.
+        expected: String,
+        /// What was found.
+        found: String,
+    },
+    /// Compressed or encoded data does not decode.
+    Undecodable {
+        /// The structure.
+        structure: Structure,
+        /// What it should have decoded to.
+        expected: String,
+        /// The decoder's complaint.
+        reason: String,
+    },
+}
+
+impl Defect {
+    pub(crate) fn crc(structure: Structure, expected: u32, found: u32) -> Self {
+        Defect::Crc {
+            structure,
+            expected,
+            found,
+        }
+    }
+
+    pub(crate) fn digest(
+        structure: Structure,
+        expected: impl fmt::Display,
+        found: impl fmt::Display,
+    ) -> Self {
+        Defect::Digest {
+            structure,
+            expected: expected.to_string(),
+            found: found.to_string(),
+        }
+    }
+
+    pub(crate) fn magic(structure: Structure, expected: &[u8], found: &[u8]) -> Self {
+        Defect::Magic {
+            structure,
+            expected: crate::format::hex(expected),
+            found: crate::format::hex(found),
+        }
+    }
+
+    pub(crate) fn not_zero(structure: Structure) -> Self {
+        Defect::NotZero { structure }
+    }
+
+    pub(crate) fn truncated(
+        structure: Structure,
+        expected_bytes: u64,
+        found_bytes: Option<u64>,
+    ) -> Self {
+        Defect::Truncated {
+            structure,
+            expected_bytes,
+            found_bytes,
+        }
+    }
+
+    pub(crate) fn missing(structure: Structure, expected: impl fmt::Display) -> Self {
+        Defect::Missing {
+            structure,
+            expected: expected.to_string(),
+            detail: String::new(),
+        }
+    }
+
+    pub(crate) fn missing_because(
+        structure: Structure,
+        expected: impl fmt::Display,
+        detail: impl fmt::Display,
+    ) -> Self {
+        Defect::Missing {
+            structure,
+            expected: expected.to_string(),
+            detail: detail.to_string(),
+        }
+    }
+
+    pub(crate) fn mismatch(
+        structure: Structure,
+        field: &'static str,
+        expected: impl fmt::Display,
+        found: impl fmt::Display,
+    ) -> Self {
+        Defect::Mismatch {
+            structure,
+            field,
+            expected: expected.to_string(),
+            found: found.to_string(),
+        }
+    }
+
+    pub(crate) fn invalid(
+        structure: Structure,
+        field: &'static str,
+        expected: impl fmt::Display,
+        found: impl fmt::Display,
+    ) -> Self {
+        Defect::Invalid {
+            structure,
+            field,
+            expected: expected.to_string(),
+            found: found.to_string(),
+        }
+    }
+
+    pub(crate) fn undecodable(
+        structure: Structure,
+        expected: impl fmt::Display,
+        reason: impl fmt::Display,
+    ) -> Self {
+        Defect::Undecodable {
+            structure,
+            expected: expected.to_string(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The structure the defect is in.
+    pub fn structure(&self) -> Structure {
+        match self {
+            Defect::Crc { structure, .. }
+            | Defect::Digest { structure, .. }
+            | Defect::Magic { structure, .. }
+            | Defect::NotZero { structure }
+            | Defect::Truncated { structure, .. }
+            | Defect::StreamEnds { structure, .. }
+            | Defect::Missing { structure, .. }
+            | Defect::Mismatch { structure, .. }
+            | Defect::Invalid { structure, .. }
+            | Defect::Undecodable { structure, .. } => *structure,
+        }
+    }
+
+    /// The same defect, said of `structure` instead (a record decoded without knowing its
+    /// number, once the number is known).
+    #[must_use]
+    pub(crate) fn of(mut self, to: Structure) -> Self {
+        match &mut self {
+            Defect::Crc { structure, .. }
+            | Defect::Digest { structure, .. }
+            | Defect::Magic { structure, .. }
+            | Defect::NotZero { structure }
+            | Defect::Truncated { structure, .. }
+            | Defect::StreamEnds { structure, .. }
+            | Defect::Missing { structure, .. }
+            | Defect::Mismatch { structure, .. }
+            | Defect::Invalid { structure, .. }
+            | Defect::Undecodable { structure, .. } => *structure = to,
+        }
+        self
+    }
+
+    /// A short, stable, machine-readable name of the kind: "crc", "digest", "magic",
+    /// "not_zero", "truncated", "stream_ends", "missing", "mismatch", "invalid",
+    /// "undecodable".
+    pub fn name(&self) -> &'static str {
+        match self {
+            Defect::Crc { .. } => "crc",
+            Defect::Digest { .. } => "digest",
+            Defect::Magic { .. } => "magic",
+            Defect::NotZero { .. } => "not_zero",
+            Defect::Truncated { .. } => "truncated",
+            Defect::StreamEnds { .. } => "stream_ends",
+            Defect::Missing { .. } => "missing",
+            Defect::Mismatch { .. } => "mismatch",
+            Defect::Invalid { .. } => "invalid",
+            Defect::Undecodable { .. } => "undecodable",
+        }
+    }
+
+    /// What is damaged, for people: "block 3 payload", "trailer record count".
+    pub fn what(&self) -> String {
+        let with_field = |structure: &Structure, field: &str| {
+            if field.is_empty() {
+                structure.to_string()
+            } else {
+                format!("{structure} {field}")
+            }
+        };
+        match self {
+            Defect::Crc { structure, .. }
+            | Defect::NotZero { structure }
+            | Defect::Truncated { structure, .. }
+            | Defect::StreamEnds { structure, .. }
+            | Defect::Missing { structure, .. }
+            | Defect::Undecodable { structure, .. } => structure.to_string(),
+            Defect::Digest {
+                structure: Structure::ShardFile,
+                ..
+            } => "shard digest (BLAKE3)".to_string(),
+            Defect::Digest {
+                structure: Structure::Manifest,
+                ..
+            } => "manifest root digest".to_string(),
+            Defect::Digest { structure, .. } => with_field(structure, "digest (BLAKE3)"),
+            Defect::Magic { structure, .. } => with_field(structure, "magic"),
+            Defect::Mismatch {
+                structure, field, ..
+            }
+            | Defect::Invalid {
+                structure, field, ..
+            } => with_field(structure, field),
+        }
+    }
+
+    /// What the format or another record requires, for people.
+    pub fn expected(&self) -> String {
+        match self {
+            Defect::Crc { expected, .. } => format!("crc32 {expected:#010x}"),
+            Defect::NotZero { .. } => "zero bytes".to_string(),
+            Defect::Truncated { expected_bytes, .. } => format!("{expected_bytes} bytes"),
+            Defect::StreamEnds { .. } => "more records".to_string(),
+            Defect::Digest { expected, .. }
+            | Defect::Magic { expected, .. }
+            | Defect::Missing { expected, .. }
+            | Defect::Mismatch { expected, .. }
+            | Defect::Invalid { expected, .. }
+            | Defect::Undecodable { expected, .. } => expected.clone(),
+        }
+    }
+
+    /// What was found, for people.
+    pub fn found(&self) -> String {
+        match self {
+            Defect::Crc { found, .. } => format!("{found:#010x}"),
+            Defect::NotZero { .. } => "non-zero bytes".to_string(),
+            Defect::Truncated {
+                found_bytes: None, ..
+            } => "the end of the data".to_string(),
+            Defect::Truncated {
+                found_bytes: Some(n),
+                ..
+            } => format!("{n} bytes"),
+            Defect::StreamEnds {
+                end,
+                mid_record: true,
+                ..
+            } => format!("the stream ends mid-record at byte {end}"),
+            Defect::StreamEnds { end, .. } => format!("the stream ends at byte {end}"),
+            Defect::Missing { detail, .. } if detail.is_empty() => "missing".to_string(),
+            Defect::Missing { detail, .. } => format!("missing ({detail})"),
+            Defect::Undecodable { reason, .. } => reason.clone(),
+            Defect::Digest { found, .. }
+            | Defect::Magic { found, .. }
+            | Defect::Mismatch { found, .. }
+            | Defect::Invalid { found, .. } => found.clone(),
+        }
+    }
+}
+
+/// A shard file of `found` bytes where the manifest lists `expected`: cut short, or longer.
+pub(crate) fn shard_length(expected: u64, found: u64) -> Defect {
+    if found < expected {
+        Defect::truncated(Structure::ShardFile, expected, Some(found))
+    } else {
+        Defect::mismatch(
+            Structure::ShardFile,
+            "length",
+            format!("{expected} bytes (manifest)"),
+            format!("{found} bytes"),
+        )
+    }
+}
+
+impl fmt::Display for Defect {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: expected {}, found {}",
+            self.what(),
+            self.expected(),
+            self.found()
+        )
     }
 }
 
@@ -74,12 +665,8 @@ pub enum ErrorKind {
     Corrupt {
         /// Where the defect is.
         location: Location,
-        /// What was being read (e.g. "block header", "record 41").
-        what: String,
-        /// What the format requires there.
-        expected: String,
-        /// What was found.
-        found: String,
+        /// What is wrong there.
+        defect: Defect,
     },
     /// The file is of a format version this build cannot read: upgrade shardpack.
     UnsupportedVersion {
@@ -176,19 +763,16 @@ impl Error {
         .into()
     }
 
-    pub(crate) fn corrupt(
-        location: Location,
-        what: impl Into<String>,
-        expected: impl fmt::Display,
-        found: impl fmt::Display,
-    ) -> Self {
-        ErrorKind::Corrupt {
-            location,
-            what: what.into(),
-            expected: expected.to_string(),
-            found: found.to_string(),
+    pub(crate) fn corrupt(location: Location, defect: Defect) -> Self {
+        ErrorKind::Corrupt { location, defect }.into()
+    }
+
+    /// The defect, when this is a [`ErrorKind::Corrupt`] error.
+    pub fn defect(&self) -> Option<&Defect> {
+        match &*self.0 {
+            ErrorKind::Corrupt { defect, .. } => Some(defect),
+            _ => None,
         }
-        .into()
     }
 
     pub(crate) fn invalid_input(subject: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -245,14 +829,12 @@ impl fmt::Display for Error {
                     path.display()
                 )
             }
-            ErrorKind::Corrupt {
-                location,
-                what,
-                expected,
-                found,
-            } => write!(
+            ErrorKind::Corrupt { location, defect } => write!(
                 f,
-                "corrupt {what} in {location}: expected {expected}, found {found}"
+                "corrupt {} in {location}: expected {}, found {}",
+                defect.what(),
+                defect.expected(),
+                defect.found()
             ),
             ErrorKind::UnsupportedVersion {
                 location,

@@ -65,6 +65,7 @@ pub struct ExtractFailure {
 /// What [`extract`] did.
 #[derive(Debug, Default)]
 #[non_exhaustive]
+#[must_use]
 pub struct ExtractReport {
     /// Samples read.
     pub samples: u64,

@@ -36,7 +36,7 @@ pub use archive::manifest::Manifest;
 pub use archive::media::{
     volume_budget, volume_data_budget, MediaProfile, Volume, MAX_STREAM_RECORD, MIN_STREAM_RECORD,
 };
-pub use error::{Error, ErrorKind, Location, Result};
+pub use error::{Defect, Error, ErrorKind, Location, Result, Structure};
 pub use format::stream::EntryKind;
 pub use io::trace::{IoKind, IoOp, IoTrace};
 pub use io::{AccessPattern, ReadAt, SourceKind};

@@ -136,6 +136,7 @@ impl PackOptions {
 /// What [`pack_folder`] and [`FolderListing::pack`] wrote.
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
+#[must_use]
 pub struct PackReport {
     /// The archive's manifest.
     pub manifest: Manifest,
@@ -572,7 +573,7 @@ mod tests {
         }
         assert!(!input.join("out").exists() && !input.join("sub/deeper").exists());
         let beside = tmp.path().join("beside");
-        pack_folder(
+        let _ = pack_folder(
             &input,
             &beside,
             WriterBuilder::default(),

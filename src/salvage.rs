@@ -55,6 +55,11 @@ pub struct LostRange {
 }
 
 impl LostRange {
+    /// The range as a [`crate::Location`] (the same type errors and findings use).
+    pub fn location(&self) -> crate::Location {
+        crate::Location::file(&self.file, self.offset).len(self.len)
+    }
+
     /// True when samples were lost here: the range names lost samples or held bytes in no
     /// intact block. False for damage that cost no sample (a header or trailer whose
     /// blocks were still found).
@@ -66,6 +71,8 @@ impl LostRange {
 
 /// What [`salvage`] recovered and lost.
 #[derive(Clone, Debug, Serialize)]
+#[must_use]
+#[non_exhaustive]
 pub struct SalvageReport {
     /// Input shard files read.
     pub files: u64,

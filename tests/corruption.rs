@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use shardpack::{verify, Archive, Compression, VerifyMode, VerifyOptions};
+use shardpack::{verify, Archive, Compression, Defect, Structure, VerifyMode, VerifyOptions};
 
 /// Reads every sample; each must be an error or exactly the original. Returns how many
 /// reads failed.
@@ -59,7 +59,13 @@ fn exhaustive_single_byte_changes(compression: Compression) {
                 if !is_manifest {
                     let located = report.findings.iter().any(|f| {
                         f.file == *file
-                            && !f.what.starts_with("shard digest")
+                            && !matches!(
+                                f.defect,
+                                Some(Defect::Digest {
+                                    structure: Structure::ShardFile,
+                                    ..
+                                })
+                            )
                             && f.offset <= pos as u64
                             && (pos as u64) < f.offset + f.len.max(1)
                     });
@@ -173,10 +179,15 @@ fn deleted_swapped_and_extra_shards_are_reported() {
     let report = verify(&a, &VerifyOptions::default()).unwrap();
     assert!(!report.complete);
     assert!(
-        report
-            .findings
-            .iter()
-            .any(|f| f.file == shard1 && f.found.starts_with("missing") && f.ordinals.is_some()),
+        report.findings.iter().any(|f| f.file == shard1
+            && matches!(
+                f.defect,
+                Some(Defect::Missing {
+                    structure: Structure::ShardFile,
+                    ..
+                })
+            )
+            && f.ordinals.is_some()),
         "{:#?}",
         report.findings
     );
@@ -192,10 +203,14 @@ fn deleted_swapped_and_extra_shards_are_reported() {
     )
     .unwrap();
     assert!(
-        report
-            .findings
-            .iter()
-            .any(|f| f.what.contains("another archive")),
+        report.findings.iter().any(|f| matches!(
+            &f.defect,
+            Some(Defect::Mismatch {
+                structure: Structure::ShardHeader,
+                field,
+                ..
+            }) if field.starts_with("archive id")
+        )),
         "{:#?}",
         report.findings
     );
@@ -205,10 +220,14 @@ fn deleted_swapped_and_extra_shards_are_reported() {
     std::fs::copy(&shard1, a.join("shard-000099.shp")).unwrap();
     let report = verify(&a, &VerifyOptions::default()).unwrap();
     assert!(
-        report
-            .findings
-            .iter()
-            .any(|f| f.what == "shard file" && f.shard == Some(99)),
+        report.findings.iter().any(|f| f.shard == Some(99)
+            && matches!(
+                f.defect,
+                Some(Defect::Invalid {
+                    structure: Structure::ShardFile,
+                    ..
+                })
+            )),
         "{:#?}",
         report.findings
     );
@@ -237,7 +256,17 @@ fn expect_root_mismatch_is_a_finding() {
     )
     .unwrap();
     assert_eq!(bad.findings.len(), 1);
-    assert_eq!(bad.findings[0].what, "root digest");
+    assert!(
+        matches!(
+            bad.findings[0].defect,
+            Some(Defect::Digest {
+                structure: Structure::Manifest,
+                ..
+            })
+        ),
+        "{:?}",
+        bad.findings
+    );
 }
 
 /// A shard whose end (index, trailer or digest) is damaged yields its error once, and the

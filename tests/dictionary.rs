@@ -8,7 +8,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use shardpack::{Archive, Compression, Limits, VerifyMode, VerifyOptions, Writer};
+use shardpack::{
+    Archive, Compression, Defect, Limits, Structure, VerifyMode, VerifyOptions, Writer,
+};
 
 fn verify(dir: &std::path::Path, mode: VerifyMode) -> shardpack::VerifyReport {
     shardpack::verify(
@@ -195,7 +197,7 @@ fn a_stream_with_dictionaries_reads_back_and_unstreams() {
     w.finish().unwrap();
     let stream = sink.0.lock().unwrap().clone();
     let dir = tmp.path().join("out");
-    shardpack::stream::unstream(&stream[..], "tape", &dir, Limits::default()).unwrap();
+    let _ = shardpack::stream::unstream(&stream[..], "tape", &dir, Limits::default()).unwrap();
     assert_eq!(read_all(&Archive::open(&dir).unwrap()), samples);
     assert!(verify(&dir, VerifyMode::Deep).is_ok());
 }
@@ -218,13 +220,30 @@ fn a_damaged_dictionary_is_found_and_located() {
     bytes[128 + 100] ^= 0x10;
     std::fs::write(&shard, &bytes).unwrap();
     let err = Archive::open(&dir).unwrap().get(5).unwrap_err();
-    assert!(err.to_string().contains("dictionary"), "{err}");
+    assert!(
+        matches!(
+            err.defect(),
+            Some(Defect::Crc {
+                structure: Structure::Dictionary,
+                ..
+            })
+        ),
+        "{err}"
+    );
     for mode in [VerifyMode::Full, VerifyMode::Deep] {
         let report = verify(&dir, mode);
         let f = report
             .findings
             .iter()
-            .find(|f| f.what == "shard dictionary")
+            .find(|f| {
+                matches!(
+                    f.defect,
+                    Some(Defect::Crc {
+                        structure: Structure::Dictionary,
+                        ..
+                    })
+                )
+            })
             .unwrap_or_else(|| panic!("{mode:?}: {:?}", report.findings));
         assert_eq!((f.offset, f.len), (128, len));
     }
@@ -281,5 +300,16 @@ fn a_1_1_manifest_without_a_dictionary_shard_is_a_finding() {
     std::fs::write(dir.join("manifest.json"), m.to_canonical_bytes()).unwrap();
     let report = verify(&dir, VerifyMode::Quick);
     assert_eq!(report.findings.len(), 1, "{:?}", report.findings);
-    assert_eq!(report.findings[0].what, "manifest format_version");
+    assert!(
+        matches!(
+            report.findings[0].defect,
+            Some(Defect::Invalid {
+                structure: Structure::Manifest,
+                field: "format_version",
+                ..
+            })
+        ),
+        "{:?}",
+        report.findings
+    );
 }

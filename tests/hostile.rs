@@ -141,7 +141,7 @@ fn a_fifo_where_a_file_is_expected_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("a");
     write_archive(&archive, tiny(Compression::None), &small_samples());
-    shardpack::protect(&archive, 10.0).unwrap();
+    let _ = shardpack::protect(&archive, 10.0).unwrap();
 
     // parity.spp: verify reports it, repair refuses to use it; neither waits.
     std::fs::remove_file(archive.join("parity.spp")).unwrap();
@@ -196,7 +196,7 @@ fn a_planted_link_under_a_temporary_name_is_never_written_through() {
     };
 
     plant("parity.spp.partial");
-    shardpack::protect(&archive, 20.0).unwrap();
+    let _ = shardpack::protect(&archive, 20.0).unwrap();
     assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
     assert!(!archive.join("parity.spp.partial").exists());
 
@@ -221,7 +221,7 @@ fn protect_and_repair_exclude_each_other() {
     let dir = tempfile::tempdir().unwrap();
     let archive = dir.path().join("a");
     write_archive(&archive, tiny(Compression::None), &small_samples());
-    shardpack::protect(&archive, 10.0).unwrap();
+    let _ = shardpack::protect(&archive, 10.0).unwrap();
     let parity = std::fs::read(archive.join("parity.spp")).unwrap();
 
     // Hold the lock as another process would: flock on the folder, from a child that says
@@ -261,5 +261,5 @@ fn protect_and_repair_exclude_each_other() {
         .is_ok());
     // Once the holder is done, the lock is free again.
     holder.wait().unwrap();
-    shardpack::protect(&archive, 10.0).unwrap();
+    let _ = shardpack::protect(&archive, 10.0).unwrap();
 }

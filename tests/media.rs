@@ -17,7 +17,7 @@ use shardpack::format::stream::{EntryHeader, ENTRY_HEADER_LEN, ENTRY_MAGIC};
 use shardpack::manifest::Manifest;
 use shardpack::stream::{unstream, StreamItem, StreamReader};
 use shardpack::{
-    verify, Archive, Compression, EntryKind, ErrorKind, IoKind, IoOp, IoTrace, Limits,
+    verify, Archive, Compression, Defect, EntryKind, ErrorKind, IoKind, IoOp, IoTrace, Limits,
     MediaProfile, Sample, Shard, SourceKind, VerifyMode, VerifyOptions, WriterBuilder,
 };
 
@@ -853,7 +853,14 @@ fn tape_stream_torn_mid_record_reports_it_after_every_sample_before() {
         let Some(err) = err else {
             panic!("{what}: a stream cut at {cut} read without error");
         };
-        if got.len() as u64 != before || !err.to_string().contains("mid-record") {
+        let mid_record = matches!(
+            err.defect(),
+            Some(shardpack::Defect::StreamEnds {
+                mid_record: true,
+                ..
+            })
+        );
+        if got.len() as u64 != before || !mid_record {
             failures.push(format!(
                 "torn in {what} at {cut}: {} samples before the error (expected {before}); error: {err}",
                 got.len()
@@ -998,21 +1005,22 @@ fn fix_header_crc(stream: &mut [u8], at: usize) {
     stream[at + 124..at + 128].copy_from_slice(&crc.to_le_bytes());
 }
 
-/// The stream's error: Corrupt, at `offset` (in the stream, or in `shard` when given), and
-/// naming `what`.
+/// The stream's error: Corrupt, at `offset` (in the stream, or in `shard` when given), an
+/// invalid or mismatched field whose name contains `what`.
 fn assert_stream_error(stream: &[u8], offset: u64, shard: Option<u32>, what: &str) {
     let (_, err) = read_stream(stream);
     let err = err.unwrap_or_else(|| panic!("{what}: read without error"));
     match err.kind() {
         ErrorKind::Corrupt {
-            location, what: w, ..
+            location,
+            defect: Defect::Invalid { field, .. } | Defect::Mismatch { field, .. },
         } => {
             assert_eq!(
                 (location.offset, location.shard),
                 (offset, shard),
                 "{what}: {err}"
             );
-            assert!(w.contains(what), "{what}: {err}");
+            assert!(field.contains(what), "{what}: {err}");
         }
         _ => panic!("{what}: {err:?}"),
     }
@@ -1034,11 +1042,11 @@ fn stream_record_size_and_shard_alignment_are_checked() {
     let stream = small_stream();
     for r in [64u32, 2048, 16 << 20, 4097] {
         let bad = patch(&stream, 0, 16, &r.to_le_bytes());
-        assert_stream_error(&bad, 16, None, "stream record size");
+        assert_stream_error(&bad, 16, None, "record size");
     }
     // Shard 0 (at 4096) claims an alignment of 8 KiB in 4 KiB records.
     let bad = patch(&stream, 4096, 64, &8192u32.to_le_bytes());
-    assert_stream_error(&bad, 64, Some(0), "shard alignment");
+    assert_stream_error(&bad, 64, Some(0), "align");
     // Its first ordinal and archive id must be the stream's.
     let bad = patch(&stream, 4096, 40, &1u64.to_le_bytes());
     assert_stream_error(&bad, 40, Some(0), "first ordinal");
@@ -1056,7 +1064,7 @@ fn stream_bytes_after_the_final_entry_are_an_error() {
     for extra in [1usize, 7, 8, 4096] {
         let mut bad = stream.clone();
         bad.extend(std::iter::repeat_n(0u8, extra));
-        assert_stream_error(&bad, stream.len() as u64, None, "end of stream");
+        assert_stream_error(&bad, stream.len() as u64, None, "end");
     }
 }
 

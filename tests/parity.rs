@@ -8,7 +8,10 @@ mod common;
 use std::path::Path;
 
 use common::*;
-use shardpack::{protect, repair, verify, Compression, MediaProfile, VerifyOptions, WriterBuilder};
+use shardpack::{
+    protect, repair, verify, Compression, Defect, MediaProfile, Structure, VerifyOptions,
+    WriterBuilder,
+};
 
 fn archive(dir: &Path) -> (Vec<OwnedSample>, shardpack::Manifest) {
     let samples: Vec<OwnedSample> = (0..90)
@@ -116,7 +119,7 @@ fn a_whole_lost_shard_is_rebuilt_when_the_budget_allows() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
     archive(&dir);
-    protect(&dir, 60.0).unwrap();
+    let _ = protect(&dir, 60.0).unwrap();
     let pristine = snapshot(&dir);
     let shard = pristine
         .iter()
@@ -138,7 +141,7 @@ fn damage_beyond_the_budget_is_reported_with_what_was_needed() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
     archive(&dir);
-    protect(&dir, 3.0).unwrap();
+    let _ = protect(&dir, 3.0).unwrap();
     let before = snapshot(&dir);
     let shard = before
         .iter()
@@ -167,7 +170,7 @@ fn damaged_parity_is_an_erasure_not_a_disaster() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
     archive(&dir);
-    protect(&dir, 10.0).unwrap();
+    let _ = protect(&dir, 10.0).unwrap();
     let pristine = snapshot(&dir);
     let parity = dir.join(shardpack::PARITY_FILE);
     let mut p = std::fs::read(&parity).unwrap();
@@ -189,7 +192,10 @@ fn damaged_parity_is_an_erasure_not_a_disaster() {
     let f = report
         .findings
         .iter()
-        .find(|f| f.file == parity && f.what == "parity chunks")
+        .find(|f| {
+            f.file == parity
+                && f.defect.as_ref().map(Defect::structure) == Some(Structure::ParityChunks)
+        })
         .unwrap_or_else(|| panic!("{:#?}", report.findings));
     assert!(f.expected.contains("BLAKE3-64 digest"), "{f:?}");
     assert!(repair(&dir).unwrap().complete());
@@ -201,7 +207,7 @@ fn lost_ranges_name_the_samples_they_held() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
     let (_, manifest) = archive(&dir);
-    protect(&dir, 3.0).unwrap();
+    let _ = protect(&dir, 3.0).unwrap();
     // Far more damage than 3% can repair, in the middle of shard 1's data: its header,
     // trailer and index still read, so the lost samples are named.
     let shard = dir.join("shard-000001.shp");
@@ -250,7 +256,7 @@ fn a_parity_file_of_another_archive_is_refused() {
             .archive_id([0xBB; 16]),
         &samples,
     );
-    protect(&b, 100.0).unwrap();
+    let _ = protect(&b, 100.0).unwrap();
     let pristine = snapshot(&a);
     std::fs::copy(
         b.join(shardpack::PARITY_FILE),
@@ -288,7 +294,7 @@ fn parity_for_a_few_hundred_chunks_reads_back() {
         WriterBuilder::for_profile(MediaProfile::ssd()).compression(Compression::None),
         &samples,
     );
-    protect(&dir, 10.0).unwrap();
+    let _ = protect(&dir, 10.0).unwrap();
     let status = shardpack::parity_status(&dir).unwrap().unwrap();
     assert!(status[0].recoverable && status[0].damaged_chunks == 0);
     // One table copy damaged: the other is used.
@@ -330,7 +336,7 @@ fn damaged_redundant_parts_of_the_parity_file_are_reported_and_repaired() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
     archive(&dir);
-    protect(&dir, 10.0).unwrap();
+    let _ = protect(&dir, 10.0).unwrap();
     let path = dir.join(shardpack::PARITY_FILE);
     let pristine = std::fs::read(&path).unwrap();
     let len = pristine.len();
@@ -390,8 +396,13 @@ fn damaged_redundant_parts_of_the_parity_file_are_reported_and_repaired() {
         assert_eq!(found.len(), 1, "{name}: {found:#?}");
         let f = found[0];
         assert_eq!(
-            (f.file.as_path(), f.offset, f.len, f.what.as_str()),
-            (path.as_path(), offset, part_len, part.name()),
+            (
+                f.file.as_path(),
+                f.offset,
+                f.len,
+                f.defect.as_ref().map(Defect::structure)
+            ),
+            (path.as_path(), offset, part_len, Some(part.structure())),
             "{name}"
         );
         assert!(report.complete, "{name}");
@@ -436,7 +447,7 @@ fn a_parity_file_of_other_files_with_the_right_archive_id_is_refused() {
     assert_eq!(ma.archive_id, mb.archive_id);
     assert_eq!(ma.shards[0].size, mb.shards[0].size);
     assert_ne!(ma.shards[0].blake3, mb.shards[0].blake3);
-    protect(&b, 100.0).unwrap();
+    let _ = protect(&b, 100.0).unwrap();
     std::fs::copy(
         b.join(shardpack::PARITY_FILE),
         a.join(shardpack::PARITY_FILE),
@@ -470,7 +481,17 @@ fn a_parity_file_of_other_files_with_the_right_archive_id_is_refused() {
         f.offset, tables_offset as u64,
         "at the first file table entry"
     );
-    assert!(f.what.starts_with("parity file table entry"), "{f:?}");
+    assert!(
+        matches!(
+            &f.defect,
+            Some(Defect::Mismatch {
+                structure: Structure::ParityFileTable,
+                field,
+                ..
+            }) if field.starts_with("entry")
+        ),
+        "{f:?}"
+    );
     assert!(f.expected.contains(&ma.shards[0].blake3), "{f:?}");
     assert!(f.found.contains(&mb.shards[0].blake3), "{f:?}");
 }
@@ -488,15 +509,11 @@ fn leftovers_of_protect_and_repair_are_findings_including_names_that_are_not_utf
     };
     // (leftover name, finding, whether the archive stays complete)
     let cases: [(&[u8], &str, bool); 5] = [
-        (b"parity.spp.partial", "leftover partial parity file", true),
-        (b"shard-000000.shp.repair", "leftover repair file", true),
-        (b"manifest.json.repair", "leftover repair file", true),
-        (
-            b"shard-000001.shp\xff.partial",
-            "leftover partial file",
-            false,
-        ),
-        (b"\xfe\xffx.repair", "leftover repair file", true),
+        (b"parity.spp.partial", "partial parity file", true),
+        (b"shard-000000.shp.repair", "repair file", true),
+        (b"manifest.json.repair", "repair file", true),
+        (b"shard-000001.shp\xff.partial", "partial file", false),
+        (b"\xfe\xffx.repair", "repair file", true),
     ];
     for (name, what, complete) in cases {
         let path = dir.join(OsStr::from_bytes(name));
@@ -505,7 +522,18 @@ fn leftovers_of_protect_and_repair_are_findings_including_names_that_are_not_utf
             let report = verify(&dir, options).unwrap();
             assert_eq!(report.findings.len(), 1, "{name:?}: {:#?}", report.findings);
             let f = &report.findings[0];
-            assert_eq!((&f.file, f.what.as_str()), (&path, what), "{name:?}");
+            assert_eq!(&f.file, &path, "{name:?}");
+            assert!(
+                matches!(
+                    &f.defect,
+                    Some(Defect::Invalid {
+                        structure: Structure::LeftoverFile,
+                        field,
+                        ..
+                    }) if *field == what
+                ),
+                "{name:?}: {f:?}"
+            );
             assert_eq!(report.complete, complete, "{name:?}");
         }
         std::fs::remove_file(&path).unwrap();

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use shardpack::stream::{StreamItem, StreamReader};
-use shardpack::{Archive, Compression, ErrorKind, Limits, MediaProfile, WriterBuilder};
+use shardpack::{
+    Archive, Compression, Defect, ErrorKind, Limits, MediaProfile, Structure, WriterBuilder,
+};
 
 /// A folder vector: its name, options, samples and the parity percentage it is protected
 /// with (§17), if any.
@@ -91,7 +93,7 @@ fn writer_output_matches_the_vectors() {
         let fresh = tmp.path().join(name);
         write_archive(&fresh, builder, &samples);
         if let Some(percent) = parity {
-            shardpack::protect(&fresh, percent).unwrap();
+            let _ = shardpack::protect(&fresh, percent).unwrap();
         }
         let golden = vector_dir(name);
         if regenerate {
@@ -340,7 +342,16 @@ fn bad_vectors_map_to_their_error_kind() {
     std::fs::write(&shard, &b).unwrap();
     let err = Archive::open(&dir).unwrap().get(0).unwrap_err();
     assert!(
-        matches!(err.kind(), ErrorKind::Corrupt { what, .. } if what == "shard magic"),
+        matches!(
+            err.kind(),
+            ErrorKind::Corrupt {
+                defect: Defect::Magic {
+                    structure: Structure::ShardHeader,
+                    ..
+                },
+                location,
+            } if location.offset == 0
+        ),
         "{err}"
     );
     // bad_manifest_root
@@ -352,7 +363,16 @@ fn bad_vectors_map_to_their_error_kind() {
     std::fs::write(dir.join("manifest.json"), &m).unwrap();
     let err = Archive::open(&dir).err().unwrap();
     assert!(
-        matches!(err.kind(), ErrorKind::Corrupt { what, .. } if what == "manifest root digest"),
+        matches!(
+            err.kind(),
+            ErrorKind::Corrupt {
+                defect: Defect::Digest {
+                    structure: Structure::Manifest,
+                    ..
+                },
+                ..
+            }
+        ),
         "{err}"
     );
 }
@@ -683,7 +703,7 @@ fn the_informative_values_of_section_15_hold() {
     for percent in [1.0, 15.0, 100.0] {
         let dir = tmp.path().join(format!("empty-{percent}"));
         write_archive(&dir, WriterBuilder::new(), &[]);
-        shardpack::protect(&dir, percent).unwrap();
+        let _ = shardpack::protect(&dir, percent).unwrap();
         let p = std::fs::read(dir.join("parity.spp")).unwrap();
         assert_eq!(p.len(), 8462, "{percent}%");
         let header = parity_header(&p);
@@ -780,4 +800,207 @@ fn the_multi_dictionary_vector_mixes_versions() {
     assert!(shards[1..].iter().all(|s| s.0 > 0));
     assert_eq!((last.2, last.3), (0, 0), "{shards:?}");
     assert!(last.1 < 64, "{shards:?}");
+}
+
+// ---- Malformed vectors: copies of `small-stored` with one defect each. ----
+
+/// Which reader operation must report a malformed vector's defect.
+#[derive(Clone, Copy, Debug)]
+enum By {
+    /// `Archive::open(..)?.get(0)` fails with it.
+    Get,
+    /// A deep `verify` reports it among its findings.
+    Verify,
+}
+
+/// A malformed vector: its name, the operation that must report it, and the defect (kind
+/// name, structure) at the file offset it must name. The table in `tests/vectors/README.md`
+/// and in format-spec.md §15 lists the same.
+struct BadVector {
+    name: &'static str,
+    by: By,
+    kind: &'static str,
+    structure: Structure,
+    offset: u64,
+    make: fn(&mut Vec<u8>, &mut Vec<u8>),
+}
+
+const SHARD: &str = "shard-000000.shp";
+
+/// The offset of a shard file's trailer (§8).
+fn trailer_at(shard: &[u8]) -> usize {
+    shard.len() - 128
+}
+
+/// The end of the first block payload followed by padding, walking the blocks (§4, §5.1).
+fn first_block_padding(shard: &[u8]) -> usize {
+    let index = u64le(shard, trailer_at(shard) + 56) as usize;
+    let mut pos = 128;
+    while pos < index {
+        let end = pos + 64 + u64le(shard, pos + 32) as usize;
+        let next = end.div_ceil(64) * 64;
+        if next > end {
+            return end;
+        }
+        pos = next;
+    }
+    panic!("no block of small-stored/{SHARD} is followed by padding");
+}
+
+/// Recomputes the manifest's digests of the shards, its totals and its root, so that the
+/// only defect left is the one put in.
+fn reseal(manifest: &mut Vec<u8>, shard: &[u8]) {
+    let mut m = shardpack::manifest::Manifest::parse(manifest, Path::new("manifest.json")).unwrap();
+    m.shards[0].blake3 = blake3::hash(shard).to_hex().to_string();
+    m.root = m.compute_root();
+    *manifest = m.to_canonical_bytes();
+}
+
+fn bad_vectors() -> Vec<BadVector> {
+    vec![
+        BadVector {
+            name: "bad_header_crc",
+            by: By::Get,
+            kind: "crc",
+            structure: Structure::ShardHeader,
+            offset: 124,
+            make: |shard, manifest| {
+                shard[124] ^= 0xff;
+                reseal(manifest, shard);
+            },
+        },
+        BadVector {
+            name: "bad_block_payload_crc",
+            by: By::Verify,
+            kind: "crc",
+            structure: Structure::BlockPayload { block: 0 },
+            offset: 192,
+            make: |shard, manifest| {
+                shard[192 + 10] ^= 0x20;
+                reseal(manifest, shard);
+            },
+        },
+        BadVector {
+            name: "bad_block_padding",
+            by: By::Verify,
+            kind: "not_zero",
+            structure: Structure::BlockPadding,
+            offset: BLOCK_PADDING_AT,
+            make: |shard, manifest| {
+                let at = first_block_padding(shard);
+                shard[at] = 0x5a;
+                reseal(manifest, shard);
+            },
+        },
+        BadVector {
+            name: "bad_truncated_shard",
+            by: By::Get,
+            kind: "truncated",
+            structure: Structure::ShardFile,
+            offset: TRUNCATED_LEN,
+            make: |shard, _| {
+                shard.truncate(shard.len() - 64);
+            },
+        },
+        BadVector {
+            name: "bad_shard_digest",
+            by: By::Verify,
+            kind: "digest",
+            structure: Structure::ShardFile,
+            offset: 0,
+            make: |_, manifest| {
+                let mut m =
+                    shardpack::manifest::Manifest::parse(manifest, Path::new("manifest.json"))
+                        .unwrap();
+                m.shards[0].blake3 = "5a".repeat(32);
+                m.root = m.compute_root();
+                *manifest = m.to_canonical_bytes();
+            },
+        },
+        BadVector {
+            name: "bad_record_crc",
+            by: By::Get,
+            kind: "crc",
+            structure: Structure::Record { record: Some(0) },
+            offset: 192,
+            make: |shard, manifest| {
+                let t = trailer_at(shard);
+                let blocks = u32le(shard, t + 36) as usize;
+                let (index, index_len) =
+                    (u64le(shard, t + 56) as usize, u64le(shard, t + 64) as usize);
+                // Record 0's CRC in the record table (§6.2), then the index CRC in the
+                // trailer and the trailer's own CRC, so that only the record CRC is wrong.
+                let crc_at = index + 32 * blocks + shardpack::format::index::RECORD_CRC_OFFSET;
+                shard[crc_at] ^= 0x01;
+                let index_crc = crc32fast::hash(&shard[index..index + index_len]);
+                shard[t + 88..t + 92].copy_from_slice(&index_crc.to_le_bytes());
+                let trailer_crc = crc32fast::hash(&shard[t..t + 124]);
+                shard[t + 124..t + 128].copy_from_slice(&trailer_crc.to_le_bytes());
+                reseal(manifest, shard);
+            },
+        },
+    ]
+}
+
+/// Where `bad_block_padding`'s non-zero padding byte is.
+const BLOCK_PADDING_AT: u64 = 321;
+/// `bad_truncated_shard`'s length: small-stored's first shard less 64 bytes.
+const TRUNCATED_LEN: u64 = 960 - 64;
+
+#[test]
+fn malformed_vectors_report_their_typed_defect() {
+    let regenerate = std::env::var_os("SHARDPACK_REGENERATE_VECTORS").is_some();
+    let good = vector_dir("small-stored");
+    for v in bad_vectors() {
+        let mut shard = std::fs::read(good.join(SHARD)).unwrap();
+        let mut manifest = std::fs::read(good.join("manifest.json")).unwrap();
+        (v.make)(&mut shard, &mut manifest);
+        let dir = vector_dir(v.name);
+        if regenerate {
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            for (file, _) in files(&good) {
+                let name = file.file_name().unwrap();
+                std::fs::copy(&file, dir.join(name)).unwrap();
+            }
+            std::fs::write(dir.join(SHARD), &shard).unwrap();
+            std::fs::write(dir.join("manifest.json"), &manifest).unwrap();
+        }
+        assert_eq!(std::fs::read(dir.join(SHARD)).unwrap(), shard, "{}", v.name);
+        assert_eq!(
+            std::fs::read(dir.join("manifest.json")).unwrap(),
+            manifest,
+            "{}",
+            v.name
+        );
+        let named = |d: &Defect| d.name() == v.kind && d.structure() == v.structure;
+        match v.by {
+            By::Get => {
+                let err = Archive::open(&dir)
+                    .and_then(|a| a.get(0).map(|_| ()))
+                    .expect_err(v.name);
+                let (Some(defect), Some(location)) = (err.defect(), err.location()) else {
+                    panic!("{}: {err:?}", v.name);
+                };
+                assert!(named(defect), "{}: {err}", v.name);
+                assert_eq!(location.offset, v.offset, "{}: {err}", v.name);
+                assert_eq!(location.file, dir.join(SHARD), "{}", v.name);
+            }
+            By::Verify => {
+                let options = shardpack::VerifyOptions {
+                    mode: shardpack::VerifyMode::Deep,
+                    ..Default::default()
+                };
+                let report = shardpack::verify(&dir, &options).unwrap();
+                assert!(
+                    report.findings.iter().any(|f| f.file == dir.join(SHARD)
+                        && f.offset == v.offset
+                        && f.defect.as_ref().is_some_and(named)),
+                    "{}: {:#?}",
+                    v.name,
+                    report.findings
+                );
+            }
+        }
+    }
 }

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use shardpack::{
-    verify, Archive, Compression, ErrorKind, MediaProfile, VerifyOptions, WriterBuilder,
+    verify, Archive, Compression, Defect, ErrorKind, MediaProfile, Structure, VerifyOptions,
+    WriterBuilder,
 };
 
 const BUDGET: u64 = 6 << 20;
@@ -110,12 +111,17 @@ fn a_missing_volume_is_named() {
     let finding = report
         .findings
         .iter()
-        .find(|f| f.what.starts_with("volume 2 of"))
+        .find(|f| {
+            matches!(
+                f.defect,
+                Some(Defect::Missing {
+                    structure: Structure::Volume { volume: 2, .. },
+                    ..
+                })
+            )
+        })
         .expect("missing volume named");
-    assert!(
-        finding.found.contains("missing") && finding.ordinals.is_some(),
-        "{finding:?}"
-    );
+    assert!(finding.ordinals.is_some(), "{finding:?}");
     let archive = Archive::open(&root).unwrap();
     assert_eq!(archive.missing_volumes(), vec![2]);
     let on_two = manifest
@@ -205,10 +211,14 @@ fn every_volume_folder_gets_a_parity_status_and_one_bad_parity_stops_nothing() {
     assert_eq!(status[1].parity_file, ParityFileState::NoParity);
     assert_eq!(status[0].parity_file, ParityFileState::Loaded);
     assert!(
-        report
-            .findings
-            .iter()
-            .any(|f| f.file == parity2 && f.what == "parity file"),
+        report.findings.iter().any(|f| f.file == parity2
+            && matches!(
+                f.defect,
+                Some(Defect::Missing {
+                    structure: Structure::ParityFile,
+                    ..
+                })
+            )),
         "{:#?}",
         report.findings
     );
@@ -240,10 +250,15 @@ fn every_volume_folder_gets_a_parity_status_and_one_bad_parity_stops_nothing() {
     assert_eq!(status[1].parity_file, ParityFileState::Loaded);
     assert!(status[1].damaged_chunks >= 1 && status[1].recoverable);
     assert!(
-        report
-            .findings
-            .iter()
-            .any(|f| f.file == parity1 && f.offset == 0 && f.what == "parity magic"),
+        report.findings.iter().any(|f| f.file == parity1
+            && f.offset == 0
+            && matches!(
+                f.defect,
+                Some(Defect::Magic {
+                    structure: Structure::ParityHeader,
+                    ..
+                })
+            )),
         "{:#?}",
         report.findings
     );
@@ -275,9 +290,17 @@ fn a_listed_shard_in_another_volume_and_a_missing_manifest_copy_are_findings() {
         .iter()
         .find(|f| f.file == stray)
         .unwrap_or_else(|| panic!("{:#?}", report.findings));
-    assert_eq!(
-        (f.shard, f.what.as_str()),
-        (Some(0), "shard file in another volume")
+    assert_eq!(f.shard, Some(0));
+    assert!(
+        matches!(
+            f.defect,
+            Some(Defect::Invalid {
+                structure: Structure::ShardFile,
+                field: "in another volume",
+                ..
+            })
+        ),
+        "{f:?}"
     );
     assert!(report.complete, "the shard on its own volume is there");
     std::fs::remove_file(&stray).unwrap();
@@ -293,7 +316,16 @@ fn a_listed_shard_in_another_volume_and_a_missing_manifest_copy_are_findings() {
         .iter()
         .find(|f| f.file == copy)
         .unwrap_or_else(|| panic!("{:#?}", report.findings));
-    assert_eq!(f.what, "manifest of volume 2");
+    assert!(
+        matches!(
+            f.defect,
+            Some(Defect::Missing {
+                structure: Structure::VolumeManifest { volume: 2 },
+                ..
+            })
+        ),
+        "{f:?}"
+    );
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::format::{hex, FORMAT_VERSION};
-use crate::{Error, Limits, Location, Result};
+use crate::{Defect, Error, Limits, Location, Result, Structure};
 
 /// File name of the manifest inside the archive folder.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -287,9 +287,7 @@ impl Manifest {
             let offset = byte_offset(bytes, e.line(), e.column());
             Error::corrupt(
                 Location::file(path, offset),
-                "manifest JSON",
-                "a shardpack manifest",
-                e,
+                Defect::undecodable(Structure::Manifest, "a shardpack manifest (JSON)", e),
             )
         })?;
         manifest.validate(path)?;
@@ -309,16 +307,19 @@ impl Manifest {
     }
 
     fn validate(&self, path: &Path) -> Result<()> {
-        let bad = |what: &str, expected: String, found: String| {
+        let bad = |structure: Structure, field: &'static str, expected: String, found: String| {
             Err(Error::corrupt(
                 Location::file(path, 0),
-                format!("manifest {what}"),
-                expected,
-                found,
+                Defect::invalid(structure, field, expected, found),
             ))
         };
         if self.format != MANIFEST_FORMAT {
-            return bad("format", MANIFEST_FORMAT.into(), self.format.clone());
+            return bad(
+                Structure::Manifest,
+                "format",
+                MANIFEST_FORMAT.into(),
+                self.format.clone(),
+            );
         }
         if version_string(&self.format_version).is_none() {
             return Err(crate::ErrorKind::UnsupportedVersion {
@@ -330,6 +331,7 @@ impl Manifest {
         }
         if parse_hex::<16>(&self.archive_id).is_none() {
             return bad(
+                Structure::Manifest,
                 "archive_id",
                 "32 lowercase hex digits".into(),
                 self.archive_id.clone(),
@@ -337,6 +339,7 @@ impl Manifest {
         }
         if !crate::format::is_valid_align(self.layout.align) {
             return bad(
+                Structure::Manifest,
                 "layout.align",
                 "a power of two from 64 to 16777216".into(),
                 self.layout.align.to_string(),
@@ -347,11 +350,12 @@ impl Manifest {
             ("layout.shard_size", self.layout.shard_size),
         ] {
             if value == 0 {
-                return bad(what, "at least 1".into(), "0".into());
+                return bad(Structure::Manifest, what, "at least 1".into(), "0".into());
             }
         }
         if crate::archive::media::MediaProfile::from_name(&self.layout.profile).is_none() {
             return bad(
+                Structure::Manifest,
                 "layout.profile",
                 "generic, hdd, ssd, tape or optical".into(),
                 self.layout.profile.clone(),
@@ -364,6 +368,7 @@ impl Manifest {
         };
         if !level_ok {
             return bad(
+                Structure::Manifest,
                 "layout.compression",
                 "zstd with a level from -7 to 22, or none with level 0".into(),
                 format!("{} level {}", self.layout.compression, self.layout.level),
@@ -380,25 +385,33 @@ impl Manifest {
         for (i, s) in self.shards.iter().enumerate() {
             let expected_name = shard_file_name(i as u32);
             if s.file != expected_name {
-                return bad("shard file name", expected_name, s.file.clone());
+                return bad(
+                    Structure::ManifestShard { shard: i as u32 },
+                    "file",
+                    expected_name,
+                    s.file.clone(),
+                );
             }
             if ordinal != Some(s.first_ordinal) {
                 return bad(
-                    &format!("first_ordinal of {}", s.file),
+                    Structure::ManifestShard { shard: i as u32 },
+                    "first_ordinal",
                     show(ordinal),
                     s.first_ordinal.to_string(),
                 );
             }
             if s.samples == 0 || s.samples > u64::from(u32::MAX) {
                 return bad(
-                    &format!("samples of {}", s.file),
+                    Structure::ManifestShard { shard: i as u32 },
+                    "samples",
                     "1 to 4294967295".into(),
                     s.samples.to_string(),
                 );
             }
             if parse_hex::<32>(&s.blake3).is_none() {
                 return bad(
-                    &format!("blake3 of {}", s.file),
+                    Structure::ManifestShard { shard: i as u32 },
+                    "blake3",
                     "64 lowercase hex digits".into(),
                     s.blake3.clone(),
                 );
@@ -409,6 +422,7 @@ impl Manifest {
         }
         if self.layout.volume_size == Some(0) {
             return bad(
+                Structure::Manifest,
                 "layout.volume_size",
                 "at least 1 byte, or absent".into(),
                 "0".into(),
@@ -421,14 +435,16 @@ impl Manifest {
                 (Some(_), Some(v)) if v == volume || (v == volume + 1 && i > 0) => volume = v,
                 (Some(_), Some(v)) => {
                     return bad(
-                        &format!("volume of {}", s.file),
+                        Structure::ManifestShard { shard: i as u32 },
+                        "volume",
                         format!("{volume} or {}", volume + 1),
                         v.to_string(),
                     );
                 }
                 _ => {
                     return bad(
-                        &format!("volume of {}", s.file),
+                        Structure::ManifestShard { shard: i as u32 },
+                        "volume",
                         "a volume exactly when layout.volume_size is set".into(),
                         format!("{:?}", s.volume),
                     )
@@ -442,6 +458,7 @@ impl Manifest {
             || Some(t.raw_bytes) != raw_bytes
         {
             return bad(
+                Structure::Manifest,
                 "totals",
                 format!(
                     "{} shards, {} samples, {} bytes, {} raw_bytes",
@@ -458,7 +475,10 @@ impl Manifest {
         }
         let root = self.compute_root();
         if self.root != root {
-            return bad("root digest", root, self.root.clone());
+            return Err(Error::corrupt(
+                Location::file(path, 0),
+                Defect::digest(Structure::Manifest, root, &self.root),
+            ));
         }
         Ok(())
     }
@@ -727,7 +747,7 @@ mod tests {
     /// The `what` of a corrupt-manifest error.
     fn defect(m: &Manifest) -> String {
         match refusal(&m.to_canonical_bytes()) {
-            (ErrorKind::Corrupt { what, .. }, 0) => what,
+            (ErrorKind::Corrupt { defect, .. }, 0) => defect.what(),
             other => panic!("{other:?}"),
         }
     }
@@ -787,7 +807,14 @@ mod tests {
         match refusal(&m.to_canonical_bytes()) {
             (
                 ErrorKind::Corrupt {
-                    expected, found, ..
+                    defect:
+                        crate::Defect::Invalid {
+                            structure: crate::Structure::Manifest,
+                            field: "totals",
+                            expected,
+                            found,
+                        },
+                    ..
                 },
                 _,
             ) => {

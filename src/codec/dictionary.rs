@@ -115,12 +115,15 @@ impl DecodingDictionary {
 
     /// Checks a shard's dictionary bytes against the header's `crc`, then prepares them;
     /// the error says what was found instead (§5.5).
-    pub(crate) fn checked(bytes: &[u8], crc: u32) -> Result<Self, String> {
+    pub(crate) fn checked(bytes: &[u8], crc: u32) -> Result<Self, crate::Defect> {
+        let structure = crate::Structure::Dictionary;
         let found = crate::format::checksum::crc32(bytes);
         if found != crc {
-            return Err(format!("crc32 {found:#010x}"));
+            return Err(crate::Defect::crc(structure, crc, found));
         }
-        Self::new(bytes).ok_or_else(|| "bytes zstd cannot load".into())
+        Self::new(bytes).ok_or_else(|| {
+            crate::Defect::undecodable(structure, "a zstd dictionary", "bytes zstd cannot load")
+        })
     }
 }
 

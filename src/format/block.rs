@@ -1,7 +1,8 @@
 //! The block header that starts every data block (§5). Its sync marker lets a scanner find
 //! blocks without the index.
 
-use super::{check_crc, le, Codec, Defect};
+use super::{check_crc, le, Codec, DecodeError};
+use crate::{Defect, Structure};
 
 /// Sync marker at the start of every block header.
 pub const BLOCK_SYNC: [u8; 8] = *b"\x89SPB\r\n\x1a\n";
@@ -10,16 +11,23 @@ pub const BLOCK_SYNC: [u8; 8] = *b"\x89SPB\r\n\x1a\n";
 pub const BLOCK_HEADER_LEN: usize = 64;
 
 const SYNC_OFFSET: usize = 0;
-const SHARD_NUMBER_OFFSET: usize = SYNC_OFFSET + 8;
-const BLOCK_NUMBER_OFFSET: usize = SHARD_NUMBER_OFFSET + 4;
-const FIRST_ORDINAL_OFFSET: usize = BLOCK_NUMBER_OFFSET + 4;
-const RECORD_COUNT_OFFSET: usize = FIRST_ORDINAL_OFFSET + 8;
+/// Offset of the block header's shard number (u32).
+pub const SHARD_NUMBER_OFFSET: usize = SYNC_OFFSET + 8;
+/// Offset of the block number (u32).
+pub const BLOCK_NUMBER_OFFSET: usize = SHARD_NUMBER_OFFSET + 4;
+/// Offset of the block's first ordinal (u64).
+pub const FIRST_ORDINAL_OFFSET: usize = BLOCK_NUMBER_OFFSET + 4;
+/// Offset of the block's record count (u32).
+pub const RECORD_COUNT_OFFSET: usize = FIRST_ORDINAL_OFFSET + 8;
 /// Offset of the block header's codec byte (§5.1).
 pub const CODEC_OFFSET: usize = RECORD_COUNT_OFFSET + 4;
 const RESERVED_A_OFFSET: usize = CODEC_OFFSET + 1;
-const STORED_LEN_OFFSET: usize = RESERVED_A_OFFSET + 3;
-const RAW_LEN_OFFSET: usize = STORED_LEN_OFFSET + 8;
-const PAYLOAD_CRC_OFFSET: usize = RAW_LEN_OFFSET + 8;
+/// Offset of the stored payload length (u64).
+pub const STORED_LEN_OFFSET: usize = RESERVED_A_OFFSET + 3;
+/// Offset of the decoded payload length (u64).
+pub const RAW_LEN_OFFSET: usize = STORED_LEN_OFFSET + 8;
+/// Offset of the payload CRC (u32).
+pub const PAYLOAD_CRC_OFFSET: usize = RAW_LEN_OFFSET + 8;
 const RESERVED_B_OFFSET: usize = PAYLOAD_CRC_OFFSET + 4;
 /// Offset of the header CRC, which covers bytes `0..CRC_OFFSET`.
 pub const CRC_OFFSET: usize = BLOCK_HEADER_LEN - 4;
@@ -80,33 +88,36 @@ impl BlockHeader {
     }
 
     /// Decodes and validates a block header.
-    pub fn decode(b: &[u8; BLOCK_HEADER_LEN]) -> Result<BlockHeader, Defect> {
+    pub fn decode(b: &[u8; BLOCK_HEADER_LEN]) -> Result<BlockHeader, DecodeError> {
         let sync: [u8; 8] = le::array_at(b, SYNC_OFFSET);
         if sync != BLOCK_SYNC {
-            return Err(Defect::invalid(
+            return Err(DecodeError::new(
                 SYNC_OFFSET,
-                "block sync marker",
-                super::hex(&BLOCK_SYNC),
-                super::hex(&sync),
+                Defect::magic(Structure::BlockHeader, &BLOCK_SYNC, &sync),
             ));
         }
         check_crc(
             le::u32_at(b, CRC_OFFSET),
             b.get(..CRC_OFFSET).unwrap_or_default(),
             CRC_OFFSET,
-            "block header",
+            Structure::BlockHeader,
         )?;
         let codec_byte = le::u8_at(b, CODEC_OFFSET);
-        let codec = Codec::from_byte(codec_byte)
-            .ok_or_else(|| Defect::invalid(CODEC_OFFSET, "block codec", "0, 1 or 2", codec_byte))?;
+        let codec = Codec::from_byte(codec_byte).ok_or_else(|| {
+            DecodeError::invalid(
+                CODEC_OFFSET,
+                Structure::BlockHeader,
+                "codec",
+                "0, 1 or 2",
+                codec_byte,
+            )
+        })?;
         if !le::all_zero(b, RESERVED_A_OFFSET, STORED_LEN_OFFSET)
             || !le::all_zero(b, RESERVED_B_OFFSET, CRC_OFFSET)
         {
-            return Err(Defect::invalid(
+            return Err(DecodeError::new(
                 RESERVED_A_OFFSET,
-                "reserved block header bytes",
-                "zeros",
-                "non-zero",
+                Defect::not_zero(Structure::BlockHeader),
             ));
         }
         let header = BlockHeader {
@@ -124,17 +135,19 @@ impl BlockHeader {
             .checked_add(u64::from(header.record_count))
             .is_none()
         {
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 FIRST_ORDINAL_OFFSET,
-                "block first ordinal",
+                Structure::BlockHeader,
+                "first ordinal",
                 "an ordinal range within 64 bits",
                 header.first_ordinal,
             ));
         }
         if header.record_count == 0 {
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 RECORD_COUNT_OFFSET,
-                "block record count",
+                Structure::BlockHeader,
+                "record count",
                 "at least 1",
                 0,
             ));
@@ -142,17 +155,19 @@ impl BlockHeader {
         if codec != Codec::Stored && header.stored_len >= header.raw_len {
             // A zstd block is only written when it is smaller; so a reader can tell the
             // codec from the lengths alone (§5.2).
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 STORED_LEN_OFFSET,
-                "compressed block length",
+                Structure::BlockHeader,
+                "compressed length",
                 format!("less than the decoded {}", header.raw_len),
                 header.stored_len,
             ));
         }
         if codec == Codec::Stored && header.stored_len != header.raw_len {
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 RAW_LEN_OFFSET,
-                "stored block length",
+                Structure::BlockHeader,
+                "stored length",
                 header.stored_len,
                 header.raw_len,
             ));

@@ -1,16 +1,11 @@
 //! The shard header at offset 0 (§3).
 
-use super::{is_valid_align, le, sealed, Codec, Defect, VERSION_1_0, VERSION_1_1};
+use super::{is_valid_align, le, sealed, Codec, DecodeError, VERSION_1_0, VERSION_1_1};
+use crate::{Defect, Structure};
 
 /// PNG-style signature: a high-bit byte catches 7-bit transfers, CR LF and LF catch line-ending
 /// conversion, 0x1A stops `type` on DOS.
 pub const SHARD_MAGIC: [u8; 8] = *b"\x89SHP\r\n\x1a\n";
-
-const NAMES: sealed::Names = sealed::Names {
-    magic: "shard magic",
-    crc: "shard header",
-    len: "header length",
-};
 
 /// Length of the encoded header.
 pub const HEADER_LEN: usize = 128;
@@ -116,17 +111,24 @@ impl ShardHeader {
     }
 
     /// Decodes and validates a header.
-    pub fn decode(b: &[u8; HEADER_LEN]) -> Result<ShardHeader, Defect> {
-        let version = sealed::open(b, &SHARD_MAGIC, &NAMES)?;
+    pub fn decode(b: &[u8; HEADER_LEN]) -> Result<ShardHeader, DecodeError> {
+        let version = sealed::open(b, &SHARD_MAGIC, Structure::ShardHeader)?;
         let crc = le::u32_at(b, CRC_OFFSET);
         let flags = le::u32_at(b, FLAGS_OFFSET);
         if flags != 0 {
-            return Err(Defect::invalid(FLAGS_OFFSET, "header flags", 0, flags));
+            return Err(DecodeError::invalid(
+                FLAGS_OFFSET,
+                Structure::ShardHeader,
+                "flags",
+                0,
+                flags,
+            ));
         }
         let align = le::u32_at(b, ALIGN_OFFSET);
         if !is_valid_align(align) {
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 ALIGN_OFFSET,
+                Structure::ShardHeader,
                 "alignment",
                 "a power of two from 64 to 16777216",
                 align,
@@ -135,30 +137,38 @@ impl ShardHeader {
         let codec_byte = le::u8_at(b, CODEC_OFFSET);
         let codec = Codec::from_byte(codec_byte)
             .filter(|&c| c != Codec::ZstdDictionary)
-            .ok_or_else(|| Defect::invalid(CODEC_OFFSET, "codec", "0 or 1", codec_byte))?;
+            .ok_or_else(|| {
+                DecodeError::invalid(
+                    CODEC_OFFSET,
+                    Structure::ShardHeader,
+                    "codec",
+                    "0 or 1",
+                    codec_byte,
+                )
+            })?;
         if !le::all_zero(b, RESERVED_A_OFFSET, DICTIONARY_LEN_OFFSET)
             || !le::all_zero(b, RESERVED_B_OFFSET, CRC_OFFSET)
         {
-            return Err(Defect::invalid(
+            return Err(DecodeError::new(
                 RESERVED_A_OFFSET,
-                "reserved header bytes",
-                "zeros",
-                "non-zero",
+                Defect::not_zero(Structure::ShardHeader),
             ));
         }
         let dictionary_len = le::u32_at(b, DICTIONARY_LEN_OFFSET);
         let dictionary_crc = le::u32_at(b, DICTIONARY_CRC_OFFSET);
         if dictionary_len > MAX_DICTIONARY_BYTES || (dictionary_len > 0 && codec != Codec::Zstd) {
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 DICTIONARY_LEN_OFFSET,
+                Structure::ShardHeader,
                 "dictionary length",
                 format!("0, or 1 to {MAX_DICTIONARY_BYTES} with codec 1"),
                 dictionary_len,
             ));
         }
         if dictionary_len == 0 && dictionary_crc != 0 {
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 DICTIONARY_CRC_OFFSET,
+                Structure::ShardHeader,
                 "dictionary crc without a dictionary",
                 0,
                 dictionary_crc,
@@ -171,9 +181,10 @@ impl ShardHeader {
         };
         if version != expected {
             // The lowest version that describes the shard, and no other: one encoding.
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 sealed::VERSION_MAJOR_OFFSET,
-                "header version",
+                Structure::ShardHeader,
+                "version",
                 format!("{}.{} for this dictionary length", expected.0, expected.1),
                 format!("{}.{}", version.0, version.1),
             ));
@@ -288,7 +299,7 @@ mod tests {
         b[CRC_OFFSET..].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(
             ShardHeader::decode(&b),
-            Err(Defect::Version {
+            Err(DecodeError::Version {
                 offset: sealed::VERSION_MAJOR_OFFSET as u64,
                 got: (2, 0)
             })

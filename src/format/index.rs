@@ -9,7 +9,8 @@
 
 use super::header::ShardHeader;
 use super::trailer::{Trailer, TRAILER_LEN};
-use super::{align_up, le, Defect, MAX_KEY_BYTES};
+use super::{align_up, le, DecodeError, MAX_KEY_BYTES};
+use crate::{Defect, Structure};
 
 /// Length of one block-table entry.
 pub const BLOCK_ENTRY_LEN: usize = 32;
@@ -17,6 +18,17 @@ pub const BLOCK_ENTRY_LEN: usize = 32;
 pub const RECORD_ENTRY_LEN: usize = 32;
 /// Length of one key-order entry.
 pub const KEY_ORDER_ENTRY_LEN: usize = 4;
+
+/// Offset of a block entry's block offset (u64, §7.1).
+pub const BLOCK_ENTRY_OFFSET_OFFSET: usize = 0;
+/// Offset of a block entry's stored payload length (u64).
+pub const BLOCK_ENTRY_STORED_LEN_OFFSET: usize = BLOCK_ENTRY_OFFSET_OFFSET + 8;
+/// Offset of a block entry's decoded payload length (u64).
+pub const BLOCK_ENTRY_RAW_LEN_OFFSET: usize = BLOCK_ENTRY_STORED_LEN_OFFSET + 8;
+/// Offset of a block entry's first record (u32).
+pub const BLOCK_ENTRY_FIRST_RECORD_OFFSET: usize = BLOCK_ENTRY_RAW_LEN_OFFSET + 8;
+/// Offset of a block entry's record count (u32).
+pub const BLOCK_ENTRY_RECORD_COUNT_OFFSET: usize = BLOCK_ENTRY_FIRST_RECORD_OFFSET + 4;
 
 /// One row of the block table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,22 +49,42 @@ impl BlockEntry {
     /// Encodes the entry.
     pub fn encode(&self) -> [u8; BLOCK_ENTRY_LEN] {
         let mut b = [0u8; BLOCK_ENTRY_LEN];
-        le::put(&mut b, 0, &self.offset.to_le_bytes());
-        le::put(&mut b, 8, &self.stored_len.to_le_bytes());
-        le::put(&mut b, 16, &self.raw_len.to_le_bytes());
-        le::put(&mut b, 24, &self.first_record.to_le_bytes());
-        le::put(&mut b, 28, &self.record_count.to_le_bytes());
+        le::put(
+            &mut b,
+            BLOCK_ENTRY_OFFSET_OFFSET,
+            &self.offset.to_le_bytes(),
+        );
+        le::put(
+            &mut b,
+            BLOCK_ENTRY_STORED_LEN_OFFSET,
+            &self.stored_len.to_le_bytes(),
+        );
+        le::put(
+            &mut b,
+            BLOCK_ENTRY_RAW_LEN_OFFSET,
+            &self.raw_len.to_le_bytes(),
+        );
+        le::put(
+            &mut b,
+            BLOCK_ENTRY_FIRST_RECORD_OFFSET,
+            &self.first_record.to_le_bytes(),
+        );
+        le::put(
+            &mut b,
+            BLOCK_ENTRY_RECORD_COUNT_OFFSET,
+            &self.record_count.to_le_bytes(),
+        );
         b
     }
 
     /// Decodes an entry; [`IndexLayout::check_block`] validates it.
     pub fn decode(b: &[u8; BLOCK_ENTRY_LEN]) -> BlockEntry {
         BlockEntry {
-            offset: le::u64_at(b, 0),
-            stored_len: le::u64_at(b, 8),
-            raw_len: le::u64_at(b, 16),
-            first_record: le::u32_at(b, 24),
-            record_count: le::u32_at(b, 28),
+            offset: le::u64_at(b, BLOCK_ENTRY_OFFSET_OFFSET),
+            stored_len: le::u64_at(b, BLOCK_ENTRY_STORED_LEN_OFFSET),
+            raw_len: le::u64_at(b, BLOCK_ENTRY_RAW_LEN_OFFSET),
+            first_record: le::u32_at(b, BLOCK_ENTRY_FIRST_RECORD_OFFSET),
+            record_count: le::u32_at(b, BLOCK_ENTRY_RECORD_COUNT_OFFSET),
         }
     }
 }
@@ -145,66 +177,85 @@ impl IndexLayout {
         header: &ShardHeader,
         trailer: &Trailer,
         file_len: u64,
-    ) -> Result<IndexLayout, Defect> {
+    ) -> Result<IndexLayout, DecodeError> {
         let align = u64::from(header.align);
         if trailer.file_len != file_len {
-            return Err(Defect::invalid(
+            return Err(DecodeError::new(
                 Trailer::FILE_LEN_FIELD,
-                "shard length",
-                trailer.file_len,
-                file_len,
+                Defect::mismatch(
+                    Structure::Trailer,
+                    "file length",
+                    trailer.file_len,
+                    file_len,
+                ),
             ));
         }
         if trailer.header_crc != header.crc {
-            return Err(Defect::invalid(
+            return Err(DecodeError::new(
                 Trailer::HEADER_CRC_FIELD,
-                "header crc copy",
-                format!("{:#010x}", header.crc),
-                format!("{:#010x}", trailer.header_crc),
+                Defect::mismatch(
+                    Structure::Trailer,
+                    "header crc copy",
+                    format!("{:#010x}", header.crc),
+                    format!("{:#010x}", trailer.header_crc),
+                ),
             ));
         }
         if trailer.version != header.version() {
-            return Err(Defect::invalid(
+            return Err(DecodeError::new(
                 Trailer::VERSION_FIELD,
-                "trailer version",
-                format!(
-                    "{}.{}, the header's",
-                    header.version().0,
-                    header.version().1
+                Defect::mismatch(
+                    Structure::Trailer,
+                    "version",
+                    format!(
+                        "{}.{}, the header's",
+                        header.version().0,
+                        header.version().1
+                    ),
+                    format!("{}.{}", trailer.version.0, trailer.version.1),
                 ),
-                format!("{}.{}", trailer.version.0, trailer.version.1),
             ));
         }
         if trailer.archive_id != header.archive_id {
-            return Err(Defect::invalid(
+            return Err(DecodeError::new(
                 Trailer::ARCHIVE_ID_FIELD,
-                "trailer archive id",
-                super::hex(&header.archive_id),
-                super::hex(&trailer.archive_id),
+                Defect::mismatch(
+                    Structure::Trailer,
+                    "archive id",
+                    super::hex(&header.archive_id),
+                    super::hex(&trailer.archive_id),
+                ),
             ));
         }
         if trailer.shard_number != header.shard_number {
-            return Err(Defect::invalid(
+            return Err(DecodeError::new(
                 Trailer::SHARD_NUMBER_FIELD,
-                "trailer shard number",
-                header.shard_number,
-                trailer.shard_number,
+                Defect::mismatch(
+                    Structure::Trailer,
+                    "shard number",
+                    header.shard_number,
+                    trailer.shard_number,
+                ),
             ));
         }
         if trailer.first_ordinal != header.first_ordinal {
-            return Err(Defect::invalid(
+            return Err(DecodeError::new(
                 Trailer::FIRST_ORDINAL_FIELD,
-                "trailer first ordinal",
-                header.first_ordinal,
-                trailer.first_ordinal,
+                Defect::mismatch(
+                    Structure::Trailer,
+                    "first ordinal",
+                    header.first_ordinal,
+                    trailer.first_ordinal,
+                ),
             ));
         }
         let record_count = u32::try_from(trailer.record_count)
             .ok()
             .filter(|&n| n >= 1)
             .ok_or_else(|| {
-                Defect::invalid(
+                DecodeError::invalid(
                     Trailer::RECORD_COUNT_FIELD,
+                    Structure::Trailer,
                     "record count",
                     "1 to 4294967295",
                     trailer.record_count,
@@ -215,8 +266,9 @@ impl IndexLayout {
             .checked_add(u64::from(record_count))
             .is_none()
         {
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 Trailer::FIRST_ORDINAL_FIELD,
+                Structure::Trailer,
                 "first ordinal",
                 "an ordinal range within 64 bits",
                 header.first_ordinal,
@@ -224,8 +276,9 @@ impl IndexLayout {
         }
         let block_count = trailer.block_count;
         if block_count == 0 || block_count > record_count {
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 Trailer::BLOCK_COUNT_FIELD,
+                Structure::Trailer,
                 "block count",
                 format!("1 to {record_count}"),
                 block_count,
@@ -245,9 +298,10 @@ impl IndexLayout {
         };
         let (record_table_offset, key_order_offset, key_heap_offset, index_end, trailer_offset) =
             geometry().ok_or_else(|| {
-                Defect::invalid(
+                DecodeError::invalid(
                     Trailer::INDEX_OFFSET_FIELD,
-                    "index geometry",
+                    Structure::Index,
+                    "geometry",
                     "offsets within the file",
                     "overflow",
                 )
@@ -258,9 +312,10 @@ impl IndexLayout {
             && index_end <= trailer_offset
             && align_up(index_end + TRAILER_LEN as u64, align) == Some(file_len);
         if !index_fits {
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 Trailer::INDEX_OFFSET_FIELD,
-                "index geometry",
+                Structure::Index,
+                "geometry",
                 format!(
                     "an aligned index of {} bytes ending where the trailer's padding starts",
                     index_end.saturating_sub(trailer.index_offset)
@@ -302,7 +357,7 @@ impl IndexLayout {
     }
 
     /// Validates a block entry read from the table (offsets are relative to the entry).
-    pub fn check_block(&self, number: u32, e: &BlockEntry) -> Result<(), Defect> {
+    pub fn check_block(&self, number: u32, e: &BlockEntry) -> Result<(), DecodeError> {
         let payload_end = e
             .offset
             .checked_add(super::block::BLOCK_HEADER_LEN as u64)
@@ -311,9 +366,10 @@ impl IndexLayout {
             || e.offset % self.align != 0
             || payload_end.is_none_or(|end| end > self.index_offset)
         {
-            return Err(Defect::invalid(
-                0,
-                "block entry offset",
+            return Err(DecodeError::invalid(
+                BLOCK_ENTRY_OFFSET_OFFSET,
+                Structure::BlockEntry { block: number },
+                "offset",
                 format!(
                     "an aligned block between {} and {}",
                     self.data_offset, self.index_offset
@@ -323,9 +379,10 @@ impl IndexLayout {
         }
         let end = u64::from(e.first_record) + u64::from(e.record_count);
         if e.record_count == 0 || end > u64::from(self.record_count) {
-            return Err(Defect::invalid(
-                24,
-                "block entry records",
+            return Err(DecodeError::invalid(
+                BLOCK_ENTRY_FIRST_RECORD_OFFSET,
+                Structure::BlockEntry { block: number },
+                "records",
                 format!("records within 0..{}", self.record_count),
                 format!("{}..{end}", e.first_record),
             ));
@@ -342,13 +399,14 @@ impl IndexLayout {
         e: &RecordEntry,
         block: &BlockEntry,
         next_key_offset: Option<u64>,
-    ) -> Result<std::ops::Range<u64>, Defect> {
+    ) -> Result<std::ops::Range<u64>, DecodeError> {
         let in_block = record >= block.first_record
             && u64::from(record) < u64::from(block.first_record) + u64::from(block.record_count);
         if !in_block || e.block >= self.block_count {
-            return Err(Defect::invalid(
-                24,
-                "record entry block",
+            return Err(DecodeError::invalid(
+                RECORD_BLOCK_OFFSET,
+                Structure::RecordTable,
+                "entry block",
                 "the block listing this record",
                 e.block,
             ));
@@ -358,9 +416,10 @@ impl IndexLayout {
             .is_none_or(|end| end > block.raw_len)
             || e.len == 0
         {
-            return Err(Defect::invalid(
-                0,
-                "record entry extent",
+            return Err(DecodeError::invalid(
+                RECORD_OFFSET_OFFSET,
+                Structure::RecordTable,
+                "entry extent",
                 format!(
                     "a non-empty range within the block's {} bytes",
                     block.raw_len
@@ -369,14 +428,21 @@ impl IndexLayout {
             ));
         }
         if record == 0 && e.key_offset != 0 {
-            return Err(Defect::invalid(16, "first key offset", 0, e.key_offset));
+            return Err(DecodeError::invalid(
+                RECORD_KEY_OFFSET_OFFSET,
+                Structure::RecordTable,
+                "first key offset",
+                0,
+                e.key_offset,
+            ));
         }
         let key_end = next_key_offset.unwrap_or(self.key_heap_len);
         let key_len = key_end.saturating_sub(e.key_offset);
         if key_len == 0 || key_len > MAX_KEY_BYTES as u64 || key_end > self.key_heap_len {
-            return Err(Defect::invalid(
-                16,
-                "record key offset",
+            return Err(DecodeError::invalid(
+                RECORD_KEY_OFFSET_OFFSET,
+                Structure::RecordTable,
+                "key offset",
                 format!(
                     "a key of 1 to {MAX_KEY_BYTES} bytes within the {}-byte key heap",
                     self.key_heap_len

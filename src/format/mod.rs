@@ -47,6 +47,7 @@ pub fn is_valid_align(align: u32) -> bool {
 
 /// The block payload codec (§5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Codec {
     /// The payload is the raw record bytes.
     Stored,
@@ -130,19 +131,15 @@ pub(crate) mod le {
 }
 
 /// A structure failed to decode. Offsets are relative to the structure's first byte; the
-/// reader adds the structure's position and the file name (see [`Defect::at`]).
+/// reader adds the structure's position and the file name (see [`DecodeError::at`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Defect {
-    /// A field holds a value the format forbids.
-    Invalid {
+pub enum DecodeError {
+    /// The bytes at `offset` within the structure are defective.
+    Defect {
         /// Offset of the field within the structure.
         offset: u64,
-        /// The field or structure.
-        what: &'static str,
-        /// What the format requires.
-        expected: String,
-        /// What was found.
-        found: String,
+        /// What is wrong.
+        defect: crate::Defect,
     },
     /// The version field names a version this build does not read.
     Version {
@@ -153,18 +150,38 @@ pub enum Defect {
     },
 }
 
-impl Defect {
+impl DecodeError {
+    /// `defect` at `offset` within the structure.
+    pub(crate) fn new(offset: usize, defect: crate::Defect) -> Self {
+        DecodeError::Defect {
+            offset: offset as u64,
+            defect,
+        }
+    }
+
+    /// A field at `offset` of `structure` holds a value the format forbids.
     pub(crate) fn invalid(
         offset: usize,
-        what: &'static str,
+        structure: crate::Structure,
+        field: &'static str,
         expected: impl std::fmt::Display,
         found: impl std::fmt::Display,
     ) -> Self {
-        Defect::Invalid {
-            offset: offset as u64,
-            what,
-            expected: expected.to_string(),
-            found: found.to_string(),
+        Self::new(
+            offset,
+            crate::Defect::invalid(structure, field, expected, found),
+        )
+    }
+
+    /// The same error said of `structure` (see [`crate::Defect`]); versions are unchanged.
+    #[must_use]
+    pub(crate) fn of(self, structure: crate::Structure) -> Self {
+        match self {
+            DecodeError::Defect { offset, defect } => DecodeError::Defect {
+                offset,
+                defect: defect.of(structure),
+            },
+            v => v,
         }
     }
 
@@ -174,15 +191,13 @@ impl Defect {
             file: file.to_path_buf(),
             shard,
             offset: base.saturating_add(offset),
+            len: 0,
         };
         match self {
-            Defect::Invalid {
-                offset,
-                what,
-                expected,
-                found,
-            } => crate::Error::corrupt(location(offset), what, expected, found),
-            Defect::Version { offset, got } => crate::ErrorKind::UnsupportedVersion {
+            DecodeError::Defect { offset, defect } => {
+                crate::Error::corrupt(location(offset), defect)
+            }
+            DecodeError::Version { offset, got } => crate::ErrorKind::UnsupportedVersion {
                 location: location(offset),
                 expected: FORMAT_VERSION,
                 got,
@@ -193,11 +208,11 @@ impl Defect {
 }
 
 /// Checks a (major, minor) pair read at `offset`: major 1, minor up to [`FORMAT_VERSION`]'s.
-pub(crate) fn check_version(major: u16, minor: u16, offset: usize) -> Result<(), Defect> {
+pub(crate) fn check_version(major: u16, minor: u16, offset: usize) -> Result<(), DecodeError> {
     if major == FORMAT_VERSION.0 && minor <= FORMAT_VERSION.1 {
         Ok(())
     } else {
-        Err(Defect::Version {
+        Err(DecodeError::Version {
             offset: offset as u64,
             got: (major, minor),
         })
@@ -209,17 +224,15 @@ pub(crate) fn check_crc(
     stored: u32,
     covered: &[u8],
     offset: usize,
-    what: &'static str,
-) -> Result<(), Defect> {
+    structure: crate::Structure,
+) -> Result<(), DecodeError> {
     let actual = checksum::crc32(covered);
     if stored == actual {
         Ok(())
     } else {
-        Err(Defect::invalid(
+        Err(DecodeError::new(
             offset,
-            what,
-            format!("crc32 {actual:#010x}"),
-            format!("{stored:#010x}"),
+            crate::Defect::crc(structure, stored, actual),
         ))
     }
 }
@@ -233,7 +246,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 /// (u16 each), the structure's length (u32), and in the last 4 bytes a CRC-32 of all the
 /// bytes before them (§3).
 pub(crate) mod sealed {
-    use super::{check_crc, check_version, le, Defect};
+    use super::{check_crc, check_version, le, DecodeError};
+    use crate::{Defect, Structure};
 
     /// Offset of the major version; the minor follows it.
     pub const VERSION_MAJOR_OFFSET: usize = 8;
@@ -242,13 +256,6 @@ pub(crate) mod sealed {
     pub const LEN_OFFSET: usize = VERSION_MINOR_OFFSET + 2;
     /// Offset of the first field after the prelude.
     pub const BODY_OFFSET: usize = LEN_OFFSET + 4;
-
-    /// How a structure names itself in errors.
-    pub struct Names {
-        pub magic: &'static str,
-        pub crc: &'static str,
-        pub len: &'static str,
-    }
 
     /// A zeroed structure with its prelude written, carrying `version`.
     pub fn new<const N: usize>(magic: &[u8; 8], version: (u16, u16)) -> [u8; N] {
@@ -272,16 +279,11 @@ pub(crate) mod sealed {
     pub fn open<const N: usize>(
         b: &[u8; N],
         magic: &[u8; 8],
-        names: &Names,
-    ) -> Result<(u16, u16), Defect> {
+        structure: Structure,
+    ) -> Result<(u16, u16), DecodeError> {
         let found: [u8; 8] = le::array_at(b, 0);
         if &found != magic {
-            return Err(Defect::invalid(
-                0,
-                names.magic,
-                super::hex(magic),
-                super::hex(&found),
-            ));
+            return Err(DecodeError::new(0, Defect::magic(structure, magic, &found)));
         }
         check_version(
             le::u16_at(b, VERSION_MAJOR_OFFSET),
@@ -292,11 +294,13 @@ pub(crate) mod sealed {
             le::u32_at(b, N - 4),
             b.get(..N - 4).unwrap_or_default(),
             N - 4,
-            names.crc,
+            structure,
         )?;
         let len = le::u32_at(b, LEN_OFFSET);
         if len as usize != N {
-            return Err(Defect::invalid(LEN_OFFSET, names.len, N, len));
+            return Err(DecodeError::invalid(
+                LEN_OFFSET, structure, "length", N, len,
+            ));
         }
         Ok((
             le::u16_at(b, VERSION_MAJOR_OFFSET),

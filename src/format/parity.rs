@@ -2,16 +2,11 @@
 //! files of an archive folder (or of one volume), and the BLAKE3-64 digest (§17.3) of every
 //! data and parity chunk. Only the header and the tables as a whole are sealed by CRC-32.
 
-use super::{le, sealed, Defect};
+use super::{le, sealed, DecodeError};
+use crate::{Defect, Structure};
 
 /// Signature of a parity file (and of the copy of its header at its end).
 pub const PARITY_MAGIC: [u8; 8] = *b"\x89SPR\r\n\x1a\n";
-
-const NAMES: sealed::Names = sealed::Names {
-    magic: "parity magic",
-    crc: "parity header",
-    len: "parity header length",
-};
 
 /// Length of the encoded header.
 pub const PARITY_HEADER_LEN: usize = 128;
@@ -20,7 +15,8 @@ pub const PARITY_HEADER_LEN: usize = 128;
 /// loader refuses larger tables, so a writer refuses to write them.
 pub const MAX_TABLES_LEN: u64 = 1 << 30;
 
-const ARCHIVE_ID_OFFSET: usize = sealed::BODY_OFFSET;
+/// Offset of the archive id in the parity header.
+pub const ARCHIVE_ID_OFFSET: usize = sealed::BODY_OFFSET;
 const CHUNK_BYTES_OFFSET: usize = ARCHIVE_ID_OFFSET + 16;
 const DATA_LAYERS_OFFSET: usize = CHUNK_BYTES_OFFSET + 4;
 const PARITY_LAYERS_OFFSET: usize = DATA_LAYERS_OFFSET + 4;
@@ -89,14 +85,12 @@ impl ParityHeader {
     }
 
     /// Decodes and validates a header; the geometry is checked by the parity reader.
-    pub fn decode(b: &[u8; PARITY_HEADER_LEN]) -> Result<ParityHeader, Defect> {
-        sealed::open(b, &PARITY_MAGIC, &NAMES)?;
+    pub fn decode(b: &[u8; PARITY_HEADER_LEN]) -> Result<ParityHeader, DecodeError> {
+        sealed::open(b, &PARITY_MAGIC, Structure::ParityHeader)?;
         if !le::all_zero(b, RESERVED_OFFSET, CRC_OFFSET) {
-            return Err(Defect::invalid(
+            return Err(DecodeError::new(
                 RESERVED_OFFSET,
-                "reserved parity header bytes",
-                "zeros",
-                "non-zero",
+                Defect::not_zero(Structure::ParityHeader),
             ));
         }
         Ok(ParityHeader {

@@ -8,7 +8,8 @@
 //! ..  key bytes, then every name, then every field's data, with no gaps
 //! ```
 
-use super::{le, Defect, MAX_FIELD_NAME_BYTES, MAX_KEY_BYTES};
+use super::{le, DecodeError, MAX_FIELD_NAME_BYTES, MAX_KEY_BYTES};
+use crate::{Defect, Structure};
 
 /// Length of the fixed record prefix.
 pub const RECORD_PREFIX_LEN: usize = 8;
@@ -41,38 +42,36 @@ pub enum PayloadItem {
 /// The item starting at `at` in a decoded payload: a record's length from its prefix and
 /// descriptors, or a filler's from its marker. Checks that it fits in the payload and, for a
 /// filler, that its bytes are zero.
-pub fn item_at(payload: &[u8], at: usize) -> Result<PayloadItem, Defect> {
+pub fn item_at(payload: &[u8], at: usize) -> Result<PayloadItem, DecodeError> {
     let rest = payload.get(at..).unwrap_or_default();
     if rest.len() < RECORD_PREFIX_LEN {
-        return Err(Defect::invalid(
+        return Err(DecodeError::new(
             at,
-            "record or filler",
-            "at least 8 bytes",
-            rest.len(),
+            Defect::truncated(
+                Structure::Record { record: None },
+                RECORD_PREFIX_LEN as u64,
+                Some(rest.len() as u64),
+            ),
         ));
     }
     let key_len = le::u16_at(rest, 0);
     let field_count = usize::from(le::u16_at(rest, 2));
     if key_len == 0 && field_count == 0 {
         if !le::all_zero(rest, 2, 4) {
-            return Err(Defect::invalid(at, "filler marker", "zeros", "non-zero"));
+            return Err(DecodeError::new(at, Defect::not_zero(Structure::Filler)));
         }
         let len = FILLER_MARKER_LEN as u64 + u64::from(le::u32_at(rest, 4));
         if len > rest.len() as u64 {
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 at,
-                "filler length",
+                Structure::Filler,
+                "length",
                 format!("at most {}", rest.len()),
                 len,
             ));
         }
         if !le::all_zero(rest, FILLER_MARKER_LEN, len as usize) {
-            return Err(Defect::invalid(
-                at,
-                "filler",
-                "zero bytes",
-                "non-zero bytes",
-            ));
+            return Err(DecodeError::new(at, Defect::not_zero(Structure::Filler)));
         }
         return Ok(PayloadItem::Filler(len));
     }
@@ -81,8 +80,9 @@ pub fn item_at(payload: &[u8], at: usize) -> Result<PayloadItem, Defect> {
     for i in 0..field_count {
         let d = RECORD_PREFIX_LEN + i * FIELD_DESCRIPTOR_LEN;
         if d + FIELD_DESCRIPTOR_LEN > rest.len() {
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 at,
+                Structure::Record { record: None },
                 "field descriptor",
                 "within the payload",
                 "past its end",
@@ -93,9 +93,10 @@ pub fn item_at(payload: &[u8], at: usize) -> Result<PayloadItem, Defect> {
             .saturating_add(le::u64_at(rest, d));
     }
     if len > rest.len() as u64 {
-        return Err(Defect::invalid(
+        return Err(DecodeError::invalid(
             at,
-            "record length",
+            Structure::Record { record: None },
+            "length",
             format!("at most {}", rest.len()),
             len,
         ));
@@ -142,34 +143,41 @@ pub struct RecordView<'a> {
 
 impl<'a> RecordView<'a> {
     /// Checks the layout of `bytes` as one record.
-    pub fn parse(bytes: &'a [u8]) -> Result<RecordView<'a>, Defect> {
+    pub fn parse(bytes: &'a [u8]) -> Result<RecordView<'a>, DecodeError> {
         if bytes.len() < RECORD_PREFIX_LEN {
-            return Err(Defect::invalid(
+            return Err(DecodeError::new(
                 0,
-                "record",
-                "at least 8 bytes",
-                bytes.len(),
+                Defect::truncated(
+                    Structure::Record { record: None },
+                    RECORD_PREFIX_LEN as u64,
+                    Some(bytes.len() as u64),
+                ),
             ));
         }
         let key_len = usize::from(le::u16_at(bytes, 0));
         let field_count = usize::from(le::u16_at(bytes, 2));
         if key_len == 0 || key_len > MAX_KEY_BYTES {
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 0,
-                "record key length",
+                Structure::Record { record: None },
+                "key length",
                 format!("1 to {MAX_KEY_BYTES}"),
                 key_len,
             ));
         }
         if field_count == 0 {
-            return Err(Defect::invalid(2, "record field count", "at least 1", 0));
+            return Err(DecodeError::invalid(
+                2,
+                Structure::Record { record: None },
+                "field count",
+                "at least 1",
+                0,
+            ));
         }
         if !le::all_zero(bytes, 4, RECORD_PREFIX_LEN) {
-            return Err(Defect::invalid(
+            return Err(DecodeError::new(
                 4,
-                "reserved record bytes",
-                "zeros",
-                "non-zero",
+                Defect::not_zero(Structure::Record { record: None }),
             ));
         }
         let table_end = RECORD_PREFIX_LEN + field_count * FIELD_DESCRIPTOR_LEN;
@@ -177,8 +185,9 @@ impl<'a> RecordView<'a> {
         for i in 0..field_count {
             let at = RECORD_PREFIX_LEN + i * FIELD_DESCRIPTOR_LEN;
             if at + FIELD_DESCRIPTOR_LEN > bytes.len() {
-                return Err(Defect::invalid(
+                return Err(DecodeError::invalid(
                     at,
+                    Structure::Record { record: None },
                     "field descriptor",
                     "within the record",
                     "past its end",
@@ -186,8 +195,9 @@ impl<'a> RecordView<'a> {
             }
             let name_len = usize::from(le::u16_at(bytes, at + 8));
             if name_len > MAX_FIELD_NAME_BYTES {
-                return Err(Defect::invalid(
+                return Err(DecodeError::invalid(
                     at + 8,
+                    Structure::Record { record: None },
                     "field name length",
                     format!("at most {MAX_FIELD_NAME_BYTES}"),
                     name_len,
@@ -198,7 +208,13 @@ impl<'a> RecordView<'a> {
                 .saturating_add(le::u64_at(bytes, at));
         }
         if total != bytes.len() as u64 {
-            return Err(Defect::invalid(0, "record length", bytes.len(), total));
+            return Err(DecodeError::invalid(
+                0,
+                Structure::Record { record: None },
+                "length",
+                bytes.len(),
+                total,
+            ));
         }
         let view = RecordView {
             bytes,
@@ -206,9 +222,10 @@ impl<'a> RecordView<'a> {
             key_len,
         };
         if std::str::from_utf8(view.key_bytes()).is_err() {
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 table_end,
-                "record key",
+                Structure::Record { record: None },
+                "key",
                 "UTF-8",
                 "invalid UTF-8",
             ));
@@ -217,8 +234,9 @@ impl<'a> RecordView<'a> {
         for i in 0..field_count {
             let (name, _) = view.raw_field(i);
             if std::str::from_utf8(name).is_err() {
-                return Err(Defect::invalid(
+                return Err(DecodeError::invalid(
                     names_at,
+                    Structure::Record { record: None },
                     "field name",
                     "UTF-8",
                     "invalid UTF-8",

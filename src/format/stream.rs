@@ -8,16 +8,11 @@
 //! its file's bytes unchanged. A manifest entry is one record holding this 128-byte entry
 //! header, followed by the manifest JSON in as many records as it needs.
 
-use super::{le, sealed, Defect};
+use super::{le, sealed, DecodeError};
+use crate::{Defect, Structure};
 
 /// Signature of a manifest entry.
 pub const ENTRY_MAGIC: [u8; 8] = *b"\x89SPM\r\n\x1a\n";
-
-const NAMES: sealed::Names = sealed::Names {
-    magic: "stream entry magic",
-    crc: "stream entry header",
-    len: "stream entry header length",
-};
 
 /// Length of the encoded entry header.
 pub const ENTRY_HEADER_LEN: usize = 128;
@@ -29,7 +24,8 @@ pub(crate) const GENERATION_OFFSET: usize = RESERVED_A_OFFSET + 3;
 pub(crate) const MANIFEST_LEN_OFFSET: usize = GENERATION_OFFSET + 8;
 pub(crate) const SELF_OFFSET: usize = MANIFEST_LEN_OFFSET + 8;
 pub(crate) const PREVIOUS_OFFSET: usize = SELF_OFFSET + 8;
-pub(crate) const ARCHIVE_ID_OFFSET: usize = PREVIOUS_OFFSET + 8;
+/// Offset of the archive id in a stream entry header.
+pub const ARCHIVE_ID_OFFSET: usize = PREVIOUS_OFFSET + 8;
 pub(crate) const DIGEST_OFFSET: usize = ARCHIVE_ID_OFFSET + 16;
 const RESERVED_B_OFFSET: usize = DIGEST_OFFSET + 32;
 const CRC_OFFSET: usize = ENTRY_HEADER_LEN - 4;
@@ -109,8 +105,8 @@ impl EntryHeader {
     }
 
     /// Decodes and validates an entry header.
-    pub fn decode(b: &[u8; ENTRY_HEADER_LEN]) -> Result<EntryHeader, Defect> {
-        sealed::open(b, &ENTRY_MAGIC, &NAMES)?;
+    pub fn decode(b: &[u8; ENTRY_HEADER_LEN]) -> Result<EntryHeader, DecodeError> {
+        sealed::open(b, &ENTRY_MAGIC, Structure::StreamEntry)?;
         let record_size = le::u32_at(b, RECORD_SIZE_OFFSET);
         // §16.1: a power of two from 4 KiB to 8 MiB.
         let (min, max) = (
@@ -118,25 +114,30 @@ impl EntryHeader {
             crate::archive::media::MAX_STREAM_RECORD,
         );
         if !record_size.is_power_of_two() || !(min..=max).contains(&record_size) {
-            return Err(Defect::invalid(
+            return Err(DecodeError::invalid(
                 RECORD_SIZE_OFFSET,
-                "stream record size",
+                Structure::StreamEntry,
+                "record size",
                 format!("a power of two from {min} to {max}"),
                 record_size,
             ));
         }
         let kind_byte = le::u8_at(b, KIND_OFFSET);
         let kind = EntryKind::from_byte(kind_byte).ok_or_else(|| {
-            Defect::invalid(KIND_OFFSET, "stream entry kind", "0, 1 or 2", kind_byte)
+            DecodeError::invalid(
+                KIND_OFFSET,
+                Structure::StreamEntry,
+                "kind",
+                "0, 1 or 2",
+                kind_byte,
+            )
         })?;
         if !le::all_zero(b, RESERVED_A_OFFSET, GENERATION_OFFSET)
             || !le::all_zero(b, RESERVED_B_OFFSET, CRC_OFFSET)
         {
-            return Err(Defect::invalid(
+            return Err(DecodeError::new(
                 RESERVED_A_OFFSET,
-                "reserved stream entry bytes",
-                "zeros",
-                "non-zero",
+                Defect::not_zero(Structure::StreamEntry),
             ));
         }
         Ok(EntryHeader {

@@ -1,16 +1,11 @@
 //! The fixed-size trailer in the last bytes of a shard (§8): where the index is, the counts,
 //! and a copy of the magic and version, so that a shard is readable from its end.
 
-use super::{le, sealed, Defect};
+use super::{le, sealed, DecodeError};
+use crate::{Defect, Structure};
 
 /// Trailer signature, PNG-style like the header's but distinct from it.
 pub const TRAILER_MAGIC: [u8; 8] = *b"\x89SPE\r\n\x1a\n";
-
-const NAMES: sealed::Names = sealed::Names {
-    magic: "trailer magic",
-    crc: "trailer",
-    len: "trailer length",
-};
 
 /// Length of the encoded trailer.
 pub const TRAILER_LEN: usize = 128;
@@ -103,14 +98,12 @@ impl Trailer {
     }
 
     /// Decodes a trailer and checks its own fields (magic, CRC, version, reserved bytes).
-    pub fn decode(b: &[u8; TRAILER_LEN]) -> Result<Trailer, Defect> {
-        let version = sealed::open(b, &TRAILER_MAGIC, &NAMES)?;
+    pub fn decode(b: &[u8; TRAILER_LEN]) -> Result<Trailer, DecodeError> {
+        let version = sealed::open(b, &TRAILER_MAGIC, Structure::Trailer)?;
         if !le::all_zero(b, RESERVED_OFFSET, CRC_OFFSET) {
-            return Err(Defect::invalid(
+            return Err(DecodeError::new(
                 RESERVED_OFFSET,
-                "reserved trailer bytes",
-                "zeros",
-                "non-zero",
+                Defect::not_zero(Structure::Trailer),
             ));
         }
         Ok(Trailer {
@@ -140,6 +133,7 @@ impl Trailer {
     pub(crate) const SHARD_NUMBER_FIELD: usize = SHARD_NUMBER_OFFSET;
     pub(crate) const FIRST_ORDINAL_FIELD: usize = FIRST_ORDINAL_OFFSET;
     pub(crate) const VERSION_FIELD: usize = sealed::VERSION_MAJOR_OFFSET;
+    pub(crate) const RAW_BYTES_FIELD: usize = RAW_BYTES_OFFSET;
 }
 
 #[cfg(test)]

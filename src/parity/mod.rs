@@ -21,7 +21,7 @@ use serde::Serialize;
 use crate::archive::manifest::{Manifest, ShardInfo, MANIFEST_FILE};
 use crate::format::parity::{ParityHeader, MAX_TABLES_LEN, PARITY_HEADER_LEN};
 use crate::format::{align_up, checksum};
-use crate::{Error, ErrorKind, Limits, Location, Result};
+use crate::{Defect, Error, ErrorKind, Limits, Location, Result, Structure};
 
 /// File name of the parity file in an archive (or volume) folder.
 pub const PARITY_FILE: &str = "parity.spp";
@@ -88,6 +88,8 @@ impl Parity {
 
 /// What `protect` wrote.
 #[derive(Clone, Debug, Serialize)]
+#[must_use]
+#[non_exhaustive]
 pub struct ProtectReport {
     /// Folders protected (the archive, or each volume).
     pub folders: Vec<ProtectedFolder>,
@@ -99,6 +101,7 @@ pub struct ProtectReport {
 
 /// One protected folder.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct ProtectedFolder {
     /// The folder.
     pub folder: PathBuf,
@@ -616,9 +619,12 @@ fn load(folder: &Path) -> Result<Parity> {
     if !geometry_ok {
         return Err(Error::corrupt(
             at(0),
-            "parity geometry",
-            format!("a parity file of {len} bytes with consistent layers"),
-            format!("{header:?}"),
+            Defect::invalid(
+                Structure::ParityHeader,
+                "geometry",
+                format!("a parity file of {len} bytes with consistent layers"),
+                format!("{header:?}"),
+            ),
         ));
     }
     // Rule 6: the bytes between the header and the first parity layer are zero.
@@ -635,14 +641,14 @@ fn load(folder: &Path) -> Result<Parity> {
     let mut tables = vec![0u8; header.tables_len as usize];
     file.read_exact_at(&mut tables, header.tables_offset)
         .map_err(|e| Error::io_at(&path, "read", header.tables_offset, e))?;
-    let first_ok = checksum::crc32(&tables) == header.tables_crc;
+    let first_crc = checksum::crc32(&tables);
+    let first_ok = first_crc == header.tables_crc;
     let second_ok = crc_of_range(&file, &path, second, header.tables_len)? == header.tables_crc;
     if !first_ok && !second_ok {
+        // Both copies are damaged: the first copy's CRC is reported.
         return Err(Error::corrupt(
-            at(header.tables_offset),
-            "parity tables (both copies)",
-            format!("crc32 {:#010x}", header.tables_crc),
-            "other bytes",
+            at(header.tables_offset).len(header.tables_len.saturating_mul(2)),
+            Defect::crc(Structure::ParityTables, header.tables_crc, first_crc),
         ));
     }
     if !first_ok {
@@ -669,9 +675,12 @@ fn load(folder: &Path) -> Result<Parity> {
         let bad = || {
             Error::corrupt(
                 at(header.tables_offset + here as u64),
-                "parity file table",
-                "name, size and digest",
-                "a short table",
+                Defect::invalid(
+                    Structure::ParityFileTable,
+                    "entry",
+                    "name, size and digest",
+                    "a short table",
+                ),
             )
         };
         let name_len = usize::from(u16::from_le_bytes(
@@ -691,9 +700,12 @@ fn load(folder: &Path) -> Result<Parity> {
         if name.contains('/') || name.starts_with('.') || name.is_empty() {
             return Err(Error::corrupt(
                 at(header.tables_offset + pos as u64),
-                "parity file name",
-                "a plain file name",
-                name,
+                Defect::invalid(
+                    Structure::ParityFileTable,
+                    "file name",
+                    "a plain file name",
+                    name,
+                ),
             ));
         }
         pos += 2 + name_len;
@@ -727,9 +739,12 @@ fn load(folder: &Path) -> Result<Parity> {
     if first_chunk != n || digest_bytes != Some((tables.len() - pos) as u64) {
         return Err(Error::corrupt(
             at(header.tables_offset),
-            "parity tables",
-            format!("{n} data chunks"),
-            format!("{first_chunk} in the file table"),
+            Defect::invalid(
+                Structure::ParityTables,
+                "data chunks",
+                format!("{n} data chunks"),
+                format!("{first_chunk} in the file table"),
+            ),
         ));
     }
     let digests: Vec<u64> = tables[pos..]
@@ -749,6 +764,7 @@ fn load(folder: &Path) -> Result<Parity> {
 
 /// The damage one folder's parity sees.
 #[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
 pub struct ParityStatus {
     /// The folder.
     pub folder: PathBuf,
@@ -846,6 +862,17 @@ impl ParityPart {
         }
     }
 
+    /// The structure it is.
+    pub fn structure(self) -> crate::Structure {
+        match self {
+            ParityPart::Header => Structure::ParityHeader,
+            ParityPart::HeaderCopy => Structure::ParityHeaderCopy,
+            ParityPart::ZeroGap => Structure::ParityZeroGap,
+            ParityPart::Tables => Structure::ParityTables,
+            ParityPart::TablesCopy => Structure::ParityTablesCopy,
+        }
+    }
+
     /// What the format requires of it.
     pub fn expected(self) -> &'static str {
         match self {
@@ -916,30 +943,39 @@ fn check_file_table(
         let Some(f) = parity.files.get(i) else {
             return Err(Error::corrupt(
                 Location::file(&path, parity.header.tables_offset),
-                "parity file table",
-                format!("{} entries (the manifest's files)", expected.len()),
-                format!("{} entries", parity.files.len()),
+                Defect::mismatch(
+                    Structure::ParityFileTable,
+                    "entries",
+                    format!("{} entries (the manifest's files)", expected.len()),
+                    format!("{} entries", parity.files.len()),
+                ),
             ));
         };
         let (name, size, blake3) = *want;
         if f.name != name || f.size != size || blake3.is_some_and(|b| b != f.blake3) {
             return Err(Error::corrupt(
                 Location::file(&path, parity.header.tables_offset + f.table_offset),
-                "parity file table entry (a parity file of other files?)",
-                format!(
-                    "entry {i}: {} (the manifest's)",
-                    describe(name, size, blake3)
+                Defect::mismatch(
+                    Structure::ParityFileTable,
+                    "entry (a parity file of other files?)",
+                    format!(
+                        "entry {i}: {} (the manifest's)",
+                        describe(name, size, blake3)
+                    ),
+                    describe(&f.name, f.size, blake3.map(|_| f.blake3.as_str())),
                 ),
-                describe(&f.name, f.size, blake3.map(|_| f.blake3.as_str())),
             ));
         }
     }
     if parity.files.len() != expected.len() {
         return Err(Error::corrupt(
             Location::file(&path, parity.header.tables_offset),
-            "parity file table",
-            format!("{} entries (the manifest's files)", expected.len()),
-            format!("{} entries", parity.files.len()),
+            Defect::mismatch(
+                Structure::ParityFileTable,
+                "entries",
+                format!("{} entries (the manifest's files)", expected.len()),
+                format!("{} entries", parity.files.len()),
+            ),
         ));
     }
     Ok(())
@@ -956,10 +992,16 @@ fn inspect(folder: &Path) -> Result<Damage> {
     if let Some(id) = claimed {
         if id != parity.header.archive_id {
             return Err(Error::corrupt(
-                Location::file(&folder.join(PARITY_FILE), 16),
-                "parity archive id (a parity file of another archive?)",
-                crate::format::hex(&id),
-                crate::format::hex(&parity.header.archive_id),
+                Location::file(
+                    &folder.join(PARITY_FILE),
+                    crate::format::parity::ARCHIVE_ID_OFFSET as u64,
+                ),
+                Defect::mismatch(
+                    Structure::ParityHeader,
+                    "archive id (a parity file of another archive?)",
+                    crate::format::hex(&id),
+                    crate::format::hex(&parity.header.archive_id),
+                ),
             ));
         }
     }
@@ -1124,6 +1166,7 @@ pub(crate) fn parity_folders(dir: &Path) -> Vec<PathBuf> {
 
 /// A byte range that repair rebuilt or could not.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct RepairedRange {
     /// The file.
     pub file: PathBuf,
@@ -1135,6 +1178,13 @@ pub struct RepairedRange {
     /// the samples whose stored bytes it touches.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ordinals: Option<[u64; 2]>,
+}
+
+impl RepairedRange {
+    /// The range as a [`Location`] (the same type errors and findings use).
+    pub fn location(&self) -> Location {
+        Location::file(&self.file, self.offset).len(self.len)
+    }
 }
 
 /// The samples whose stored bytes (block header and payload) overlap `offset..offset+len`
@@ -1158,6 +1208,8 @@ fn samples_in(path: &Path, offset: u64, len: u64) -> Option<[u64; 2]> {
 
 /// What `repair` did.
 #[derive(Clone, Debug, Default, Serialize)]
+#[must_use]
+#[non_exhaustive]
 pub struct RepairReport {
     /// Byte ranges rebuilt byte-identically.
     pub repaired: Vec<RepairedRange>,
@@ -1310,9 +1362,7 @@ fn repair_folder(folder: &Path, d: Damage, report: &mut RepairReport) -> Result<
             .map_err(|e| {
                 Error::corrupt(
                     Location::file(&folder.join(PARITY_FILE), 0),
-                    "parity stripe",
-                    "a decodable stripe",
-                    e,
+                    Defect::undecodable(Structure::ParityStripe, "a decodable stripe", e),
                 )
             })?;
         for (r, bytes) in decoded {

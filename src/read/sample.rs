@@ -4,7 +4,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use crate::format::record::RecordView;
-use crate::format::Defect;
+use crate::format::DecodeError;
 use crate::io::ReadAt;
 
 /// The bytes of a block a sample may share: decoded into memory, or a range of a map.
@@ -66,7 +66,7 @@ impl Sample {
         shard: u32,
         data: BlockBytes,
         range: Range<usize>,
-    ) -> std::result::Result<Self, Defect> {
+    ) -> std::result::Result<Self, DecodeError> {
         let view = RecordView::parse((*data).as_ref().get(range.clone()).unwrap_or_default())?;
         let (field_count, key_len) = (view.field_count(), view.key_len());
         Ok(Sample {

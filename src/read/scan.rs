@@ -8,15 +8,15 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::SyncSender;
 
 use crate::codec::dictionary::DecodingDictionary;
-use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN, BLOCK_SYNC};
-use crate::format::header::{ShardHeader, HEADER_LEN};
-use crate::format::index::IndexLayout;
+use crate::format::block::{self, BlockHeader, BLOCK_HEADER_LEN, BLOCK_SYNC};
+use crate::format::header::{self, ShardHeader, HEADER_LEN};
+use crate::format::index::{IndexLayout, BLOCK_ENTRY_LEN, RECORD_ENTRY_LEN};
 use crate::format::record::PayloadItem;
 use crate::format::trailer::{Trailer, TRAILER_LEN};
 use crate::format::{align_up, checksum, Codec};
 use crate::io::trace::{IoKind, IoTrace};
 use crate::read::{BlockBytes, MappedRange};
-use crate::{Error, Location, Result};
+use crate::{Defect, Error, Location, Result, Structure};
 
 /// A byte source read strictly front to back.
 pub(crate) trait SeqRead {
@@ -260,9 +260,12 @@ impl WalkLog {
         if records.len() as u64 != u64::from(layout.record_count) {
             return Err(Error::corrupt(
                 at(layout.index_offset),
-                "record table",
-                format!("{} records (found by reading the blocks)", records.len()),
-                layout.record_count,
+                Defect::mismatch(
+                    Structure::RecordTable,
+                    "record count",
+                    format!("{} records (found by reading the blocks)", records.len()),
+                    layout.record_count,
+                ),
             ));
         }
         let mut key_start = 0;
@@ -277,23 +280,26 @@ impl WalkLog {
             let Some(entry) = decode(local) else {
                 return Err(Error::corrupt(
                     at(entry_offset),
-                    "record entry",
-                    "an entry within the index",
-                    "the end of the index",
+                    Defect::truncated(Structure::RecordTable, RECORD_ENTRY_LEN as u64, None),
                 ));
             };
             let found = [
-                ("record block", u64::from(block), u64::from(entry.block)),
-                ("record offset", offset, entry.offset),
-                ("record length", len, entry.len),
-                ("record crc", u64::from(crc), u64::from(entry.crc)),
+                ("block", u64::from(block), u64::from(entry.block)),
+                ("offset", offset, entry.offset),
+                ("length", len, entry.len),
+                ("crc", u64::from(crc), u64::from(entry.crc)),
             ];
             if let Some((what, walked, listed)) = found.into_iter().find(|(_, w, l)| w != l) {
                 return Err(Error::corrupt(
                     at(entry_offset),
-                    format!("{what} of record {local}"),
-                    format!("{walked} (found by reading the block)"),
-                    listed,
+                    Defect::mismatch(
+                        Structure::Record {
+                            record: Some(u64::from(local)),
+                        },
+                        what,
+                        format!("{walked} (found by reading the block)"),
+                        listed,
+                    ),
                 ));
             }
             let block_offset = layout.block_entry_offset(block);
@@ -305,9 +311,11 @@ impl WalkLog {
             let Some(block_entry) = block_entry else {
                 return Err(Error::corrupt(
                     at(block_offset),
-                    "block entry",
-                    "an entry within the index",
-                    "the end of the index",
+                    Defect::truncated(
+                        Structure::BlockEntry { block },
+                        BLOCK_ENTRY_LEN as u64,
+                        None,
+                    ),
                 ));
             };
             layout
@@ -333,9 +341,14 @@ impl WalkLog {
             if listed != walked {
                 return Err(Error::corrupt(
                     at(layout.key_heap_offset + range.start),
-                    format!("record {local} key"),
-                    format!("{:?} (index)", String::from_utf8_lossy(listed)),
-                    format!("{:?}", String::from_utf8_lossy(walked)),
+                    Defect::mismatch(
+                        Structure::Record {
+                            record: Some(u64::from(local)),
+                        },
+                        "key",
+                        format!("{:?} (index)", String::from_utf8_lossy(listed)),
+                        format!("{:?}", String::from_utf8_lossy(walked)),
+                    ),
                 ));
             }
         }
@@ -375,19 +388,13 @@ impl ShardScanner {
     ) -> Result<Self> {
         let base = win.offset();
         let mut hasher = blake3::Hasher::new();
-        let at = |o: u64| Location {
-            file: path.clone(),
-            shard: None,
-            offset: o,
-        };
+        let at = |o: u64| Location::file(&path, o);
         let bytes: [u8; HEADER_LEN] = match win.take(HEADER_LEN)? {
             Some(b) => b.try_into().unwrap_or([0; HEADER_LEN]),
             None => {
                 return Err(Error::corrupt(
                     at(0),
-                    "shard header",
-                    format!("{HEADER_LEN} bytes"),
-                    "the end of the data",
+                    Defect::truncated(Structure::ShardHeader, HEADER_LEN as u64, None),
                 ))
             }
         };
@@ -402,27 +409,15 @@ impl ShardScanner {
             let Some(d) = win.take(dictionary_len)? else {
                 return Err(Error::corrupt(
                     at(HEADER_LEN as u64),
-                    "shard dictionary",
-                    format!("{dictionary_len} bytes"),
-                    "the end of the data",
+                    Defect::truncated(Structure::Dictionary, dictionary_len as u64, None),
                 ));
             };
             hasher.update(d);
             if let Some(c) = copy.as_mut() {
                 c.write_all(d).map_err(|e| Error::io(&path, "copy", e))?;
             }
-            let prepared =
-                DecodingDictionary::checked(d, header.dictionary_crc).map_err(|found| {
-                    Error::corrupt(
-                        at(HEADER_LEN as u64),
-                        "shard dictionary",
-                        format!(
-                            "a zstd dictionary with crc32 {:#010x}",
-                            header.dictionary_crc
-                        ),
-                        found,
-                    )
-                })?;
+            let prepared = DecodingDictionary::checked(d, header.dictionary_crc)
+                .map_err(|defect| Error::corrupt(at(HEADER_LEN as u64), defect))?;
             Some(std::sync::Arc::new(prepared))
         } else {
             None
@@ -438,17 +433,13 @@ impl ShardScanner {
             Some(_) => {
                 return Err(Error::corrupt(
                     at(HEADER_LEN as u64),
-                    "header padding",
-                    "zero bytes",
-                    "non-zero bytes",
+                    Defect::not_zero(Structure::HeaderPadding),
                 ))
             }
             None => {
                 return Err(Error::corrupt(
                     at(HEADER_LEN as u64),
-                    "header padding",
-                    format!("{pad} bytes"),
-                    "the end of the data",
+                    Defect::truncated(Structure::HeaderPadding, pad as u64, None),
                 ))
             }
         }
@@ -518,9 +509,7 @@ impl ShardScanner {
             None => {
                 return Err(Error::corrupt(
                     self.at(abs),
-                    "block header",
-                    format!("{BLOCK_HEADER_LEN} bytes"),
-                    "the end of the data",
+                    Defect::truncated(Structure::BlockHeader, BLOCK_HEADER_LEN as u64, None),
                 ))
             }
         };
@@ -529,28 +518,43 @@ impl ShardScanner {
         let h = BlockHeader::decode(&bytes).map_err(|d| d.at(&self.path, Some(number), rel))?;
         let expect = [
             (
-                "block shard number",
+                "shard number",
+                block::SHARD_NUMBER_OFFSET,
                 u64::from(number),
                 u64::from(h.shard_number),
             ),
             (
                 "block number",
+                block::BLOCK_NUMBER_OFFSET,
                 u64::from(self.blocks),
                 u64::from(h.block_number),
             ),
-            ("block first ordinal", self.next_ordinal, h.first_ordinal),
+            (
+                "first ordinal",
+                block::FIRST_ORDINAL_OFFSET,
+                self.next_ordinal,
+                h.first_ordinal,
+            ),
         ];
-        if let Some((what, want, got)) = expect.into_iter().find(|(_, w, g)| w != g) {
-            return Err(Error::corrupt(self.at(abs), what, want, got));
+        if let Some((what, field, want, got)) = expect.into_iter().find(|(_, _, w, g)| w != g) {
+            return Err(Error::corrupt(
+                self.at(abs + field as u64),
+                Defect::mismatch(Structure::BlockHeader, what, want, got),
+            ));
         }
         let compressed = self.header.compressed_codec();
         if h.codec != Codec::Stored && h.codec != compressed {
             // A dictionary shard's compressed blocks are all codec 2, no other's are (§5.5).
             return Err(Error::corrupt(
-                self.at(abs + 28),
-                "block codec",
-                format!("0 or {} ({})", compressed.to_byte(), compressed.name()),
-                h.codec.to_byte(),
+                self.at(abs + block::CODEC_OFFSET as u64),
+                Defect::invalid(
+                    Structure::Block {
+                        block: h.block_number,
+                    },
+                    "codec",
+                    format!("0 or {} ({})", compressed.to_byte(), compressed.name()),
+                    h.codec.to_byte(),
+                ),
             ));
         }
         let payload_at = abs + BLOCK_HEADER_LEN as u64;
@@ -563,10 +567,15 @@ impl ShardScanner {
             })
         {
             return Err(Error::corrupt(
-                self.at(abs),
-                "block length",
-                "a payload within the shard",
-                h.stored_len,
+                self.at(abs + block::STORED_LEN_OFFSET as u64),
+                Defect::invalid(
+                    Structure::Block {
+                        block: h.block_number,
+                    },
+                    "length",
+                    "a payload within the shard",
+                    h.stored_len,
+                ),
             ));
         }
         let end = payload_at + h.stored_len;
@@ -576,9 +585,13 @@ impl ShardScanner {
         let total = stored_len.saturating_add(padded as usize);
         let short = Error::corrupt(
             self.at(payload_at),
-            "block payload",
-            format!("{} bytes", h.stored_len),
-            "the end of the data",
+            Defect::truncated(
+                Structure::BlockPayload {
+                    block: h.block_number,
+                },
+                h.stored_len,
+                None,
+            ),
         );
         let Some(chunk) = win.take(total)? else {
             return Err(short);
@@ -588,18 +601,20 @@ impl ShardScanner {
         let crc = checksum::crc32(payload);
         if crc != h.payload_crc {
             return Err(Error::corrupt(
-                Location::shard(&self.path, number, payload_at - self.base),
-                format!("block {} payload", h.block_number),
-                format!("crc32 {:#010x}", h.payload_crc),
-                format!("{crc:#010x}"),
+                Location::shard(&self.path, number, payload_at - self.base).len(h.stored_len),
+                Defect::crc(
+                    Structure::BlockPayload {
+                        block: h.block_number,
+                    },
+                    h.payload_crc,
+                    crc,
+                ),
             ));
         }
         if padding.iter().any(|&b| b != 0) {
             return Err(Error::corrupt(
                 Location::shard(&self.path, number, end - self.base),
-                "block padding",
-                "zero bytes",
-                "non-zero bytes",
+                Defect::not_zero(Structure::BlockPadding),
             ));
         }
         self.read.push(crate::format::index::BlockEntry {
@@ -643,9 +658,7 @@ impl ShardScanner {
             if end > longest || need < TRAILER_LEN {
                 return Err(Error::corrupt(
                     Location::shard(&self.path, number, index_rel),
-                    "shard trailer",
-                    "a trailer naming this index",
-                    "none where the index could end",
+                    Defect::missing(Structure::Trailer, "a trailer naming this index"),
                 ));
             }
             if tail.len() < need {
@@ -654,9 +667,7 @@ impl ShardScanner {
                     None => {
                         return Err(Error::corrupt(
                             Location::shard(&self.path, number, index_rel + tail.len() as u64),
-                            "shard index and trailer",
-                            "a trailer after the index",
-                            "the end of the data",
+                            Defect::truncated(Structure::Trailer, TRAILER_LEN as u64, None),
                         ))
                     }
                 }
@@ -671,10 +682,17 @@ impl ShardScanner {
                 }
                 Ok(t) if self.known_len.is_some() => {
                     return Err(Error::corrupt(
-                        Location::shard(&self.path, number, end - TRAILER_LEN as u64),
-                        "trailer index offset and length",
-                        format!("{index_rel} and {end}"),
-                        format!("{} and {}", t.index_offset, t.file_len),
+                        Location::shard(
+                            &self.path,
+                            number,
+                            end - TRAILER_LEN as u64 + Trailer::INDEX_OFFSET_FIELD as u64,
+                        ),
+                        Defect::mismatch(
+                            Structure::Trailer,
+                            "index offset and file length",
+                            format!("{index_rel} and {end}"),
+                            format!("{} and {}", t.index_offset, t.file_len),
+                        ),
                     ))
                 }
                 _ => end += align,
@@ -694,30 +712,42 @@ impl ShardScanner {
         let layout = IndexLayout::new(&self.header, &trailer, file_len)
             .map_err(|d| d.at(&self.path, Some(number), trailer_at))?;
         let checks = [
-            ("index offset", index_rel, layout.index_offset),
+            (
+                "index offset",
+                Trailer::INDEX_OFFSET_FIELD,
+                index_rel,
+                layout.index_offset,
+            ),
             (
                 "block count",
+                Trailer::BLOCK_COUNT_FIELD,
                 u64::from(self.blocks),
                 u64::from(layout.block_count),
             ),
-            ("record count", self.records, u64::from(layout.record_count)),
+            (
+                "record count",
+                Trailer::RECORD_COUNT_FIELD,
+                self.records,
+                u64::from(layout.record_count),
+            ),
         ];
-        if let Some((what, want, got)) = checks.into_iter().find(|(_, w, g)| w != g) {
+        if let Some((what, field, want, got)) = checks.into_iter().find(|(_, _, w, g)| w != g) {
             return Err(Error::corrupt(
-                Location::shard(&self.path, number, trailer_at),
-                format!("trailer {what}"),
-                format!("{want} (found by reading the blocks)"),
-                got,
+                Location::shard(&self.path, number, trailer_at + field as u64),
+                Defect::mismatch(
+                    Structure::Trailer,
+                    what,
+                    format!("{want} (found by reading the blocks)"),
+                    got,
+                ),
             ));
         }
         let index = &tail[..layout.index_len as usize];
         let crc = checksum::crc32(index);
         if crc != trailer.index_crc {
             return Err(Error::corrupt(
-                Location::shard(&self.path, number, index_rel),
-                "index",
-                format!("crc32 {:#010x} (trailer)", trailer.index_crc),
-                format!("{crc:#010x}"),
+                Location::shard(&self.path, number, index_rel).len(layout.index_len),
+                Defect::crc(Structure::Index, trailer.index_crc, crc),
             ));
         }
         for (b, read) in self.read.iter().enumerate() {
@@ -730,9 +760,12 @@ impl ShardScanner {
             if listed.as_ref() != Some(read) {
                 return Err(Error::corrupt(
                     Location::shard(&self.path, number, offset),
-                    format!("block {b} entry"),
-                    format!("{read:?} (found by reading the blocks)"),
-                    format!("{listed:?}"),
+                    Defect::mismatch(
+                        Structure::BlockEntry { block: b as u32 },
+                        "",
+                        format!("{read:?} (found by reading the blocks)"),
+                        format!("{listed:?}"),
+                    ),
                 ));
             }
         }
@@ -743,9 +776,7 @@ impl ShardScanner {
         {
             return Err(Error::corrupt(
                 Location::shard(&self.path, number, index_rel + index_end as u64),
-                "index padding",
-                "zero bytes",
-                "non-zero bytes",
+                Defect::not_zero(Structure::IndexPadding),
             ));
         }
         Ok(ScannedShard {
@@ -837,9 +868,13 @@ impl BlockCursor {
                     .map_err(|e| {
                         Error::corrupt(
                             Location::shard(path, shard, payload_offset),
-                            format!("block {} zstd frame", h.block_number),
-                            format!("{} decoded bytes", h.raw_len),
-                            e,
+                            Defect::undecodable(
+                                Structure::BlockFrame {
+                                    block: h.block_number,
+                                },
+                                format!("{} decoded bytes", h.raw_len),
+                                e,
+                            ),
                         )
                     })
                     .map(std::sync::Arc::new)?
@@ -889,9 +924,12 @@ impl BlockCursor {
                     if self.left == 0 {
                         return Err(Error::corrupt(
                             at_block(self),
-                            "block records",
-                            "as many records as the block header counts",
-                            "more",
+                            Defect::mismatch(
+                                Structure::Block { block: self.block },
+                                "records",
+                                "as many records as the block header counts",
+                                "more",
+                            ),
                         ));
                     }
                     self.pos += n as usize;
@@ -922,9 +960,12 @@ impl BlockCursor {
         if self.left > 0 {
             return Err(Error::corrupt(
                 at_block(self),
-                "block records",
-                "as many records as the block header counts",
-                "fewer",
+                Defect::mismatch(
+                    Structure::Block { block: self.block },
+                    "records",
+                    "as many records as the block header counts",
+                    "fewer",
+                ),
             ));
         }
         Ok(None)
@@ -1097,20 +1138,22 @@ impl ShardReader {
         if header.dictionary_len > 0 {
             shard.dictionary()?;
         }
-        let zeros = |from: u64, to: u64, what: &str| -> Result<()> {
+        let zeros = |from: u64, to: u64, structure: Structure| -> Result<()> {
             let run = shard.payload(from..to)?;
             match run.iter().position(|&b| b != 0) {
                 None => Ok(()),
                 Some(at) => Err(Error::corrupt(
                     Location::shard(path, number, from + at as u64),
-                    what,
-                    "zero bytes",
-                    "non-zero bytes",
+                    Defect::not_zero(structure),
                 )),
             }
         };
         let dictionary_end = header.dictionary_offset() + u64::from(header.dictionary_len);
-        zeros(dictionary_end, header.data_offset(), "header padding")?;
+        zeros(
+            dictionary_end,
+            header.data_offset(),
+            Structure::HeaderPadding,
+        )?;
         let layout = *shard.layout();
         // The records walked are checked against the record table as they are taken, so
         // the index is checked (and read, in one pass) before the first block.
@@ -1126,20 +1169,21 @@ impl ShardReader {
             if entry.offset < covered {
                 return Err(Error::corrupt(
                     Location::shard(path, number, layout.block_entry_offset(b)),
-                    format!("block {b} offset"),
-                    format!("at least {covered}, after the previous block"),
-                    entry.offset,
+                    Defect::invalid(
+                        Structure::BlockEntry { block: b },
+                        "offset",
+                        format!("at least {covered}, after the previous block"),
+                        entry.offset,
+                    ),
                 ));
             }
-            zeros(covered, entry.offset, "block padding")?;
+            zeros(covered, entry.offset, Structure::BlockPadding)?;
             covered = end as u64;
             let crc = checksum::crc32(&payload);
             if crc != h.payload_crc {
                 return Err(Error::corrupt(
-                    Location::shard(path, number, start as u64),
-                    format!("block {b} payload"),
-                    format!("crc32 {:#010x}", h.payload_crc),
-                    format!("{crc:#010x}"),
+                    Location::shard(path, number, start as u64).len(h.stored_len),
+                    Defect::crc(Structure::BlockPayload { block: b }, h.payload_crc, crc),
                 ));
             }
             let block = match (h.codec, payload) {
@@ -1173,9 +1217,9 @@ impl ShardReader {
         if !pending.drain(tx)? {
             return Ok(false);
         }
-        zeros(covered, layout.index_offset, "block padding")?;
+        zeros(covered, layout.index_offset, Structure::BlockPadding)?;
         let index_end = layout.index_offset + layout.index_len;
-        zeros(index_end, layout.trailer_offset, "index padding")?;
+        zeros(index_end, layout.trailer_offset, Structure::IndexPadding)?;
         Ok(true)
     }
 
@@ -1196,9 +1240,7 @@ impl ShardReader {
         if len != info.size {
             return Err(Error::corrupt(
                 Location::shard(path, number, len.min(info.size)),
-                "shard length",
-                format!("{} bytes (manifest)", info.size),
-                format!("{len} bytes"),
+                crate::error::shard_length(info.size, len),
             ));
         }
         let src = FileSource::open(path, number, self.trace.clone())?;
@@ -1210,13 +1252,16 @@ impl ShardReader {
             || h.first_ordinal != info.first_ordinal
         {
             return Err(Error::corrupt(
-                Location::shard(path, number, 16),
-                "shard header",
-                format!(
-                    "shard {number} of archive {} from ordinal {}",
-                    self.archive_hex, info.first_ordinal
+                Location::shard(path, number, header::ARCHIVE_ID_OFFSET as u64),
+                Defect::mismatch(
+                    Structure::ShardHeader,
+                    "",
+                    format!(
+                        "shard {number} of archive {} from ordinal {}",
+                        self.archive_hex, info.first_ordinal
+                    ),
+                    "another shard",
                 ),
-                "another shard",
             ));
         }
         let dictionary = scanner.dictionary().cloned();
@@ -1252,10 +1297,8 @@ impl ShardReader {
         let scanned = scanner.finish(&mut win)?;
         if scanned.blake3 != info.blake3 {
             return Err(Error::corrupt(
-                Location::shard(path, number, 0),
-                "shard digest (BLAKE3)",
-                info.blake3.clone(),
-                scanned.blake3,
+                Location::shard(path, number, 0).len(scanned.file_len),
+                Defect::digest(Structure::ShardFile, &info.blake3, scanned.blake3),
             ));
         }
         Ok(tx.send(ScanEvent::Index(number, scanned)).is_ok())

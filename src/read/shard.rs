@@ -11,14 +11,17 @@ use crate::codec;
 use crate::codec::dictionary::DecodingDictionary;
 use crate::format::block::{self, BlockHeader, BLOCK_HEADER_LEN};
 use crate::format::header::{self, ShardHeader, HEADER_LEN};
-use crate::format::index::{BlockEntry, IndexLayout, RecordEntry, RECORD_KEY_OFFSET_OFFSET};
+use crate::format::index::{
+    BlockEntry, IndexLayout, RecordEntry, RECORD_BLOCK_OFFSET, RECORD_CRC_OFFSET,
+    RECORD_KEY_OFFSET_OFFSET, RECORD_LEN_OFFSET, RECORD_OFFSET_OFFSET,
+};
 use crate::format::record::RecordView;
 use crate::format::trailer::{Trailer, TRAILER_LEN};
-use crate::format::{checksum, hex, Codec, Defect};
+use crate::format::{checksum, hex, Codec};
 use crate::io::{open_source, AccessPattern, ReadAt, ShardBytes, SourceKind};
 use crate::read::sample::{BlockBytes, SampleBytes};
 use crate::read::Sample;
-use crate::{Error, ErrorKind, IoTrace, Limits, Location, Result};
+use crate::{Defect, Error, ErrorKind, IoTrace, Limits, Location, Result, Structure};
 
 /// Decoded blocks a shard keeps, so that threads reading records of a few compressed blocks
 /// each decode each block once instead of evicting one another's.
@@ -40,7 +43,7 @@ pub struct Shard {
     /// The index region's actual CRC, computed on the first key read.
     index_checked: OnceLock<u32>,
     /// The shard's dictionary, checked and prepared on the first read that needs it.
-    dictionary: OnceLock<std::result::Result<DecodingDictionary, String>>,
+    dictionary: OnceLock<std::result::Result<DecodingDictionary, Defect>>,
 }
 
 impl Shard {
@@ -105,18 +108,18 @@ impl Shard {
             if file_len != info.size {
                 return Err(Error::corrupt(
                     at(file_len.min(info.size)),
-                    "shard length",
-                    format!("{} bytes (manifest)", info.size),
-                    format!("{file_len} bytes"),
+                    crate::error::shard_length(info.size, file_len),
                 ));
             }
         }
         if file_len < (HEADER_LEN + TRAILER_LEN) as u64 {
             return Err(Error::corrupt(
                 at(file_len),
-                "shard length",
-                format!("at least {} bytes", HEADER_LEN + TRAILER_LEN),
-                file_len,
+                Defect::truncated(
+                    Structure::ShardFile,
+                    (HEADER_LEN + TRAILER_LEN) as u64,
+                    Some(file_len),
+                ),
             ));
         }
         let read = |offset: u64, buf: &mut [u8]| {
@@ -130,26 +133,35 @@ impl Shard {
         if header.shard_number != number {
             return Err(Error::corrupt(
                 at(header::SHARD_NUMBER_OFFSET as u64),
-                "shard number",
-                number,
-                header.shard_number,
+                Defect::mismatch(
+                    Structure::ShardHeader,
+                    "shard number",
+                    number,
+                    header.shard_number,
+                ),
             ));
         }
         if let Some((info, id)) = expected {
             if header.archive_id != id {
                 return Err(Error::corrupt(
                     at(header::ARCHIVE_ID_OFFSET as u64),
-                    "archive id (shard from another archive?)",
-                    hex(&id),
-                    hex(&header.archive_id),
+                    Defect::mismatch(
+                        Structure::ShardHeader,
+                        "archive id (shard from another archive?)",
+                        hex(&id),
+                        hex(&header.archive_id),
+                    ),
                 ));
             }
             if header.first_ordinal != info.first_ordinal {
                 return Err(Error::corrupt(
                     at(header::FIRST_ORDINAL_OFFSET as u64),
-                    "first ordinal",
-                    info.first_ordinal,
-                    header.first_ordinal,
+                    Defect::mismatch(
+                        Structure::ShardHeader,
+                        "first ordinal",
+                        info.first_ordinal,
+                        header.first_ordinal,
+                    ),
                 ));
             }
         }
@@ -164,9 +176,12 @@ impl Shard {
             if trailer.record_count != info.samples {
                 return Err(Error::corrupt(
                     at(trailer_offset + Trailer::RECORD_COUNT_FIELD as u64),
-                    "record count",
-                    info.samples,
-                    trailer.record_count,
+                    Defect::mismatch(
+                        Structure::Trailer,
+                        "record count",
+                        format!("{} (manifest)", info.samples),
+                        trailer.record_count,
+                    ),
                 ));
             }
         }
@@ -219,37 +234,35 @@ impl Shard {
         Location::shard(&self.path, self.number, offset)
     }
 
-    fn corrupt(
-        &self,
-        offset: u64,
-        what: impl Into<String>,
-        expected: impl std::fmt::Display,
-        found: impl std::fmt::Display,
-    ) -> Error {
-        Error::corrupt(self.location(offset), what, expected, found)
+    fn corrupt(&self, offset: u64, defect: Defect) -> Error {
+        Error::corrupt(self.location(offset), defect)
     }
 
     /// `len` bytes at `offset`, borrowed from the map when the source is one.
-    fn slice(&self, offset: u64, len: u64, what: &str) -> Result<Cow<'_, [u8]>> {
+    fn slice(&self, offset: u64, len: u64, structure: Structure) -> Result<Cow<'_, [u8]>> {
         match self.bytes.bytes(offset, len) {
             Some(read) => read.map_err(|e| Error::io_at(&self.path, "read", offset, e)),
             None => Err(self.corrupt(
                 offset,
-                what.to_string(),
-                format!("{len} bytes within the file"),
-                format!("a file of {} bytes", self.bytes.len()),
+                Defect::truncated(
+                    structure,
+                    len,
+                    Some(self.bytes.len().saturating_sub(offset)),
+                ),
             )),
         }
     }
 
-    fn array<const N: usize>(&self, offset: u64, what: &str) -> Result<[u8; N]> {
-        let s = self.slice(offset, N as u64, what)?;
+    fn array<const N: usize>(&self, offset: u64, structure: Structure) -> Result<[u8; N]> {
+        let s = self.slice(offset, N as u64, structure)?;
         Ok((*s).try_into().unwrap_or([0; N]))
     }
 
     fn record_entry(&self, local: u32) -> Result<RecordEntry> {
         let offset = self.layout.record_entry_offset(local);
-        Ok(RecordEntry::decode(&self.array(offset, "record entry")?))
+        Ok(RecordEntry::decode(
+            &self.array(offset, Structure::RecordTable)?,
+        ))
     }
 
     /// Block-table entry `block`, validated.
@@ -257,13 +270,16 @@ impl Shard {
         if block >= self.layout.block_count {
             return Err(self.corrupt(
                 self.layout.index_offset,
-                "block number",
-                format!("below {}", self.layout.block_count),
-                block,
+                Defect::invalid(
+                    Structure::Block { block },
+                    "number",
+                    format!("below {}", self.layout.block_count),
+                    block,
+                ),
             ));
         }
         let offset = self.layout.block_entry_offset(block);
-        let entry = BlockEntry::decode(&self.array(offset, "block entry")?);
+        let entry = BlockEntry::decode(&self.array(offset, Structure::BlockEntry { block })?);
         self.layout
             .check_block(block, &entry)
             .map_err(|d| d.at(&self.path, Some(self.number), offset))?;
@@ -272,38 +288,71 @@ impl Shard {
 
     /// The header of block `block`, checked against its index entry.
     pub fn block_header(&self, block: u32, entry: &BlockEntry) -> Result<BlockHeader> {
-        let h = BlockHeader::decode(&self.array(entry.offset, "block header")?)
+        let h = BlockHeader::decode(&self.array(entry.offset, Structure::BlockHeader)?)
             .map_err(|d| d.at(&self.path, Some(self.number), entry.offset))?;
         let first_ordinal = self.header.first_ordinal + u64::from(entry.first_record);
         let mismatch = [
             (
-                "block shard number",
+                "shard number",
+                block::SHARD_NUMBER_OFFSET,
                 u64::from(self.number),
                 u64::from(h.shard_number),
             ),
-            ("block number", u64::from(block), u64::from(h.block_number)),
-            ("block first ordinal", first_ordinal, h.first_ordinal),
             (
-                "block record count",
+                "block number",
+                block::BLOCK_NUMBER_OFFSET,
+                u64::from(block),
+                u64::from(h.block_number),
+            ),
+            (
+                "first ordinal",
+                block::FIRST_ORDINAL_OFFSET,
+                first_ordinal,
+                h.first_ordinal,
+            ),
+            (
+                "record count",
+                block::RECORD_COUNT_OFFSET,
                 u64::from(entry.record_count),
                 u64::from(h.record_count),
             ),
-            ("block stored length", entry.stored_len, h.stored_len),
-            ("block decoded length", entry.raw_len, h.raw_len),
+            (
+                "stored length",
+                block::STORED_LEN_OFFSET,
+                entry.stored_len,
+                h.stored_len,
+            ),
+            (
+                "decoded length",
+                block::RAW_LEN_OFFSET,
+                entry.raw_len,
+                h.raw_len,
+            ),
         ]
         .into_iter()
-        .find(|(_, want, got)| want != got);
-        if let Some((what, want, got)) = mismatch {
-            return Err(self.corrupt(entry.offset, what, format!("{want} (index)"), got));
+        .find(|(_, _, want, got)| want != got);
+        if let Some((what, field, want, got)) = mismatch {
+            return Err(self.corrupt(
+                entry.offset + field as u64,
+                Defect::mismatch(
+                    Structure::Block { block },
+                    what,
+                    format!("{want} (index)"),
+                    got,
+                ),
+            ));
         }
         let codec = self.block_codec(entry);
         if h.codec != codec {
             // A dictionary shard's compressed blocks are all codec 2, no other's are (§5.5).
             return Err(self.corrupt(
                 entry.offset + block::CODEC_OFFSET as u64,
-                "block codec",
-                format!("{} ({})", codec.to_byte(), codec.name()),
-                h.codec.to_byte(),
+                Defect::invalid(
+                    Structure::Block { block },
+                    "codec",
+                    format!("{} ({})", codec.to_byte(), codec.name()),
+                    h.codec.to_byte(),
+                ),
             ));
         }
         if h.raw_len > self.limits.max_block_bytes {
@@ -334,7 +383,7 @@ impl Shard {
         self.slice(
             range.start,
             range.end.saturating_sub(range.start),
-            "block payload",
+            Structure::BlockHeader,
         )
     }
 
@@ -344,24 +393,23 @@ impl Shard {
         let len = u64::from(self.header.dictionary_len);
         let prepared = self.dictionary.get_or_init(|| {
             if len == 0 {
-                return Err("a dictionary (the shard header declares none)".into());
+                return Err(Defect::missing(
+                    Structure::Dictionary,
+                    "a dictionary (the shard header declares none)",
+                ));
             }
             let bytes = self
-                .slice(offset, len, "dictionary")
-                .map_err(|e| e.to_string())?;
+                .slice(offset, len, Structure::Dictionary)
+                .map_err(|e| {
+                    e.defect().cloned().unwrap_or_else(|| {
+                        Defect::undecodable(Structure::Dictionary, "a readable dictionary", e)
+                    })
+                })?;
             DecodingDictionary::checked(&bytes, self.header.dictionary_crc)
         });
-        prepared.as_ref().map_err(|found| {
-            self.corrupt(
-                offset,
-                "shard dictionary",
-                format!(
-                    "a zstd dictionary of {len} bytes with crc32 {:#010x}",
-                    self.header.dictionary_crc
-                ),
-                found.clone(),
-            )
-        })
+        prepared
+            .as_ref()
+            .map_err(|defect| self.corrupt(offset, defect.clone()))
     }
 
     /// The codec of a block, from its entry's lengths and the shard header (§5.2).
@@ -386,14 +434,16 @@ impl Shard {
             }
         }
         let payload_offset = entry.offset + BLOCK_HEADER_LEN as u64;
-        let payload = self.slice(payload_offset, header.stored_len, "block payload")?;
+        let payload = self.slice(
+            payload_offset,
+            header.stored_len,
+            Structure::BlockPayload { block },
+        )?;
         let crc = checksum::crc32(&payload);
         if crc != header.payload_crc {
-            return Err(self.corrupt(
-                payload_offset,
-                format!("block {block} payload"),
-                format!("crc32 {:#010x}", header.payload_crc),
-                format!("{crc:#010x}"),
+            return Err(Error::corrupt(
+                self.location(payload_offset).len(header.stored_len),
+                Defect::crc(Structure::BlockPayload { block }, header.payload_crc, crc),
             ));
         }
         let dictionary = match header.codec {
@@ -410,9 +460,11 @@ impl Shard {
         let data = decoded.map_err(|e| {
             self.corrupt(
                 payload_offset,
-                format!("block {block} zstd frame"),
-                format!("{} decoded bytes", header.raw_len),
-                e.to_string(),
+                Defect::undecodable(
+                    Structure::BlockFrame { block },
+                    format!("{} decoded bytes", header.raw_len),
+                    e,
+                ),
             )
         })?;
         let data = Arc::new(data);
@@ -482,26 +534,35 @@ impl Shard {
     ) -> Result<()> {
         let entry_offset = self.layout.record_entry_offset(local);
         let entry = self.record_entry(local)?;
+        let record_structure = Structure::Record {
+            record: Some(u64::from(local)),
+        };
         let found = [
-            ("record block", u64::from(block), u64::from(entry.block)),
-            ("record offset", offset, entry.offset),
-            ("record length", record.len() as u64, entry.len),
+            (
+                "block",
+                RECORD_BLOCK_OFFSET,
+                u64::from(block),
+                u64::from(entry.block),
+            ),
+            ("offset", RECORD_OFFSET_OFFSET, offset, entry.offset),
+            ("length", RECORD_LEN_OFFSET, record.len() as u64, entry.len),
         ];
-        if let Some((what, walked, listed)) = found.into_iter().find(|(_, w, l)| w != l) {
+        if let Some((what, field, walked, listed)) = found.into_iter().find(|(_, _, w, l)| w != l) {
             return Err(self.corrupt(
-                entry_offset,
-                format!("{what} of record {local}"),
-                format!("{walked} (found by reading the block)"),
-                listed,
+                entry_offset + field as u64,
+                Defect::mismatch(
+                    record_structure,
+                    what,
+                    format!("{walked} (found by reading the block)"),
+                    listed,
+                ),
             ));
         }
         let crc = checksum::crc32(record);
         if crc != entry.crc {
             return Err(self.corrupt(
-                entry_offset + crate::format::index::RECORD_CRC_OFFSET as u64,
-                format!("record {local} at decoded offset {offset}"),
-                format!("crc32 {:#010x}", entry.crc),
-                format!("{crc:#010x}"),
+                entry_offset + RECORD_CRC_OFFSET as u64,
+                Defect::crc(record_structure, entry.crc, crc),
             ));
         }
         let block_entry = self.block_entry(block)?;
@@ -509,14 +570,17 @@ impl Shard {
         let heap_key = self.slice(
             self.layout.key_heap_offset + range.start,
             range.end - range.start,
-            "key",
+            Structure::KeyHeap,
         )?;
         if *heap_key != *key {
             return Err(self.corrupt(
                 self.layout.key_heap_offset + range.start,
-                format!("record {local} key"),
-                format!("{:?} (index)", String::from_utf8_lossy(&heap_key)),
-                format!("{:?}", String::from_utf8_lossy(key)),
+                Defect::mismatch(
+                    record_structure,
+                    "key",
+                    format!("{:?} (index)", String::from_utf8_lossy(&heap_key)),
+                    format!("{:?}", String::from_utf8_lossy(key)),
+                ),
             ));
         }
         Ok(())
@@ -538,18 +602,21 @@ impl Shard {
     /// index without a per-entry checksum, so the whole region is checked before the first.
     pub(crate) fn check_index(&self) -> Result<()> {
         let found = *self.index_checked.get_or_init(|| {
-            self.slice(self.layout.index_offset, self.layout.index_len, "index")
-                .map(|index| checksum::crc32(&index))
-                .unwrap_or(!self.index_crc)
+            self.slice(
+                self.layout.index_offset,
+                self.layout.index_len,
+                Structure::Index,
+            )
+            .map(|index| checksum::crc32(&index))
+            .unwrap_or(!self.index_crc)
         });
         if found == self.index_crc {
             Ok(())
         } else {
-            Err(self.corrupt(
-                self.layout.index_offset,
-                "index",
-                format!("crc32 {:#010x} (trailer)", self.index_crc),
-                format!("{found:#010x}"),
+            Err(Error::corrupt(
+                self.location(self.layout.index_offset)
+                    .len(self.layout.index_len),
+                Defect::crc(Structure::Index, self.index_crc, found),
             ))
         }
     }
@@ -574,9 +641,12 @@ impl Shard {
         if local == 0 && entry.key_offset != 0 {
             return Err(self.corrupt(
                 self.layout.record_entry_offset(0) + RECORD_KEY_OFFSET_OFFSET as u64,
-                "first key offset",
-                0,
-                entry.key_offset,
+                Defect::invalid(
+                    Structure::RecordTable,
+                    "first key offset",
+                    0,
+                    entry.key_offset,
+                ),
             ));
         }
         let bytes = end
@@ -585,21 +655,28 @@ impl Shard {
                 (1..=crate::format::MAX_KEY_BYTES as u64).contains(n)
                     && end <= self.layout.key_heap_len
             })
-            .map(|len| self.slice(self.layout.key_heap_offset + entry.key_offset, len, "key"))
+            .map(|len| {
+                self.slice(
+                    self.layout.key_heap_offset + entry.key_offset,
+                    len,
+                    Structure::KeyHeap,
+                )
+            })
             .ok_or_else(|| {
                 self.corrupt(
                     self.layout.record_entry_offset(local) + RECORD_KEY_OFFSET_OFFSET as u64,
-                    "record key offset",
-                    "a key within the key heap",
-                    format!("{}..{end}", entry.key_offset),
+                    Defect::invalid(
+                        Structure::RecordTable,
+                        "key offset",
+                        "a key within the key heap",
+                        format!("{}..{end}", entry.key_offset),
+                    ),
                 )
             })??;
         if std::str::from_utf8(&bytes).is_err() {
             return Err(self.corrupt(
                 self.layout.key_heap_offset + entry.key_offset,
-                "key",
-                "UTF-8",
-                "invalid UTF-8",
+                Defect::invalid(Structure::KeyHeap, "key", "UTF-8", "invalid UTF-8"),
             ));
         }
         Ok(bytes)
@@ -616,13 +693,16 @@ impl Shard {
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             let offset = self.layout.key_order_entry_offset(mid);
-            let local = u32::from_le_bytes(self.array(offset, "key order entry")?);
+            let local = u32::from_le_bytes(self.array(offset, Structure::KeyOrder)?);
             if local >= self.layout.record_count {
                 return Err(self.corrupt(
                     offset,
-                    "key order entry",
-                    format!("a record below {}", self.layout.record_count),
-                    local,
+                    Defect::invalid(
+                        Structure::KeyOrder,
+                        "entry",
+                        format!("a record below {}", self.layout.record_count),
+                        local,
+                    ),
                 ));
             }
             match (*self.key_bytes(local)?).cmp(key) {
@@ -650,24 +730,30 @@ impl Shard {
         let entry = self.record_entry(local)?;
         let block = self.block_entry(entry.block)?;
         let key_range = self.key_range(local, &entry, &block)?;
+        let record_structure = Structure::Record {
+            record: Some(u64::from(local)),
+        };
         let heap_key = self.slice(
             self.layout.key_heap_offset + key_range.start,
             key_range.end - key_range.start,
-            "key",
+            Structure::KeyHeap,
         )?;
         if local > block.first_record {
             // Records of a block are in offset order and never share bytes (§6.2).
             let prev = self.record_entry(local - 1)?;
             if prev.offset.saturating_add(prev.len) > entry.offset {
                 return Err(self.corrupt(
-                    self.layout.record_entry_offset(local),
-                    format!("record {local} offset"),
-                    format!(
-                        "at least {} (after record {})",
-                        prev.offset.saturating_add(prev.len),
-                        local - 1
+                    self.layout.record_entry_offset(local) + RECORD_OFFSET_OFFSET as u64,
+                    Defect::invalid(
+                        record_structure,
+                        "offset",
+                        format!(
+                            "at least {} (after record {})",
+                            prev.offset.saturating_add(prev.len),
+                            local - 1
+                        ),
+                        entry.offset,
                     ),
-                    entry.offset,
                 ));
             }
         }
@@ -676,11 +762,10 @@ impl Shard {
         let codec = self.block_codec(&block);
         let ordinal = self.header.first_ordinal + u64::from(local);
         let payload_offset = block.offset + BLOCK_HEADER_LEN as u64;
-        let what = || format!("record {local} (ordinal {ordinal})");
         let (bytes, place) = match codec {
             Codec::Stored => {
                 let offset = payload_offset + entry.offset;
-                let bytes = match self.slice(offset, entry.len, &what())? {
+                let bytes = match self.slice(offset, entry.len, record_structure)? {
                     // Borrowed means in memory, so the range is within it.
                     Cow::Borrowed(_) => SampleBytes::Mapped(
                         Arc::clone(&self.bytes),
@@ -704,7 +789,11 @@ impl Shard {
                 // the rest of the block is not read (§5.5).
                 self.block_header(entry.block, &block)?;
                 let dictionary = self.dictionary()?;
-                let payload = self.slice(payload_offset, block.stored_len, "block payload")?;
+                let payload = self.slice(
+                    payload_offset,
+                    block.stored_len,
+                    Structure::BlockPayload { block: entry.block },
+                )?;
                 let local_index = local - block.first_record;
                 let mut decoded = Vec::new();
                 let frame =
@@ -722,9 +811,11 @@ impl Shard {
                 let at = frame.map_err(|e| {
                     self.corrupt(
                         payload_offset,
-                        format!("{} frame in block {}", what(), entry.block),
-                        format!("{} decoded bytes", entry.len),
-                        e.to_string(),
+                        Defect::undecodable(
+                            Structure::BlockFrame { block: entry.block },
+                            format!("record {local}: {} decoded bytes", entry.len),
+                            e,
+                        ),
                     )
                 })?;
                 (SampleBytes::Owned(decoded), payload_offset + at)
@@ -737,33 +828,24 @@ impl Shard {
         let record = bytes.as_slice();
         let crc = checksum::crc32(record);
         if crc != entry.crc {
-            let detail = if codec != Codec::Stored {
-                format!("{} at decoded offset {}", what(), entry.offset)
-            } else {
-                what()
-            };
-            return Err(self.corrupt(
-                place,
-                detail,
-                format!("crc32 {:#010x}", entry.crc),
-                format!("{crc:#010x}"),
+            return Err(Error::corrupt(
+                self.location(place).len(entry.len),
+                Defect::crc(record_structure, entry.crc, crc),
             ));
         }
-        let view = RecordView::parse(record).map_err(|d| match d {
-            Defect::Invalid {
-                what: w,
-                expected,
-                found,
-                ..
-            } => self.corrupt(place, format!("{} {w}", what()), expected, found),
-            d => d.at(&self.path, Some(self.number), place),
+        let view = RecordView::parse(record).map_err(|d| {
+            d.of(record_structure)
+                .at(&self.path, Some(self.number), place)
         })?;
         if view.key_bytes() != &*heap_key {
             return Err(self.corrupt(
                 place,
-                format!("{} key", what()),
-                format!("{:?} (index)", String::from_utf8_lossy(&heap_key)),
-                format!("{:?}", view.key()),
+                Defect::mismatch(
+                    record_structure,
+                    "key",
+                    format!("{:?} (index)", String::from_utf8_lossy(&heap_key)),
+                    format!("{:?}", view.key()),
+                ),
             ));
         }
         let (field_count, key_len) = (view.field_count(), view.key_len());

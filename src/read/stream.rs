@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 
 use crate::archive::manifest::PARTIAL_SUFFIX;
 use crate::archive::manifest::{shard_file_name, Manifest};
-use crate::format::header::{ShardHeader, ALIGN_OFFSET, HEADER_LEN, SHARD_MAGIC};
+use crate::format::header::{
+    ShardHeader, ALIGN_OFFSET, ARCHIVE_ID_OFFSET as HEADER_ARCHIVE_ID_OFFSET, FIRST_ORDINAL_OFFSET,
+    HEADER_LEN, SHARD_MAGIC,
+};
 use crate::format::hex;
 use crate::format::stream::{self as entry, EntryHeader, EntryKind, ENTRY_HEADER_LEN, ENTRY_MAGIC};
 use crate::read::scan::{BlockCursor, ShardScanner, StreamSource, WalkLog, Window};
-use crate::{Error, IoTrace, Limits, Location, Result, Sample};
+use crate::{Defect, Error, IoTrace, Limits, Location, Result, Sample, Structure};
 
 /// One thing found in a stream.
 #[derive(Debug)]
@@ -54,9 +57,7 @@ pub(crate) struct Mismatch {
     pub(crate) file: PathBuf,
     pub(crate) shard: Option<u32>,
     pub(crate) len: u64,
-    pub(crate) what: String,
-    pub(crate) expected: String,
-    pub(crate) found: String,
+    pub(crate) defect: Defect,
 }
 
 /// Every way `manifest` (a checkpoint or the final manifest of the stream `name`) fails
@@ -74,9 +75,15 @@ pub(crate) fn manifest_mismatches(
             file: name.to_path_buf(),
             shard: None,
             len: 0,
-            what: format!("shard count of the {kind:?} manifest"),
-            expected: format!("{}, the shards the stream held before it", shards.len()),
-            found: manifest.shards.len().to_string(),
+            defect: Defect::mismatch(
+                Structure::Manifest,
+                "shard count",
+                format!(
+                    "{}, the shards the stream held before the {kind:?} manifest",
+                    shards.len()
+                ),
+                manifest.shards.len(),
+            ),
         });
     }
     let id = manifest.archive_id_bytes();
@@ -87,9 +94,17 @@ pub(crate) fn manifest_mismatches(
                 file: file.clone(),
                 shard: Some(shard.number),
                 len: shard.size,
-                what: format!("shard in the {kind:?} manifest"),
-                expected: format!("{} bytes with BLAKE3 {}", info.size, info.blake3),
-                found: format!("{} bytes with BLAKE3 {}", shard.size, shard.blake3),
+                defect: Defect::mismatch(
+                    Structure::ManifestShard {
+                        shard: shard.number,
+                    },
+                    "size and digest",
+                    format!(
+                        "{} bytes with BLAKE3 {} ({kind:?} manifest)",
+                        info.size, info.blake3
+                    ),
+                    format!("{} bytes with BLAKE3 {}", shard.size, shard.blake3),
+                ),
             });
         }
         if shard.archive_id != id {
@@ -97,9 +112,12 @@ pub(crate) fn manifest_mismatches(
                 file,
                 shard: Some(shard.number),
                 len: 0,
-                what: format!("shard archive id against the {kind:?} manifest"),
-                expected: manifest.archive_id.clone(),
-                found: hex(&shard.archive_id),
+                defect: Defect::mismatch(
+                    Structure::ShardHeader,
+                    "archive id",
+                    format!("{} ({kind:?} manifest)", manifest.archive_id),
+                    hex(&shard.archive_id),
+                ),
             });
         }
     }
@@ -112,13 +130,11 @@ type FieldCheck = (usize, &'static str, String, String);
 
 /// The first of `checks` that fails, as an error at that field of the entry at `at` of the
 /// stream `name` (§16.4 steps 2 and 3).
-fn check_fields(name: &Path, at: u64, what: &str, checks: &[FieldCheck]) -> Result<()> {
+fn check_fields(name: &Path, at: u64, structure: Structure, checks: &[FieldCheck]) -> Result<()> {
     match checks.iter().find(|c| c.2 != c.3) {
         Some((offset, field, expected, found)) => Err(Error::corrupt(
             Location::file(name, at + *offset as u64),
-            format!("{what} {field}"),
-            expected,
-            found,
+            Defect::invalid(structure, field, expected, found),
         )),
         None => Ok(()),
     }
@@ -192,9 +208,7 @@ impl<R: Read> StreamReader<R> {
             None => {
                 return Err(Error::corrupt(
                     at(0),
-                    "stream start",
-                    "a shardpack stream",
-                    "fewer than 128 bytes",
+                    Defect::truncated(Structure::Stream, ENTRY_HEADER_LEN as u64, None),
                 ))
             }
         };
@@ -238,7 +252,7 @@ impl<R: Read> StreamReader<R> {
                 crate::format::hex(&header.digest),
             ),
         ];
-        check_fields(&name, 0, "stream start entry", &start)?;
+        check_fields(&name, 0, Structure::Stream, &start)?;
         let record_size = u64::from(header.record_size);
         win.set_chunk(((16 << 20) / record_size.max(1) * record_size).max(record_size) as usize);
         let mut reader = StreamReader {
@@ -257,7 +271,7 @@ impl<R: Read> StreamReader<R> {
             failed: false,
             copy_to: None,
         };
-        reader.take_entry_record("stream start")?;
+        reader.take_entry_record(Structure::Stream)?;
         Ok(reader)
     }
 
@@ -272,44 +286,47 @@ impl<R: Read> StreamReader<R> {
 
     /// Takes `len` bytes (a whole number of records) that must be there.
     /// Takes the record holding an entry header: the bytes after the header are zeros.
-    fn take_entry_record(&mut self, what: &str) -> Result<()> {
+    fn take_entry_record(&mut self, structure: Structure) -> Result<()> {
         let at = self.win.offset();
         match self.win.take(self.record_size as usize)? {
             Some(r) if r.iter().skip(ENTRY_HEADER_LEN).all(|&b| b == 0) => Ok(()),
             Some(_) => Err(Error::corrupt(
                 self.at(at + ENTRY_HEADER_LEN as u64),
-                format!("{what} record"),
-                "zero bytes after the entry header",
-                "non-zero bytes",
+                Defect::not_zero(Structure::StreamPadding),
             )),
-            None => Err(self.torn(at, what)),
+            None => Err(self.torn(at, structure)),
         }
     }
 
     /// A shard that fails because the stream ended is a torn stream, and says so.
     fn scan_error(&mut self, e: Error) -> Error {
-        // An I/O error (a full disk while copying, a drive error) tears nothing.
-        if self.win.ended() && !e.is_io() {
+        // Only data that ran out tears a stream; an I/O error (a full disk while copying, a
+        // drive error) or a defect in bytes that are there is reported as it is.
+        let ran_out = matches!(e.defect(), Some(Defect::Truncated { .. }));
+        if self.win.ended() && ran_out {
             let at = self.win.offset();
-            let torn = self.torn(at, "shard");
-            return Error::corrupt(
-                e.location().cloned().unwrap_or_else(|| self.at(at)),
-                format!("{e}"),
-                "the rest of the shard",
-                torn.to_string(),
-            );
+            let structure = e.defect().map_or(Structure::ShardFile, Defect::structure);
+            let torn = self.torn(at, structure);
+            return match (e.location().cloned(), torn.into_kind()) {
+                (Some(location), crate::ErrorKind::Corrupt { defect, .. }) => {
+                    Error::corrupt(location, defect)
+                }
+                (_, kind) => kind.into(),
+            };
         }
         e
     }
 
-    fn torn(&mut self, at: u64, what: &str) -> Error {
+    fn torn(&mut self, at: u64, structure: Structure) -> Error {
         let end = at + self.win.buffered() as u64;
-        let detail = if end % self.record_size != 0 {
-            format!("the stream ends mid-record at byte {end}")
-        } else {
-            format!("the stream ends at byte {end}")
-        };
-        Error::corrupt(self.at(at), what.to_string(), "more records", detail)
+        Error::corrupt(
+            self.at(at),
+            Defect::StreamEnds {
+                structure,
+                end,
+                mid_record: end % self.record_size != 0,
+            },
+        )
     }
 
     /// Skips the zero padding after a shard to the next record boundary.
@@ -320,11 +337,9 @@ impl<R: Read> StreamReader<R> {
             Some(p) if p.iter().all(|&b| b == 0) => Ok(()),
             Some(_) => Err(Error::corrupt(
                 self.at(at),
-                "padding after a shard",
-                "zero bytes",
-                "non-zero bytes",
+                Defect::not_zero(Structure::StreamPadding),
             )),
-            None => Err(self.torn(at, "padding after a shard")),
+            None => Err(self.torn(at, Structure::StreamPadding)),
         }
     }
 
@@ -332,7 +347,7 @@ impl<R: Read> StreamReader<R> {
         let at = self.win.offset();
         let bytes: [u8; ENTRY_HEADER_LEN] = match self.win.peek(ENTRY_HEADER_LEN)? {
             Some(b) => b.try_into().unwrap_or([0; ENTRY_HEADER_LEN]),
-            None => return Err(self.torn(at, "manifest entry")),
+            None => return Err(self.torn(at, Structure::StreamEntry)),
         };
         let h = EntryHeader::decode(&bytes).map_err(|d| d.at(&self.name, None, at))?;
         let (previous, generation) = self.last_entry;
@@ -379,7 +394,7 @@ impl<R: Read> StreamReader<R> {
                 kind.into(),
             ),
         ];
-        check_fields(&self.name, at, "manifest entry", &checks)?;
+        check_fields(&self.name, at, Structure::StreamEntry, &checks)?;
         if h.manifest_len > self.limits.max_manifest_bytes {
             return Err(crate::ErrorKind::LimitExceeded {
                 location: self.at(at),
@@ -389,29 +404,41 @@ impl<R: Read> StreamReader<R> {
             }
             .into());
         }
-        self.take_entry_record("manifest entry")?;
+        self.take_entry_record(Structure::StreamEntry)?;
         let body_at = self.win.offset();
         let padded = h.manifest_len.div_ceil(self.record_size) * self.record_size;
         let body = match self.win.take(padded as usize)? {
             Some(b) => b.to_vec(),
-            None => return Err(self.torn(body_at, "manifest")),
+            None => return Err(self.torn(body_at, Structure::Manifest)),
         };
         let (json, pad) = body.split_at(h.manifest_len as usize);
-        if *blake3::hash(json).as_bytes() != h.digest || pad.iter().any(|&b| b != 0) {
+        let digest = blake3::hash(json);
+        if *digest.as_bytes() != h.digest {
             return Err(Error::corrupt(
-                self.at(body_at),
-                "manifest in the stream",
-                "the digest in its entry header, then zeros",
-                "other bytes",
+                self.at(body_at).len(h.manifest_len),
+                Defect::digest(
+                    Structure::Manifest,
+                    crate::format::hex(&h.digest),
+                    digest.to_hex(),
+                ),
+            ));
+        }
+        if let Some(i) = pad.iter().position(|&b| b != 0) {
+            return Err(Error::corrupt(
+                self.at(body_at + h.manifest_len + i as u64),
+                Defect::not_zero(Structure::StreamPadding),
             ));
         }
         let manifest = Manifest::parse(json, &self.name.join(format!("manifest@{body_at}")))?;
         if manifest.archive_id_bytes() != h.archive_id {
             return Err(Error::corrupt(
-                self.at(at),
-                "manifest archive id",
-                crate::format::hex(&h.archive_id),
-                manifest.archive_id.clone(),
+                self.at(at + crate::format::stream::ARCHIVE_ID_OFFSET as u64),
+                Defect::mismatch(
+                    Structure::Manifest,
+                    "archive id",
+                    crate::format::hex(&h.archive_id),
+                    manifest.archive_id.clone(),
+                ),
             ));
         }
         if h.kind == EntryKind::Final {
@@ -433,9 +460,12 @@ impl<R: Read> StreamReader<R> {
             if u64::from(h.align) > self.record_size {
                 return Err(Error::corrupt(
                     Location::shard(&path, number, ALIGN_OFFSET as u64),
-                    "shard alignment in the stream",
-                    format!("at most the record size {}", self.record_size),
-                    h.align,
+                    Defect::invalid(
+                        Structure::ShardHeader,
+                        "align",
+                        format!("at most the stream's record size {}", self.record_size),
+                        h.align,
+                    ),
                 ));
             }
         }
@@ -450,26 +480,42 @@ impl<R: Read> StreamReader<R> {
         let scanner = ShardScanner::start(&mut self.win, path.clone(), None, copy)?;
         if scanner.header().shard_number != number {
             return Err(Error::corrupt(
-                Location::shard(&path, number, 32),
-                "shard number in the stream",
-                number,
-                scanner.header().shard_number,
+                Location::shard(
+                    &path,
+                    number,
+                    crate::format::header::SHARD_NUMBER_OFFSET as u64,
+                ),
+                Defect::mismatch(
+                    Structure::ShardHeader,
+                    "shard number",
+                    format!("{number} (the next in the stream)"),
+                    scanner.header().shard_number,
+                ),
             ));
         }
         if scanner.header().first_ordinal != self.samples_read {
             return Err(Error::corrupt(
-                Location::shard(&path, number, 40),
-                "shard first ordinal in the stream",
-                self.samples_read,
-                scanner.header().first_ordinal,
+                Location::shard(&path, number, FIRST_ORDINAL_OFFSET as u64),
+                Defect::mismatch(
+                    Structure::ShardHeader,
+                    "first ordinal",
+                    format!(
+                        "{} (the samples before it in the stream)",
+                        self.samples_read
+                    ),
+                    scanner.header().first_ordinal,
+                ),
             ));
         }
         if scanner.header().archive_id != self.archive_id {
             return Err(Error::corrupt(
-                Location::shard(&path, number, 16),
-                "shard archive id in the stream",
-                hex(&self.archive_id),
-                hex(&scanner.header().archive_id),
+                Location::shard(&path, number, HEADER_ARCHIVE_ID_OFFSET as u64),
+                Defect::mismatch(
+                    Structure::ShardHeader,
+                    "archive id",
+                    format!("{} (the stream's)", hex(&self.archive_id)),
+                    hex(&scanner.header().archive_id),
+                ),
             ));
         }
         self.shard = Some((scanner, number));
@@ -547,15 +593,18 @@ impl<R: Read> StreamReader<R> {
                     None => Ok(None),
                     Some(_) => Err(Error::corrupt(
                         self.at(at),
-                        "end of stream",
-                        "nothing after the final manifest",
-                        "more bytes",
+                        Defect::invalid(
+                            Structure::Stream,
+                            "end",
+                            "nothing after the final manifest",
+                            "more bytes",
+                        ),
                     )),
                 };
             }
             let magic: Option<[u8; 8]> = self.win.peek(8)?.and_then(|m| m.try_into().ok());
             match magic {
-                None => return Err(self.torn(at, "next item (the stream has no final manifest)")),
+                None => return Err(self.torn(at, Structure::Stream)),
                 Some(m) if m == SHARD_MAGIC => {
                     if let Err(e) = self.start_shard() {
                         return Err(self.scan_error(e));
@@ -565,9 +614,11 @@ impl<R: Read> StreamReader<R> {
                 Some(m) => {
                     return Err(Error::corrupt(
                         self.at(at),
-                        "stream record",
-                        "a shard header or a manifest entry",
-                        crate::format::hex(&m),
+                        Defect::Magic {
+                            structure: Structure::Stream,
+                            expected: "a shard header or a manifest entry".into(),
+                            found: crate::format::hex(&m),
+                        },
                     ))
                 }
             }

@@ -14,18 +14,21 @@ use serde::Serialize;
 use crate::archive::manifest::PARTIAL_SUFFIX;
 use crate::archive::manifest::{self, Manifest, ShardInfo, MANIFEST_FILE};
 use crate::codec;
-use crate::format::block::{BlockHeader, BLOCK_HEADER_LEN, BLOCK_SYNC};
-use crate::format::header::{ShardHeader, HEADER_LEN};
-use crate::format::index::{BlockEntry, IndexLayout, RecordEntry};
+use crate::format::block::{self, BlockHeader, BLOCK_HEADER_LEN, BLOCK_SYNC};
+use crate::format::header::{self, ShardHeader, HEADER_LEN};
+use crate::format::index::{
+    BlockEntry, IndexLayout, RecordEntry, BLOCK_ENTRY_LEN, KEY_ORDER_ENTRY_LEN, RECORD_ENTRY_LEN,
+};
 use crate::format::record::{PayloadItem, RecordView};
 use crate::format::trailer::{Trailer, TRAILER_LEN};
-use crate::format::{self, align_up, checksum, hex, Codec, Defect};
+use crate::format::{self, align_up, checksum, hex, Codec, DecodeError};
 use crate::io::{AccessPattern, ShardBytes};
-use crate::{Error, ErrorKind, Limits, Result};
+use crate::{Defect, Error, ErrorKind, Limits, Location, Result, Structure};
 
 /// How much `verify` reads.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum VerifyMode {
     /// Structure only: manifest, file presence and sizes, headers, trailers, index geometry.
     /// Reads a few hundred bytes per shard.
@@ -69,7 +72,11 @@ impl VerifyOptions {
 }
 
 /// One defect, with its place.
+///
+/// `what`, `expected` and `found` are the defect's sentence for people (and the JSON of
+/// `verify --json`); match on [`Finding::defect`] instead of on them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct Finding {
     /// The file concerned.
     pub file: PathBuf,
@@ -85,6 +92,17 @@ pub struct Finding {
     pub expected: String,
     /// What was found.
     pub found: String,
+    /// The typed defect; `None` for a finding that is an error rather than a defect in the
+    /// data (an I/O error, an unsupported version, a limit). Serialized as its kind name
+    /// ("crc", "digest", "not_zero", ...), with the structure as `structure`.
+    #[serde(
+        serialize_with = "serialize_defect_name",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub defect: Option<Defect>,
+    /// The structure the defect is in, by its machine-readable name ("block_payload", ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub structure: Option<&'static str>,
     /// First and last ordinal of the samples affected, when known.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ordinals: Option<[u64; 2]>,
@@ -93,10 +111,42 @@ pub struct Finding {
     pub keys: Vec<String>,
 }
 
+fn serialize_defect_name<S: serde::Serializer>(
+    defect: &Option<Defect>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match defect {
+        Some(d) => s.serialize_str(d.name()),
+        None => s.serialize_none(),
+    }
+}
+
 impl Finding {
-    /// A finding about `len` bytes at `offset` of `file`.
-    #[allow(clippy::too_many_arguments)]
+    /// A finding of `defect` about `len` bytes at `offset` of `file`.
     pub(crate) fn new(
+        file: PathBuf,
+        shard: Option<u32>,
+        offset: u64,
+        len: u64,
+        defect: Defect,
+    ) -> Finding {
+        Finding {
+            file,
+            shard,
+            offset,
+            len,
+            what: defect.what(),
+            expected: defect.expected(),
+            found: defect.found(),
+            structure: Some(defect.structure().name()),
+            defect: Some(defect),
+            ordinals: None,
+            keys: Vec::new(),
+        }
+    }
+
+    /// A finding from an error that is not a typed defect.
+    fn untyped(
         file: PathBuf,
         shard: Option<u32>,
         offset: u64,
@@ -113,33 +163,41 @@ impl Finding {
             what: what.into(),
             expected: expected.into(),
             found: found.into(),
+            defect: None,
+            structure: None,
             ordinals: None,
             keys: Vec::new(),
         }
     }
 
-    /// The finding an error describes: its place, what it expected and found.
+    /// The place the finding is about.
+    pub fn location(&self) -> Location {
+        Location {
+            file: self.file.clone(),
+            shard: self.shard,
+            offset: self.offset,
+            len: self.len,
+        }
+    }
+
+    /// The finding an error describes: its place, and its defect when it is one.
     pub(crate) fn from_error(err: &Error, shard: Option<u32>, len: u64) -> Finding {
         match err.kind() {
-            ErrorKind::Corrupt {
-                location,
-                what,
-                expected,
-                found,
-            } => Finding::new(
-                location.file.clone(),
-                shard.or(location.shard),
-                location.offset,
-                len,
-                what.clone(),
-                expected.clone(),
-                found.clone(),
-            ),
+            ErrorKind::Corrupt { location, defect } => {
+                let len = if len > 0 { len } else { location.len };
+                Finding::new(
+                    location.file.clone(),
+                    shard.or(location.shard),
+                    location.offset,
+                    len,
+                    defect.clone(),
+                )
+            }
             ErrorKind::UnsupportedVersion {
                 location,
                 expected,
                 got,
-            } => Finding::new(
+            } => Finding::untyped(
                 location.file.clone(),
                 shard.or(location.shard),
                 location.offset,
@@ -153,7 +211,7 @@ impl Finding {
                 limit,
                 max,
                 got,
-            } => Finding::new(
+            } => Finding::untyped(
                 location.file.clone(),
                 shard.or(location.shard),
                 location.offset,
@@ -167,7 +225,7 @@ impl Finding {
                 op,
                 offset,
                 source,
-            } => Finding::new(
+            } => Finding::untyped(
                 path.clone(),
                 shard,
                 offset.unwrap_or(0),
@@ -176,7 +234,7 @@ impl Finding {
                 "readable",
                 source.to_string(),
             ),
-            _ => Finding::new(
+            _ => Finding::untyped(
                 PathBuf::new(),
                 shard,
                 0,
@@ -186,6 +244,12 @@ impl Finding {
                 err.to_string(),
             ),
         }
+    }
+}
+
+impl From<&Error> for Finding {
+    fn from(err: &Error) -> Finding {
+        Finding::from_error(err, None, 0)
     }
 }
 
@@ -216,6 +280,8 @@ impl std::fmt::Display for Finding {
 
 /// The outcome of [`verify`].
 #[derive(Clone, Debug, Serialize)]
+#[must_use]
+#[non_exhaustive]
 pub struct VerifyReport {
     /// The archive folder.
     pub archive: PathBuf,
@@ -341,9 +407,12 @@ pub fn verify_with_progress(
                         None,
                         0,
                         0,
-                        "leftover partial parity file",
-                        "none (protect finishes or removes it)",
-                        "present (interrupted protect?)",
+                        Defect::invalid(
+                            Structure::LeftoverFile,
+                            "partial parity file",
+                            "none (protect finishes or removes it)",
+                            "present (interrupted protect?)",
+                        ),
                     );
                     continue;
                 }
@@ -353,9 +422,12 @@ pub fn verify_with_progress(
                     None,
                     0,
                     0,
-                    "leftover partial file",
-                    "none (pack finishes or removes it)",
-                    "present (interrupted pack?)",
+                    Defect::invalid(
+                        Structure::LeftoverFile,
+                        "partial file",
+                        "none (pack finishes or removes it)",
+                        "present (interrupted pack?)",
+                    ),
                 );
                 continue;
             }
@@ -365,9 +437,12 @@ pub fn verify_with_progress(
                     None,
                     0,
                     0,
-                    "leftover repair file",
-                    "none (repair renames it over the file it replaces)",
-                    "present (interrupted repair?)",
+                    Defect::invalid(
+                        Structure::LeftoverFile,
+                        "repair file",
+                        "none (repair renames it over the file it replaces)",
+                        "present (interrupted repair?)",
+                    ),
                 );
                 continue;
             }
@@ -386,9 +461,12 @@ pub fn verify_with_progress(
                         Some(n),
                         0,
                         0,
-                        "shard file in another volume",
-                        format!("only in the folder of volume {}", s.volume.unwrap_or(0)),
-                        "a copy in this volume folder",
+                        Defect::invalid(
+                            Structure::ShardFile,
+                            "in another volume",
+                            format!("only in the folder of volume {}", s.volume.unwrap_or(0)),
+                            "a copy in this volume folder",
+                        ),
                     );
                 } else if !listed && entry.is_none_or(|_| volumes.is_none()) {
                     v.push(
@@ -396,9 +474,12 @@ pub fn verify_with_progress(
                         Some(n),
                         0,
                         0,
-                        "shard file",
-                        "only shards listed in the manifest",
-                        "a shard file the manifest does not list",
+                        Defect::invalid(
+                            Structure::ShardFile,
+                            "",
+                            "only shards listed in the manifest",
+                            "a shard file the manifest does not list",
+                        ),
                     );
                 }
             }
@@ -438,9 +519,12 @@ pub fn verify_with_progress(
                 None,
                 0,
                 0,
-                "manifest totals.raw_bytes",
-                format!("{raw} (sum over the shard trailers)"),
-                m.totals.raw_bytes.to_string(),
+                Defect::mismatch(
+                    Structure::Manifest,
+                    "totals.raw_bytes",
+                    format!("{raw} (sum over the shard trailers)"),
+                    m.totals.raw_bytes,
+                ),
             );
         }
     }
@@ -457,9 +541,12 @@ pub fn verify_with_progress(
                 None,
                 0,
                 0,
-                "manifest format_version",
-                "\"1.0\" (no shard has a dictionary, §10)".to_string(),
-                format!("{:?}", m.format_version),
+                Defect::invalid(
+                    Structure::Manifest,
+                    "format_version",
+                    "\"1.0\" (no shard has a dictionary, §10)",
+                    format!("{:?}", m.format_version),
+                ),
             );
         }
     }
@@ -486,9 +573,11 @@ pub fn verify_with_progress(
                         None,
                         0,
                         0,
-                        "parity file",
-                        "present (another volume of the archive has one)",
-                        "missing: this volume cannot be repaired",
+                        Defect::missing_because(
+                            Structure::ParityFile,
+                            "present (another volume of the archive has one)",
+                            "this volume cannot be repaired",
+                        ),
                     );
                 }
                 statuses.push(status);
@@ -503,11 +592,14 @@ pub fn verify_with_progress(
                 None,
                 0,
                 0,
-                "parity chunks",
-                "every chunk matching its BLAKE3-64 digest (§17.3)",
-                format!(
-                    "{} damaged (repair still uses the others)",
-                    s.damaged_parity_chunks
+                Defect::invalid(
+                    Structure::ParityChunks,
+                    "",
+                    "every chunk matching its BLAKE3-64 digest (§17.3)",
+                    format!(
+                        "{} damaged (repair still uses the others)",
+                        s.damaged_parity_chunks
+                    ),
                 ),
             );
         }
@@ -519,9 +611,12 @@ pub fn verify_with_progress(
                     None,
                     d.offset,
                     d.len,
-                    d.part.name(),
-                    d.part.expected(),
-                    "damaged (the other copy is used; repair rewrites the parity file)",
+                    Defect::invalid(
+                        d.part.structure(),
+                        "",
+                        d.part.expected(),
+                        "damaged (the other copy is used; repair rewrites the parity file)",
+                    ),
                 );
             }
         }
@@ -749,28 +844,9 @@ impl Verifier {
         };
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        file: PathBuf,
-        shard: Option<u32>,
-        offset: u64,
-        len: u64,
-        what: impl Into<String>,
-        expected: impl Into<String>,
-        found: impl Into<String>,
-    ) {
-        self.findings.push(Finding {
-            file,
-            shard,
-            offset,
-            len,
-            what: what.into(),
-            expected: expected.into(),
-            found: found.into(),
-            ordinals: None,
-            keys: Vec::new(),
-        });
+    fn push(&mut self, file: PathBuf, shard: Option<u32>, offset: u64, len: u64, defect: Defect) {
+        self.findings
+            .push(Finding::new(file, shard, offset, len, defect));
     }
 
     fn push_error(&mut self, err: &Error, shard: Option<u32>, len: u64) {
@@ -779,7 +855,7 @@ impl Verifier {
 
     /// Reports a structure that failed to decode. With a known extent (`len > 0`) the
     /// finding covers the whole structure, and names the offending field's byte in `what`.
-    fn push_defect(&mut self, d: Defect, file: &Path, shard: u32, base: u64, len: u64) {
+    fn push_defect(&mut self, d: DecodeError, file: &Path, shard: u32, base: u64, len: u64) {
         let err = d.at(file, Some(shard), base);
         self.push_error(&err, Some(shard), len);
         if len > 0 {
@@ -826,9 +902,14 @@ impl Verifier {
                 None,
                 0,
                 on.iter().map(|s| s.size).sum(),
-                format!("volume {missing} of {count}"),
-                "present",
-                format!("missing (it holds {})", files.join(", ")),
+                Defect::missing_because(
+                    Structure::Volume {
+                        volume: missing,
+                        of: count,
+                    },
+                    "present",
+                    format!("it holds {}", files.join(", ")),
+                ),
             );
             if let (Some(a), Some(b)) = (first, last) {
                 self.affects(Some([a, b]), Vec::new());
@@ -847,9 +928,12 @@ impl Verifier {
                     None,
                     0,
                     0,
-                    format!("manifest of volume {number}"),
-                    "the same manifest as every volume",
-                    "a different manifest",
+                    Defect::mismatch(
+                        Structure::VolumeManifest { volume: number },
+                        "",
+                        "the same manifest as every volume",
+                        "a different manifest",
+                    ),
                 ),
                 Err(e) => {
                     // Every present volume carries the manifest (§13.1 complete).
@@ -861,9 +945,11 @@ impl Verifier {
                         None,
                         0,
                         0,
-                        format!("manifest of volume {number}"),
-                        "present",
-                        format!("missing ({e})"),
+                        Defect::missing_because(
+                            Structure::VolumeManifest { volume: number },
+                            "present",
+                            e,
+                        ),
                     )
                 }
             }
@@ -874,9 +960,15 @@ impl Verifier {
                     None,
                     0,
                     used,
-                    format!("volume {number} size"),
-                    format!("at most {budget} bytes (layout.volume_size)"),
-                    format!("{used} bytes"),
+                    Defect::invalid(
+                        Structure::Volume {
+                            volume: number,
+                            of: count,
+                        },
+                        "size",
+                        format!("at most {budget} bytes (layout.volume_size)"),
+                        format!("{used} bytes"),
+                    ),
                 );
             }
         }
@@ -891,9 +983,11 @@ impl Verifier {
                 None,
                 0,
                 0,
-                "manifest",
-                "manifest.json (written last by pack)",
-                "missing: the archive is incomplete (interrupted pack?)",
+                Defect::missing_because(
+                    Structure::Manifest,
+                    "manifest.json (written last by pack)",
+                    "the archive is incomplete: interrupted pack?",
+                ),
             );
             return None;
         }
@@ -920,9 +1014,12 @@ impl Verifier {
                 None,
                 at as u64,
                 1,
-                "manifest canonical form",
-                format!("byte {:?}", canonical.get(at).map(|&b| b as char)),
-                format!("byte {:?}", bytes.get(at).map(|&b| b as char)),
+                Defect::invalid(
+                    Structure::Manifest,
+                    "canonical form",
+                    format!("byte {:?}", canonical.get(at).map(|&b| b as char)),
+                    format!("byte {:?}", bytes.get(at).map(|&b| b as char)),
+                ),
             );
         }
         if let Some(want) = &options.expect_root {
@@ -933,9 +1030,11 @@ impl Verifier {
                     None,
                     0,
                     0,
-                    "root digest",
-                    format!("{want} (expected by the caller)"),
-                    manifest.root.clone(),
+                    Defect::digest(
+                        Structure::Manifest,
+                        format!("{want} (expected by the caller)"),
+                        &manifest.root,
+                    ),
                 );
             }
         }
@@ -968,9 +1067,12 @@ impl Verifier {
                     shard,
                     0,
                     0,
-                    "shard file",
-                    "a regular file",
-                    "not a regular file",
+                    Defect::invalid(
+                        Structure::ShardFile,
+                        "",
+                        "a regular file",
+                        "not a regular file",
+                    ),
                 );
                 return;
             }
@@ -981,9 +1083,7 @@ impl Verifier {
                     shard,
                     0,
                     info.map_or(0, |i| i.size),
-                    "shard file",
-                    "present",
-                    format!("missing ({e})"),
+                    Defect::missing_because(Structure::ShardFile, "present", e),
                 );
                 self.affects(ordinals, Vec::new());
                 return;
@@ -997,9 +1097,7 @@ impl Verifier {
                     shard,
                     len.min(info.size),
                     info.size.abs_diff(len),
-                    "shard length",
-                    format!("{} bytes (manifest)", info.size),
-                    format!("{len} bytes"),
+                    crate::error::shard_length(info.size, len),
                 );
             }
         }
@@ -1052,9 +1150,7 @@ impl Verifier {
                         shard,
                         0,
                         len,
-                        "shard digest (BLAKE3 of the whole file)",
-                        info.blake3.clone(),
-                        digest,
+                        Defect::digest(Structure::ShardFile, &info.blake3, digest),
                     );
                 } else {
                     // Deep recomputes everything anyway; Full trusts a proven shard's CRCs.
@@ -1082,7 +1178,7 @@ impl Verifier {
                 &bytes,
                 dictionary_end,
                 data_offset,
-                "header padding",
+                Structure::HeaderPadding,
             );
         }
         let Some(trailer_offset) = len
@@ -1094,9 +1190,11 @@ impl Verifier {
                 shard,
                 len,
                 0,
-                "shard length",
-                format!("at least {} bytes", HEADER_LEN + TRAILER_LEN),
-                format!("{len} bytes (truncated)"),
+                Defect::truncated(
+                    Structure::ShardFile,
+                    (HEADER_LEN + TRAILER_LEN) as u64,
+                    Some(len),
+                ),
             );
             self.affects(ordinals, Vec::new());
             return;
@@ -1127,22 +1225,28 @@ impl Verifier {
                 self.push(
                     path.to_path_buf(),
                     shard,
-                    trailer_offset + 96,
+                    trailer_offset + Trailer::RAW_BYTES_FIELD as u64,
                     8,
-                    "trailer raw byte count",
-                    format!("{} (manifest)", i.raw_bytes),
-                    t.raw_bytes.to_string(),
+                    Defect::mismatch(
+                        Structure::Trailer,
+                        "raw byte count",
+                        format!("{} (manifest)", i.raw_bytes),
+                        t.raw_bytes,
+                    ),
                 );
             }
             if t.record_count != i.samples {
                 self.push(
                     path.to_path_buf(),
                     shard,
-                    trailer_offset + 40,
+                    trailer_offset + Trailer::RECORD_COUNT_FIELD as u64,
                     8,
-                    "trailer record count",
-                    format!("{} (manifest)", i.samples),
-                    t.record_count.to_string(),
+                    Defect::mismatch(
+                        Structure::Trailer,
+                        "record count",
+                        format!("{} (manifest)", i.samples),
+                        t.record_count,
+                    ),
                 );
             }
         }
@@ -1191,9 +1295,7 @@ impl Verifier {
                 Some(number),
                 start,
                 len,
-                "shard dictionary",
-                format!("crc32 {:#010x}", h.dictionary_crc),
-                format!("{crc:#010x}"),
+                Defect::crc(Structure::Dictionary, h.dictionary_crc, crc),
             );
             return;
         }
@@ -1205,9 +1307,11 @@ impl Verifier {
                     Some(number),
                     start,
                     len,
-                    "shard dictionary",
-                    "a zstd dictionary",
-                    "bytes zstd cannot load",
+                    Defect::undecodable(
+                        Structure::Dictionary,
+                        "a zstd dictionary",
+                        "bytes zstd cannot load",
+                    ),
                 );
             }
         }
@@ -1231,14 +1335,20 @@ impl Verifier {
         };
         self.headers.0 += 1;
         self.headers.1 += u64::from(header.dictionary_len > 0);
-        let mut mismatch = |offset: u64, what: &str, want: String, got: String| {
+        let mut mismatch = |offset: usize, field: &'static str, want: String, got: String| {
             if want != got {
-                self.push(path.to_path_buf(), shard, offset, 0, what, want, got);
+                self.push(
+                    path.to_path_buf(),
+                    shard,
+                    offset as u64,
+                    0,
+                    Defect::mismatch(Structure::ShardHeader, field, want, got),
+                );
             }
         };
         mismatch(
-            32,
-            "header shard number",
+            header::SHARD_NUMBER_OFFSET,
+            "shard number",
             number.to_string(),
             header.shard_number.to_string(),
         );
@@ -1246,57 +1356,57 @@ impl Verifier {
             if header.version() > m.version() {
                 // A 1.1 shard (one with a dictionary) needs a 1.1 manifest (§10).
                 mismatch(
-                    8,
-                    "header version",
+                    crate::format::sealed::VERSION_MAJOR_OFFSET,
+                    "version",
                     format!("at most {}, the manifest's", m.format_version),
                     format!("{}.{}", header.version().0, header.version().1),
                 );
             }
             mismatch(
-                16,
-                "header archive id (a shard from another archive?)",
+                header::ARCHIVE_ID_OFFSET,
+                "archive id (a shard from another archive?)",
                 m.archive_id.clone(),
                 hex(&header.archive_id),
             );
             mismatch(
-                40,
-                "header first ordinal",
+                header::FIRST_ORDINAL_OFFSET,
+                "first ordinal",
                 info.first_ordinal.to_string(),
                 header.first_ordinal.to_string(),
             );
             mismatch(
-                64,
-                "header alignment",
+                header::ALIGN_OFFSET,
+                "alignment",
                 m.layout.align.to_string(),
                 header.align.to_string(),
             );
             mismatch(
-                48,
-                "header block size",
+                header::BLOCK_BYTES_OFFSET,
+                "block size",
                 m.layout.block_size.to_string(),
                 header.block_bytes.to_string(),
             );
             mismatch(
-                56,
-                "header shard size",
+                header::SHARD_BYTES_OFFSET,
+                "shard size",
                 m.layout.shard_size.to_string(),
                 header.shard_bytes.to_string(),
             );
             mismatch(
-                68,
-                "header codec",
+                header::CODEC_OFFSET,
+                "codec",
                 m.layout.compression.clone(),
                 header.codec.name().to_string(),
             );
             mismatch(
-                69,
-                "header zstd level",
+                header::LEVEL_OFFSET,
+                "zstd level",
                 m.layout.level.to_string(),
                 header.level.to_string(),
             );
             mismatch(
-                70,
-                "header profile",
+                header::PROFILE_OFFSET,
+                "profile",
                 m.layout.profile.clone(),
                 manifest::profile_name(header.profile).to_string(),
             );
@@ -1311,7 +1421,7 @@ impl Verifier {
         bytes: &[u8],
         from: u64,
         to: u64,
-        what: &str,
+        structure: Structure,
     ) {
         let (Ok(a), Ok(b)) = (usize::try_from(from), usize::try_from(to)) else {
             return;
@@ -1326,9 +1436,7 @@ impl Verifier {
                 Some(number),
                 from + i as u64,
                 (last - i + 1) as u64,
-                what,
-                "zero bytes",
-                format!("non-zero byte {:#04x}", region[i]),
+                Defect::not_zero(structure),
             );
         }
     }
@@ -1353,9 +1461,7 @@ impl Verifier {
                 Some(number),
                 l.index_offset,
                 l.index_len,
-                "index",
-                format!("crc32 {:#010x} (trailer)", t.index_crc),
-                format!("{crc:#010x}"),
+                Defect::crc(Structure::Index, t.index_crc, crc),
             );
         }
         self.check_zero(
@@ -1364,7 +1470,7 @@ impl Verifier {
             bytes,
             index_end,
             l.trailer_offset,
-            "index padding",
+            Structure::IndexPadding,
         );
         ok
     }
@@ -1393,11 +1499,13 @@ impl Verifier {
             let decoded = if pos + BLOCK_HEADER_LEN as u64 <= end {
                 BlockHeader::decode(&copy_array(bytes, pos))
             } else {
-                Err(Defect::invalid(
+                Err(DecodeError::new(
                     0,
-                    "block header",
-                    format!("{BLOCK_HEADER_LEN} bytes before the index"),
-                    format!("{} bytes", end - pos),
+                    Defect::truncated(
+                        Structure::BlockHeader,
+                        BLOCK_HEADER_LEN as u64,
+                        Some(end - pos),
+                    ),
                 ))
             };
             let h = match decoded {
@@ -1446,9 +1554,14 @@ impl Verifier {
                     shard,
                     pos,
                     0,
-                    format!("block {} length", h.block_number),
-                    format!("a payload ending before byte {end}"),
-                    format!("{} bytes", h.stored_len),
+                    Defect::invalid(
+                        Structure::Block {
+                            block: h.block_number,
+                        },
+                        "length",
+                        format!("a payload ending before byte {end}"),
+                        format!("{} bytes", h.stored_len),
+                    ),
                 );
                 pos = find_sync(bytes, pos + align, end, align);
                 next_number = u32::MAX;
@@ -1462,22 +1575,28 @@ impl Verifier {
                 self.push(
                     path.to_path_buf(),
                     shard,
-                    pos + 12,
+                    pos + block::BLOCK_NUMBER_OFFSET as u64,
                     4,
-                    "block number",
-                    next_number.to_string(),
-                    h.block_number.to_string(),
+                    Defect::mismatch(
+                        Structure::BlockHeader,
+                        "block number",
+                        next_number,
+                        h.block_number,
+                    ),
                 );
             }
             if h.shard_number != number {
                 self.push(
                     path.to_path_buf(),
                     shard,
-                    pos + 8,
+                    pos + block::SHARD_NUMBER_OFFSET as u64,
                     4,
-                    "block shard number",
-                    number.to_string(),
-                    h.shard_number.to_string(),
+                    Defect::mismatch(
+                        Structure::BlockHeader,
+                        "shard number",
+                        number,
+                        h.shard_number,
+                    ),
                 );
             }
             if let Some(sh) = header {
@@ -1487,11 +1606,16 @@ impl Verifier {
                     self.push(
                         path.to_path_buf(),
                         shard,
-                        pos + 28,
+                        pos + block::CODEC_OFFSET as u64,
                         1,
-                        "block codec",
-                        format!("0 or {} ({})", compressed.to_byte(), compressed.name()),
-                        h.codec.to_byte().to_string(),
+                        Defect::invalid(
+                            Structure::Block {
+                                block: h.block_number,
+                            },
+                            "codec",
+                            format!("0 or {} ({})", compressed.to_byte(), compressed.name()),
+                            h.codec.to_byte(),
+                        ),
                     );
                 }
             }
@@ -1500,11 +1624,14 @@ impl Verifier {
                     self.push(
                         path.to_path_buf(),
                         shard,
-                        pos + 16,
+                        pos + block::FIRST_ORDINAL_OFFSET as u64,
                         8,
-                        "block first ordinal",
-                        want.to_string(),
-                        h.first_ordinal.to_string(),
+                        Defect::mismatch(
+                            Structure::BlockHeader,
+                            "first ordinal",
+                            want,
+                            h.first_ordinal,
+                        ),
                     );
                 }
             }
@@ -1524,9 +1651,13 @@ impl Verifier {
                     shard,
                     payload,
                     h.stored_len,
-                    format!("block {} payload", h.block_number),
-                    format!("crc32 {:#010x} (block header)", h.payload_crc),
-                    format!("{crc:#010x}"),
+                    Defect::crc(
+                        Structure::BlockPayload {
+                            block: h.block_number,
+                        },
+                        h.payload_crc,
+                        crc,
+                    ),
                 );
                 let keys = view
                     .and_then(|v| {
@@ -1537,7 +1668,14 @@ impl Verifier {
                 self.affects(ordinals, keys);
             }
             let next = align_up(payload_end, align).unwrap_or(end).min(end);
-            self.check_zero(path, number, bytes, payload_end, next, "block padding");
+            self.check_zero(
+                path,
+                number,
+                bytes,
+                payload_end,
+                next,
+                Structure::BlockPadding,
+            );
             blocks.push((pos, h));
             next_number = h.block_number.wrapping_add(1);
             next_ordinal = Some(h.first_ordinal + u64::from(h.record_count));
@@ -1563,9 +1701,12 @@ impl Verifier {
                 shard,
                 l.index_offset,
                 0,
-                "block count",
-                format!("{} (trailer)", l.block_count),
-                format!("{} blocks found by walking the data", walked.len()),
+                Defect::mismatch(
+                    Structure::Trailer,
+                    "block count",
+                    format!("{} (trailer)", l.block_count),
+                    format!("{} blocks found by walking the data", walked.len()),
+                ),
             );
         }
         for b in 0..l.block_count {
@@ -1574,7 +1715,7 @@ impl Verifier {
                 continue;
             };
             if let Err(d) = l.check_block(b, &entry) {
-                self.push_defect(d, path, number, at, 32);
+                self.push_defect(d, path, number, at, BLOCK_ENTRY_LEN as u64);
                 continue;
             }
             // The walk found blocks in ascending offset order.
@@ -1595,9 +1736,12 @@ impl Verifier {
                             shard,
                             at,
                             32,
-                            format!("block table entry {b}"),
-                            "the values in the block's header",
-                            "different values",
+                            Defect::mismatch(
+                                Structure::BlockEntry { block: b },
+                                "",
+                                "the values in the block's header",
+                                "different values",
+                            ),
                         );
                     } else {
                         self.check_block_records(path, number, view, b, &entry, h);
@@ -1608,9 +1752,12 @@ impl Verifier {
                     shard,
                     at,
                     32,
-                    format!("block table entry {b}"),
-                    "the offset of a block header",
-                    entry.offset.to_string(),
+                    Defect::invalid(
+                        Structure::BlockEntry { block: b },
+                        "offset",
+                        "the offset of a block header",
+                        entry.offset,
+                    ),
                 ),
             }
         }
@@ -1622,11 +1769,14 @@ impl Verifier {
             self.push(
                 path.to_path_buf(),
                 shard,
-                l.trailer_offset + 96,
+                l.trailer_offset + Trailer::RAW_BYTES_FIELD as u64,
                 8,
-                "trailer raw byte count",
-                format!("{raw} (sum of record lengths)"),
-                view.raw_bytes.to_string(),
+                Defect::mismatch(
+                    Structure::Trailer,
+                    "raw byte count",
+                    format!("{raw} (sum of record lengths)"),
+                    view.raw_bytes,
+                ),
             );
         }
     }
@@ -1658,9 +1808,12 @@ impl Verifier {
                         shard,
                         entry.offset,
                         0,
-                        "decoded block size",
-                        format!("at most {}", self.limits.max_block_bytes),
-                        h.raw_len.to_string(),
+                        Defect::invalid(
+                            Structure::Block { block: b },
+                            "decoded size",
+                            format!("at most {} (the limit)", self.limits.max_block_bytes),
+                            h.raw_len,
+                        ),
                     );
                     None
                 } else {
@@ -1682,9 +1835,11 @@ impl Verifier {
                                 shard,
                                 payload_offset,
                                 h.stored_len,
-                                format!("block {b} zstd frame"),
-                                format!("{} decoded bytes", h.raw_len),
-                                e.to_string(),
+                                Defect::undecodable(
+                                    Structure::BlockFrame { block: b },
+                                    format!("{} decoded bytes", h.raw_len),
+                                    e,
+                                ),
                             );
                             None
                         }
@@ -1713,7 +1868,7 @@ impl Verifier {
                 v.affects(Some([ordinal, ordinal]), key.clone().into_iter().collect())
             };
             if let Err(d) = l.check_record(local, &r, entry, next_key) {
-                self.push_defect(d, path, number, entry_at, 32);
+                self.push_defect(d, path, number, entry_at, RECORD_ENTRY_LEN as u64);
                 affects(self);
                 continue;
             }
@@ -1723,9 +1878,14 @@ impl Verifier {
                     shard,
                     entry_at,
                     8,
-                    format!("record {local} offset"),
-                    format!("at least {prev_end} (after the previous record)"),
-                    r.offset.to_string(),
+                    Defect::invalid(
+                        Structure::Record {
+                            record: Some(u64::from(local)),
+                        },
+                        "offset",
+                        format!("at least {prev_end} (after the previous record)"),
+                        r.offset,
+                    ),
                 );
                 affects(self);
             }
@@ -1753,7 +1913,7 @@ impl Verifier {
                     prev_end,
                     r.offset,
                     (payload_offset, h),
-                    &format!("filler before record {local}"),
+                    format!("before record {local}"),
                 );
             }
             let record = raw
@@ -1770,9 +1930,13 @@ impl Verifier {
                     shard,
                     place,
                     place_len,
-                    format!("record {local}"),
-                    format!("crc32 {:#010x} (index)", r.crc),
-                    format!("{crc:#010x}"),
+                    Defect::crc(
+                        Structure::Record {
+                            record: Some(u64::from(local)),
+                        },
+                        r.crc,
+                        crc,
+                    ),
                 );
                 affects(self);
             } else {
@@ -1783,14 +1947,22 @@ impl Verifier {
                             shard,
                             place,
                             place_len,
-                            format!("record {local} key"),
-                            "the key in the index",
-                            format!("{:?}", v.key()),
+                            Defect::mismatch(
+                                Structure::Record {
+                                    record: Some(u64::from(local)),
+                                },
+                                "key",
+                                "the key in the index",
+                                format!("{:?}", v.key()),
+                            ),
                         );
                         affects(self);
                     }
                     Ok(_) => {}
                     Err(d) => {
+                        let d = d.of(Structure::Record {
+                            record: Some(u64::from(local)),
+                        });
                         self.push_defect(d, path, number, place, place_len);
                         affects(self);
                     }
@@ -1807,7 +1979,7 @@ impl Verifier {
                     prev_end,
                     raw.len() as u64,
                     (payload_offset, h),
-                    &format!("filler after the last record of block {b}"),
+                    format!("after the last record of block {b}"),
                 );
             }
         }
@@ -1824,18 +1996,18 @@ impl Verifier {
         from: u64,
         to: u64,
         block: (u64, &BlockHeader),
-        what: &str,
+        place: String,
     ) {
         let (payload_offset, h) = block;
         let ok = matches!(format::record::item_at(raw, from as usize), Ok(PayloadItem::Filler(n)) if n == to - from);
         if !ok {
-            let (offset, len, what) = if h.codec == Codec::Stored {
-                (payload_offset + from, to - from, what.to_string())
+            let (offset, len, place) = if h.codec == Codec::Stored {
+                (payload_offset + from, to - from, place)
             } else {
                 (
                     payload_offset,
                     h.stored_len,
-                    format!("{what} (decoded offset {from})"),
+                    format!("{place}, at decoded offset {from}"),
                 )
             };
             self.push(
@@ -1843,9 +2015,12 @@ impl Verifier {
                 Some(number),
                 offset,
                 len,
-                what,
-                format!("a filler of {} bytes", to - from),
-                "other bytes",
+                Defect::invalid(
+                    Structure::Filler,
+                    "",
+                    format!("a filler of {} bytes {place}", to - from),
+                    "other bytes",
+                ),
             );
         }
     }
@@ -1871,9 +2046,12 @@ impl Verifier {
                     Some(number),
                     at,
                     4,
-                    format!("key order entry {rank}"),
-                    format!("a record below {n} listed once"),
-                    local.to_string(),
+                    Defect::invalid(
+                        Structure::KeyOrderEntry { rank },
+                        "",
+                        format!("a record below {n} listed once"),
+                        local,
+                    ),
                 );
                 continue;
             };
@@ -1886,12 +2064,15 @@ impl Verifier {
                         Some(number),
                         at,
                         4,
-                        format!("key order entry {rank}"),
-                        "keys in strictly ascending order",
-                        format!(
-                            "{:?} after {:?}",
-                            String::from_utf8_lossy(k),
-                            String::from_utf8_lossy(p)
+                        Defect::invalid(
+                            Structure::KeyOrderEntry { rank },
+                            "",
+                            "keys in strictly ascending order",
+                            format!(
+                                "{:?} after {:?}",
+                                String::from_utf8_lossy(k),
+                                String::from_utf8_lossy(p)
+                            ),
                         ),
                     );
                 }
@@ -1903,7 +2084,12 @@ impl Verifier {
         };
         let key_at_rank = |rank: u32| {
             let at = usize::try_from(l.key_order_entry_offset(rank)).ok()?;
-            let local = u32::from_le_bytes(view.bytes.get(at..at + 4)?.try_into().ok()?);
+            let local = u32::from_le_bytes(
+                view.bytes
+                    .get(at..at + KEY_ORDER_ENTRY_LEN)?
+                    .try_into()
+                    .ok()?,
+            );
             view.key(local)
                 .map(|k| String::from_utf8_lossy(k).into_owned())
         };
@@ -1918,9 +2104,12 @@ impl Verifier {
                         Some(number),
                         l.key_order_entry_offset(rank),
                         4,
-                        format!("manifest {what} of {}", info.file),
-                        format!("{got:?} (shard key index)"),
-                        format!("{want:?}"),
+                        Defect::mismatch(
+                            Structure::ManifestShard { shard: number },
+                            what,
+                            format!("{got:?} (shard key index)"),
+                            format!("{want:?}"),
+                        ),
                     );
                 }
             }
@@ -1934,7 +2123,7 @@ fn block_entry(view: &IndexView<'_>, b: u32) -> Option<BlockEntry> {
     }
     let at = usize::try_from(view.layout.block_entry_offset(b)).ok()?;
     Some(BlockEntry::decode(
-        view.bytes.get(at..at + 32)?.try_into().ok()?,
+        view.bytes.get(at..at + BLOCK_ENTRY_LEN)?.try_into().ok()?,
     ))
 }
 
@@ -1962,6 +2151,41 @@ fn copy_array<const N: usize>(bytes: &[u8], offset: u64) -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_finding_carries_the_typed_defect_and_its_sentence() {
+        let err = Error::corrupt(
+            Location::shard(Path::new("a/shard-000000.shp"), 0, 4096).len(100),
+            Defect::crc(Structure::BlockPayload { block: 3 }, 0x1234, 0xabcd),
+        );
+        assert_eq!(
+            err.to_string(),
+            "corrupt block 3 payload in a/shard-000000.shp (shard 0) at byte 4096..4196: \
+             expected crc32 0x00001234, found 0x0000abcd"
+        );
+        let f = Finding::from(&err);
+        assert_eq!((f.offset, f.len, f.shard), (4096, 100, Some(0)));
+        assert!(matches!(
+            f.defect,
+            Some(Defect::Crc {
+                structure: Structure::BlockPayload { block: 3 },
+                expected: 0x1234,
+                found: 0xabcd,
+            })
+        ));
+        assert_eq!(f.location(), err.location().unwrap().clone());
+        let json = serde_json::to_value(&f).unwrap();
+        assert_eq!(json["defect"], "crc");
+        assert_eq!(json["structure"], "block_payload");
+        assert_eq!(json["what"], "block 3 payload");
+        assert_eq!(json["expected"], "crc32 0x00001234");
+        assert_eq!(json["found"], "0x0000abcd");
+        assert_eq!(json["file"], "a/shard-000000.shp");
+        assert_eq!(
+            (json["offset"].as_u64(), json["len"].as_u64()),
+            (Some(4096), Some(100))
+        );
+    }
 
     #[test]
     fn volume_bytes_counts_regular_files_other_than_parity() {

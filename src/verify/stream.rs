@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::archive::manifest::Manifest;
 use crate::read::stream::{manifest_mismatches, StreamItem, StreamReader, StreamShard};
-use crate::{EntryKind, Finding, Result, VerifyOptions};
+use crate::{Defect, EntryKind, Finding, Result, Structure, VerifyOptions};
 
 /// Every way `manifest` fails to list exactly `shards`, the shards the stream held before
 /// it (see [`manifest_mismatches`]), as findings. Empty when they agree.
@@ -20,13 +20,14 @@ pub(crate) fn manifest_findings(
 ) -> Vec<Finding> {
     manifest_mismatches(name, kind, manifest, shards)
         .into_iter()
-        .map(|m| Finding::new(m.file, m.shard, 0, m.len, m.what, m.expected, m.found))
+        .map(|m| Finding::new(m.file, m.shard, 0, m.len, m.defect))
         .collect()
 }
 
 /// The outcome of [`verify_stream`].
 #[derive(Clone, Debug, Serialize)]
 #[non_exhaustive]
+#[must_use]
 pub struct StreamVerifyReport {
     /// The stream's name, as given.
     pub archive: PathBuf,
@@ -101,9 +102,12 @@ pub fn verify_stream<R: Read>(
                             None,
                             0,
                             0,
-                            "sample count of the final manifest",
-                            format!("{samples}, the samples the stream held"),
-                            manifest.totals.samples.to_string(),
+                            Defect::mismatch(
+                                Structure::Manifest,
+                                "sample count",
+                                format!("{samples}, the samples the stream held"),
+                                manifest.totals.samples,
+                            ),
                         ));
                     }
                     root = Some(manifest.root.clone());
@@ -122,9 +126,11 @@ pub fn verify_stream<R: Read>(
                 None,
                 0,
                 0,
-                "root digest",
-                want.clone(),
-                got.clone(),
+                Defect::digest(
+                    Structure::Manifest,
+                    format!("{want} (expected by the caller)"),
+                    got,
+                ),
             ));
         }
     }
@@ -185,8 +191,14 @@ mod tests {
         };
         let report = verify_stream(&bytes[..], "s", &options).unwrap();
         assert_eq!(report.findings.len(), 1);
-        assert_eq!(report.findings[0].what, "root digest");
-        assert_eq!(report.findings[0].found, root);
+        assert!(matches!(
+            &report.findings[0].defect,
+            Some(Defect::Digest {
+                structure: Structure::Manifest,
+                found,
+                ..
+            }) if *found == root
+        ));
     }
 
     #[test]
@@ -233,8 +245,24 @@ mod tests {
         let f = manifest_findings(name, kind, &manifest, &other);
         assert_eq!(f.len(), 3, "{f:?}");
         assert_eq!(f[0].shard, Some(0));
-        assert!(f[2].what.contains("archive id"));
+        assert!(matches!(
+            f[2].defect,
+            Some(Defect::Mismatch {
+                field: "archive id",
+                ..
+            })
+        ));
         let f = manifest_findings(name, kind, &manifest, &shards[1..]);
-        assert!(f[0].what.contains("shard count"), "{f:?}");
+        assert!(
+            matches!(
+                f[0].defect,
+                Some(Defect::Mismatch {
+                    structure: Structure::Manifest,
+                    field: "shard count",
+                    ..
+                })
+            ),
+            "{f:?}"
+        );
     }
 }

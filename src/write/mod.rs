@@ -27,6 +27,7 @@ use crate::{Error, Result};
 
 /// How block payloads are compressed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Compression {
     /// Every block stored raw.
     None,

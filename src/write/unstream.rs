@@ -12,6 +12,8 @@ use crate::{Error, Limits, Location, Result};
 
 /// What [`unstream`] did.
 #[derive(Debug, Clone, serde::Serialize)]
+#[must_use]
+#[non_exhaustive]
 pub struct UnstreamReport {
     /// Shards written to the archive folder and listed in its manifest.
     pub shards: u64,
@@ -125,9 +127,12 @@ fn unstream_into<R: Read>(
         }
         return Err(Error::corrupt(
             Location::file(reader.name(), 0),
-            "stream",
-            "at least one manifest checkpoint",
-            damage.unwrap_or_else(|| "none".into()),
+            crate::Defect::invalid(
+                crate::Structure::Stream,
+                "manifest checkpoints",
+                "at least one manifest checkpoint",
+                damage.unwrap_or_else(|| "none".into()),
+            ),
         ));
     };
     // Shards the manifest does not list (after the last checkpoint) and a partial shard go.
