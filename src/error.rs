@@ -404,8 +404,8 @@ impl Defect {
     pub(crate) fn magic(structure: Structure, expected: &[u8], found: &[u8]) -> Self {
         Defect::Magic {
             structure,
-            expected: crate::format::hex(expected),
-            found: crate::format::hex(found),
+            expected: hex(expected),
+            found: hex(found),
         }
     }
 
@@ -894,4 +894,9 @@ impl From<Error> for io::Error {
         };
         io::Error::new(kind, err)
     }
+}
+
+/// Lowercase hex of `bytes`, as digests and ids are written in messages.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
