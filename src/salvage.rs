@@ -12,7 +12,7 @@ use crate::format::header::{ShardHeader, HEADER_LEN};
 use crate::format::trailer::{Trailer, TRAILER_LEN};
 use crate::format::{checksum, MIN_ALIGN_BYTES};
 use crate::io::ShardBytes;
-use crate::read::scan::BlockCursor;
+use crate::read::block::BlockCursor;
 use crate::{Error, Limits, Manifest, Result, WriterBuilder};
 
 /// Why a [`LostRange`] could not be used.

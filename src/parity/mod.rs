@@ -339,7 +339,7 @@ fn protect_folder(
         files.push(ProtectedFile {
             name: name.clone(),
             size,
-            blake3: crate::read::scan::hash_file(
+            blake3: crate::read::window::hash_file(
                 &folder.join(name),
                 0,
                 crate::MediaProfile::generic().read_chunk,

@@ -7,11 +7,14 @@
 //! Python object.
 
 mod archive;
+pub(crate) mod block;
 mod sample;
 mod samples;
 pub mod scan;
+pub(crate) mod sequential;
 mod shard;
 pub mod stream;
+pub(crate) mod window;
 
 pub use archive::{Archive, ArchiveOptions, Iter};
 pub use sample::Sample;

@@ -13,7 +13,9 @@ use crate::format::header::{
 };
 use crate::format::hex;
 use crate::format::stream::{self as entry, EntryHeader, EntryKind, ENTRY_HEADER_LEN, ENTRY_MAGIC};
-use crate::read::scan::{BlockCursor, ShardScanner, StreamSource, WalkLog, Window};
+use crate::read::block::BlockCursor;
+use crate::read::sequential::{ShardScanner, WalkLog};
+use crate::read::window::{StreamSource, Window};
 use crate::{Defect, Error, IoTrace, Limits, Location, Result, Sample, Structure};
 
 /// One thing found in a stream.

@@ -80,7 +80,7 @@ impl Verifier {
                 .read_chunk;
             let spinning = reads_in_physical_order(manifest);
             let digest = if self.trace.is_some() {
-                match crate::read::scan::hash_file(path, number, chunk, self.trace.clone()) {
+                match crate::read::window::hash_file(path, number, chunk, self.trace.clone()) {
                     Ok(d) => d,
                     Err(e) => return self.push_error(&e, shard, 0),
                 }
