@@ -1,0 +1,406 @@
+//! What a folder's parity sees: damaged chunks, the state of the parity file, and whether
+//! the damage is recoverable (§17.6, §13.1).
+
+use super::*;
+
+/// The damage one folder's parity sees.
+#[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
+pub struct ParityStatus {
+    /// The folder.
+    pub folder: PathBuf,
+    /// Data chunks whose BLAKE3-64 digest (§17.3) does not match, or that cannot be read.
+    pub damaged_chunks: u64,
+    /// Parity chunks whose BLAKE3-64 digest (§17.3) does not match, or that cannot be read.
+    pub damaged_parity_chunks: u64,
+    /// Parity layers (m): the erasures each stripe survives.
+    pub parity_layers: u32,
+    /// Stripes with more erasures than parity can repair.
+    pub unrecoverable_stripes: u64,
+    /// Parity layers more that repairing everything would have needed.
+    pub more_layers_needed: u32,
+    /// True when every damaged chunk can be rebuilt.
+    pub recoverable: bool,
+    /// Redundant parts of the parity file that are damaged although the file is usable
+    /// (§17.5 rule 6); repair rewrites the parity file once the data is whole.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged_parts: Vec<DamagedParityPart>,
+    /// Whether the folder has a parity file that loads; the counts above are zero and
+    /// `recoverable` is false otherwise.
+    pub parity_file: ParityFileState,
+}
+
+/// Whether a folder's parity file could be used (§17.5, §17.6).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ParityFileState {
+    /// Loaded and belonging to the archive.
+    #[default]
+    Loaded,
+    /// The folder has no parity file (another folder of the archive has one).
+    NoParity,
+    /// The parity file does not load or does not belong to the archive; it is left as it is.
+    Unusable {
+        /// Why.
+        error: String,
+    },
+}
+
+impl ParityStatus {
+    pub(super) fn without_parity(folder: &Path, state: ParityFileState) -> ParityStatus {
+        ParityStatus {
+            folder: folder.to_path_buf(),
+            parity_file: state,
+            ..ParityStatus::default()
+        }
+    }
+}
+
+/// A redundant part of a parity file, damaged while the copy in use is intact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DamagedParityPart {
+    /// Which part.
+    pub part: ParityPart,
+    /// First damaged byte in the parity file.
+    pub offset: u64,
+    /// Bytes from `offset` to the end of the part.
+    pub len: u64,
+}
+
+impl DamagedParityPart {
+    pub(super) fn new(part: ParityPart, offset: u64, len: u64) -> DamagedParityPart {
+        DamagedParityPart { part, offset, len }
+    }
+}
+
+/// The redundant parts of a parity file (§17.1, §17.5 rule 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ParityPart {
+    /// The header at offset 0 does not decode: the copy at the end is used.
+    Header,
+    /// The header copy at the end does not decode or differs from the header.
+    HeaderCopy,
+    /// A byte between the header and the first parity layer is not zero.
+    ZeroGap,
+    /// The first copy of the tables fails `tables_crc`: the second is used.
+    Tables,
+    /// The second copy of the tables fails `tables_crc`.
+    TablesCopy,
+}
+
+impl ParityPart {
+    /// What the part is, as a verifier finding names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ParityPart::Header => "parity header",
+            ParityPart::HeaderCopy => "parity header copy",
+            ParityPart::ZeroGap => "parity zero gap",
+            ParityPart::Tables => "parity tables",
+            ParityPart::TablesCopy => "parity tables copy",
+        }
+    }
+
+    /// The structure it is.
+    pub fn structure(self) -> crate::Structure {
+        match self {
+            ParityPart::Header => Structure::ParityHeader,
+            ParityPart::HeaderCopy => Structure::ParityHeaderCopy,
+            ParityPart::ZeroGap => Structure::ParityZeroGap,
+            ParityPart::Tables => Structure::ParityTables,
+            ParityPart::TablesCopy => Structure::ParityTablesCopy,
+        }
+    }
+
+    /// What the format requires of it.
+    pub fn expected(self) -> &'static str {
+        match self {
+            ParityPart::Header => "a header that decodes",
+            ParityPart::HeaderCopy => "the same 128 bytes as the header at offset 0",
+            ParityPart::ZeroGap => "zero bytes up to the first parity layer",
+            ParityPart::Tables | ParityPart::TablesCopy => "bytes matching tables_crc",
+        }
+    }
+}
+
+pub(super) struct Damage {
+    pub(super) parity: Parity,
+    pub(super) data: BTreeSet<u64>,
+    pub(super) parity_chunks: BTreeSet<u64>,
+    pub(super) handles: Vec<Option<File>>,
+    pub(super) sizes_differ: Vec<bool>,
+}
+
+/// Makes renames in `folder` durable.
+pub(super) fn sync_dir(folder: &Path) -> Result<()> {
+    File::open(folder)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(folder, "sync folder", e))
+}
+
+/// The folder's manifest when it parses and validates (§11.1), with its file's length.
+pub(super) fn folder_manifest(folder: &Path) -> Option<(Manifest, u64)> {
+    let path = folder.join(MANIFEST_FILE);
+    let bytes =
+        crate::archive::manifest::read_capped(&path, Limits::DEFAULT.max_manifest_bytes).ok()?;
+    let manifest = Manifest::parse(&bytes, &path).ok()?;
+    Some((manifest, bytes.len() as u64))
+}
+
+/// The archive id the first shard header of the file table that decodes claims.
+pub(super) fn shard_archive_id(folder: &Path, files: &[ProtectedFile]) -> Option<[u8; 16]> {
+    files.iter().find_map(|f| {
+        let (file, _) = crate::io::open_regular(&folder.join(&f.name)).ok()?;
+        let mut b = [0u8; crate::format::header::HEADER_LEN];
+        file.read_exact_at(&mut b, 0).ok()?;
+        crate::format::header::ShardHeader::decode(&b)
+            .ok()
+            .map(|h| h.archive_id)
+    })
+}
+
+/// Rule 5 of §17.5: with a valid manifest, the file table lists exactly the files §17.2
+/// rule 2 protects, so that repair never rewrites a file into one the manifest does not
+/// describe.
+pub(super) fn check_file_table(
+    parity: &Parity,
+    folder: &Path,
+    manifest: &Manifest,
+    manifest_len: u64,
+) -> Result<()> {
+    let expected: Vec<(&str, u64, Option<&str>)> = folder_shards(folder, manifest)
+        .into_iter()
+        .map(|s| (s.file.as_str(), s.size, Some(s.blake3.as_str())))
+        .chain(std::iter::once((MANIFEST_FILE, manifest_len, None)))
+        .collect();
+    let path = folder.join(PARITY_FILE);
+    let describe = |name: &str, size: u64, blake3: Option<&str>| match blake3 {
+        Some(b) => format!("{name}, {size} bytes, blake3 {b}"),
+        None => format!("{name}, {size} bytes"),
+    };
+    for (i, want) in expected.iter().enumerate() {
+        let Some(f) = parity.files.get(i) else {
+            return Err(Error::corrupt(
+                Location::file(&path, parity.header.tables_offset),
+                Defect::mismatch(
+                    Structure::ParityFileTable,
+                    "entries",
+                    format!("{} entries (the manifest's files)", expected.len()),
+                    format!("{} entries", parity.files.len()),
+                ),
+            ));
+        };
+        let (name, size, blake3) = *want;
+        if f.name != name || f.size != size || blake3.is_some_and(|b| b != f.blake3) {
+            return Err(Error::corrupt(
+                Location::file(&path, parity.header.tables_offset + f.table_offset),
+                Defect::mismatch(
+                    Structure::ParityFileTable,
+                    "entry (a parity file of other files?)",
+                    format!(
+                        "entry {i}: {} (the manifest's)",
+                        describe(name, size, blake3)
+                    ),
+                    describe(&f.name, f.size, blake3.map(|_| f.blake3.as_str())),
+                ),
+            ));
+        }
+    }
+    if parity.files.len() != expected.len() {
+        return Err(Error::corrupt(
+            Location::file(&path, parity.header.tables_offset),
+            Defect::mismatch(
+                Structure::ParityFileTable,
+                "entries",
+                format!("{} entries (the manifest's files)", expected.len()),
+                format!("{} entries", parity.files.len()),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+pub(super) fn inspect(folder: &Path) -> Result<Damage> {
+    let parity = load(folder)?;
+    let manifest = folder_manifest(folder);
+    // A parity file of another archive would "repair" this one into that one.
+    let claimed = manifest
+        .as_ref()
+        .map(|(m, _)| m.archive_id_bytes())
+        .or_else(|| shard_archive_id(folder, &parity.files));
+    if let Some(id) = claimed {
+        if id != parity.header.archive_id {
+            return Err(Error::corrupt(
+                Location::file(
+                    &folder.join(PARITY_FILE),
+                    crate::format::parity::ARCHIVE_ID_OFFSET as u64,
+                ),
+                Defect::mismatch(
+                    Structure::ParityHeader,
+                    "archive id (a parity file of another archive?)",
+                    crate::format::hex(&id),
+                    crate::format::hex(&parity.header.archive_id),
+                ),
+            ));
+        }
+    }
+    if let Some((m, len)) = &manifest {
+        check_file_table(&parity, folder, m, *len)?;
+    }
+    let chunk = parity.chunk();
+    let mut data = BTreeSet::new();
+    let mut handles = Vec::new();
+    let mut sizes_differ = Vec::new();
+    let mut buf = vec![0u8; (chunk as usize).max(1)];
+    for (fi, f) in parity.files.iter().enumerate() {
+        let path = folder.join(&f.name);
+        let file = crate::io::open_regular(&path).ok().map(|(file, _)| file);
+        let actual = file
+            .as_ref()
+            .and_then(|h| h.metadata().ok())
+            .map(|m| m.len());
+        sizes_differ.push(actual != Some(f.size));
+        let chunks = f.size.div_ceil(chunk).max(1);
+        for c in 0..chunks {
+            let i = f.first_chunk + c;
+            let off = c * chunk;
+            let len = chunk.min(f.size.saturating_sub(off)) as usize;
+            buf.fill(0);
+            let ok = match &file {
+                Some(h) => {
+                    h.read_exact_at(&mut buf[..len], off).is_ok()
+                        && chunk_digest(&buf) == parity.data_digests[i as usize]
+                }
+                None => false,
+            };
+            if !ok {
+                data.insert(i);
+            }
+        }
+        let _ = fi;
+        handles.push(file);
+    }
+    let mut parity_chunks = BTreeSet::new();
+    let (pfile, _) = crate::io::open_regular(&folder.join(PARITY_FILE))?;
+    for (idx, want) in parity.parity_digests.iter().enumerate() {
+        let at = parity.layers_offset + idx as u64 * chunk;
+        if pfile.read_exact_at(&mut buf, at).is_err() || chunk_digest(&buf) != *want {
+            parity_chunks.insert(idx as u64);
+        }
+    }
+    Ok(Damage {
+        parity,
+        data,
+        parity_chunks,
+        handles,
+        sizes_differ,
+    })
+}
+
+pub(super) fn status_of(folder: &Path, d: &Damage) -> ParityStatus {
+    let layer = d.parity.header.layer_chunks;
+    let m = u64::from(d.parity.header.parity_layers);
+    let mut per_column: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    for &i in &d.data {
+        per_column.entry(i % layer).or_default().0 += 1;
+    }
+    for &p in &d.parity_chunks {
+        per_column.entry(p % layer).or_default().1 += 1;
+    }
+    let mut unrecoverable = 0;
+    let mut worst = 0u64;
+    for (data, par) in per_column.values() {
+        if *data > 0 && data + par > m {
+            unrecoverable += 1;
+            worst = worst.max(data + par - m);
+        }
+    }
+    ParityStatus {
+        folder: folder.to_path_buf(),
+        damaged_chunks: d.data.len() as u64,
+        damaged_parity_chunks: d.parity_chunks.len() as u64,
+        parity_layers: d.parity.header.parity_layers,
+        unrecoverable_stripes: unrecoverable,
+        more_layers_needed: worst as u32,
+        recoverable: unrecoverable == 0,
+        damaged_parts: d.parity.damaged.clone(),
+        parity_file: ParityFileState::Loaded,
+    }
+}
+
+/// How far the parity of the archive at `dir` can repair its damage; `None` when the
+/// archive has no parity.
+///
+/// # Errors
+/// A parity file exists but cannot be read.
+pub fn parity_status(dir: &Path) -> Result<Option<Vec<ParityStatus>>> {
+    let mut out = Vec::new();
+    for folder in parity_folders(dir) {
+        let d = inspect(&folder)?;
+        out.push(status_of(&folder, &d));
+    }
+    Ok((!out.is_empty()).then_some(out))
+}
+
+/// The parity status of each of `folders` (§13.1 Parity): loaded, without a parity file,
+/// or with one that does not load, whose error is returned beside it.
+pub(crate) fn folder_statuses(folders: &[PathBuf]) -> Vec<(ParityStatus, Option<Error>)> {
+    folders
+        .iter()
+        .map(|folder| {
+            if !folder.join(PARITY_FILE).exists() {
+                return (
+                    ParityStatus::without_parity(folder, ParityFileState::NoParity),
+                    None,
+                );
+            }
+            match inspect(folder) {
+                Ok(d) => (status_of(folder, &d), None),
+                Err(e) => (
+                    ParityStatus::without_parity(
+                        folder,
+                        ParityFileState::Unusable {
+                            error: e.to_string(),
+                        },
+                    ),
+                    Some(e),
+                ),
+            }
+        })
+        .collect()
+}
+
+/// The folders of `dir` that have volume names (§2.1).
+pub(super) fn volume_folders(dir: &Path) -> impl Iterator<Item = PathBuf> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .and_then(crate::archive::volume::volume_number_of)
+                .is_some()
+        })
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+}
+
+/// Folders under `dir` (itself or its `vol-*` folders) that hold a parity file.
+pub(crate) fn parity_folders(dir: &Path) -> Vec<PathBuf> {
+    if dir.join(PARITY_FILE).exists() {
+        return vec![dir.to_path_buf()];
+    }
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir() && p.join(PARITY_FILE).exists())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}

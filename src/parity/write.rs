@@ -1,0 +1,324 @@
+//! `protect`: the geometry of a folder's parity (§17.2), and writing its parity file from
+//! the finished files (§17.4).
+
+use super::*;
+
+/// The most parity [`protect`] adds, as a percentage of the data: ten parity chunks per
+/// data chunk.
+pub const MAX_PARITY_PERCENT: f64 = 1000.0;
+
+/// Refuses a parity percentage that is not a number from 0 (only when `zero_allowed`,
+/// meaning none) to [`MAX_PARITY_PERCENT`].
+pub(crate) fn check_percent(percent: f64, zero_allowed: bool) -> Result<()> {
+    let low_ok = percent > 0.0 || (zero_allowed && percent == 0.0);
+    if low_ok && percent <= MAX_PARITY_PERCENT {
+        return Ok(());
+    }
+    let range = if zero_allowed {
+        format!("must be from 0 (none) to {MAX_PARITY_PERCENT}")
+    } else {
+        format!("must be more than 0 and at most {MAX_PARITY_PERCENT}")
+    };
+    Err(Error::invalid_input(format!("parity {percent}%"), range))
+}
+
+/// Adds (or replaces) Reed-Solomon parity of `percent` % of the data to the archive at
+/// `dir` (to each volume of a split archive). Shards and manifest are not changed, so the
+/// root digest stays the same.
+///
+/// `protect` and [`repair`] hold an advisory lock on `dir` while they run: a second one
+/// started meanwhile fails at once, naming the lock, and changes nothing. Readers take no
+/// lock.
+///
+/// # Errors
+/// The archive cannot be opened or read, is locked by another `protect` or `repair`, or
+/// the parity file cannot be written.
+pub fn protect(dir: &Path, percent: f64) -> Result<ProtectReport> {
+    check_percent(percent, false)?;
+    // Two protects at once would each rename a parity file over the other's.
+    let _lock = crate::io::ArchiveLock::take(dir)?;
+    let layers = |k: u64| ((k as f64 * percent / 100.0).ceil() as u64).max(1);
+    let mut plans = Vec::new();
+    // Every folder's geometry is checked before any parity file is written (§17.4 rule 3).
+    for (folder, manifest) in folders(dir)? {
+        let chunk = u64::from(manifest.layout.align).max(4096);
+        let names = protected_names(&folder, &manifest);
+        let sizes = names
+            .iter()
+            .map(|n| {
+                let path = folder.join(n);
+                fs::metadata(&path)
+                    .map(|m| m.len())
+                    .map_err(|e| Error::io(&path, "stat", e))
+            })
+            .collect::<Result<Vec<u64>>>()?;
+        geometry(&names, &sizes, chunk, &layers)?;
+        plans.push((folder, names, manifest.archive_id_bytes(), chunk));
+    }
+    let mut report = ProtectReport {
+        folders: Vec::new(),
+        note: plans.is_empty().then(|| {
+            "a split archive without shards has no volume to protect: no parity file written"
+                .to_string()
+        }),
+    };
+    for (folder, names, archive_id, chunk) in plans {
+        report
+            .folders
+            .push(protect_folder(&folder, &names, archive_id, chunk, &layers)?);
+    }
+    Ok(report)
+}
+
+/// The geometry of a parity file (§17.2 rules 5-6, §17.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Geometry {
+    /// Data layers.
+    pub(super) k: u64,
+    /// Chunks per layer.
+    pub(super) layer: u64,
+    /// Parity layers.
+    pub(super) m: u64,
+    /// Length of one copy of the tables.
+    pub(super) tables_len: u64,
+}
+
+/// The geometry for files `names` of `sizes` bytes in chunks of `chunk` bytes.
+///
+/// # Errors
+/// The code does not support (k, m), or the tables would exceed [`MAX_TABLES_LEN`], which
+/// no loader accepts (§17.4 rule 3).
+pub(super) fn geometry(
+    names: &[String],
+    sizes: &[u64],
+    chunk: u64,
+    parity_layers: &dyn Fn(u64) -> u64,
+) -> Result<Geometry> {
+    let n = sizes
+        .iter()
+        .fold(0u64, |n, s| n.saturating_add(s.div_ceil(chunk).max(1)));
+    let file_table: u64 = names.iter().map(|n| 42 + n.len() as u64).sum();
+    geometry_of(n, file_table, parity_layers)
+}
+
+/// The geometry for `n` data chunks and a file table of `file_table` bytes.
+pub(super) fn geometry_of(
+    n: u64,
+    file_table: u64,
+    parity_layers: &dyn Fn(u64) -> u64,
+) -> Result<Geometry> {
+    let k = DATA_LAYERS.min(n).max(1);
+    let layer = n.div_ceil(k);
+    let m = parity_layers(k);
+    if !reed_solomon_simd::ReedSolomonEncoder::supports(k as usize, m as usize) {
+        return Err(Error::invalid_input(
+            "parity",
+            format!(
+                "{m} parity layers for {k} data layers is more than Reed-Solomon supports here"
+            ),
+        ));
+    }
+    let tables_len = m
+        .checked_mul(layer)
+        .and_then(|p| p.checked_add(n))
+        .and_then(|c| c.checked_mul(8))
+        .and_then(|d| d.checked_add(file_table));
+    match tables_len {
+        Some(tables_len) if tables_len <= MAX_TABLES_LEN => Ok(Geometry {
+            k,
+            layer,
+            m,
+            tables_len,
+        }),
+        _ => Err(Error::invalid_input(
+            "parity",
+            format!(
+                "{n} chunks need tables of more than {MAX_TABLES_LEN} bytes, the most a \
+                 repairer loads: protect fewer or larger-chunked files per folder"
+            ),
+        )),
+    }
+}
+
+/// Writes the parity file of `folder` for the files `names`, with `parity_layers(k)`
+/// parity layers for `k` data layers.
+pub(super) fn protect_folder(
+    folder: &Path,
+    names: &[String],
+    archive_id: [u8; 16],
+    chunk: u64,
+    parity_layers: &dyn Fn(u64) -> u64,
+) -> Result<ProtectedFolder> {
+    let mut handles = Vec::new();
+    let mut sizes = Vec::new();
+    for name in names {
+        let path = folder.join(name);
+        let (file, _) = crate::io::open_regular(&path)?;
+        sizes.push(
+            file.metadata()
+                .map_err(|e| Error::io(&path, "stat", e))?
+                .len(),
+        );
+        handles.push(file);
+    }
+    // The geometry is checked before any file is hashed or anything written.
+    let Geometry {
+        k,
+        layer,
+        m,
+        tables_len: planned_tables_len,
+    } = geometry(names, &sizes, chunk, parity_layers)?;
+    let mut files = Vec::new();
+    let mut first_chunk = 0u64;
+    for (name, &size) in names.iter().zip(&sizes) {
+        files.push(ProtectedFile {
+            name: name.clone(),
+            size,
+            blake3: crate::read::window::hash_file(
+                &folder.join(name),
+                0,
+                crate::MediaProfile::generic().read_chunk,
+                None,
+            )?,
+            first_chunk,
+            table_offset: 0,
+        });
+        first_chunk += size.div_ceil(chunk).max(1);
+    }
+    let n = first_chunk;
+    let layers_offset = align_up(PARITY_HEADER_LEN as u64, chunk).unwrap_or(chunk);
+    let mut parity = Parity {
+        header: ParityHeader {
+            archive_id,
+            chunk_bytes: chunk as u32,
+            data_layers: k as u32,
+            parity_layers: m as u32,
+            file_count: files.len() as u32,
+            layer_chunks: layer,
+            data_chunks: n,
+            tables_offset: layers_offset + m * layer * chunk,
+            tables_len: 0,
+            tables_crc: 0,
+        },
+        files,
+        data_digests: vec![0; n as usize],
+        parity_digests: vec![0; (m * layer) as usize],
+        layers_offset,
+        damaged: Vec::new(),
+    };
+    let out_path = folder.join(format!(
+        "{PARITY_FILE}{}",
+        crate::archive::manifest::PARTIAL_SUFFIX
+    ));
+    let out = crate::io::create_new(&out_path)?;
+    // A parity file left half-written would be taken for damage: it goes on any error.
+    let result = write_parity(&mut parity, &handles, folder, &out, &out_path);
+    if result.is_err() {
+        let _ = fs::remove_file(&out_path);
+    }
+    let (tables_len, t) = result?;
+    debug_assert_eq!(tables_len, planned_tables_len);
+    let final_path = folder.join(PARITY_FILE);
+    fs::rename(&out_path, &final_path)
+        .map_err(|e| Error::io(&final_path, "rename into place", e))?;
+    sync_dir(folder)?;
+    let data_bytes = parity.files.iter().map(|f| f.size).sum();
+    Ok(ProtectedFolder {
+        folder: folder.to_path_buf(),
+        data_bytes,
+        parity_bytes: t + 2 * tables_len + PARITY_HEADER_LEN as u64,
+        chunk_bytes: chunk,
+        layers: (k as u32, m as u32),
+        burst_bytes: layer * chunk,
+    })
+}
+
+/// Computes and writes the parity layers, the tables twice and the header twice; returns
+/// the tables' length and offset.
+pub(super) fn write_parity(
+    parity: &mut Parity,
+    handles: &[File],
+    folder: &Path,
+    out: &File,
+    out_path: &Path,
+) -> Result<(u64, u64)> {
+    let (k, m, layer, n, chunk) = (
+        u64::from(parity.header.data_layers),
+        u64::from(parity.header.parity_layers),
+        parity.header.layer_chunks,
+        parity.header.data_chunks,
+        parity.chunk(),
+    );
+    let batch = (BATCH_BYTES / chunk).max(1);
+    let mut column = 0u64;
+    while column < layer {
+        let count = batch.min(layer - column);
+        let mut buffers: Vec<Vec<u8>> = Vec::with_capacity(k as usize);
+        for r in 0..k {
+            let mut buf = vec![0u8; (count * chunk) as usize];
+            read_chunks(parity, handles, folder, r * layer + column, count, &mut buf)?;
+            for c in 0..count {
+                let i = r * layer + column + c;
+                if i < n {
+                    parity.data_digests[i as usize] =
+                        chunk_digest(&buf[(c * chunk) as usize..((c + 1) * chunk) as usize]);
+                }
+            }
+            buffers.push(buf);
+        }
+        let recovery =
+            reed_solomon_simd::encode(k as usize, m as usize, &buffers).map_err(|e| {
+                Error::invalid_input("parity", format!("Reed-Solomon encoding failed: {e}"))
+            })?;
+        for (p, buf) in recovery.iter().enumerate() {
+            let at = parity.parity_chunk_offset(p as u64, column);
+            out.write_all_at(buf, at)
+                .map_err(|e| Error::io_at(out_path, "write", at, e))?;
+            for c in 0..count {
+                parity.parity_digests[(p as u64 * layer + column + c) as usize] =
+                    chunk_digest(&buf[(c * chunk) as usize..((c + 1) * chunk) as usize]);
+            }
+        }
+        column += count;
+    }
+    let tables = encode_tables(parity);
+    parity.header.tables_len = tables.len() as u64;
+    parity.header.tables_crc = checksum::crc32(&tables);
+    let header = parity.header.encode();
+    let t = parity.header.tables_offset;
+    out.write_all_at(&tables, t)
+        .map_err(|e| Error::io_at(out_path, "write", t, e))?;
+    out.write_all_at(&tables, t + tables.len() as u64)
+        .map_err(|e| Error::io_at(out_path, "write", t, e))?;
+    out.write_all_at(&header, t + 2 * tables.len() as u64)
+        .map_err(|e| Error::io_at(out_path, "write", t, e))?;
+    out.write_all_at(&header, 0)
+        .map_err(|e| Error::io_at(out_path, "write", 0, e))?;
+    out.sync_all().map_err(|e| Error::io(out_path, "sync", e))?;
+    Ok((tables.len() as u64, t))
+}
+
+/// Fills `buf` with `count` chunks from global chunk `start` (zeros past each file's end
+/// and past the data).
+pub(super) fn read_chunks(
+    parity: &Parity,
+    handles: &[File],
+    folder: &Path,
+    start: u64,
+    count: u64,
+    buf: &mut [u8],
+) -> Result<()> {
+    let chunk = parity.chunk();
+    for c in 0..count {
+        let Some((f, off)) = parity.locate(start + c) else {
+            continue;
+        };
+        let file = &parity.files[f];
+        let len = chunk.min(file.size.saturating_sub(off)) as usize;
+        let dst = &mut buf[(c * chunk) as usize..(c * chunk) as usize + len];
+        handles[f]
+            .read_exact_at(dst, off)
+            .map_err(|e| Error::io_at(&folder.join(&file.name), "read", off, e))?;
+    }
+    Ok(())
+}
