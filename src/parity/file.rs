@@ -276,3 +276,141 @@ pub(super) fn load(folder: &Path) -> Result<Parity> {
         damaged,
     })
 }
+
+/// A redundant part of a parity file, damaged while the copy in use is intact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DamagedParityPart {
+    /// Which part.
+    pub part: ParityPart,
+    /// First damaged byte in the parity file.
+    pub offset: u64,
+    /// Bytes from `offset` to the end of the part.
+    pub len: u64,
+}
+
+impl DamagedParityPart {
+    pub(super) fn new(part: ParityPart, offset: u64, len: u64) -> DamagedParityPart {
+        DamagedParityPart { part, offset, len }
+    }
+}
+
+/// The redundant parts of a parity file (§17.1, §17.5 rule 6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ParityPart {
+    /// The header at offset 0 does not decode: the copy at the end is used.
+    Header,
+    /// The header copy at the end does not decode or differs from the header.
+    HeaderCopy,
+    /// A byte between the header and the first parity layer is not zero.
+    ZeroGap,
+    /// The first copy of the tables fails `tables_crc`: the second is used.
+    Tables,
+    /// The second copy of the tables fails `tables_crc`.
+    TablesCopy,
+}
+
+impl ParityPart {
+    /// What the part is, as a verifier finding names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ParityPart::Header => "parity header",
+            ParityPart::HeaderCopy => "parity header copy",
+            ParityPart::ZeroGap => "parity zero gap",
+            ParityPart::Tables => "parity tables",
+            ParityPart::TablesCopy => "parity tables copy",
+        }
+    }
+
+    /// The structure it is.
+    pub fn structure(self) -> crate::Structure {
+        match self {
+            ParityPart::Header => Structure::ParityHeader,
+            ParityPart::HeaderCopy => Structure::ParityHeaderCopy,
+            ParityPart::ZeroGap => Structure::ParityZeroGap,
+            ParityPart::Tables => Structure::ParityTables,
+            ParityPart::TablesCopy => Structure::ParityTablesCopy,
+        }
+    }
+
+    /// What the format requires of it.
+    pub fn expected(self) -> &'static str {
+        match self {
+            ParityPart::Header => "a header that decodes",
+            ParityPart::HeaderCopy => "the same 128 bytes as the header at offset 0",
+            ParityPart::ZeroGap => "zero bytes up to the first parity layer",
+            ParityPart::Tables | ParityPart::TablesCopy => "bytes matching tables_crc",
+        }
+    }
+}
+
+/// The geometry of a parity file (§17.2 rules 5-6, §17.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Geometry {
+    /// Data layers.
+    pub(super) k: u64,
+    /// Chunks per layer.
+    pub(super) layer: u64,
+    /// Parity layers.
+    pub(super) m: u64,
+    /// Length of one copy of the tables.
+    pub(super) tables_len: u64,
+}
+
+/// The geometry for files `names` of `sizes` bytes in chunks of `chunk` bytes.
+///
+/// # Errors
+/// The code does not support (k, m), or the tables would exceed [`MAX_TABLES_LEN`], which
+/// no loader accepts (§17.4 rule 3).
+pub(super) fn geometry(
+    names: &[String],
+    sizes: &[u64],
+    chunk: u64,
+    parity_layers: &dyn Fn(u64) -> u64,
+) -> Result<Geometry> {
+    let n = sizes
+        .iter()
+        .fold(0u64, |n, s| n.saturating_add(s.div_ceil(chunk).max(1)));
+    let file_table: u64 = names.iter().map(|n| 42 + n.len() as u64).sum();
+    geometry_of(n, file_table, parity_layers)
+}
+
+/// The geometry for `n` data chunks and a file table of `file_table` bytes.
+pub(super) fn geometry_of(
+    n: u64,
+    file_table: u64,
+    parity_layers: &dyn Fn(u64) -> u64,
+) -> Result<Geometry> {
+    let k = DATA_LAYERS.min(n).max(1);
+    let layer = n.div_ceil(k);
+    let m = parity_layers(k);
+    if !reed_solomon_simd::ReedSolomonEncoder::supports(k as usize, m as usize) {
+        return Err(Error::invalid_input(
+            "parity",
+            format!(
+                "{m} parity layers for {k} data layers is more than Reed-Solomon supports here"
+            ),
+        ));
+    }
+    let tables_len = m
+        .checked_mul(layer)
+        .and_then(|p| p.checked_add(n))
+        .and_then(|c| c.checked_mul(8))
+        .and_then(|d| d.checked_add(file_table));
+    match tables_len {
+        Some(tables_len) if tables_len <= MAX_TABLES_LEN => Ok(Geometry {
+            k,
+            layer,
+            m,
+            tables_len,
+        }),
+        _ => Err(Error::invalid_input(
+            "parity",
+            format!(
+                "{n} chunks need tables of more than {MAX_TABLES_LEN} bytes, the most a \
+                 repairer loads: protect fewer or larger-chunked files per folder"
+            ),
+        )),
+    }
+}

@@ -57,87 +57,12 @@ impl ParityStatus {
     }
 }
 
-/// A redundant part of a parity file, damaged while the copy in use is intact.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct DamagedParityPart {
-    /// Which part.
-    pub part: ParityPart,
-    /// First damaged byte in the parity file.
-    pub offset: u64,
-    /// Bytes from `offset` to the end of the part.
-    pub len: u64,
-}
-
-impl DamagedParityPart {
-    pub(super) fn new(part: ParityPart, offset: u64, len: u64) -> DamagedParityPart {
-        DamagedParityPart { part, offset, len }
-    }
-}
-
-/// The redundant parts of a parity file (§17.1, §17.5 rule 6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum ParityPart {
-    /// The header at offset 0 does not decode: the copy at the end is used.
-    Header,
-    /// The header copy at the end does not decode or differs from the header.
-    HeaderCopy,
-    /// A byte between the header and the first parity layer is not zero.
-    ZeroGap,
-    /// The first copy of the tables fails `tables_crc`: the second is used.
-    Tables,
-    /// The second copy of the tables fails `tables_crc`.
-    TablesCopy,
-}
-
-impl ParityPart {
-    /// What the part is, as a verifier finding names it.
-    pub fn name(self) -> &'static str {
-        match self {
-            ParityPart::Header => "parity header",
-            ParityPart::HeaderCopy => "parity header copy",
-            ParityPart::ZeroGap => "parity zero gap",
-            ParityPart::Tables => "parity tables",
-            ParityPart::TablesCopy => "parity tables copy",
-        }
-    }
-
-    /// The structure it is.
-    pub fn structure(self) -> crate::Structure {
-        match self {
-            ParityPart::Header => Structure::ParityHeader,
-            ParityPart::HeaderCopy => Structure::ParityHeaderCopy,
-            ParityPart::ZeroGap => Structure::ParityZeroGap,
-            ParityPart::Tables => Structure::ParityTables,
-            ParityPart::TablesCopy => Structure::ParityTablesCopy,
-        }
-    }
-
-    /// What the format requires of it.
-    pub fn expected(self) -> &'static str {
-        match self {
-            ParityPart::Header => "a header that decodes",
-            ParityPart::HeaderCopy => "the same 128 bytes as the header at offset 0",
-            ParityPart::ZeroGap => "zero bytes up to the first parity layer",
-            ParityPart::Tables | ParityPart::TablesCopy => "bytes matching tables_crc",
-        }
-    }
-}
-
 pub(super) struct Damage {
     pub(super) parity: Parity,
     pub(super) data: BTreeSet<u64>,
     pub(super) parity_chunks: BTreeSet<u64>,
     pub(super) handles: Vec<Option<File>>,
     pub(super) sizes_differ: Vec<bool>,
-}
-
-/// Makes renames in `folder` durable.
-pub(super) fn sync_dir(folder: &Path) -> Result<()> {
-    File::open(folder)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(folder, "sync folder", e))
 }
 
 /// The folder's manifest when it parses and validates (§11.1), with its file's length.

@@ -181,11 +181,19 @@ use file::*;
 use inspect::*;
 use write::*;
 
+pub use file::{DamagedParityPart, ParityPart};
 pub(crate) use inspect::{folder_statuses, parity_folders};
-pub use inspect::{parity_status, DamagedParityPart, ParityFileState, ParityPart, ParityStatus};
+pub use inspect::{parity_status, ParityFileState, ParityStatus};
 pub use rebuild::{repair, RepairReport, RepairedRange};
 pub(crate) use write::check_percent;
 pub use write::{protect, MAX_PARITY_PERCENT};
+
+/// Makes renames in `folder` durable.
+fn sync_dir(folder: &Path) -> Result<()> {
+    File::open(folder)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(folder, "sync folder", e))
+}
 
 #[cfg(test)]
 mod tests {

@@ -383,33 +383,6 @@ impl Verifier {
         Some(header)
     }
 
-    pub(super) fn check_zero(
-        &mut self,
-        path: &Path,
-        number: u32,
-        bytes: &[u8],
-        from: u64,
-        to: u64,
-        structure: Structure,
-    ) {
-        let (Ok(a), Ok(b)) = (usize::try_from(from), usize::try_from(to)) else {
-            return;
-        };
-        let Some(region) = bytes.get(a..b.min(bytes.len())) else {
-            return;
-        };
-        if let Some(i) = region.iter().position(|&x| x != 0) {
-            let last = region.iter().rposition(|&x| x != 0).unwrap_or(i);
-            self.push(
-                path.to_path_buf(),
-                Some(number),
-                from + i as u64,
-                (last - i + 1) as u64,
-                Defect::not_zero(structure),
-            );
-        }
-    }
-
     pub(super) fn check_index_crc(
         &mut self,
         path: &Path,
