@@ -105,17 +105,20 @@ pub(super) fn check_file_table(
         Some(b) => format!("{name}, {size} bytes, blake3 {b}"),
         None => format!("{name}, {size} bytes"),
     };
+    let count_differs = || {
+        Error::corrupt(
+            Location::file(&path, parity.header.tables_offset),
+            Defect::mismatch(
+                Structure::ParityFileTable,
+                "entries",
+                format!("{} entries (the manifest's files)", expected.len()),
+                format!("{} entries", parity.files.len()),
+            ),
+        )
+    };
     for (i, want) in expected.iter().enumerate() {
         let Some(f) = parity.files.get(i) else {
-            return Err(Error::corrupt(
-                Location::file(&path, parity.header.tables_offset),
-                Defect::mismatch(
-                    Structure::ParityFileTable,
-                    "entries",
-                    format!("{} entries (the manifest's files)", expected.len()),
-                    format!("{} entries", parity.files.len()),
-                ),
-            ));
+            return Err(count_differs());
         };
         let (name, size, blake3) = *want;
         if f.name != name || f.size != size || blake3.is_some_and(|b| b != f.blake3) {
@@ -134,15 +137,7 @@ pub(super) fn check_file_table(
         }
     }
     if parity.files.len() != expected.len() {
-        return Err(Error::corrupt(
-            Location::file(&path, parity.header.tables_offset),
-            Defect::mismatch(
-                Structure::ParityFileTable,
-                "entries",
-                format!("{} entries (the manifest's files)", expected.len()),
-                format!("{} entries", parity.files.len()),
-            ),
-        ));
+        return Err(count_differs());
     }
     Ok(())
 }
