@@ -23,6 +23,7 @@ mod verify;
 mod write;
 
 pub use archive::manifest;
+pub use read::order;
 pub use read::scan;
 
 /// Tape streams (format-spec.md §16): reading one front to back in a single pass, and

@@ -6,6 +6,7 @@ use std::sync::{Arc, OnceLock};
 use crate::archive::manifest::{Manifest, MANIFEST_FILE};
 use crate::archive::volume::{self, Found, VolumeSet};
 use crate::io::{AccessPattern, SourceKind};
+use crate::read::order::{EpochOrder, Shuffle};
 use crate::read::{Sample, Shard};
 use crate::{Error, ErrorKind, IoTrace, Limits, Result};
 
@@ -364,6 +365,22 @@ impl Archive {
             local: 0,
             ordinal: 0,
         }
+    }
+
+    /// The order of `epoch`: file order, or `shuffle` over this archive's shards
+    /// (docs/sample-order.md).
+    ///
+    /// # Errors
+    /// As [`EpochOrder::new`].
+    pub fn epoch_order(&self, shuffle: Option<Shuffle>, epoch: u64) -> Result<EpochOrder> {
+        let samples: Vec<u64> = self
+            .inner
+            .manifest
+            .shards
+            .iter()
+            .map(|s| s.samples)
+            .collect();
+        EpochOrder::new(&samples, shuffle, epoch)
     }
 
     /// The options this archive was opened with.

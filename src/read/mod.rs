@@ -8,6 +8,7 @@
 
 mod archive;
 pub(crate) mod block;
+pub mod order;
 mod sample;
 mod samples;
 pub mod scan;
