@@ -174,3 +174,39 @@ def test_two_distributed_ranks_read_their_parts(tmp_path: Path, stored: Path) ->
     assert sorted(parts[0] + parts[1]) == list(range(SAMPLES))
     assert len(parts[0]) == len(StreamingDataset(stored, batch_size=8, rank=0, world_size=2))
     assert os.environ.get("RANK") is None
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_each_epoch_reads_everything_in_a_new_order(stored: Path, persistent: bool) -> None:
+    dataset = StreamingDataset(stored, batch_size=16, shuffle=True, decode=False)
+    loader = StreamingDataLoader(dataset, num_workers=2, persistent_workers=persistent, timeout=120)
+    epochs = [ordinals(iter(loader)) for _ in range(3)]
+    for got in epochs:
+        assert sorted(got) == list(range(SAMPLES))
+    assert epochs[0] != epochs[1] != epochs[2]
+    assert dataset.epoch == 3
+
+
+def test_a_state_taken_at_the_end_of_an_epoch_resumes_with_the_next(stored: Path) -> None:
+    dataset = StreamingDataset(stored, batch_size=16, shuffle=True, decode=False)
+    loader = StreamingDataLoader(dataset)
+    first = ordinals(iter(loader))
+    state = loader.state_dict()
+    assert (state["epoch"], state["position"]) == (1, 0)
+    resumed = StreamingDataLoader(
+        StreamingDataset(stored, batch_size=16, shuffle=True, decode=False)
+    )
+    resumed.load_state_dict(state)
+    second = ordinals(iter(resumed))
+    assert sorted(second) == list(range(SAMPLES)) and second != first
+    dataset.set_epoch(1)
+    assert second == ordinals(iter(StreamingDataLoader(dataset)))
+
+
+def test_a_map_dataset_pickles_without_its_samples(stored: Path) -> None:
+    import pickle
+
+    dataset = MapDataset(stored)
+    assert len(pickle.dumps(dataset)) < 2000
+    again = pickle.loads(pickle.dumps(dataset))
+    assert again[3]["__key__"] == "sample/00003"

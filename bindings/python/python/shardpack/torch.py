@@ -114,8 +114,10 @@ class StreamingDataset(torch.utils.data.IterableDataset[Any]):
     chunks of ``batch_size`` samples, so that every sample is read exactly once per epoch
     across all of them (with ``drop_last``, the last incomplete step is skipped).
 
-    Use the DataLoader with the same ``batch_size``. Call :meth:`set_epoch` before each
-    epoch (or use :class:`StreamingDataLoader`, which does). ``shuffle_block_size`` is the
+    Use the DataLoader with the same ``batch_size``. A copy that finishes an epoch moves to
+    the next (in the main process, or in persistent workers); with workers that are not
+    persistent, call :meth:`set_epoch` before each epoch, or use
+    :class:`StreamingDataLoader`, which does. ``shuffle_block_size`` is the
     window of positions within which samples are shuffled; ``shuffle_span`` the run of
     consecutive samples that move together.
     """
@@ -216,6 +218,9 @@ class StreamingDataset(torch.utils.data.IterableDataset[Any]):
                 yield self._reader.item(sample)
             self._done += 1
             self._offset = 0
+        # A finished epoch: the next iteration of this copy (in the main process, or a
+        # persistent worker's) reads the next epoch from its start.
+        self.set_epoch(self.epoch + 1)
 
     def state_dict(self) -> dict[str, Any]:
         """This reader's place in the epoch: resumes exactly with the same partition
@@ -275,13 +280,16 @@ class StreamingDataLoader(torch.utils.data.DataLoader[Any]):
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         if not self._fresh:
+            # The last iteration was left mid-epoch: start the next epoch.
             self.dataset.set_epoch(self.dataset.epoch + 1)
+        epoch = self.dataset.epoch
         self._fresh = False
         self._steps = 0
         for batch in super().__iter__():
             self._steps += 1
             yield batch
-        self.dataset.set_epoch(self.dataset.epoch + 1)
+        self.dataset.set_epoch(epoch + 1)
+        self._steps = 0
         self._fresh = True
 
     def state_dict(self) -> dict[str, Any]:
