@@ -30,6 +30,21 @@ pub const BLOCK_ENTRY_FIRST_RECORD_OFFSET: usize = BLOCK_ENTRY_RAW_LEN_OFFSET + 
 /// Offset of a block entry's record count (u32).
 pub const BLOCK_ENTRY_RECORD_COUNT_OFFSET: usize = BLOCK_ENTRY_FIRST_RECORD_OFFSET + 4;
 
+/// A record as a sequential reader found it, walking a block's decoded payload.
+#[derive(Clone, Copy, Debug)]
+pub struct WalkedRecord<'a> {
+    /// The block it was found in.
+    pub block: u32,
+    /// Its offset in the block's decoded payload.
+    pub offset: u64,
+    /// Its length.
+    pub len: u64,
+    /// The CRC-32 of its bytes.
+    pub crc: u32,
+    /// Its key, as its record header gives it.
+    pub key: &'a [u8],
+}
+
 /// One row of the block table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BlockEntry {
@@ -386,6 +401,63 @@ impl IndexLayout {
                 format!("records within 0..{}", self.record_count),
                 format!("{}..{end}", e.first_record),
             ));
+        }
+        Ok(())
+    }
+
+    /// Compares a record that a sequential reader found by walking a block with its
+    /// record-table entry and the key the heap lists for it (§12.7): the same block, place,
+    /// length, CRC and key. Offsets in the error are from the start of the file: the
+    /// entry's field, or the listed key at `key_start` in the heap.
+    pub fn check_walked(
+        &self,
+        local: u32,
+        entry: &RecordEntry,
+        walked: &WalkedRecord<'_>,
+        listed_key: &[u8],
+        key_start: u64,
+    ) -> Result<(), DecodeError> {
+        let entry_offset = self.record_entry_offset(local);
+        let structure = Structure::Record {
+            record: Some(u64::from(local)),
+        };
+        let fields = [
+            (
+                "block",
+                RECORD_BLOCK_OFFSET,
+                u64::from(walked.block),
+                u64::from(entry.block),
+            ),
+            ("offset", RECORD_OFFSET_OFFSET, walked.offset, entry.offset),
+            ("length", RECORD_LEN_OFFSET, walked.len, entry.len),
+        ];
+        if let Some((what, field, found, listed)) = fields.into_iter().find(|f| f.2 != f.3) {
+            return Err(DecodeError::Defect {
+                offset: entry_offset + field as u64,
+                defect: Defect::mismatch(
+                    structure,
+                    what,
+                    format!("{found} (found by reading the block)"),
+                    listed,
+                ),
+            });
+        }
+        if walked.crc != entry.crc {
+            return Err(DecodeError::Defect {
+                offset: entry_offset + RECORD_CRC_OFFSET as u64,
+                defect: Defect::crc(structure, entry.crc, walked.crc),
+            });
+        }
+        if listed_key != walked.key {
+            return Err(DecodeError::Defect {
+                offset: self.key_heap_offset + key_start,
+                defect: Defect::mismatch(
+                    structure,
+                    "key",
+                    format!("{:?} (index)", String::from_utf8_lossy(listed_key)),
+                    format!("{:?}", String::from_utf8_lossy(walked.key)),
+                ),
+            });
         }
         Ok(())
     }

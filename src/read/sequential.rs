@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::codec::dictionary::DecodingDictionary;
 use crate::format::block::{self, BlockHeader, BLOCK_HEADER_LEN, BLOCK_SYNC};
 use crate::format::header::{ShardHeader, HEADER_LEN};
-use crate::format::index::{IndexLayout, BLOCK_ENTRY_LEN, RECORD_ENTRY_LEN};
+use crate::format::index::{IndexLayout, WalkedRecord, BLOCK_ENTRY_LEN, RECORD_ENTRY_LEN};
 use crate::format::trailer::{Trailer, TRAILER_LEN};
 use crate::format::{align_up, checksum, Codec};
 use crate::read::block::BlockCursor;
@@ -104,25 +104,6 @@ impl WalkLog {
                     Defect::truncated(Structure::RecordTable, RECORD_ENTRY_LEN as u64, None),
                 ));
             };
-            let found = [
-                ("block", u64::from(block), u64::from(entry.block)),
-                ("offset", offset, entry.offset),
-                ("length", len, entry.len),
-                ("crc", u64::from(crc), u64::from(entry.crc)),
-            ];
-            if let Some((what, walked, listed)) = found.into_iter().find(|(_, w, l)| w != l) {
-                return Err(Error::corrupt(
-                    at(entry_offset),
-                    Defect::mismatch(
-                        Structure::Record {
-                            record: Some(u64::from(local)),
-                        },
-                        what,
-                        format!("{walked} (found by reading the block)"),
-                        listed,
-                    ),
-                ));
-            }
             let block_offset = layout.block_entry_offset(block);
             let block_entry = usize::try_from(block_offset - layout.index_offset)
                 .ok()
@@ -157,21 +138,17 @@ impl WalkLog {
                 .get(local as usize)
                 .copied()
                 .unwrap_or(key_start);
-            let walked = log.keys.get(key_start..key_end).unwrap_or_default();
+            let walked = WalkedRecord {
+                block,
+                offset,
+                len,
+                crc,
+                key: log.keys.get(key_start..key_end).unwrap_or_default(),
+            };
             key_start = key_end;
-            if listed != walked {
-                return Err(Error::corrupt(
-                    at(layout.key_heap_offset + range.start),
-                    Defect::mismatch(
-                        Structure::Record {
-                            record: Some(u64::from(local)),
-                        },
-                        "key",
-                        format!("{:?} (index)", String::from_utf8_lossy(listed)),
-                        format!("{:?}", String::from_utf8_lossy(walked)),
-                    ),
-                ));
-            }
+            layout
+                .check_walked(local, &entry, &walked, listed, range.start)
+                .map_err(|e| e.at(path, Some(number), 0))?;
         }
         Ok(())
     }

@@ -12,8 +12,8 @@ use crate::codec::dictionary::DecodingDictionary;
 use crate::format::block::{self, BlockHeader, BLOCK_HEADER_LEN};
 use crate::format::header::{self, ShardHeader, HEADER_LEN};
 use crate::format::index::{
-    BlockEntry, IndexLayout, RecordEntry, RECORD_BLOCK_OFFSET, RECORD_CRC_OFFSET,
-    RECORD_KEY_OFFSET_OFFSET, RECORD_LEN_OFFSET, RECORD_OFFSET_OFFSET,
+    BlockEntry, IndexLayout, RecordEntry, WalkedRecord, RECORD_KEY_OFFSET_OFFSET,
+    RECORD_OFFSET_OFFSET,
 };
 use crate::format::record::RecordView;
 use crate::format::trailer::{Trailer, TRAILER_LEN};
@@ -532,58 +532,24 @@ impl Shard {
         record: &[u8],
         key: &[u8],
     ) -> Result<()> {
-        let entry_offset = self.layout.record_entry_offset(local);
         let entry = self.record_entry(local)?;
-        let record_structure = Structure::Record {
-            record: Some(u64::from(local)),
-        };
-        let found = [
-            (
-                "block",
-                RECORD_BLOCK_OFFSET,
-                u64::from(block),
-                u64::from(entry.block),
-            ),
-            ("offset", RECORD_OFFSET_OFFSET, offset, entry.offset),
-            ("length", RECORD_LEN_OFFSET, record.len() as u64, entry.len),
-        ];
-        if let Some((what, field, walked, listed)) = found.into_iter().find(|(_, _, w, l)| w != l) {
-            return Err(self.corrupt(
-                entry_offset + field as u64,
-                Defect::mismatch(
-                    record_structure,
-                    what,
-                    format!("{walked} (found by reading the block)"),
-                    listed,
-                ),
-            ));
-        }
-        let crc = checksum::crc32(record);
-        if crc != entry.crc {
-            return Err(self.corrupt(
-                entry_offset + RECORD_CRC_OFFSET as u64,
-                Defect::crc(record_structure, entry.crc, crc),
-            ));
-        }
         let block_entry = self.block_entry(block)?;
         let range = self.key_range(local, &entry, &block_entry)?;
-        let heap_key = self.slice(
+        let listed = self.slice(
             self.layout.key_heap_offset + range.start,
             range.end - range.start,
             Structure::KeyHeap,
         )?;
-        if *heap_key != *key {
-            return Err(self.corrupt(
-                self.layout.key_heap_offset + range.start,
-                Defect::mismatch(
-                    record_structure,
-                    "key",
-                    format!("{:?} (index)", String::from_utf8_lossy(&heap_key)),
-                    format!("{:?}", String::from_utf8_lossy(key)),
-                ),
-            ));
-        }
-        Ok(())
+        let walked = WalkedRecord {
+            block,
+            offset,
+            len: record.len() as u64,
+            crc: checksum::crc32(record),
+            key,
+        };
+        self.layout
+            .check_walked(local, &entry, &walked, &listed, range.start)
+            .map_err(|e| e.at(&self.path, Some(self.number), 0))
     }
 
     /// The key of record `local`, from the key heap.
