@@ -252,8 +252,6 @@ def loader(kind: str, path: str) -> None:
     with TreeMemory() as mem:
         t0 = clock()
         for batch in dl:
-            if isinstance(batch, (list, tuple)):  # WebDataset's collation: a tuple per field
-                batch = _wds_tuple(batch)
             k, b = _batch_bytes(batch, skip)
             n += k
             nbytes += b
@@ -263,16 +261,6 @@ def loader(kind: str, path: str) -> None:
         secs = clock() - t0
     emit(secs=secs, samples=n, bytes=nbytes, batches=batches, first_batch_secs=first,
          tree_pss_kb=mem.pss_kb, tree_rss_kb=mem.rss_kb)
-
-
-def _wds_tuple(batch) -> dict:
-    # webdataset's default_collation_fn turns a batch of dicts into a list of columns in
-    # the sample's key order; their names are lost, so keep the byte columns only.
-    out = {}
-    for i, col in enumerate(batch):
-        if isinstance(col, list) and col and isinstance(col[0], bytes):
-            out[f"c{i}"] = col
-    return out
 
 
 # ---------------------------------------------------------------- loader inputs
@@ -312,7 +300,7 @@ def pack_litdata(src: str, out: str, chunk_bytes: str, compression: str) -> None
     litdata.optimize(fn=_lit_sample, inputs=listing, output_dir=out,
                      chunk_bytes=int(chunk_bytes), num_workers=os.cpu_count() or 1,
                      compression=None if compression == "none" else compression,
-                     mode="overwrite")
+                     mode="overwrite", verbose=False)
     chunks = sum(1 for f in os.listdir(out) if f.endswith(".bin"))
     emit(secs=time.perf_counter() - t0, samples=len(listing), bytes=nbytes, chunks=chunks)
 

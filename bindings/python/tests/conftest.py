@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 import numpy
 import pytest
+
 import shardpack
 
 SAMPLES = 300

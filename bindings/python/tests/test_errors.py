@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 import shardpack
 from conftest import write_archive
 from shardpack import errors

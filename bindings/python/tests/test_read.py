@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy
 import pytest
-import shardpack
 import torch
+
+import shardpack
 from conftest import SAMPLES, array_of
 
 

@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import shardpack
 import torch
 import torch.distributed
 import torch.multiprocessing
+from torch.utils.data import DataLoader
+from torchdata.stateful_dataloader import StatefulDataLoader
+
+import shardpack
 from conftest import SAMPLES
 from shardpack import errors
 from shardpack.torch import MapDataset, StreamingDataLoader, StreamingDataset
-from torch.utils.data import DataLoader
-from torchdata.stateful_dataloader import StatefulDataLoader
 
 
 def ordinals(batches: Iterator[Any]) -> list[int]:

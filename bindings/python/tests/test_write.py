@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy
 import pyarrow
 import pytest
+
 import shardpack
 from shardpack import errors
 
