@@ -43,8 +43,9 @@ pub use io::trace::{IoKind, IoOp, IoTrace};
 pub use io::{AccessPattern, ReadAt, SourceKind};
 pub use limits::Limits;
 pub use parity::{
-    parity_status, protect, repair, DamagedParityPart, ParityFileState, ParityPart, ParityStatus,
-    ProtectReport, ProtectedFolder, RepairReport, RepairedRange, MAX_PARITY_PERCENT, PARITY_FILE,
+    parity_status, protect, protect_with, repair, DamagedParityPart, ParityFileState, ParityPart,
+    ParityStatus, ProtectOptions, ProtectReport, ProtectedFolder, RefusedFile, RepairReport,
+    RepairedRange, MAX_PARITY_PERCENT, PARITY_FILE,
 };
 pub use read::{Archive, ArchiveOptions, Iter, Sample, Samples, Shard};
 pub use salvage::{salvage, LostKind, LostRange, SalvageReport};

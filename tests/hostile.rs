@@ -263,3 +263,71 @@ fn protect_and_repair_exclude_each_other() {
     holder.wait().unwrap();
     let _ = shardpack::protect(&archive, 10.0).unwrap();
 }
+
+/// A parity header declaring a 512 MiB chunk, with a (sparse) file of the length its
+/// geometry implies: a loader holds a chunk in memory, so the header is refused at its
+/// geometry (chunks are at most 16 MiB, §17.5 rule 2) before anything is sized from it.
+#[test]
+fn a_parity_header_declaring_a_huge_chunk_is_refused_before_anything_is_allocated() {
+    use shardpack::format::parity::ParityHeader;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("a");
+    write_archive(&archive, tiny(Compression::None), &small_samples());
+    let _ = shardpack::protect(&archive, 10.0).unwrap();
+    let path = archive.join("parity.spp");
+    let genuine = std::fs::read(&path).unwrap();
+    let mut h = ParityHeader::decode(genuine[..128].try_into().unwrap()).unwrap();
+    let tables = genuine[h.tables_offset as usize..][..h.tables_len as usize].to_vec();
+    let chunk: u64 = 512 << 20;
+    h.chunk_bytes = chunk as u32;
+    // Layers offset C, one parity layer of L chunks, then the tables twice and the header.
+    h.tables_offset = chunk + u64::from(h.parity_layers) * h.layer_chunks * chunk;
+    let b = h.encode();
+    let len = h.tables_offset + 2 * h.tables_len + 128;
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(len).unwrap();
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&b, 0).unwrap();
+    file.write_all_at(&tables, h.tables_offset).unwrap();
+    file.write_all_at(&tables, h.tables_offset + h.tables_len)
+        .unwrap();
+    file.write_all_at(&b, len - 128).unwrap();
+    drop(file);
+    let start = std::time::Instant::now();
+    let err = shardpack::parity_status(&archive).expect_err("refused");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Corrupt {
+                location,
+                defect: shardpack::Defect::Invalid {
+                    structure: shardpack::Structure::ParityHeader,
+                    field: "geometry",
+                    ..
+                },
+            } if location.file == path && location.offset == 0
+        ),
+        "{err}"
+    );
+    let others = || -> Vec<Vec<u8>> {
+        ["manifest.json", "shard-000000.shp", "shard-000001.shp"]
+            .iter()
+            .map(|n| std::fs::read(archive.join(n)).unwrap())
+            .collect()
+    };
+    let before = others();
+    let report = shardpack::repair(&archive).unwrap();
+    assert!(
+        matches!(
+            report.status[0].parity_file,
+            shardpack::ParityFileState::Unusable { .. }
+        ),
+        "{report:?}"
+    );
+    assert_eq!(others(), before, "repair changed nothing");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "refused at once, not after reading 512 MiB chunks: {:?}",
+        start.elapsed()
+    );
+}

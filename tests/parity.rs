@@ -341,13 +341,10 @@ fn damaged_redundant_parts_of_the_parity_file_are_reported_and_repaired() {
     let pristine = std::fs::read(&path).unwrap();
     let len = pristine.len();
     let (tables_offset, tables_len) = tables_of(&pristine);
-    // A trailing header copy that decodes but says minor version 1: not byte-identical.
-    let mut other = ParityHeader::decode(pristine[..128].try_into().unwrap())
-        .unwrap()
-        .encode();
-    other[10] = 1;
-    let crc = shardpack::format::checksum::crc32(&other[..124]);
-    other[124..].copy_from_slice(&crc.to_le_bytes());
+    // A trailing header copy that decodes but names another root: not byte-identical.
+    let mut other = ParityHeader::decode(pristine[..128].try_into().unwrap()).unwrap();
+    other.root[0] ^= 0xFF;
+    let other = other.encode();
     assert!(ParityHeader::decode(&other).is_ok());
     type Damage = Box<dyn Fn(&mut Vec<u8>)>;
     let cases: Vec<(&str, Damage, ParityPart, u64, u64)> = vec![
@@ -419,19 +416,24 @@ fn damaged_redundant_parts_of_the_parity_file_are_reported_and_repaired() {
     }
 }
 
-#[test]
-fn a_parity_file_of_other_files_with_the_right_archive_id_is_refused() {
-    let tmp = tempfile::tempdir().unwrap();
-    let a = tmp.path().join("a");
-    let b = tmp.path().join("b");
+/// Two archives with the same id and the same sizes but other bytes: without the root and
+/// file table checks, 100% parity would "repair" every file of `a` into `b`'s.
+fn twins(
+    tmp: &Path,
+) -> (
+    std::path::PathBuf,
+    shardpack::Manifest,
+    std::path::PathBuf,
+    shardpack::Manifest,
+) {
+    let a = tmp.join("a");
+    let b = tmp.join("b");
     let builder = || {
         WriterBuilder::for_profile(MediaProfile::ssd())
             .shard_size(200 << 10)
             .compression(Compression::None)
             .archive_id([0xAA; 16])
     };
-    // Same id, same sizes, other bytes: without the file table check, 100% parity would
-    // "repair" every file of `a` into `b`'s.
     let samples = |seed: u64| -> Vec<OwnedSample> {
         (0..60)
             .map(|i| {
@@ -447,12 +449,24 @@ fn a_parity_file_of_other_files_with_the_right_archive_id_is_refused() {
     assert_eq!(ma.archive_id, mb.archive_id);
     assert_eq!(ma.shards[0].size, mb.shards[0].size);
     assert_ne!(ma.shards[0].blake3, mb.shards[0].blake3);
+    (a, ma, b, mb)
+}
+
+#[test]
+fn a_parity_file_of_other_contents_with_the_same_archive_id_is_refused_by_its_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, ma, b, mb) = twins(tmp.path());
     let _ = protect(&b, 100.0).unwrap();
     std::fs::copy(
         b.join(shardpack::PARITY_FILE),
         a.join(shardpack::PARITY_FILE),
     )
     .unwrap();
+    // Damage in `a` that `b`'s parity would "repair" into `b`'s bytes.
+    let shard = a.join("shard-000000.shp");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[5000] ^= 0x40;
+    std::fs::write(&shard, &bytes).unwrap();
     let pristine = files(&a);
     let parity = a.join(shardpack::PARITY_FILE);
     let fixed = repair(&a).unwrap();
@@ -460,7 +474,7 @@ fn a_parity_file_of_other_files_with_the_right_archive_id_is_refused() {
     assert!(
         matches!(
             &fixed.status[0].parity_file,
-            shardpack::ParityFileState::Unusable { error } if error.contains("other files")
+            shardpack::ParityFileState::Unusable { error } if error.contains("other contents")
         ),
         "{fixed:#?}"
     );
@@ -471,29 +485,237 @@ fn a_parity_file_of_other_files_with_the_right_archive_id_is_refused() {
         Some(false),
         "a parity file that does not load"
     );
-    let (tables_offset, _) = tables_of(&std::fs::read(&parity).unwrap());
     let f = report
         .findings
         .iter()
         .find(|f| f.file == parity)
         .expect("the parity file is a finding");
-    assert_eq!(
-        f.offset, tables_offset as u64,
-        "at the first file table entry"
-    );
+    assert_eq!((f.offset, f.len), (84, 32), "at the header's root");
     assert!(
         matches!(
             &f.defect,
             Some(Defect::Mismatch {
-                structure: Structure::ParityFileTable,
+                structure: Structure::ParityHeader,
                 field,
                 ..
-            }) if field.starts_with("entry")
+            }) if field.starts_with("root")
         ),
         "{f:?}"
     );
-    assert!(f.expected.contains(&ma.shards[0].blake3), "{f:?}");
-    assert!(f.found.contains(&mb.shards[0].blake3), "{f:?}");
+    assert!(f.expected.contains(&ma.root), "{f:?}");
+    assert!(f.found.contains(&mb.root), "{f:?}");
+}
+
+/// Rewrites both copies of the parity header of `path` through `change`, resealed.
+fn reseal_header(path: &Path, change: impl Fn(&mut shardpack::format::parity::ParityHeader)) {
+    use shardpack::format::parity::ParityHeader;
+    let mut p = std::fs::read(path).unwrap();
+    let mut h = ParityHeader::decode(p[..128].try_into().unwrap()).unwrap();
+    change(&mut h);
+    let b = h.encode();
+    let len = p.len();
+    p[..128].copy_from_slice(&b);
+    p[len - 128..].copy_from_slice(&b);
+    std::fs::write(path, &p).unwrap();
+}
+
+/// Rewrites both copies of the tables of `path` through `change`, with `tables_crc` and
+/// both header copies resealed.
+fn reseal_tables(path: &Path, change: impl Fn(&mut [u8])) {
+    let mut p = std::fs::read(path).unwrap();
+    let (t, tl) = tables_of(&p);
+    let mut tables = p[t..t + tl].to_vec();
+    change(&mut tables);
+    p[t..t + tl].copy_from_slice(&tables);
+    p[t + tl..t + 2 * tl].copy_from_slice(&tables);
+    std::fs::write(path, &p).unwrap();
+    let crc = shardpack::format::checksum::crc32(&tables);
+    reseal_header(path, |h| h.tables_crc = crc);
+}
+
+#[test]
+fn a_parity_file_of_other_files_with_the_right_root_is_refused_by_its_file_table() {
+    // `b` is `a` with shard 0 zeroed (the same manifest, so the same root), protected as it
+    // is: its parity describes shard 0 as zeros.
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let (_, manifest) = archive(&a);
+    let b = tmp.path().join("b");
+    std::fs::create_dir(&b).unwrap();
+    for (p, bytes) in files(&a) {
+        std::fs::write(b.join(p.file_name().unwrap()), bytes).unwrap();
+    }
+    let zeroed = vec![0u8; manifest.shards[0].size as usize];
+    std::fs::write(b.join("shard-000000.shp"), &zeroed).unwrap();
+    let _ =
+        shardpack::protect_with(&b, &shardpack::ProtectOptions::new(100.0).as_is(true)).unwrap();
+    std::fs::copy(
+        b.join(shardpack::PARITY_FILE),
+        a.join(shardpack::PARITY_FILE),
+    )
+    .unwrap();
+    let pristine = files(&a);
+    let fixed = repair(&a).unwrap();
+    assert!(!fixed.complete() && fixed.files_rewritten.is_empty());
+    assert!(
+        matches!(
+            &fixed.status[0].parity_file,
+            shardpack::ParityFileState::Unusable { error } if error.contains("other files")
+        ),
+        "{fixed:#?}"
+    );
+    assert_eq!(files(&a), pristine, "repair changed nothing");
+}
+
+#[test]
+fn a_forged_parity_file_that_describes_a_shard_as_zeros_overwrites_nothing() {
+    // The forgery keeps every file table entry (so the root and the file table check), but
+    // its chunk digests and parity describe shard 0 as zeros: repair finds shard 0 damaged
+    // and rebuilds zeros, whose BLAKE3 is not the one binding the shard.
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let (_, manifest) = archive(&a);
+    let _ = protect(&a, 100.0).unwrap();
+    let genuine = std::fs::read(a.join(shardpack::PARITY_FILE)).unwrap();
+    let b = tmp.path().join("b");
+    std::fs::create_dir(&b).unwrap();
+    for (p, bytes) in files(&a) {
+        std::fs::write(b.join(p.file_name().unwrap()), bytes).unwrap();
+    }
+    std::fs::write(
+        b.join("shard-000000.shp"),
+        vec![0u8; manifest.shards[0].size as usize],
+    )
+    .unwrap();
+    let _ =
+        shardpack::protect_with(&b, &shardpack::ProtectOptions::new(100.0).as_is(true)).unwrap();
+    let forged = a.join(shardpack::PARITY_FILE);
+    std::fs::copy(b.join(shardpack::PARITY_FILE), &forged).unwrap();
+    // The genuine file table (names, sizes, BLAKE3s) in front of the zeros' digests.
+    let (t, _) = tables_of(&genuine);
+    let table_len: usize = files(&a)
+        .iter()
+        .filter(|(p, _)| !p.ends_with(shardpack::PARITY_FILE))
+        .map(|(p, _)| 42 + p.file_name().unwrap().len())
+        .sum();
+    let genuine_table = genuine[t..t + table_len].to_vec();
+    reseal_tables(&forged, |tables| {
+        tables[..table_len].copy_from_slice(&genuine_table)
+    });
+    let before = files(&a);
+    let status = shardpack::parity_status(&a).unwrap().unwrap();
+    assert!(
+        status[0].damaged_chunks > 0,
+        "shard 0 looks damaged: {status:?}"
+    );
+    let fixed = repair(&a).unwrap();
+    assert!(!fixed.complete(), "{fixed:#?}");
+    assert!(fixed.files_rewritten.is_empty(), "{fixed:#?}");
+    let shard = a.join("shard-000000.shp");
+    assert!(
+        fixed
+            .refused
+            .iter()
+            .any(|r| r.file == shard && r.reason.contains("BLAKE3")),
+        "{fixed:#?}"
+    );
+    assert_eq!(files(&a), before, "nothing overwritten");
+    let leftovers: Vec<_> = std::fs::read_dir(&a)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().ends_with(".repair"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn a_damaged_manifest_is_written_back_only_if_it_hashes_to_the_parity_root() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    archive(&dir);
+    let _ = protect(&dir, 20.0).unwrap();
+    let pristine = snapshot(&dir);
+    let parity = dir.join(shardpack::PARITY_FILE);
+    let genuine = std::fs::read(&parity).unwrap();
+    let damage = || {
+        for (name, at) in [("manifest.json", 40), ("shard-000001.shp", 7000)] {
+            let path = dir.join(name);
+            let mut b = std::fs::read(&path).unwrap();
+            b[at] ^= 0x01;
+            std::fs::write(&path, &b).unwrap();
+        }
+    };
+    // A parity header naming another root: with the manifest damaged nothing compares it
+    // up front, so the rebuilt manifest is checked against it, and fails; then no shard is
+    // bound by a manifest whose root checks, and none is written either.
+    damage();
+    reseal_header(&parity, |h| h.root[0] ^= 0xFF);
+    let damaged = files(&dir);
+    let fixed = repair(&dir).unwrap();
+    assert!(
+        !fixed.complete() && fixed.files_rewritten.is_empty(),
+        "{fixed:#?}"
+    );
+    let reasons: Vec<(&Path, &str)> = fixed
+        .refused
+        .iter()
+        .map(|r| (r.file.as_path(), r.reason.as_str()))
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|(f, r)| f.ends_with("manifest.json") && r.contains("root")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|(f, r)| f.ends_with("shard-000001.shp")
+                && r.contains("no manifest whose root checks")),
+        "{reasons:?}"
+    );
+    assert_eq!(files(&dir), damaged, "nothing written");
+    // With the genuine parity file the same damage is repaired, manifest included.
+    std::fs::write(&parity, &genuine).unwrap();
+    let fixed = repair(&dir).unwrap();
+    assert!(fixed.complete() && fixed.refused.is_empty(), "{fixed:#?}");
+    assert_eq!(fixed.files_rewritten.len(), 2, "{fixed:#?}");
+    assert_restored(&dir, &pristine);
+}
+
+#[test]
+fn protect_refuses_a_damaged_archive_unless_told_to_protect_it_as_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a");
+    archive(&dir);
+    let shard = dir.join("shard-000001.shp");
+    let mut b = std::fs::read(&shard).unwrap();
+    b[6000] ^= 0x08;
+    std::fs::write(&shard, &b).unwrap();
+    let err = protect(&dir, 10.0).expect_err("a damaged archive is refused");
+    assert!(err.is_corruption(), "{err}");
+    let at = err.location().expect("located");
+    assert_eq!(at.file, shard, "{err}");
+    assert!(!dir.join(shardpack::PARITY_FILE).exists());
+    assert!(!dir.join("parity.spp.partial").exists());
+    // As it is: the parity records the damaged bytes, which no longer match the manifest,
+    // so the parity file cannot be used on this archive (§17.5 rule 5).
+    let report =
+        shardpack::protect_with(&dir, &shardpack::ProtectOptions::new(10.0).as_is(true)).unwrap();
+    assert_eq!(report.folders.len(), 1);
+    assert!(dir.join(shardpack::PARITY_FILE).exists());
+    // Findings about the parity file being replaced, and leftovers of protect and repair,
+    // do not make protect refuse.
+    std::fs::write(&shard, {
+        b[6000] ^= 0x08;
+        &b
+    })
+    .unwrap();
+    std::fs::write(dir.join("parity.spp.partial"), b"left over").unwrap();
+    std::fs::write(dir.join("shard-000000.shp.repair"), b"left over").unwrap();
+    let _ = protect(&dir, 10.0).unwrap();
+    std::fs::remove_file(dir.join("shard-000000.shp.repair")).unwrap();
+    assert!(verify(&dir, &VerifyOptions::default()).unwrap().is_ok());
 }
 
 #[test]

@@ -708,6 +708,12 @@ fn the_informative_values_of_section_15_hold() {
         assert_eq!(p.len(), 8462, "{percent}%");
         let header = parity_header(&p);
         assert_eq!(header, (4096, 1, 1, 1, 1, 1, 8192, 71), "{percent}%");
+        // The root of §11.1's example manifest, at offset 84 (§17.1).
+        assert_eq!(
+            hex(&p[84..116]),
+            "bba4804e70332d8c699fec497321953cfb1ffaed2686213f6bae9afefca7c236",
+            "{percent}%"
+        );
     }
 }
 
@@ -715,7 +721,8 @@ fn the_informative_values_of_section_15_hold() {
 /// (C, k, m, file_count, L, N, tables_offset, tables_len).
 fn parity_header(p: &[u8]) -> (u32, u32, u32, u32, u64, u64, u64, u64) {
     assert_eq!(&p[..8], b"\x89SPR\r\n\x1a\n");
-    assert_eq!((u16le(p, 8), u16le(p, 10), u32le(p, 12)), (1, 0, 128));
+    assert_eq!((u16le(p, 8), u16le(p, 10), u32le(p, 12)), (1, 2, 128));
+    assert!(p[116..124].iter().all(|&z| z == 0), "reserved");
     assert_eq!(crc32fast::hash(&p[..124]), u32le(p, 124));
     assert_eq!(&p[..128], &p[p.len() - 128..], "header copy");
     (
@@ -737,6 +744,11 @@ fn the_parity_vector_follows_the_size_formula() {
     let dir = vector_dir("small-parity");
     let p = std::fs::read(dir.join("parity.spp")).unwrap();
     let (c, k, m, count, l, n, tables_offset, tables_len) = parity_header(&p);
+    // The root of the protected archive (small-stored's manifest, §11.2 and §15).
+    assert_eq!(
+        hex(&p[84..116]),
+        "0dec78a11fda1b222e8ab83dec83205f6efd5cc84b8639a47566ff318b72e734"
+    );
     let names = ["shard-000000.shp", "shard-000001.shp", "manifest.json"];
     let chunk = u64::from(c);
     assert_eq!(chunk, 4096, "max(align, 4096)");

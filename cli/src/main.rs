@@ -21,7 +21,7 @@ const EXIT_ERROR: u8 = 2;
     name = "shardpack",
     version,
     about = "Sharded, checksummed archives for ML datasets: pack, read, verify",
-    after_help = "Exit status: 0 success; 1 the archive is damaged (verify found defects, or cat/extract met damaged data); 2 usage error, I/O error or bad input."
+    after_help = "Exit status: 0 success; 1 the archive is damaged (verify found defects, cat/extract met damaged data, protect refused a damaged archive, repair could not recover everything or refused a parity file of other contents); 2 usage error, I/O error or bad input."
 )]
 struct Cli {
     #[command(subcommand)]

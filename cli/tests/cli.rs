@@ -602,6 +602,81 @@ fn protect_then_repair_from_the_command_line() {
     assert!(disc.join("parity.spp").exists());
 }
 
+/// Every file of `dir` with its bytes, sorted by name.
+fn files_of(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn repair_refuses_the_parity_file_of_other_contents_with_the_same_archive_id() {
+    // Two packs of different contents, their archive ids forced equal: b's parity file in
+    // a is refused by its root (spec §17.5 rule 4), nothing is written, exit 1 (damage:
+    // the parity file does not belong to the archive).
+    let tmp = tempfile::tempdir().unwrap();
+    let (input_a, input_b) = (tmp.path().join("in-a"), tmp.path().join("in-b"));
+    make_tree(&input_a);
+    make_tree(&input_b);
+    std::fs::write(input_b.join("top.txt"), b"not the same").unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let id = "0123456789abcdef0123456789abcdef";
+    for (input, out) in [(&input_a, &a), (&input_b, &b)] {
+        let o = run(&[&"pack", input, &"-o", out, &"--archive-id", &id]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = run(&[&"protect", &b, &"--parity", &"100"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::copy(b.join("parity.spp"), a.join("parity.spp")).unwrap();
+    let shard = a.join("shard-000000.shp");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[4096 + 10] ^= 0x01;
+    std::fs::write(&shard, &bytes).unwrap();
+    let before = files_of(&a);
+    let o = run(&[&"repair", &a]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("parity file unusable") && stdout(&o).contains("root"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(files_of(&a), before, "repair wrote nothing");
+}
+
+#[test]
+fn protect_refuses_a_damaged_archive_unless_as_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    make_tree(&input);
+    let archive = tmp.path().join("a");
+    assert!(run(&[&"pack", &input, &"-o", &archive]).status.success());
+    let shard = archive.join("shard-000000.shp");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[4096 + 3] ^= 0x10;
+    std::fs::write(&shard, &bytes).unwrap();
+    let o = run(&[&"protect", &archive]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("shard-000000.shp") && err.contains("--as-is"),
+        "names what is damaged and the way out: {err}"
+    );
+    assert!(!archive.join("parity.spp").exists());
+    let o = run(&[&"protect", &archive, &"--as-is"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(archive.join("parity.spp").exists());
+    let help = stdout(&run(&[&"protect", &"--help"]));
+    assert!(help.contains("--as-is"), "{help}");
+}
+
 #[test]
 fn parity_takes_a_percent_sign_and_refuses_nonsense() {
     let tmp = tempfile::tempdir().unwrap();

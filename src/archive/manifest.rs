@@ -275,12 +275,7 @@ impl Manifest {
         }) = from_object(bytes)
         {
             if version_string(&v).is_none() {
-                return Err(crate::ErrorKind::UnsupportedVersion {
-                    location: Location::file(path, 0),
-                    expected: FORMAT_VERSION,
-                    got: parse_version(&v).unwrap_or((u16::MAX, u16::MAX)),
-                }
-                .into());
+                return Err(version_error(&v, path));
             }
         }
         let manifest: Manifest = from_object(bytes).map_err(|e| {
@@ -322,12 +317,7 @@ impl Manifest {
             );
         }
         if version_string(&self.format_version).is_none() {
-            return Err(crate::ErrorKind::UnsupportedVersion {
-                location: Location::file(path, 0),
-                expected: FORMAT_VERSION,
-                got: parse_version(&self.format_version).unwrap_or((u16::MAX, u16::MAX)),
-            }
-            .into());
+            return Err(version_error(&self.format_version, path));
         }
         if parse_hex::<16>(&self.archive_id).is_none() {
             return bad(
@@ -523,6 +513,35 @@ fn version_string(s: &str) -> Option<(u16, u16)> {
     [crate::format::VERSION_1_0, crate::format::VERSION_1_1]
         .into_iter()
         .find(|(major, minor)| s == format!("{major}.{minor}"))
+}
+
+/// The error for a `format_version` that is not `"1.0"` or `"1.1"`: a version this build
+/// does not know is unsupported; 1.2, which it knows, defines nothing in a manifest (only the
+/// parity header, §10), so a manifest that names it is invalid.
+fn version_error(s: &str, path: &Path) -> Error {
+    match parse_version(s) {
+        Some(v)
+            if v.0 == FORMAT_VERSION.0
+                && v.1 <= FORMAT_VERSION.1
+                && s == format!("{}.{}", v.0, v.1) =>
+        {
+            Error::corrupt(
+                Location::file(path, 0),
+                Defect::invalid(
+                    Structure::Manifest,
+                    "format_version",
+                    "\"1.0\" or \"1.1\" (1.2 changes only the parity header, §10)",
+                    format!("{s:?}"),
+                ),
+            )
+        }
+        got => crate::ErrorKind::UnsupportedVersion {
+            location: Location::file(path, 0),
+            expected: FORMAT_VERSION,
+            got: got.unwrap_or((u16::MAX, u16::MAX)),
+        }
+        .into(),
+    }
 }
 
 fn parse_version(s: &str) -> Option<(u16, u16)> {
@@ -723,6 +742,24 @@ mod tests {
             refusal(with_entry.as_bytes()),
             (ErrorKind::Corrupt { .. }, _)
         ));
+    }
+
+    #[test]
+    fn a_manifest_naming_1_2_is_invalid_and_1_3_unsupported() {
+        let mut m = manifest();
+        m.format_version = "1.2".into();
+        m.root = m.compute_root();
+        let bytes = spelled(&m, false, false);
+        assert!(
+            matches!(refusal(&bytes), (ErrorKind::Corrupt { .. }, 0)),
+            "1.2 defines nothing in a manifest"
+        );
+        m.format_version = "1.3".into();
+        m.root = m.compute_root();
+        match refusal(&spelled(&m, false, false)) {
+            (ErrorKind::UnsupportedVersion { got, .. }, 0) => assert_eq!(got, (1, 3)),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! The parity file header (§17): `parity.spp` holds Reed-Solomon recovery layers for the
 //! files of an archive folder (or of one volume), and the BLAKE3-64 digest (§17.3) of every
 //! data and parity chunk. Only the header and the tables as a whole are sealed by CRC-32.
+//! The header carries the archive's root digest (§11.2), which binds the parity file to the
+//! exact contents it was written for (format 1.2).
 
-use super::{le, sealed, DecodeError};
+use super::{le, sealed, DecodeError, VERSION_1_2};
 use crate::{Defect, Structure};
 
 /// Signature of a parity file (and of the copy of its header at its end).
@@ -15,6 +17,11 @@ pub const PARITY_HEADER_LEN: usize = 128;
 /// loader refuses larger tables, so a writer refuses to write them.
 pub const MAX_TABLES_LEN: u64 = 1 << 30;
 
+/// The largest chunk a loader accepts (§17.5 rule 2): 16 MiB, the largest alignment and so
+/// the largest chunk a writer uses (`max(align, 4096)`). A loader holds chunks in memory, so
+/// a header may not make it allocate more.
+pub const MAX_CHUNK_BYTES: u64 = super::MAX_ALIGN_BYTES as u64;
+
 /// Offset of the archive id in the parity header.
 pub const ARCHIVE_ID_OFFSET: usize = sealed::BODY_OFFSET;
 const CHUNK_BYTES_OFFSET: usize = ARCHIVE_ID_OFFSET + 16;
@@ -26,7 +33,9 @@ const DATA_CHUNKS_OFFSET: usize = LAYER_CHUNKS_OFFSET + 8;
 const TABLES_OFFSET_OFFSET: usize = DATA_CHUNKS_OFFSET + 8;
 const TABLES_LEN_OFFSET: usize = TABLES_OFFSET_OFFSET + 8;
 const TABLES_CRC_OFFSET: usize = TABLES_LEN_OFFSET + 8;
-const RESERVED_OFFSET: usize = TABLES_CRC_OFFSET + 4;
+/// Offset of the archive's root digest (§17.1, format 1.2).
+pub const ROOT_OFFSET: usize = TABLES_CRC_OFFSET + 4;
+const RESERVED_OFFSET: usize = ROOT_OFFSET + 32;
 const CRC_OFFSET: usize = PARITY_HEADER_LEN - 4;
 
 /// A decoded parity header.
@@ -52,12 +61,15 @@ pub struct ParityHeader {
     pub tables_len: u64,
     /// CRC-32 of the tables.
     pub tables_crc: u32,
+    /// The root digest (§11.2) of the archive whose files the parity file describes: the
+    /// 32 bytes whose hex is the manifest's `root`.
+    pub root: [u8; 32],
 }
 
 impl ParityHeader {
     /// Encodes the header with its CRC.
     pub fn encode(&self) -> [u8; PARITY_HEADER_LEN] {
-        let mut b: [u8; PARITY_HEADER_LEN] = sealed::new(&PARITY_MAGIC, super::VERSION_1_0);
+        let mut b: [u8; PARITY_HEADER_LEN] = sealed::new(&PARITY_MAGIC, VERSION_1_2);
         le::put(&mut b, ARCHIVE_ID_OFFSET, &self.archive_id);
         le::put(&mut b, CHUNK_BYTES_OFFSET, &self.chunk_bytes.to_le_bytes());
         le::put(&mut b, DATA_LAYERS_OFFSET, &self.data_layers.to_le_bytes());
@@ -80,13 +92,26 @@ impl ParityHeader {
         );
         le::put(&mut b, TABLES_LEN_OFFSET, &self.tables_len.to_le_bytes());
         le::put(&mut b, TABLES_CRC_OFFSET, &self.tables_crc.to_le_bytes());
+        le::put(&mut b, ROOT_OFFSET, &self.root);
         sealed::seal(&mut b);
         b
     }
 
     /// Decodes and validates a header; the geometry is checked by the parity reader.
+    ///
+    /// A version above 1.2 is unsupported; 1.0 and 1.1 are refused as invalid: those
+    /// headers carry no root, so nothing proves which contents they describe (§10, §17.1).
     pub fn decode(b: &[u8; PARITY_HEADER_LEN]) -> Result<ParityHeader, DecodeError> {
-        sealed::open(b, &PARITY_MAGIC, Structure::ParityHeader)?;
+        let version = sealed::open(b, &PARITY_MAGIC, Structure::ParityHeader)?;
+        if version != VERSION_1_2 {
+            return Err(DecodeError::invalid(
+                sealed::VERSION_MAJOR_OFFSET,
+                Structure::ParityHeader,
+                "version",
+                "1.2 (a parity header bound to the archive's root; protect the archive again)",
+                format!("{}.{}", version.0, version.1),
+            ));
+        }
         if !le::all_zero(b, RESERVED_OFFSET, CRC_OFFSET) {
             return Err(DecodeError::new(
                 RESERVED_OFFSET,
@@ -104,6 +129,7 @@ impl ParityHeader {
             tables_offset: le::u64_at(b, TABLES_OFFSET_OFFSET),
             tables_len: le::u64_at(b, TABLES_LEN_OFFSET),
             tables_crc: le::u32_at(b, TABLES_CRC_OFFSET),
+            root: le::array_at(b, ROOT_OFFSET),
         })
     }
 }
@@ -125,14 +151,58 @@ mod tests {
             tables_offset: 1 << 20,
             tables_len: 70_000,
             tables_crc: 9,
+            root: [7; 32],
         };
         let b = h.encode();
         assert_eq!(ParityHeader::decode(&b), Ok(h));
-        assert_eq!(RESERVED_OFFSET, 84);
+        assert_eq!((ROOT_OFFSET, RESERVED_OFFSET), (84, 116));
+        assert_eq!(&b[8..12], &[1, 0, 2, 0], "written as 1.2");
         for i in 0..PARITY_HEADER_LEN {
             let mut c = b;
             c[i] ^= 0x02;
             assert!(ParityHeader::decode(&c).is_err(), "flip at {i} accepted");
         }
+    }
+
+    #[test]
+    fn versions_without_a_root_are_refused_and_later_ones_unsupported() {
+        let h = ParityHeader {
+            archive_id: [3; 16],
+            chunk_bytes: 4096,
+            data_layers: 1,
+            parity_layers: 1,
+            file_count: 1,
+            layer_chunks: 1,
+            data_chunks: 1,
+            tables_offset: 8192,
+            tables_len: 71,
+            tables_crc: 9,
+            root: [0; 32],
+        };
+        let with_minor = |minor: u16| {
+            let mut b = h.encode();
+            b[10..12].copy_from_slice(&minor.to_le_bytes());
+            sealed::seal(&mut b);
+            ParityHeader::decode(&b)
+        };
+        for minor in [0, 1] {
+            assert!(
+                matches!(
+                    with_minor(minor),
+                    Err(DecodeError::Defect {
+                        offset: 8,
+                        defect: Defect::Invalid {
+                            structure: Structure::ParityHeader,
+                            ..
+                        }
+                    })
+                ),
+                "minor {minor}"
+            );
+        }
+        assert!(matches!(
+            with_minor(3),
+            Err(DecodeError::Version { got: (1, 3), .. })
+        ));
     }
 }

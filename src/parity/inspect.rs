@@ -59,19 +59,62 @@ impl ParityStatus {
 
 pub(super) struct Damage {
     pub(super) parity: Parity,
+    /// Whether the folder's own manifest checks (§11.1, its root included): inspect has
+    /// then bound the parity file to it (root and file table, §17.5 rules 4-5).
+    pub(super) manifest_checks: bool,
     pub(super) data: BTreeSet<u64>,
     pub(super) parity_chunks: BTreeSet<u64>,
     pub(super) handles: Vec<Option<File>>,
     pub(super) sizes_differ: Vec<bool>,
 }
 
-/// The folder's manifest when it parses and validates (§11.1), with its file's length.
-pub(super) fn folder_manifest(folder: &Path) -> Option<(Manifest, u64)> {
+/// A manifest that checks (§11.1, its root included), with its file's length and BLAKE3.
+pub(super) struct CheckedManifest {
+    pub(super) manifest: Manifest,
+    pub(super) len: u64,
+    pub(super) blake3: String,
+}
+
+impl CheckedManifest {
+    /// `bytes` as the manifest of `path`, if they parse and validate.
+    pub(super) fn from_bytes(bytes: &[u8], path: &Path) -> Result<CheckedManifest> {
+        Ok(CheckedManifest {
+            manifest: Manifest::parse(bytes, path)?,
+            len: bytes.len() as u64,
+            blake3: blake3::hash(bytes).to_hex().to_string(),
+        })
+    }
+}
+
+/// The folder's manifest when it parses and validates (§11.1).
+pub(super) fn folder_manifest(folder: &Path) -> Option<CheckedManifest> {
     let path = folder.join(MANIFEST_FILE);
     let bytes =
         crate::archive::manifest::read_capped(&path, Limits::DEFAULT.max_manifest_bytes).ok()?;
-    let manifest = Manifest::parse(&bytes, &path).ok()?;
-    Some((manifest, bytes.len() as u64))
+    CheckedManifest::from_bytes(&bytes, &path).ok()
+}
+
+/// Rule 4 of §17.5: the parity header's root is the manifest's. The root covers every
+/// shard's BLAKE3, so a parity file that passes describes this archive's exact contents,
+/// whatever archive id two archives share.
+pub(super) fn check_root(parity: &Parity, folder: &Path, manifest: &Manifest) -> Result<()> {
+    let want = crate::archive::manifest::parse_hex::<32>(&manifest.root);
+    if want == Some(parity.header.root) {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        Location::file(
+            &folder.join(PARITY_FILE),
+            crate::format::parity::ROOT_OFFSET as u64,
+        )
+        .len(32),
+        Defect::mismatch(
+            Structure::ParityHeader,
+            "root (a parity file of other contents?)",
+            format!("{} (the manifest's root)", manifest.root),
+            crate::format::hex(&parity.header.root),
+        ),
+    ))
 }
 
 /// The archive id the first shard header of the file table that decodes claims.
@@ -86,25 +129,26 @@ pub(super) fn shard_archive_id(folder: &Path, files: &[ProtectedFile]) -> Option
     })
 }
 
-/// Rule 5 of §17.5: with a valid manifest, the file table lists exactly the files §17.2
-/// rule 2 protects, so that repair never rewrites a file into one the manifest does not
-/// describe.
+/// Rule 5 of §17.5: with a manifest that checks, the file table lists exactly the files
+/// §17.2 rule 2 protects, each with the manifest's size and BLAKE3 (for `manifest.json`, its
+/// own), so that repair never rewrites a file into one the manifest does not describe.
 pub(super) fn check_file_table(
     parity: &Parity,
     folder: &Path,
-    manifest: &Manifest,
-    manifest_len: u64,
+    checked: &CheckedManifest,
 ) -> Result<()> {
-    let expected: Vec<(&str, u64, Option<&str>)> = folder_shards(folder, manifest)
+    let expected: Vec<(&str, u64, &str)> = folder_shards(folder, &checked.manifest)
         .into_iter()
-        .map(|s| (s.file.as_str(), s.size, Some(s.blake3.as_str())))
-        .chain(std::iter::once((MANIFEST_FILE, manifest_len, None)))
+        .map(|s| (s.file.as_str(), s.size, s.blake3.as_str()))
+        .chain(std::iter::once((
+            MANIFEST_FILE,
+            checked.len,
+            checked.blake3.as_str(),
+        )))
         .collect();
     let path = folder.join(PARITY_FILE);
-    let describe = |name: &str, size: u64, blake3: Option<&str>| match blake3 {
-        Some(b) => format!("{name}, {size} bytes, blake3 {b}"),
-        None => format!("{name}, {size} bytes"),
-    };
+    let describe =
+        |name: &str, size: u64, blake3: &str| format!("{name}, {size} bytes, blake3 {blake3}");
     let count_differs = || {
         Error::corrupt(
             Location::file(&path, parity.header.tables_offset),
@@ -116,12 +160,11 @@ pub(super) fn check_file_table(
             ),
         )
     };
-    for (i, want) in expected.iter().enumerate() {
+    for (i, &(name, size, blake3)) in expected.iter().enumerate() {
         let Some(f) = parity.files.get(i) else {
             return Err(count_differs());
         };
-        let (name, size, blake3) = *want;
-        if f.name != name || f.size != size || blake3.is_some_and(|b| b != f.blake3) {
+        if f.name != name || f.size != size || f.blake3 != blake3 {
             return Err(Error::corrupt(
                 Location::file(&path, parity.header.tables_offset + f.table_offset),
                 Defect::mismatch(
@@ -131,7 +174,7 @@ pub(super) fn check_file_table(
                         "entry {i}: {} (the manifest's)",
                         describe(name, size, blake3)
                     ),
-                    describe(&f.name, f.size, blake3.map(|_| f.blake3.as_str())),
+                    describe(&f.name, f.size, &f.blake3),
                 ),
             ));
         }
@@ -148,7 +191,7 @@ pub(super) fn inspect(folder: &Path) -> Result<Damage> {
     // A parity file of another archive would "repair" this one into that one.
     let claimed = manifest
         .as_ref()
-        .map(|(m, _)| m.archive_id_bytes())
+        .map(|c| c.manifest.archive_id_bytes())
         .or_else(|| shard_archive_id(folder, &parity.files));
     if let Some(id) = claimed {
         if id != parity.header.archive_id {
@@ -166,15 +209,16 @@ pub(super) fn inspect(folder: &Path) -> Result<Damage> {
             ));
         }
     }
-    if let Some((m, len)) = &manifest {
-        check_file_table(&parity, folder, m, *len)?;
+    if let Some(checked) = &manifest {
+        check_root(&parity, folder, &checked.manifest)?;
+        check_file_table(&parity, folder, checked)?;
     }
     let chunk = parity.chunk();
     let mut data = BTreeSet::new();
     let mut handles = Vec::new();
     let mut sizes_differ = Vec::new();
     let mut buf = vec![0u8; (chunk as usize).max(1)];
-    for (fi, f) in parity.files.iter().enumerate() {
+    for f in &parity.files {
         let path = folder.join(&f.name);
         let file = crate::io::open_regular(&path).ok().map(|(file, _)| file);
         let actual = file
@@ -199,7 +243,6 @@ pub(super) fn inspect(folder: &Path) -> Result<Damage> {
                 data.insert(i);
             }
         }
-        let _ = fi;
         handles.push(file);
     }
     let mut parity_chunks = BTreeSet::new();
@@ -212,6 +255,7 @@ pub(super) fn inspect(folder: &Path) -> Result<Damage> {
     }
     Ok(Damage {
         parity,
+        manifest_checks: manifest.is_some(),
         data,
         parity_chunks,
         handles,

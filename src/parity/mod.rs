@@ -184,9 +184,9 @@ use write::*;
 pub use file::{DamagedParityPart, ParityPart};
 pub(crate) use inspect::{folder_statuses, parity_folders};
 pub use inspect::{parity_status, ParityFileState, ParityStatus};
-pub use rebuild::{repair, RepairReport, RepairedRange};
+pub use rebuild::{repair, RefusedFile, RepairReport, RepairedRange};
 pub(crate) use write::check_percent;
-pub use write::{protect, MAX_PARITY_PERCENT};
+pub use write::{protect, protect_with, ProtectOptions, MAX_PARITY_PERCENT};
 
 /// Makes renames in `folder` durable.
 fn sync_dir(folder: &Path) -> Result<()> {

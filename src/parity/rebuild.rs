@@ -45,6 +45,16 @@ pub(super) fn samples_in(path: &Path, offset: u64, len: u64) -> Option<[u64; 2]>
     hit
 }
 
+/// A damaged file that repair did not write (§17.6 step 4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct RefusedFile {
+    /// The file, left as it was.
+    pub file: PathBuf,
+    /// Why it was not written.
+    pub reason: String,
+}
+
 /// What `repair` did.
 #[derive(Clone, Debug, Default, Serialize)]
 #[must_use]
@@ -56,6 +66,11 @@ pub struct RepairReport {
     pub lost: Vec<RepairedRange>,
     /// Files rewritten (their BLAKE3 checked against the parity file's record).
     pub files_rewritten: Vec<PathBuf>,
+    /// Damaged files that were rebuilt but not written, and why: their bytes did not match
+    /// the digest that binds them, or no manifest whose root checks binds them. Their
+    /// damaged ranges are in `lost`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<RefusedFile>,
     /// Per folder: damage seen and what more parity would have been needed.
     pub status: Vec<ParityStatus>,
 }
@@ -64,6 +79,7 @@ impl RepairReport {
     /// True when nothing is lost and every parity file loaded.
     pub fn complete(&self) -> bool {
         self.lost.is_empty()
+            && self.refused.is_empty()
             && self
                 .status
                 .iter()
@@ -215,47 +231,104 @@ pub(super) fn repair_folder(folder: &Path, d: Damage, report: &mut RepairReport)
             }
         }
     }
-    // Rewrite every file that is damaged, truncated, grown or missing, if all its damaged
-    // chunks came back; otherwise leave it as it is and report what is lost.
+    // Which files to rewrite: every one that is damaged, truncated, grown or missing, once
+    // all its damaged chunks came back.
+    let mut todo = Vec::new();
     for (f, file) in p.files.iter().enumerate() {
         let chunks = file.size.div_ceil(chunk).max(1);
         let mine: Vec<u64> = (file.first_chunk..file.first_chunk + chunks)
             .filter(|i| d.data.contains(i))
             .collect();
-        if mine.is_empty() && !d.sizes_differ[f] {
+        if (mine.is_empty() && !d.sizes_differ[f]) || mine.iter().any(|i| lost.contains(i)) {
             continue;
         }
-        if mine.iter().any(|i| lost.contains(i)) {
+        todo.push((f, mine));
+    }
+    // What binds each rebuilt file (§17.6 step 4): a shard's BLAKE3 must come from a manifest
+    // whose root checks, the folder's own (inspect bound the parity file to it) or the one
+    // rebuilt here, which must first hash to the parity header's root and list exactly the
+    // file table's files. Until one does, nothing is written.
+    let mut bound = d.manifest_checks;
+    let mut manifest_bytes = None;
+    let mut refuse = |f: usize, mine: &[u64], reason: String, lost: &mut BTreeSet<u64>| {
+        lost.extend(mine.iter().copied());
+        report.refused.push(RefusedFile {
+            file: folder.join(&p.files[f].name),
+            reason,
+        });
+    };
+    if let Some(at) = todo
+        .iter()
+        .position(|(f, _)| p.files[*f].name == MANIFEST_FILE)
+    {
+        let (f, mine) = todo.remove(at);
+        match rebuilt_manifest(folder, &d, f, &mine, &restored) {
+            Ok(bytes) => {
+                bound = true;
+                manifest_bytes = Some((mine, bytes));
+            }
+            Err(reason) => refuse(f, &mine, reason, &mut lost),
+        }
+    }
+    for (f, mine) in todo {
+        if !bound {
+            let reason = "not written: no manifest whose root checks binds its BLAKE3 \
+                          (manifest.json is damaged and was not rebuilt)"
+                .to_string();
+            refuse(f, &mine, reason, &mut lost);
             continue;
         }
+        let file = &p.files[f];
         let path = folder.join(&file.name);
         let tmp = folder.join(format!("{}{REPAIR_SUFFIX}", file.name));
-        let mut bytes = vec![0u8; file.size as usize];
-        if let Some(h) = &d.handles[f] {
-            let have = h.metadata().map(|m| m.len()).unwrap_or(0).min(file.size) as usize;
-            let _ = h.read_exact_at(&mut bytes[..have], 0);
-        }
-        for i in &mine {
-            let off = ((i - file.first_chunk) * chunk) as usize;
-            let len = (chunk as usize).min(bytes.len() - off);
-            bytes[off..off + len].copy_from_slice(&restored[i][..len]);
-        }
-        if blake3::hash(&bytes).to_hex().as_str() != file.blake3 {
-            lost.extend(mine);
-            continue;
-        }
-        let written = crate::io::create_new(&tmp)
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|mut out| {
-                out.write_all(&bytes)?;
-                out.sync_all()
-            })
-            .and_then(|()| fs::rename(&tmp, &path));
+        let out = crate::io::create_new(&tmp)?;
+        let mut sink = std::io::BufWriter::new(out);
+        let mut hasher = blake3::Hasher::new();
+        let written = rebuilt_pieces(folder, &d, f, &mine, &restored, &mut |piece| {
+            hasher.update(piece);
+            sink.write_all(piece)
+                .map_err(|e| Error::io(&tmp, "write the repaired file", e))
+        })
+        .and_then(|()| {
+            let out = sink
+                .into_inner()
+                .map_err(|e| Error::io(&tmp, "write the repaired file", e.into_error()))?;
+            out.sync_all()
+                .map_err(|e| Error::io(&tmp, "sync the repaired file", e))
+        });
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
-            return Err(Error::io(&path, "write the repaired file", e));
+            return Err(e);
         }
-        sync_dir(folder)?;
+        if hasher.finalize().to_hex().as_str() != file.blake3 {
+            let _ = fs::remove_file(&tmp);
+            let reason = format!(
+                "not written: the rebuilt bytes do not have the BLAKE3 that binds the file \
+                 ({})",
+                file.blake3
+            );
+            refuse(f, &mine, reason, &mut lost);
+            continue;
+        }
+        replace(folder, &tmp, &path)?;
+        report.files_rewritten.push(path);
+        let fixed: BTreeSet<u64> = mine.into_iter().collect();
+        report.repaired.extend(ranges(p, folder, &fixed));
+    }
+    // The manifest last, as a writer writes it.
+    if let Some((mine, bytes)) = manifest_bytes {
+        let path = folder.join(MANIFEST_FILE);
+        let tmp = folder.join(format!("{MANIFEST_FILE}{REPAIR_SUFFIX}"));
+        let written = crate::io::create_new(&tmp).and_then(|mut out| {
+            out.write_all(&bytes)
+                .and_then(|()| out.sync_all())
+                .map_err(|e| Error::io(&tmp, "write the repaired file", e))
+        });
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        replace(folder, &tmp, &path)?;
         report.files_rewritten.push(path);
         let fixed: BTreeSet<u64> = mine.into_iter().collect();
         report.repaired.extend(ranges(p, folder, &fixed));
@@ -263,9 +336,12 @@ pub(super) fn repair_folder(folder: &Path, d: Damage, report: &mut RepairReport)
     // With the data whole again, damaged parity is rewritten so that protection is full.
     if lost.is_empty() && (!d.parity_chunks.is_empty() || !p.damaged.is_empty()) {
         let names: Vec<String> = p.files.iter().map(|f| f.name.clone()).collect();
-        let (archive_id, chunk, m) = (p.header.archive_id, p.chunk(), m);
+        let id = FolderId {
+            archive_id: p.header.archive_id,
+            root: p.header.root,
+        };
         drop(pfile);
-        protect_folder(folder, &names, archive_id, chunk, &|_| m)?;
+        protect_folder(folder, &names, id, p.chunk(), &|_| m)?;
         report.files_rewritten.push(folder.join(PARITY_FILE));
     }
     let mut lost_ranges = ranges(p, folder, &lost);
@@ -275,4 +351,117 @@ pub(super) fn repair_folder(folder: &Path, d: Damage, report: &mut RepairReport)
     report.lost.extend(lost_ranges);
     report.status.push(status);
     Ok(())
+}
+
+/// Renames the fsynced `tmp` over `path` and makes the rename durable: a file is replaced
+/// whole or not at all (§17.6 step 4).
+fn replace(folder: &Path, tmp: &Path, path: &Path) -> Result<()> {
+    if let Err(e) = fs::rename(tmp, path) {
+        let _ = fs::remove_file(tmp);
+        return Err(Error::io(path, "rename the repaired file into place", e));
+    }
+    sync_dir(folder)
+}
+
+/// Feeds the `size` bytes of protected file `f` as repair rebuilds them to `sink`, chunk by
+/// chunk: the bytes present (zeros past the file's end, or for a missing file), with every
+/// rebuilt chunk of `mine` over its range. Never more than one chunk is held.
+fn rebuilt_pieces(
+    folder: &Path,
+    d: &Damage,
+    f: usize,
+    mine: &[u64],
+    restored: &BTreeMap<u64, Vec<u8>>,
+    sink: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let p = &d.parity;
+    let chunk = p.chunk();
+    let file = &p.files[f];
+    let have = d.handles[f]
+        .as_ref()
+        .and_then(|h| h.metadata().ok())
+        .map_or(0, |m| m.len());
+    let mut buf = vec![0u8; chunk as usize];
+    let mut off = 0u64;
+    while off < file.size {
+        let len = chunk.min(file.size - off) as usize;
+        let i = file.first_chunk + off / chunk;
+        match restored.get(&i).filter(|_| mine.contains(&i)) {
+            Some(bytes) => sink(bytes.get(..len).unwrap_or_default())?,
+            None => {
+                let piece = &mut buf[..len];
+                piece.fill(0);
+                let present = have.saturating_sub(off).min(len as u64) as usize;
+                if let Some(h) = &d.handles[f] {
+                    h.read_exact_at(&mut piece[..present], off)
+                        .map_err(|e| Error::io_at(&folder.join(&file.name), "read", off, e))?;
+                }
+                sink(piece)?;
+            }
+        }
+        off += len as u64;
+    }
+    Ok(())
+}
+
+/// The rebuilt `manifest.json` (protected file `f`), if it binds the folder: its BLAKE3 is
+/// the file table's, it parses and checks (§11.1), its root is the parity header's, its
+/// archive id the header's, and it lists exactly the file table's files (§17.5 rules 4-5).
+/// Otherwise why not, for the report.
+fn rebuilt_manifest(
+    folder: &Path,
+    d: &Damage,
+    f: usize,
+    mine: &[u64],
+    restored: &BTreeMap<u64, Vec<u8>>,
+) -> std::result::Result<Vec<u8>, String> {
+    let p = &d.parity;
+    let file = &p.files[f];
+    let cap = Limits::DEFAULT.max_manifest_bytes;
+    if file.size > cap {
+        return Err(format!(
+            "not written: the parity file records a manifest of {} bytes, more than the {cap} a \
+             manifest may have",
+            file.size
+        ));
+    }
+    let mut bytes = Vec::new();
+    rebuilt_pieces(folder, d, f, mine, restored, &mut |piece| {
+        bytes.extend_from_slice(piece);
+        Ok(())
+    })
+    .map_err(|e| format!("not written: {e}"))?;
+    if blake3::hash(&bytes).to_hex().as_str() != file.blake3 {
+        return Err(format!(
+            "not written: the rebuilt bytes do not have the BLAKE3 that binds the file ({})",
+            file.blake3
+        ));
+    }
+    let path = folder.join(MANIFEST_FILE);
+    let checked = CheckedManifest::from_bytes(&bytes, &path)
+        .map_err(|e| format!("not written: the rebuilt manifest does not check: {e}"))?;
+    check_root(p, folder, &checked.manifest)
+        .and_then(|()| {
+            if checked.manifest.archive_id_bytes() == p.header.archive_id {
+                Ok(())
+            } else {
+                Err(Error::corrupt(
+                    Location::file(
+                        &folder.join(PARITY_FILE),
+                        crate::format::parity::ARCHIVE_ID_OFFSET as u64,
+                    ),
+                    Defect::mismatch(
+                        Structure::ParityHeader,
+                        "archive id",
+                        checked.manifest.archive_id.clone(),
+                        crate::format::hex(&p.header.archive_id),
+                    ),
+                ))
+            }
+        })
+        .and_then(|()| check_file_table(p, folder, &checked))
+        .map_err(|e| {
+            format!("not written: the rebuilt manifest does not bind the parity file: {e}")
+        })?;
+    Ok(bytes)
 }

@@ -22,21 +22,69 @@ pub(crate) fn check_percent(percent: f64, zero_allowed: bool) -> Result<()> {
     Err(Error::invalid_input(format!("parity {percent}%"), range))
 }
 
+/// How [`protect_with`] protects an archive.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct ProtectOptions {
+    /// Parity as a percentage of the data, more than 0 and at most [`MAX_PARITY_PERCENT`].
+    pub percent: f64,
+    /// Protect the archive as it is, without verifying it first. Parity then preserves
+    /// whatever damage is there: repair can only restore the bytes as they were protected,
+    /// and a file that no longer matches its manifest entry makes the parity file unusable
+    /// (§17.5 rule 5).
+    pub as_is: bool,
+}
+
+impl ProtectOptions {
+    /// `percent` % of parity, after a full verification.
+    pub fn new(percent: f64) -> ProtectOptions {
+        ProtectOptions {
+            percent,
+            as_is: false,
+        }
+    }
+
+    /// Whether to skip the verification and protect the archive as it is.
+    pub fn as_is(mut self, as_is: bool) -> ProtectOptions {
+        self.as_is = as_is;
+        self
+    }
+}
+
 /// Adds (or replaces) Reed-Solomon parity of `percent` % of the data to the archive at
-/// `dir` (to each volume of a split archive). Shards and manifest are not changed, so the
-/// root digest stays the same.
+/// `dir`, after verifying it: [`protect_with`] with [`ProtectOptions::new`].
+///
+/// # Errors
+/// As [`protect_with`].
+pub fn protect(dir: &Path, percent: f64) -> Result<ProtectReport> {
+    protect_with(dir, &ProtectOptions::new(percent))
+}
+
+/// Adds (or replaces) Reed-Solomon parity to the archive at `dir` (to each volume of a
+/// split archive). Shards and manifest are not changed, so the root digest stays the same;
+/// the parity header records it (§17.1).
+///
+/// Unless [`ProtectOptions::as_is`] is set, the archive is first verified in full (every
+/// byte read, [`crate::verify`] in [`crate::VerifyMode::Full`]), and a damaged archive is
+/// refused: parity written over damage would only let repair restore the damage. Findings
+/// about the parity file being replaced, and the temporary files an interrupted `protect`
+/// or `repair` leaves, do not count.
 ///
 /// `protect` and [`repair`] hold an advisory lock on `dir` while they run: a second one
 /// started meanwhile fails at once, naming the lock, and changes nothing. Readers take no
 /// lock.
 ///
 /// # Errors
-/// The archive cannot be opened or read, is locked by another `protect` or `repair`, or
-/// the parity file cannot be written.
-pub fn protect(dir: &Path, percent: f64) -> Result<ProtectReport> {
+/// The archive is damaged ([`ErrorKind::Corrupt`] at its first defect), cannot be opened or
+/// read, is locked by another `protect` or `repair`, or the parity file cannot be written.
+pub fn protect_with(dir: &Path, options: &ProtectOptions) -> Result<ProtectReport> {
+    let percent = options.percent;
     check_percent(percent, false)?;
     // Two protects at once would each rename a parity file over the other's.
     let _lock = crate::io::ArchiveLock::take(dir)?;
+    if !options.as_is {
+        refuse_damage(dir)?;
+    }
     let layers = |k: u64| ((k as f64 * percent / 100.0).ceil() as u64).max(1);
     let mut plans = Vec::new();
     // Every folder's geometry is checked before any parity file is written (§17.4 rule 3).
@@ -53,7 +101,13 @@ pub fn protect(dir: &Path, percent: f64) -> Result<ProtectReport> {
             })
             .collect::<Result<Vec<u64>>>()?;
         geometry(&names, &sizes, chunk, &layers)?;
-        plans.push((folder, names, manifest.archive_id_bytes(), chunk));
+        let root = crate::archive::manifest::parse_hex::<32>(&manifest.root).ok_or_else(|| {
+            Error::invalid_input(
+                "manifest root",
+                "not 64 hex digits (the manifest checks it)",
+            )
+        })?;
+        plans.push((folder, names, manifest.archive_id_bytes(), root, chunk));
     }
     let mut report = ProtectReport {
         folders: Vec::new(),
@@ -62,12 +116,54 @@ pub fn protect(dir: &Path, percent: f64) -> Result<ProtectReport> {
                 .to_string()
         }),
     };
-    for (folder, names, archive_id, chunk) in plans {
+    for (folder, names, archive_id, root, chunk) in plans {
+        let id = FolderId { archive_id, root };
         report
             .folders
-            .push(protect_folder(&folder, &names, archive_id, chunk, &layers)?);
+            .push(protect_folder(&folder, &names, id, chunk, &layers)?);
     }
     Ok(report)
+}
+
+/// Refuses the archive at `dir` if a full verification finds anything but what `protect`
+/// is about to replace (the parity file) or clean up (temporary files of `protect` and
+/// `repair`).
+fn refuse_damage(dir: &Path) -> Result<()> {
+    let report = crate::verify(dir, &crate::VerifyOptions::default())?;
+    let ours = |f: &crate::Finding| {
+        let name = f.file.file_name().map(|n| n.to_string_lossy());
+        let name = name.as_deref().unwrap_or_default();
+        let leftover = f.defect.as_ref().map(Defect::structure) == Some(Structure::LeftoverFile);
+        name == PARITY_FILE
+            || (leftover && (name.ends_with(REPAIR_SUFFIX) || name == PARTIAL_PARITY))
+    };
+    let mut damage = report.findings.iter().filter(|f| !ours(f));
+    let Some(first) = damage.next() else {
+        return Ok(());
+    };
+    let location = Location::file(&first.file, first.offset)
+        .len(first.len)
+        .in_shard(first.shard);
+    Err(match &first.defect {
+        Some(defect) => Error::corrupt(location, defect.clone()),
+        None => Error::invalid_input(
+            format!("{location}"),
+            format!(
+                "{}: expected {}, found {}",
+                first.what, first.expected, first.found
+            ),
+        ),
+    })
+}
+
+/// The temporary name of a parity file being written (§17.4 step 4).
+pub(super) const PARTIAL_PARITY: &str = "parity.spp.partial";
+
+/// What a parity header binds the parity file to: the archive's id and root digest.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct FolderId {
+    pub(super) archive_id: [u8; 16],
+    pub(super) root: [u8; 32],
 }
 
 /// Writes the parity file of `folder` for the files `names`, with `parity_layers(k)`
@@ -75,7 +171,7 @@ pub fn protect(dir: &Path, percent: f64) -> Result<ProtectReport> {
 pub(super) fn protect_folder(
     folder: &Path,
     names: &[String],
-    archive_id: [u8; 16],
+    id: FolderId,
     chunk: u64,
     parity_layers: &dyn Fn(u64) -> u64,
 ) -> Result<ProtectedFolder> {
@@ -119,7 +215,8 @@ pub(super) fn protect_folder(
     let layers_offset = align_up(PARITY_HEADER_LEN as u64, chunk).unwrap_or(chunk);
     let mut parity = Parity {
         header: ParityHeader {
-            archive_id,
+            archive_id: id.archive_id,
+            root: id.root,
             chunk_bytes: chunk as u32,
             data_layers: k as u32,
             parity_layers: m as u32,
@@ -136,10 +233,7 @@ pub(super) fn protect_folder(
         layers_offset,
         damaged: Vec::new(),
     };
-    let out_path = folder.join(format!(
-        "{PARITY_FILE}{}",
-        crate::archive::manifest::PARTIAL_SUFFIX
-    ));
+    let out_path = folder.join(PARTIAL_PARITY);
     let out = crate::io::create_new(&out_path)?;
     // A parity file left half-written would be taken for damage: it goes on any error.
     let result = write_parity(&mut parity, &handles, folder, &out, &out_path);

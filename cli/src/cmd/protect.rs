@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::output::outln;
 
@@ -10,6 +10,9 @@ use crate::output::outln;
 /// whole lost shards when the parity allows. Shards and manifest are not changed: the root
 /// digest stays the same. The parity goes to parity.spp in the archive folder (in each
 /// volume folder of a split archive).
+///
+/// The archive is verified first, reading every byte, and a damaged archive is refused
+/// (exit 1, naming the first defect): repair it, or pass --as-is to protect it as it is.
 #[derive(clap::Args)]
 pub struct Args {
     /// The archive folder.
@@ -23,14 +26,25 @@ pub struct Args {
         allow_hyphen_values = true
     )]
     parity: f64,
+    /// Protect the archive as it is, without verifying it first: the parity then preserves
+    /// any damage already there.
+    #[arg(long)]
+    as_is: bool,
     /// Print the result as JSON.
     #[arg(long)]
     json: bool,
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    let report = shardpack::protect(&args.archive, args.parity)
-        .with_context(|| format!("cannot protect {}", args.archive.display()))?;
+    let options = shardpack::ProtectOptions::new(args.parity).as_is(args.as_is);
+    let report = shardpack::protect_with(&args.archive, &options).map_err(|e| {
+        let hint = if e.is_corruption() {
+            " (it is damaged: repair it first, or protect it as it is with --as-is)"
+        } else {
+            ""
+        };
+        anyhow::Error::new(e).context(format!("cannot protect {}{hint}", args.archive.display()))
+    })?;
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(crate::EXIT_OK);

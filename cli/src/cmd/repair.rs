@@ -9,8 +9,10 @@ use crate::output::outln;
 /// Rebuild damaged or missing bytes of an archive from its parity, byte-identically
 /// (damaged files are replaced atomically). Says what it fixed; when the damage exceeds
 /// the parity, repairs what it can and says precisely what is lost and how many more
-/// parity layers would have been needed. Exit 0 when everything is whole, 1 when something
-/// is lost, 2 on errors (no parity, I/O).
+/// parity layers would have been needed. A file is written only when its rebuilt bytes match
+/// the digest that binds it, and a parity file of other contents (another root) is refused.
+/// Exit 0 when everything is whole, 1 when something is lost or the parity file is refused,
+/// 2 on errors (no parity, I/O).
 #[derive(clap::Args)]
 pub struct Args {
     /// The archive folder.
@@ -45,6 +47,9 @@ pub fn run(args: Args) -> Result<u8> {
                 r.offset,
                 r.offset + r.len
             );
+        }
+        for r in &report.refused {
+            outln!("NOT WRITTEN {}: {}", r.file.display(), r.reason);
         }
         for s in &report.status {
             if let shardpack::ParityFileState::Unusable { error } = &s.parity_file {
