@@ -150,6 +150,7 @@ pub fn readers_agree(data: &[u8]) {
             blake3: blake3::hash(data).to_hex().to_string(),
             volume: None,
         }],
+        generation: None,
         root: String::new(),
     };
     manifest.root = manifest.compute_root();

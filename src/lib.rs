@@ -13,6 +13,7 @@ pub mod format;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+mod gc;
 mod io;
 mod limits;
 pub mod pack;
@@ -22,7 +23,9 @@ mod salvage;
 mod verify;
 mod write;
 
+pub use archive::leftover::{Leftover, LeftoverKind};
 pub use archive::manifest;
+pub use gc::{gc, GcReport};
 pub use read::order;
 pub use read::scan;
 

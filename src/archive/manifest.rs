@@ -5,11 +5,26 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::{hex, FORMAT_VERSION};
+use crate::format::{hex, FORMAT_VERSION, VERSION_1_0, VERSION_1_1, VERSION_1_3};
 use crate::{Defect, Error, Limits, Location, Result, Structure};
 
-/// File name of the manifest inside the archive folder.
+/// File name of the manifest inside the archive folder: the current generation's.
 pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// The file name that keeps generation `number`'s manifest once a later one exists
+/// (§11.3): `manifest-000001.json`.
+pub fn generation_file_name(number: u64) -> String {
+    format!("manifest-{number:06}.json")
+}
+
+/// The generation number a file name gives, for `manifest-NNNNNN.json` (six digits or more,
+/// no sign, as [`generation_file_name`] writes them).
+pub fn generation_of_file_name(name: &str) -> Option<u64> {
+    let digits = name.strip_prefix("manifest-")?.strip_suffix(".json")?;
+    let number: u64 = digits.parse().ok()?;
+    (digits.bytes().all(|b| b.is_ascii_digit()) && generation_file_name(number) == name)
+        .then_some(number)
+}
 
 /// Value of the manifest's `format` field.
 pub const MANIFEST_FORMAT: &str = "shardpack";
@@ -68,8 +83,26 @@ pub struct Manifest {
     /// Every shard in order.
     #[serde(deserialize_with = "objects")]
     pub shards: Vec<ShardInfo>,
+    /// The generation, from the second on (§11.3); absent in an archive's first.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "some_object"
+    )]
+    pub generation: Option<Generation>,
     /// BLAKE3 root digest over everything above (§11.2), 64 lowercase hex digits.
     pub root: String,
+}
+
+/// What makes a manifest a later generation of an archive (§11.3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generation {
+    /// The generation's number: 2 for the first append, one more for each after it. The
+    /// first generation has none.
+    pub number: u64,
+    /// The root digest of the generation before, 64 lowercase hex digits.
+    pub parent: String,
 }
 
 /// Writer parameters recorded in the manifest (and, in binary, in every shard header).
@@ -159,6 +192,15 @@ where
     deserializer.deserialize_map(ObjectVisitor(std::marker::PhantomData))
 }
 
+/// An optional member that, when present, is a JSON object (`null` is refused).
+fn some_object<'de, D, T>(deserializer: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    object(deserializer).map(Some)
+}
+
 /// A `T` that was a JSON object.
 struct Object<T>(T);
 
@@ -236,6 +278,10 @@ impl Manifest {
             put_str(&mut h, &s.blake3);
             h.update(&u64::from(s.volume.unwrap_or(0)).to_le_bytes());
         }
+        if let Some(g) = &self.generation {
+            h.update(&g.number.to_le_bytes());
+            put_str(&mut h, &g.parent);
+        }
         h.finalize().to_hex().to_string()
     }
 
@@ -301,6 +347,49 @@ impl Manifest {
         Manifest::parse(&bytes, &path)
     }
 
+    /// Reads and parses generation `number`'s manifest: `manifest.json` when it is the
+    /// current one, its `manifest-NNNNNN.json` otherwise (§11.3).
+    ///
+    /// # Errors
+    /// The generation does not exist (`Incomplete`), or its manifest fails to load or
+    /// names another number.
+    pub fn load_generation(archive: &Path, number: u64, limits: &Limits) -> Result<Manifest> {
+        let current = Manifest::load(archive, limits)?;
+        if current.generation_number() == number {
+            return Ok(current);
+        }
+        if number == 0 || number > current.generation_number() {
+            return Err(crate::ErrorKind::Incomplete {
+                path: archive.to_path_buf(),
+                reason: format!(
+                    "no generation {number}: the archive has generations 1 to {}",
+                    current.generation_number()
+                ),
+            }
+            .into());
+        }
+        let path = archive.join(generation_file_name(number));
+        let bytes = read_capped(&path, limits.max_manifest_bytes)?;
+        let manifest = Manifest::parse(&bytes, &path)?;
+        if manifest.generation_number() != number {
+            return Err(Error::corrupt(
+                Location::file(&path, 0),
+                Defect::mismatch(
+                    Structure::Manifest,
+                    "generation",
+                    format!("{number} (its file name)"),
+                    manifest.generation_number(),
+                ),
+            ));
+        }
+        Ok(manifest)
+    }
+
+    /// The generation's number: 1 for an archive never appended to (§11.3).
+    pub fn generation_number(&self) -> u64 {
+        self.generation.as_ref().map_or(1, |g| g.number)
+    }
+
     fn validate(&self, path: &Path) -> Result<()> {
         let bad = |structure: Structure, field: &'static str, expected: String, found: String| {
             Err(Error::corrupt(
@@ -318,6 +407,42 @@ impl Manifest {
         }
         if version_string(&self.format_version).is_none() {
             return Err(version_error(&self.format_version, path));
+        }
+        let later = format!("{}.{}", VERSION_1_3.0, VERSION_1_3.1);
+        match &self.generation {
+            Some(_) if self.format_version != later => {
+                return bad(
+                    Structure::Manifest,
+                    "format_version",
+                    format!("{later:?} (the manifest has a generation, §11.3)"),
+                    format!("{:?}", self.format_version),
+                )
+            }
+            None if self.format_version == later => {
+                return bad(
+                    Structure::Manifest,
+                    "format_version",
+                    "\"1.0\" or \"1.1\" (a first generation has no generation member)".into(),
+                    format!("{:?}", self.format_version),
+                )
+            }
+            Some(g) if g.number < 2 => {
+                return bad(
+                    Structure::Manifest,
+                    "generation.number",
+                    "2 or more (the first generation has no generation member)".into(),
+                    g.number.to_string(),
+                )
+            }
+            Some(g) if parse_hex::<32>(&g.parent).is_none() => {
+                return bad(
+                    Structure::Manifest,
+                    "generation.parent",
+                    "64 lowercase hex digits".into(),
+                    g.parent.clone(),
+                )
+            }
+            _ => {}
         }
         if parse_hex::<16>(&self.archive_id).is_none() {
             return bad(
@@ -508,16 +633,16 @@ pub(crate) fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>> {
 }
 
 /// The version a manifest's `format_version` names, if this build reads it: exactly
-/// `"1.0"` or `"1.1"` (§10: one encoding, no leading zeros).
+/// `"1.0"`, `"1.1"` or `"1.3"` (§10: one encoding, no leading zeros).
 fn version_string(s: &str) -> Option<(u16, u16)> {
-    [crate::format::VERSION_1_0, crate::format::VERSION_1_1]
+    [VERSION_1_0, VERSION_1_1, VERSION_1_3]
         .into_iter()
         .find(|(major, minor)| s == format!("{major}.{minor}"))
 }
 
-/// The error for a `format_version` that is not `"1.0"` or `"1.1"`: a version this build
-/// does not know is unsupported; 1.2, which it knows, defines nothing in a manifest (only the
-/// parity header, §10), so a manifest that names it is invalid.
+/// The error for a `format_version` that is not `"1.0"`, `"1.1"` or `"1.3"`: a version this
+/// build does not know is unsupported; 1.2, which it knows, defines nothing in a manifest
+/// (only the parity header, §10), so a manifest that names it is invalid.
 fn version_error(s: &str, path: &Path) -> Error {
     match parse_version(s) {
         Some(v)
@@ -530,7 +655,7 @@ fn version_error(s: &str, path: &Path) -> Error {
                 Defect::invalid(
                     Structure::Manifest,
                     "format_version",
-                    "\"1.0\" or \"1.1\" (1.2 changes only the parity header, §10)",
+                    "\"1.0\", \"1.1\" or \"1.3\" (1.2 changes only the parity header, §10)",
                     format!("{s:?}"),
                 ),
             )
@@ -620,6 +745,7 @@ mod tests {
                 raw_bytes: 500,
             },
             shards,
+            generation: None,
             root: String::new(),
         };
         m.root = m.compute_root();
@@ -745,7 +871,7 @@ mod tests {
     }
 
     #[test]
-    fn a_manifest_naming_1_2_is_invalid_and_1_3_unsupported() {
+    fn a_manifest_naming_1_2_is_invalid_and_1_4_unsupported() {
         let mut m = manifest();
         m.format_version = "1.2".into();
         m.root = m.compute_root();
@@ -754,12 +880,65 @@ mod tests {
             matches!(refusal(&bytes), (ErrorKind::Corrupt { .. }, 0)),
             "1.2 defines nothing in a manifest"
         );
-        m.format_version = "1.3".into();
+        m.format_version = "1.4".into();
         m.root = m.compute_root();
         match refusal(&spelled(&m, false, false)) {
-            (ErrorKind::UnsupportedVersion { got, .. }, 0) => assert_eq!(got, (1, 3)),
+            (ErrorKind::UnsupportedVersion { got, .. }, 0) => assert_eq!(got, (1, 4)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_generation_member_goes_with_version_1_3_and_binds_the_parent() {
+        let mut m = manifest();
+        m.format_version = "1.3".into();
+        m.root = m.compute_root();
+        assert!(
+            matches!(
+                refusal(&m.to_canonical_bytes()),
+                (ErrorKind::Corrupt { .. }, 0)
+            ),
+            "1.3 without a generation"
+        );
+        let parent = "ab".repeat(32);
+        m.generation = Some(Generation {
+            number: 2,
+            parent: parent.clone(),
+        });
+        m.root = m.compute_root();
+        let later = parse(&m.to_canonical_bytes()).expect("a valid second generation");
+        assert_eq!(later.generation_number(), 2);
+        // The root covers the parent: another parent is another root.
+        let mut other = later.clone();
+        other.generation = Some(Generation {
+            number: 2,
+            parent: "cd".repeat(32),
+        });
+        assert_ne!(other.compute_root(), later.root);
+        for bad in [
+            Generation {
+                number: 1,
+                parent: parent.clone(),
+            },
+            Generation {
+                number: 3,
+                parent: "AB".repeat(32),
+            },
+        ] {
+            m.generation = Some(bad);
+            m.root = m.compute_root();
+            assert!(matches!(
+                refusal(&m.to_canonical_bytes()),
+                (ErrorKind::Corrupt { .. }, 0)
+            ));
+        }
+        m.format_version = "1.0".into();
+        m.generation = Some(Generation { number: 2, parent });
+        m.root = m.compute_root();
+        assert!(matches!(
+            refusal(&m.to_canonical_bytes()),
+            (ErrorKind::Corrupt { .. }, 0)
+        ));
     }
 
     #[test]

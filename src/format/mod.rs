@@ -15,8 +15,8 @@ pub mod trailer;
 /// The highest format version this build reads and writes: (major, minor). A reader rejects
 /// any other major and any higher minor (§10). Each structure carries the lowest version
 /// that defines all of its bytes: a shard with a dictionary is 1.1, every other is 1.0; a
-/// parity header is 1.2.
-pub const FORMAT_VERSION: (u16, u16) = (1, 2);
+/// parity header is 1.2; a manifest of a later generation is 1.3.
+pub const FORMAT_VERSION: (u16, u16) = (1, 3);
 
 /// Version 1.0: every structure that uses no 1.1 feature carries it, so that 1.0 readers
 /// read every archive that needs nothing newer.
@@ -27,6 +27,9 @@ pub const VERSION_1_1: (u16, u16) = (1, 1);
 
 /// Version 1.2: the archive's root digest in the parity header (§17.1).
 pub const VERSION_1_2: (u16, u16) = (1, 2);
+
+/// Version 1.3: generations, the manifest's `generation` member (§11.3).
+pub const VERSION_1_3: (u16, u16) = (1, 3);
 
 /// Required alignment bounds for the `align_bytes` layout parameter (§3).
 pub const MIN_ALIGN_BYTES: u32 = 64;

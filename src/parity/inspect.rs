@@ -40,6 +40,13 @@ pub enum ParityFileState {
     Loaded,
     /// The folder has no parity file (another folder of the archive has one).
     NoParity,
+    /// The parity file protects an earlier generation of the archive (§11.3): the archive
+    /// was appended to since it was written. It protects nothing of the current one, so it
+    /// is not used; `protect` replaces it.
+    Stale {
+        /// The generation whose root the parity file is bound to.
+        generation: u64,
+    },
     /// The parity file does not load or does not belong to the archive; it is left as it is.
     Unusable {
         /// Why.
@@ -320,6 +327,12 @@ pub(crate) fn folder_statuses(folders: &[PathBuf]) -> Vec<(ParityStatus, Option<
                     None,
                 );
             }
+            if let Some(generation) = stale_generation(folder) {
+                return (
+                    ParityStatus::without_parity(folder, ParityFileState::Stale { generation }),
+                    None,
+                );
+            }
             match inspect(folder) {
                 Ok(d) => (status_of(folder, &d), None),
                 Err(e) => (
@@ -367,4 +380,33 @@ pub(crate) fn parity_folders(dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// The earlier generation a folder's parity file is bound to, if it is bound to one rather
+/// than to the current manifest (§11.3, §17.5): its header checks and its root is the root of
+/// a kept manifest of an earlier generation, which the current one descends from.
+pub(crate) fn stale_generation(folder: &Path) -> Option<u64> {
+    use crate::archive::manifest::{self, Manifest};
+    let limits = crate::Limits::default();
+    let current = Manifest::load(folder, &limits).ok()?;
+    let (file, _) = crate::io::open_regular(&folder.join(PARITY_FILE)).ok()?;
+    let mut bytes = [0u8; crate::format::parity::PARITY_HEADER_LEN];
+    std::io::Read::read_exact(&mut &file, &mut bytes).ok()?;
+    let header = crate::format::parity::ParityHeader::decode(&bytes).ok()?;
+    let root = |m: &Manifest| manifest::parse_hex::<32>(&m.root);
+    if root(&current) == Some(header.root) {
+        return None;
+    }
+    let mut child = current;
+    while let Some(generation) = child.generation.clone() {
+        let parent = Manifest::load_generation(folder, generation.number - 1, &limits).ok()?;
+        if parent.root != generation.parent {
+            return None;
+        }
+        if root(&parent) == Some(header.root) {
+            return Some(parent.generation_number());
+        }
+        child = parent;
+    }
+    None
 }

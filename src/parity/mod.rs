@@ -32,7 +32,7 @@ use crate::{Defect, Error, ErrorKind, Limits, Location, Result, Structure};
 pub const PARITY_FILE: &str = "parity.spp";
 
 /// Suffix of the file a repair writes beside the file it replaces, then renames (§17.6).
-pub(crate) const REPAIR_SUFFIX: &str = ".repair";
+pub(crate) use crate::archive::leftover::REPAIR_SUFFIX;
 
 /// Data layers when the data has at least this many chunks (dvdisaster uses 255 layers in
 /// all, docs/design.md §5).

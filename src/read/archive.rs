@@ -44,6 +44,7 @@ pub struct ArchiveOptions {
     trace: Option<IoTrace>,
     volumes: Option<Vec<PathBuf>>,
     source: SourceKind,
+    generation: Option<u64>,
 }
 
 impl ArchiveOptions {
@@ -77,6 +78,14 @@ impl ArchiveOptions {
         self
     }
 
+    /// Opens generation `number` (1 is the archive as first written) instead of the
+    /// current one (§11.3). An older generation reads exactly as it did when it was current:
+    /// its shards are never changed by later ones.
+    pub fn generation(mut self, number: u64) -> Self {
+        self.generation = Some(number);
+        self
+    }
+
     pub(crate) fn source_kind(&self) -> SourceKind {
         self.source
     }
@@ -97,7 +106,10 @@ impl ArchiveOptions {
             Some(folders) => mounted_volumes(folders)?,
             None => found_at(&path)?,
         };
-        let manifest = Manifest::load(&found.manifest_dir, &self.limits)?;
+        let manifest = match self.generation {
+            Some(number) => Manifest::load_generation(&found.manifest_dir, number, &self.limits)?,
+            None => Manifest::load(&found.manifest_dir, &self.limits)?,
+        };
         let volumes = manifest
             .layout
             .volume_size
@@ -381,6 +393,11 @@ impl Archive {
             .map(|s| s.samples)
             .collect();
         EpochOrder::new(&samples, shuffle, epoch)
+    }
+
+    /// The generation this archive was opened at (1 for an archive never appended to).
+    pub fn generation(&self) -> u64 {
+        self.inner.manifest.generation_number()
     }
 
     /// The options this archive was opened with.

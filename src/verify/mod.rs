@@ -3,6 +3,7 @@
 //! check holds).
 
 mod archive;
+mod generations;
 mod index;
 mod report;
 mod shard;
@@ -11,12 +12,10 @@ mod walk;
 
 use crate::codec::dictionary::DecodingDictionary;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::archive::manifest::PARTIAL_SUFFIX;
 use crate::archive::manifest::{self, Manifest, ShardInfo, MANIFEST_FILE};
 use crate::codec;
 use crate::format::block::{self, BlockHeader, BLOCK_HEADER_LEN, BLOCK_SYNC};
@@ -55,6 +54,7 @@ pub fn verify_with_progress(
     fs::read_dir(dir).map_err(|e| Error::io(dir, "read archive folder", e))?;
     let mut v = Verifier {
         findings: Vec::new(),
+        leftovers: Vec::new(),
         complete: true,
         mode: options.mode,
         limits: options.limits,
@@ -69,6 +69,9 @@ pub fn verify_with_progress(
     let found = crate::archive::volume::find(dir).filter(|f| f.manifest_dir != dir);
     let manifest_dir = found.as_ref().map_or(dir, |f| f.manifest_dir.as_path());
     let manifest = v.check_manifest(manifest_dir, options);
+    if let Some(m) = &manifest {
+        v.check_generations(manifest_dir, m);
+    }
     let volumes = match (&manifest, &found) {
         (Some(m), Some(f)) if m.layout.volume_size.is_some() => {
             Some(crate::archive::volume::VolumeSet::new(m, &f.volume_dirs))
@@ -110,54 +113,31 @@ pub fn verify_with_progress(
             .collect(),
     };
     for folder in &folders {
-        // Suffixes are tested on the raw bytes: a name that is not UTF-8 is still a leftover.
         for raw in raw_listing(folder) {
-            let bytes = raw.as_bytes();
-            if bytes.ends_with(PARTIAL_SUFFIX.as_bytes()) {
-                if raw == std::ffi::OsStr::new(&format!("{}{PARTIAL_SUFFIX}", crate::PARITY_FILE)) {
-                    // An interrupted protect: the archive's own files are unaffected (§2).
-                    v.push(
-                        folder.join(&raw),
-                        None,
-                        0,
-                        0,
-                        Defect::invalid(
-                            Structure::LeftoverFile,
-                            "partial parity file",
-                            "none (protect finishes or removes it)",
-                            "present (interrupted protect?)",
-                        ),
-                    );
-                    continue;
+            // What interrupted commands leave changes nothing the archive holds (§11.3):
+            // listed apart from the findings; `gc` removes it.
+            let listed_here = |name: &str| {
+                shard_number_of(name).is_some_and(|n| {
+                    shards
+                        .iter()
+                        .any(|(i, p, _)| *i == n && *p == folder.join(name))
+                        || (volumes.is_some()
+                            && manifest
+                                .as_ref()
+                                .and_then(|m| m.shards.get(n as usize))
+                                .is_some_and(|s| s.file == name))
+                })
+            };
+            if let Some(kind) =
+                crate::archive::leftover::classify(&raw, manifest.as_ref(), listed_here)
+            {
+                if manifest.is_none() && kind == crate::archive::leftover::LeftoverKind::Partial {
+                    v.complete = false;
                 }
-                v.complete = false;
-                v.push(
-                    folder.join(&raw),
-                    None,
-                    0,
-                    0,
-                    Defect::invalid(
-                        Structure::LeftoverFile,
-                        "partial file",
-                        "none (pack finishes or removes it)",
-                        "present (interrupted pack?)",
-                    ),
-                );
-                continue;
-            }
-            if bytes.ends_with(crate::parity::REPAIR_SUFFIX.as_bytes()) {
-                v.push(
-                    folder.join(&raw),
-                    None,
-                    0,
-                    0,
-                    Defect::invalid(
-                        Structure::LeftoverFile,
-                        "repair file",
-                        "none (repair renames it over the file it replaces)",
-                        "present (interrupted repair?)",
-                    ),
-                );
+                v.leftovers.push(crate::archive::leftover::Leftover {
+                    path: folder.join(&raw),
+                    kind,
+                });
                 continue;
             }
             let Some(name) = raw.to_str() else {
@@ -180,19 +160,6 @@ pub fn verify_with_progress(
                             "in another volume",
                             format!("only in the folder of volume {}", s.volume.unwrap_or(0)),
                             "a copy in this volume folder",
-                        ),
-                    );
-                } else if !listed && entry.is_none_or(|_| volumes.is_none()) {
-                    v.push(
-                        folder.join(name),
-                        Some(n),
-                        0,
-                        0,
-                        Defect::invalid(
-                            Structure::ShardFile,
-                            "",
-                            "only shards listed in the manifest",
-                            "a shard file the manifest does not list",
                         ),
                     );
                 }
@@ -353,6 +320,8 @@ pub fn verify_with_progress(
         samples: manifest.as_ref().map_or(0, |m| m.totals.samples),
         bytes_checked: v.bytes_checked,
         findings: v.findings,
+        leftovers: v.leftovers,
+        generations: manifest.as_ref().map_or(0, |m| m.generation_number()),
     })
 }
 
@@ -413,6 +382,7 @@ fn shard_number_of(name: &str) -> Option<u32> {
 
 struct Verifier {
     findings: Vec<Finding>,
+    leftovers: Vec<crate::archive::leftover::Leftover>,
     complete: bool,
     mode: VerifyMode,
     limits: Limits,
@@ -435,6 +405,7 @@ impl Verifier {
     fn fresh(&self) -> Verifier {
         Verifier {
             findings: Vec::new(),
+            leftovers: Vec::new(),
             complete: true,
             mode: self.mode,
             limits: self.limits,

@@ -278,6 +278,12 @@ pub struct VerifyReport {
     pub bytes_checked: u64,
     /// Every defect found.
     pub findings: Vec<Finding>,
+    /// Files no generation refers to, left by interrupted commands (§11.3). They change
+    /// nothing the archive holds, so they do not make it invalid; `gc` removes them.
+    pub leftovers: Vec<crate::archive::leftover::Leftover>,
+    /// The number of generations checked: the current one and every one before it (0
+    /// without a readable manifest).
+    pub generations: u64,
     /// With parity: whether `repair` can rebuild every damaged byte (BagIt's
     /// complete/valid, plus recoverable): no volume is missing, every folder holding
     /// protected files has a parity file that loads, and every status is recoverable.

@@ -767,6 +767,7 @@ impl Writer {
                 raw_bytes: all.iter().map(|s| s.raw_bytes).sum(),
             },
             shards,
+            generation: None,
             root: String::new(),
         };
         manifest.root = manifest.compute_root();
