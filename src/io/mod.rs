@@ -4,10 +4,10 @@
 //! object, a test double). Tracing wraps a source and observes it; it never changes what
 //! is read or checked.
 
-mod mmap;
+mod sys;
 pub mod trace;
 
-pub(crate) use mmap::{advise_sequential, start_writeback};
+pub(crate) use sys::{advise_sequential, start_writeback, Dir, EntryKind};
 
 use std::borrow::Cow;
 use std::fs::File;
@@ -22,7 +22,7 @@ use crate::{Error, Result};
 
 /// The bytes of one shard file, borrowed by readers as `&[u8]`.
 pub(crate) enum ShardBytes {
-    Mapped(mmap::ReadOnlyMap),
+    Mapped(sys::ReadOnlyMap),
     Owned(Vec<u8>),
 }
 
@@ -33,7 +33,7 @@ impl ShardBytes {
         if len == 0 {
             return Ok(ShardBytes::Owned(Vec::new()));
         }
-        mmap::ReadOnlyMap::new(&file)
+        sys::ReadOnlyMap::new(&file)
             .map(ShardBytes::Mapped)
             .map_err(|e| Error::io(path, "map", e))
     }
@@ -273,7 +273,7 @@ impl ArchiveLock {
     /// this one) holds it.
     pub(crate) fn take(dir: &Path) -> Result<ArchiveLock> {
         let folder = File::open(dir).map_err(|e| Error::io(dir, "open archive folder", e))?;
-        let locked = mmap::try_lock_exclusive(&folder).map_err(|e| Error::io(dir, "lock", e))?;
+        let locked = sys::try_lock_exclusive(&folder).map_err(|e| Error::io(dir, "lock", e))?;
         if !locked {
             return Err(Error::io(
                 dir,
