@@ -199,6 +199,52 @@ pub fn extract(
     Ok(report)
 }
 
+/// Extracts the samples of a stream as they pass (see [`crate::stream::StreamReader`]) into
+/// `dir` (new or empty), stopping at the first damage: a stream cannot be resynchronised in
+/// one pass, so everything before the damage is written and the damage is in
+/// [`ExtractReport::damaged`]. A refused field is reported and the rest is extracted.
+///
+/// # Errors
+/// As [`extract`]: `dir` cannot be used, or an I/O error while writing (a full disk) stops
+/// the extraction and removes `dir` if this call created it.
+pub fn extract_stream<R: std::io::Read>(
+    stream: crate::stream::StreamReader<R>,
+    dir: &Path,
+) -> Result<ExtractReport> {
+    let created = fs::symlink_metadata(dir).is_err();
+    let extractor = Extractor::new(dir)?;
+    let mut report = ExtractReport::default();
+    for item in stream {
+        match item {
+            Ok(crate::stream::StreamItem::Sample(sample)) => {
+                extractor.extract_sample(&sample, &mut report);
+            }
+            Ok(_) => {}
+            Err(e) if e.is_io() => {
+                // Reading the stream failed (not its bytes: the device): a local error.
+                if created {
+                    let _ = fs::remove_dir_all(dir);
+                }
+                return Err(e);
+            }
+            Err(e) => {
+                report.damaged.push(e);
+                break;
+            }
+        }
+        if report.failures.last().is_some_and(|f| f.error.is_io()) {
+            if created {
+                let _ = fs::remove_dir_all(dir);
+            }
+            let Some(last) = report.failures.pop() else {
+                break;
+            };
+            return Err(last.error);
+        }
+    }
+    Ok(report)
+}
+
 /// Writes `data` at `rel` under the open folder `root` (named `root_path` in errors),
 /// creating folders one component at a time with `mkdirat` and entering each with `openat`
 /// (`O_DIRECTORY | O_NOFOLLOW`), so that nothing that is not a real folder (such as a

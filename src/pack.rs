@@ -352,7 +352,7 @@ impl FolderListing {
         options: &PackOptions,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<PackReport> {
-        refuse_output_inside(&self.root, dir)?;
+        crate::io::refuse_output_inside(&self.root, dir)?;
         if !options.skip_special {
             self.refuse_special_files()?;
         }
@@ -647,41 +647,6 @@ pub fn pack_folder(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PackReport> {
     FolderListing::scan(input)?.pack(output, builder, options, progress)
-}
-
-/// An archive written inside the folder being packed would be read back into itself (its
-/// own partial shards listed as samples): refused before anything is created.
-fn refuse_output_inside(input: &Path, output: &Path) -> Result<()> {
-    let input = fs::canonicalize(input).map_err(|e| Error::io(input, "resolve", e))?;
-    // The output need not exist yet: resolve its nearest existing ancestor, then append
-    // the rest, so that links and `..` anywhere in it are seen through.
-    let mut existing = output.to_path_buf();
-    let mut rest = Vec::new();
-    while fs::symlink_metadata(&existing).is_err() {
-        match (existing.file_name(), existing.parent()) {
-            (Some(name), Some(parent)) => {
-                rest.push(name.to_os_string());
-                existing = parent.to_path_buf();
-            }
-            _ => break,
-        }
-        if existing.as_os_str().is_empty() {
-            existing = PathBuf::from(".");
-        }
-    }
-    let mut resolved =
-        fs::canonicalize(&existing).map_err(|e| Error::io(&existing, "resolve", e))?;
-    resolved.extend(rest.iter().rev());
-    if resolved.starts_with(&input) {
-        return Err(Error::invalid_input(
-            output.display().to_string(),
-            format!(
-                "the archive would be inside the folder being packed ({}); choose a path outside it",
-                input.display()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

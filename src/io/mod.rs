@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::fs::File;
 use std::io;
 use std::ops::Deref;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::io::trace::{IoKind, IoTrace};
@@ -317,4 +317,40 @@ impl Deref for ShardBytes {
             ShardBytes::Owned(bytes) => bytes,
         }
     }
+}
+
+/// An archive written inside a folder being read (packed, salvaged) would be read back into
+/// itself (its own partial shards listed as inputs) or change the folder read: refused
+/// before anything is created.
+pub(crate) fn refuse_output_inside(input: &Path, output: &Path) -> Result<()> {
+    let input = std::fs::canonicalize(input).map_err(|e| Error::io(input, "resolve", e))?;
+    // The output need not exist yet: resolve its nearest existing ancestor, then append
+    // the rest, so that links and `..` anywhere in it are seen through.
+    let mut existing = output.to_path_buf();
+    let mut rest = Vec::new();
+    while std::fs::symlink_metadata(&existing).is_err() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                existing = parent.to_path_buf();
+            }
+            _ => break,
+        }
+        if existing.as_os_str().is_empty() {
+            existing = PathBuf::from(".");
+        }
+    }
+    let mut resolved =
+        std::fs::canonicalize(&existing).map_err(|e| Error::io(&existing, "resolve", e))?;
+    resolved.extend(rest.iter().rev());
+    if resolved.starts_with(&input) {
+        return Err(Error::invalid_input(
+            output.display().to_string(),
+            format!(
+                "the archive would be inside the folder being read ({}); choose a path outside it",
+                input.display()
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -257,7 +257,36 @@ impl WriterBuilder {
         }
     }
 
+    /// Checks every option against the format's rules (§9.1) without creating anything:
+    /// what [`create`](Self::create) would refuse, so that a front end can refuse bad
+    /// arguments before it walks a folder. The stream record size is checked by
+    /// [`create_stream`](Self::create_stream) only, as it applies to streams only.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::InvalidInput`] naming the option and its allowed range.
+    pub fn validate(&self) -> Result<()> {
+        self.check_options()?;
+        if let Some(budget) = self.volume_size {
+            self.check_volume_budget(budget)?;
+        }
+        Ok(())
+    }
+
     fn check(&self) -> Result<BlockCoder> {
+        self.check_options()?;
+        let level = match self.compression {
+            Compression::Zstd { level } => Some(level),
+            Compression::None => None,
+        };
+        // One core: compress on the writer's own thread; more: one worker per core.
+        let threads = match self.threads.unwrap_or_else(BlockCoder::default_threads) {
+            1 => 0,
+            n => n,
+        };
+        BlockCoder::new(level, threads).map_err(|e| Error::io(Path::new("zstd"), "set up", e))
+    }
+
+    fn check_options(&self) -> Result<()> {
         if !format::is_valid_align(self.align) {
             return Err(Error::invalid_input(
                 "align",
@@ -295,22 +324,15 @@ impl WriterBuilder {
                 ));
             }
         }
-        let level = match self.compression {
-            Compression::Zstd { level } if (-7..=22).contains(&level) => Some(level),
-            Compression::Zstd { level } => {
+        if let Compression::Zstd { level } = self.compression {
+            if !(-7..=22).contains(&level) {
                 return Err(Error::invalid_input(
                     format!("zstd level {level}"),
                     "must be from -7 to 22",
-                ))
+                ));
             }
-            Compression::None => None,
-        };
-        // One core: compress on the writer's own thread; more: one worker per core.
-        let threads = match self.threads.unwrap_or_else(BlockCoder::default_threads) {
-            1 => 0,
-            n => n,
-        };
-        BlockCoder::new(level, threads).map_err(|e| Error::io(Path::new("zstd"), "set up", e))
+        }
+        Ok(())
     }
 
     /// Refuses a volume budget that cannot hold the smallest shard beside the manifest's
@@ -323,10 +345,11 @@ impl WriterBuilder {
         let least = need.saturating_add(MANIFEST_RESERVE_BYTES);
         if budget < least {
             return Err(Error::invalid_input(
-                format!("volume size {budget}"),
+                format!("volume budget {budget}"),
                 format!(
-                    "must be at least {least} bytes: {MANIFEST_RESERVE_BYTES} kept for the \
-                     manifest and {need} for the smallest shard with this alignment"
+                    "the bytes of a volume for shards and manifest (after room for its file \
+                     system and parity) must be at least {least}: {MANIFEST_RESERVE_BYTES} kept \
+                     for the manifest and {need} for the smallest shard with this alignment"
                 ),
             ));
         }
@@ -1607,7 +1630,7 @@ mod volume_tests {
                 .err()
                 .unwrap_or_else(|| panic!("budget {budget} accepted"));
             assert!(
-                matches!(err.kind(), ErrorKind::InvalidInput { subject, .. } if subject.contains("volume size")),
+                matches!(err.kind(), ErrorKind::InvalidInput { subject, .. } if subject.contains("volume budget")),
                 "{err}"
             );
             assert!(!path.exists(), "budget {budget} left {}", path.display());
