@@ -1531,7 +1531,6 @@ mod tests {
 #[cfg(test)]
 mod large_tests {
     use super::*;
-    use std::io::Write as _;
 
     fn archive_bytes(dir: &Path, name: &str, builder: WriterBuilder, data: &[u8]) -> Vec<u8> {
         let path = dir.join(name);
