@@ -182,7 +182,7 @@ fn refuse_inapplicable(args: &Args, to_stream: bool) -> Result<()> {
             );
         }
         if args.parity.is_some_and(|p| p != 0.0) {
-            bail!("--parity applies to archive folders only: unstream the stream, then protect it");
+            bail!("--parity applies to archive folders only; streams carry no parity: unstream, then protect");
         }
     } else {
         if args.record_size.is_some() {
