@@ -705,6 +705,18 @@ pub enum ErrorKind {
         /// Why it is refused.
         reason: String,
     },
+    /// A file being read into an archive is not what it was when it was listed or opened:
+    /// it grew, shrank, changed between two reads, or was replaced by something that is not
+    /// a regular file (which is never followed). Nothing of the sample was kept; pack again
+    /// once the folder has stopped changing.
+    InputChanged {
+        /// The file.
+        path: PathBuf,
+        /// Where in the file the change was seen.
+        offset: u64,
+        /// What changed.
+        change: InputChange,
+    },
     /// A configured limit (see [`crate::Limits`]) stopped the operation before it allocated
     /// or wrote more than allowed.
     LimitExceeded {
@@ -717,6 +729,57 @@ pub enum ErrorKind {
         /// The value that exceeded it.
         got: u64,
     },
+}
+
+/// How a file being read into an archive was found to have changed (see
+/// [`ErrorKind::InputChanged`]).
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InputChange {
+    /// Its size when opened is not the size taken before (when the folder was walked, or
+    /// the length the caller gave).
+    Size {
+        /// The size taken before.
+        expected: u64,
+        /// Its size when opened.
+        found: u64,
+    },
+    /// It ended before its `expected` length, at the offset of the error.
+    Shrank {
+        /// The length it should have.
+        expected: u64,
+    },
+    /// It has more bytes than its `expected` length.
+    Grew {
+        /// The length it should have.
+        expected: u64,
+    },
+    /// Its bytes differ between the two reads of a sample too large to hold in memory.
+    Contents,
+    /// It is no longer a regular file (it was replaced, for instance by a symbolic link).
+    NotRegular {
+        /// What it is now, e.g. "a symbolic link".
+        now: &'static str,
+    },
+}
+
+impl fmt::Display for InputChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InputChange::Size { expected, found } => write!(
+                f,
+                "it is {found} bytes long, not the {expected} bytes it had when listed"
+            ),
+            InputChange::Shrank { expected } => {
+                write!(f, "it ended before its {expected} bytes")
+            }
+            InputChange::Grew { expected } => write!(f, "it grew beyond its {expected} bytes"),
+            InputChange::Contents => f.write_str("its bytes changed between two reads"),
+            InputChange::NotRegular { now } => {
+                write!(f, "it is now {now}, not a regular file (never followed)")
+            }
+        }
+    }
 }
 
 impl Error {
@@ -759,6 +822,15 @@ impl Error {
             op,
             offset: Some(offset),
             source,
+        }
+        .into()
+    }
+
+    pub(crate) fn input_changed(path: &Path, offset: u64, change: InputChange) -> Self {
+        ErrorKind::InputChanged {
+            path: path.to_path_buf(),
+            offset,
+            change,
         }
         .into()
     }
@@ -856,6 +928,15 @@ impl fmt::Display for Error {
             }
             ErrorKind::KeyNotFound { key } => write!(f, "no sample has the key {key:?}"),
             ErrorKind::InvalidInput { subject, reason } => write!(f, "{subject}: {reason}"),
+            ErrorKind::InputChanged {
+                path,
+                offset,
+                change,
+            } => write!(
+                f,
+                "{} changed while being read (at byte {offset}): {change}",
+                path.display()
+            ),
             ErrorKind::LimitExceeded {
                 location,
                 limit,
@@ -889,7 +970,9 @@ impl From<Error> for io::Error {
             ErrorKind::KeyNotFound { .. } | ErrorKind::OrdinalOutOfRange { .. } => {
                 io::ErrorKind::NotFound
             }
-            ErrorKind::InvalidInput { .. } => io::ErrorKind::InvalidInput,
+            ErrorKind::InvalidInput { .. } | ErrorKind::InputChanged { .. } => {
+                io::ErrorKind::InvalidInput
+            }
             ErrorKind::Incomplete { .. } => io::ErrorKind::InvalidData,
         };
         io::Error::new(kind, err)

@@ -6,10 +6,12 @@
 //! or followed, and no existing file is overwritten. The target folder must be new or empty,
 //! so that nothing planted in it beforehand (such as a symbolic link) can be followed.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use crate::io::Dir;
 use crate::{Archive, Error, Result, Sample};
 
 /// The relative path a sample's field is extracted to: `key.field`, or `key` for an empty
@@ -91,6 +93,9 @@ impl ExtractReport {
 #[derive(Debug)]
 pub struct Extractor {
     dir: PathBuf,
+    /// The target folder, open: every file is created relative to it, one component at a
+    /// time, so no path is too long and none is resolved again from its start.
+    root: Dir,
 }
 
 impl Extractor {
@@ -120,7 +125,8 @@ impl Extractor {
             }
             Err(_) => fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, "create", e))?,
         }
-        Ok(Extractor { dir })
+        let root = Dir::open(&dir).map_err(|e| Error::io(&dir, "open", e))?;
+        Ok(Extractor { dir, root })
     }
 
     /// The target folder.
@@ -135,7 +141,7 @@ impl Extractor {
     pub fn extract_sample(&self, sample: &Sample, report: &mut ExtractReport) {
         report.samples += 1;
         for (name, data) in sample.fields() {
-            match write_inside(&self.dir, &field_path(sample.key(), name), data) {
+            match write_inside(&self.root, &self.dir, &field_path(sample.key(), name), data) {
                 Ok(()) => {
                     report.files += 1;
                     report.bytes += data.len() as u64;
@@ -193,37 +199,102 @@ pub fn extract(
     Ok(report)
 }
 
-/// Writes `data` at `root/rel`, creating folders one component at a time and refusing to
-/// pass through anything that is not a real folder (such as a symbolic link).
-fn write_inside(root: &Path, rel: &str, data: &[u8]) -> Result<()> {
+/// Extracts the samples of a stream as they pass (see [`crate::stream::StreamReader`]) into
+/// `dir` (new or empty), stopping at the first damage: a stream cannot be resynchronised in
+/// one pass, so everything before the damage is written and the damage is in
+/// [`ExtractReport::damaged`]. A refused field is reported and the rest is extracted.
+///
+/// # Errors
+/// As [`extract`]: `dir` cannot be used, or an I/O error while writing (a full disk) stops
+/// the extraction and removes `dir` if this call created it.
+pub fn extract_stream<R: std::io::Read>(
+    stream: crate::stream::StreamReader<R>,
+    dir: &Path,
+) -> Result<ExtractReport> {
+    let created = fs::symlink_metadata(dir).is_err();
+    let extractor = Extractor::new(dir)?;
+    let mut report = ExtractReport::default();
+    for item in stream {
+        match item {
+            Ok(crate::stream::StreamItem::Sample(sample)) => {
+                extractor.extract_sample(&sample, &mut report);
+            }
+            Ok(_) => {}
+            Err(e) if e.is_io() => {
+                // Reading the stream failed (not its bytes: the device): a local error.
+                if created {
+                    let _ = fs::remove_dir_all(dir);
+                }
+                return Err(e);
+            }
+            Err(e) => {
+                report.damaged.push(e);
+                break;
+            }
+        }
+        if report.failures.last().is_some_and(|f| f.error.is_io()) {
+            if created {
+                let _ = fs::remove_dir_all(dir);
+            }
+            let Some(last) = report.failures.pop() else {
+                break;
+            };
+            return Err(last.error);
+        }
+    }
+    Ok(report)
+}
+
+/// Writes `data` at `rel` under the open folder `root` (named `root_path` in errors),
+/// creating folders one component at a time with `mkdirat` and entering each with `openat`
+/// (`O_DIRECTORY | O_NOFOLLOW`), so that nothing that is not a real folder (such as a
+/// symbolic link) is passed through; the file is created with `O_CREAT | O_EXCL |
+/// O_NOFOLLOW`, never overwriting or following anything.
+fn write_inside(root: &Dir, root_path: &Path, rel: &str, data: &[u8]) -> Result<()> {
     let parts = safe_components(rel)?;
     let Some((file_name, folders)) = parts.split_last() else {
         return Err(Error::invalid_input("\"\"", "refusing an empty path"));
     };
-    let mut dir = root.to_path_buf();
+    let mut path = root_path.to_path_buf();
+    let mut opened: Option<Dir> = None;
     for part in folders {
-        dir.push(part);
-        match fs::symlink_metadata(&dir) {
-            Ok(m) if m.file_type().is_dir() => {}
-            Ok(_) => {
-                return Err(Error::invalid_input(
-                    dir.display().to_string(),
-                    "refusing to write through something that is not a folder",
-                ))
+        path.push(part);
+        let parent = opened.as_ref().unwrap_or(root);
+        let name = OsStr::new(part);
+        let dir = match parent.open_dir(name) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                match parent.create_dir(name) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(Error::io(&path, "create", e)),
+                }
+                parent.open_dir(name).map_err(|e| refuse_or_io(&path, e))?
             }
-            Err(_) => fs::create_dir(&dir).map_err(|e| Error::io(&dir, "create", e))?,
-        }
+            Err(e) => return Err(refuse_or_io(&path, e)),
+        };
+        opened = Some(dir);
     }
-    let path = dir.join(file_name);
-    // create_new is O_CREAT|O_EXCL: it never follows a symbolic link and never overwrites.
-    let mut file = fs::File::options()
-        .write(true)
-        .create_new(true)
-        .open(&path)
+    path.push(file_name);
+    let parent = opened.as_ref().unwrap_or(root);
+    let mut file = parent
+        .create_file(OsStr::new(file_name))
         .map_err(|e| Error::io(&path, "create", e))?;
     file.write_all(data)
         .map_err(|e| Error::io(&path, "write", e))?;
     Ok(())
+}
+
+/// A folder component that is a symbolic link (`ELOOP`) or not a folder (`ENOTDIR`) is
+/// refused; anything else is an I/O error.
+fn refuse_or_io(path: &Path, e: std::io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::ELOOP) | Some(libc::ENOTDIR) => Error::invalid_input(
+            path.display().to_string(),
+            "refusing to write through something that is not a folder",
+        ),
+        _ => Error::io(path, "open folder", e),
+    }
 }
 
 #[cfg(test)]
@@ -300,10 +371,11 @@ mod tests {
         let root = tmp.path().join("out");
         fs::create_dir(&root).unwrap();
         std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
-        let e = write_inside(&root, "link/payload", b"x").unwrap_err();
+        let dir = Dir::open(&root).unwrap();
+        let e = write_inside(&dir, &root, "link/payload", b"x").unwrap_err();
         assert!(e.to_string().contains("refusing"), "{e}");
         std::os::unix::fs::symlink(outside.join("f"), root.join("file")).unwrap();
-        assert!(write_inside(&root, "file", b"x").is_err());
+        assert!(write_inside(&dir, &root, "file", b"x").is_err());
         assert!(fs::read_dir(&outside).unwrap().next().is_none());
     }
 }

@@ -40,7 +40,7 @@ pub use archive::manifest::Manifest;
 pub use archive::media::{
     volume_budget, volume_data_budget, MediaProfile, Volume, MAX_STREAM_RECORD, MIN_STREAM_RECORD,
 };
-pub use error::{Defect, Error, ErrorKind, Location, Result, Structure};
+pub use error::{Defect, Error, ErrorKind, InputChange, Location, Result, Structure};
 pub use format::stream::EntryKind;
 pub use io::trace::{IoKind, IoOp, IoTrace};
 pub use io::{AccessPattern, ReadAt, SourceKind};
@@ -54,4 +54,6 @@ pub use read::{Archive, ArchiveOptions, Iter, Sample, Samples, Shard};
 pub use salvage::{salvage, LostKind, LostRange, SalvageReport};
 pub use verify::stream::{verify_stream, StreamVerifyReport};
 pub use verify::{verify, verify_with_progress, Finding, VerifyMode, VerifyOptions, VerifyReport};
-pub use write::{Compression, Writer, WriterBuilder, PARTIAL_SUFFIX, WRITER_NAME};
+pub use write::{
+    Compression, FieldData, Writer, WriterBuilder, LARGE_RECORD_BYTES, PARTIAL_SUFFIX, WRITER_NAME,
+};

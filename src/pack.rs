@@ -9,13 +9,18 @@
 //! to skip them.
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::{Error, Manifest, ProtectReport, Result, Writer, WriterBuilder};
+use crate::io::{Dir, EntryKind};
+use crate::write::FieldData;
+use crate::{Error, InputChange, Manifest, ProtectReport, Result, Writer, WriterBuilder};
 
 /// Splits a '/'-separated relative path into (key, field name) by the WebDataset
 /// convention: the key is the path up to the first dot of the file name, the field name is
@@ -58,6 +63,9 @@ pub struct FolderField {
     /// Its size when the folder was walked; a file that changes size before it is read
     /// makes the pack fail.
     pub size: u64,
+    /// Its path from the folder walked, '/'-separated: opened one component at a time.
+    #[serde(skip)]
+    rel: String,
 }
 
 /// One sample of a folder: a key and its files, sorted by field name.
@@ -153,12 +161,19 @@ pub struct PackReport {
 pub struct FolderListing {
     /// The folder walked.
     root: PathBuf,
+    /// Its device and inode when walked: the folder opened to read the files must be it.
+    root_id: (u64, u64),
     samples: Vec<FolderSample>,
     special: Vec<SpecialFile>,
 }
 
 /// Samples each file-reading thread may hold ready ahead of the writer.
 const READ_AHEAD: usize = 16;
+
+/// A sample of at most this many bytes of files is read ahead into memory by a reading
+/// thread; a larger one is only opened there and read by the writer in pieces, so that the
+/// samples held ahead take at most `READ_AHEAD` × this per thread.
+const READ_AHEAD_SAMPLE_BYTES: u64 = 1 << 20;
 
 impl FolderListing {
     /// Walks `root` and groups its regular files into samples. Symbolic links and special
@@ -176,42 +191,65 @@ impl FolderListing {
                 "the input is not a folder",
             ));
         }
+        let root_dir = Dir::open(root).map_err(|e| Error::io(root, "open input folder", e))?;
+        let root_meta = root_dir
+            .metadata()
+            .map_err(|e| Error::io(root, "stat input folder", e))?;
         let mut files = Vec::new();
         let mut special = Vec::new();
-        let mut stack = vec![(root.to_path_buf(), String::new())];
-        while let Some((dir, prefix)) = stack.pop() {
-            let entries = fs::read_dir(&dir).map_err(|e| Error::io(&dir, "read folder", e))?;
-            for entry in entries {
-                let entry = entry.map_err(|e| Error::io(&dir, "read folder", e))?;
-                let path = entry.path();
-                let Ok(name) = entry.file_name().into_string() else {
+        // Folders to read: the open folder they are in (none for the root), name, '/'-path.
+        // Each folder is opened relative to its parent, so no path is resolved from its
+        // start and none is too long; a parent stays open only while children wait.
+        let root_dir = Arc::new(root_dir);
+        let mut stack: Vec<(Option<Arc<Dir>>, String, String)> =
+            vec![(None, String::new(), String::new())];
+        while let Some((parent, name, prefix)) = stack.pop() {
+            let dir_path = root.join(&prefix);
+            let dir = match parent {
+                None => Arc::clone(&root_dir),
+                Some(parent) => Arc::new(
+                    parent
+                        .open_dir(OsStr::new(&name))
+                        .map_err(|e| Error::io(&dir_path, "open folder", e))?,
+                ),
+            };
+            let entries = dir
+                .entries()
+                .map_err(|e| Error::io(&dir_path, "read folder", e))?;
+            for (name, kind) in entries {
+                let path = dir_path.join(&name);
+                let Ok(name) = name.into_string() else {
                     return Err(Error::invalid_input(
                         path.display().to_string(),
                         "the file name is not valid UTF-8; keys must be UTF-8",
                     ));
                 };
                 let rel = if prefix.is_empty() {
-                    name
+                    name.clone()
                 } else {
                     format!("{prefix}/{name}")
                 };
-                // The directory entry's type needs no system call; the size of a file does.
-                let kind = entry.file_type().map_err(|e| Error::io(&path, "stat", e))?;
-                if kind.is_dir() {
-                    stack.push((path, rel));
-                } else if kind.is_file() {
-                    let size = entry
-                        .metadata()
-                        .map_err(|e| Error::io(&path, "stat", e))?
-                        .len();
-                    files.push((rel, path, size));
-                } else {
-                    let kind = if kind.is_symlink() {
-                        SpecialKind::SymbolicLink
-                    } else {
-                        SpecialKind::Other
-                    };
-                    special.push(SpecialFile { path, kind });
+                // The entry's type needs no system call when the file system gives it; the
+                // size of a file does.
+                let (kind, size) = match kind {
+                    Some(EntryKind::Folder) => (EntryKind::Folder, 0),
+                    Some(EntryKind::SymbolicLink) => (EntryKind::SymbolicLink, 0),
+                    Some(EntryKind::Other) => (EntryKind::Other, 0),
+                    Some(EntryKind::File) | None => dir
+                        .stat(OsStr::new(&name))
+                        .map_err(|e| Error::io(&path, "stat", e))?,
+                };
+                match kind {
+                    EntryKind::Folder => stack.push((Some(Arc::clone(&dir)), name, rel)),
+                    EntryKind::File => files.push((rel, path, size)),
+                    EntryKind::SymbolicLink => special.push(SpecialFile {
+                        path,
+                        kind: SpecialKind::SymbolicLink,
+                    }),
+                    EntryKind::Other => special.push(SpecialFile {
+                        path,
+                        kind: SpecialKind::Other,
+                    }),
                 }
             }
         }
@@ -226,6 +264,7 @@ impl FolderListing {
                     name: name.to_string(),
                     path,
                     size,
+                    rel: rel.clone(),
                 });
         }
         let samples = grouped
@@ -237,6 +276,7 @@ impl FolderListing {
             .collect();
         Ok(FolderListing {
             root: root.to_path_buf(),
+            root_id: (root_meta.dev(), root_meta.ino()),
             samples,
             special,
         })
@@ -312,7 +352,7 @@ impl FolderListing {
         options: &PackOptions,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<PackReport> {
-        refuse_output_inside(&self.root, dir)?;
+        crate::io::refuse_output_inside(&self.root, dir)?;
         if !options.skip_special {
             self.refuse_special_files()?;
         }
@@ -403,8 +443,15 @@ impl FolderListing {
                 let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
                 ready.push(rx);
                 scope.spawn(move || {
+                    let mut opener = match self.opener() {
+                        Ok(o) => o,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
                     for sample in list.iter().skip(first).step_by(readers) {
-                        if tx.send(read_fields(sample)).is_err() {
+                        if tx.send(opener.open_sample(sample)).is_err() {
                             return;
                         }
                     }
@@ -422,19 +469,138 @@ impl FolderListing {
                             std::io::Error::other("a file-reading thread stopped"),
                         )
                     })??;
-                let named: Vec<(&str, &[u8])> = sample
+                let named: Vec<(&str, FieldData<'_>)> = sample
                     .fields
                     .iter()
                     .zip(&data)
-                    .map(|(f, d)| (f.name.as_str(), d.as_slice()))
+                    .map(|(f, d)| {
+                        let source = match d {
+                            Opened::Read(bytes) => FieldData::Bytes(bytes),
+                            Opened::File(file) => FieldData::file(file, f.size, &f.path),
+                        };
+                        (f.name.as_str(), source)
+                    })
                     .collect();
-                writer.append(&sample.key, &named)?;
-                done += data.iter().map(|d| d.len() as u64).sum::<u64>();
+                writer.append_from(&sample.key, &named)?;
+                done += sample.fields.iter().map(|f| f.size).sum::<u64>();
                 progress(done, total);
             }
             Ok::<(), Error>(())
         })?;
         writer.finish()
+    }
+
+    /// Opens the folder walked for reading its files, checking it is the same folder.
+    fn opener(&self) -> Result<Opener> {
+        let root =
+            Dir::open(&self.root).map_err(|e| Error::io(&self.root, "open input folder", e))?;
+        let meta = root
+            .metadata()
+            .map_err(|e| Error::io(&self.root, "stat input folder", e))?;
+        if (meta.dev(), meta.ino()) != self.root_id {
+            return Err(Error::invalid_input(
+                self.root.display().to_string(),
+                "the input folder was replaced since it was walked",
+            ));
+        }
+        Ok(Opener {
+            root,
+            open: Vec::new(),
+        })
+    }
+}
+
+/// A field's file, opened: read ahead into memory, or open for the writer to read.
+enum Opened {
+    Read(Vec<u8>),
+    File(fs::File),
+}
+
+/// Opens a listing's files relative to their folders, one component at a time from the
+/// folder walked, keeping the folders of the last file open (files of one folder come
+/// together in key order).
+struct Opener {
+    root: Dir,
+    /// The folders open, from the root down: (name, folder).
+    open: Vec<(String, Dir)>,
+}
+
+impl Opener {
+    /// Opens every file of `sample` and checks it is still a regular file of the size
+    /// walked; reads a small sample into memory.
+    fn open_sample(&mut self, sample: &FolderSample) -> Result<Vec<Opened>> {
+        let small = sample.fields.iter().map(|f| f.size).sum::<u64>() <= READ_AHEAD_SAMPLE_BYTES;
+        let mut opened = Vec::with_capacity(sample.fields.len());
+        for field in &sample.fields {
+            let file = self.open_file(field)?;
+            opened.push(if small {
+                Opened::Read(crate::write::read_whole(&file, field.size, &field.path)?)
+            } else {
+                Opened::File(file)
+            });
+        }
+        Ok(opened)
+    }
+
+    /// Opens `field`'s file: `openat` from its folder with `O_NOFOLLOW | O_NONBLOCK`, then
+    /// `fstat`, which must say a regular file of the size walked. A symbolic link, FIFO,
+    /// device or socket put in its place is refused at once, never followed or waited on.
+    fn open_file(&mut self, field: &FolderField) -> Result<fs::File> {
+        let mut parts: Vec<&str> = field.rel.split('/').collect();
+        let name = parts.pop().unwrap_or_default();
+        let keep = self
+            .open
+            .iter()
+            .zip(&parts)
+            .take_while(|((open, _), part)| open == *part)
+            .count();
+        self.open.truncate(keep);
+        for part in parts.iter().skip(keep) {
+            let parent = self.open.last().map_or(&self.root, |(_, d)| d);
+            let dir = parent.open_dir(OsStr::new(part)).map_err(|e| {
+                let folder = field.path.parent().unwrap_or(&field.path);
+                Error::io(folder, "open folder", e)
+            })?;
+            self.open.push(((*part).to_string(), dir));
+        }
+        let dir = self.open.last().map_or(&self.root, |(_, d)| d);
+        let file = match dir.open_file(OsStr::new(name)) {
+            Ok(file) => file,
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(Error::input_changed(
+                    &field.path,
+                    0,
+                    InputChange::NotRegular {
+                        now: EntryKind::SymbolicLink.describe(),
+                    },
+                ))
+            }
+            Err(e) => return Err(Error::io(&field.path, "open", e)),
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io(&field.path, "stat", e))?;
+        let kind = EntryKind::of(&meta);
+        if kind != EntryKind::File {
+            return Err(Error::input_changed(
+                &field.path,
+                0,
+                InputChange::NotRegular {
+                    now: kind.describe(),
+                },
+            ));
+        }
+        if meta.len() != field.size {
+            return Err(Error::input_changed(
+                &field.path,
+                0,
+                InputChange::Size {
+                    expected: field.size,
+                    found: meta.len(),
+                },
+            ));
+        }
+        Ok(file)
     }
 }
 
@@ -445,29 +611,6 @@ impl FolderSample {
             .first()
             .map_or_else(|| PathBuf::from(&self.key), |f| f.path.clone())
     }
-}
-
-/// Reads a sample's files, checking each still has the size the walk saw.
-fn read_fields(sample: &FolderSample) -> Result<Vec<Vec<u8>>> {
-    let mut data = Vec::with_capacity(sample.fields.len());
-    for field in &sample.fields {
-        // One byte more than expected, so that a file that grew is noticed.
-        let cap = usize::try_from(field.size)
-            .unwrap_or(usize::MAX)
-            .saturating_add(1);
-        let mut bytes = Vec::with_capacity(cap.min(1 << 30));
-        fs::File::open(&field.path)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map_err(|e| Error::io(&field.path, "read", e))?;
-        if bytes.len() as u64 != field.size {
-            return Err(Error::invalid_input(
-                field.path.display().to_string(),
-                "the file changed size while being packed",
-            ));
-        }
-        data.push(bytes);
-    }
-    Ok(data)
 }
 
 /// Walks `input`, groups its files into samples and packs them into the archive folder
@@ -504,41 +647,6 @@ pub fn pack_folder(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PackReport> {
     FolderListing::scan(input)?.pack(output, builder, options, progress)
-}
-
-/// An archive written inside the folder being packed would be read back into itself (its
-/// own partial shards listed as samples): refused before anything is created.
-fn refuse_output_inside(input: &Path, output: &Path) -> Result<()> {
-    let input = fs::canonicalize(input).map_err(|e| Error::io(input, "resolve", e))?;
-    // The output need not exist yet: resolve its nearest existing ancestor, then append
-    // the rest, so that links and `..` anywhere in it are seen through.
-    let mut existing = output.to_path_buf();
-    let mut rest = Vec::new();
-    while fs::symlink_metadata(&existing).is_err() {
-        match (existing.file_name(), existing.parent()) {
-            (Some(name), Some(parent)) => {
-                rest.push(name.to_os_string());
-                existing = parent.to_path_buf();
-            }
-            _ => break,
-        }
-        if existing.as_os_str().is_empty() {
-            existing = PathBuf::from(".");
-        }
-    }
-    let mut resolved =
-        fs::canonicalize(&existing).map_err(|e| Error::io(&existing, "resolve", e))?;
-    resolved.extend(rest.iter().rev());
-    if resolved.starts_with(&input) {
-        return Err(Error::invalid_input(
-            output.display().to_string(),
-            format!(
-                "the archive would be inside the folder being packed ({}); choose a path outside it",
-                input.display()
-            ),
-        ));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

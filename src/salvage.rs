@@ -295,8 +295,28 @@ fn scan_file(path: &Path, bytes: &[u8], lost: &mut Vec<LostRange>) -> Vec<Found>
 /// Samples keep their order (by shard, then ordinal); a key seen twice is written once.
 ///
 /// # Errors
-/// An input cannot be read, or the new archive cannot be written.
+/// `output` is inside an input folder, an input cannot be read, or the new archive cannot
+/// be written; `output` is then removed if this call created it.
 pub fn salvage(inputs: &[PathBuf], output: &Path, options: WriterBuilder) -> Result<SalvageReport> {
+    for input in inputs {
+        if input.is_dir() {
+            crate::io::refuse_output_inside(input, output)?;
+        }
+    }
+    let existed = std::fs::symlink_metadata(output).is_ok();
+    let result = salvage_into(inputs, output, options);
+    if result.is_err() && !existed {
+        // A failed salvage leaves nothing behind.
+        let _ = std::fs::remove_dir_all(output);
+    }
+    result
+}
+
+fn salvage_into(
+    inputs: &[PathBuf],
+    output: &Path,
+    options: WriterBuilder,
+) -> Result<SalvageReport> {
     let files = shard_files(inputs)?;
     let mut lost = Vec::new();
     let mut writer = options.create(output)?;

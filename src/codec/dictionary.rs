@@ -27,7 +27,7 @@ pub(crate) const TRAINING_RECORDS: usize = 2048;
 /// within 1% of one trained on 5,000) while training stays near a quarter of a second.
 pub(crate) const TRAINING_BYTES: usize = 4 << 20;
 /// Fewer records than this give the trainer too little to learn from.
-const MIN_TRAINING_RECORDS: usize = 64;
+pub(crate) const MIN_TRAINING_RECORDS: usize = 64;
 /// Records this long or longer on average compress well in whole blocks; a dictionary
 /// pays off for small ones only.
 pub(crate) const MAX_MEAN_RECORD: usize = 16 << 10;

@@ -226,9 +226,141 @@ impl Compressor {
     }
 }
 
+/// Compresses one large block fed in pieces (same level and frame parameters as
+/// [`Compressor`], the block's size pledged), so that a block too large to hold in memory
+/// is compressed in bounded memory. The frame depends only on the bytes, never on how they
+/// were cut into pieces; up to the zstd window it is also [`Compressor`]'s frame, beyond it
+/// zstd's one-shot and streamed frames differ.
+pub(crate) struct StreamCompressor {
+    context: zstd::zstd_safe::CCtx<'static>,
+    out: Vec<u8>,
+}
+
+impl StreamCompressor {
+    pub(crate) fn new(level: i32) -> std::io::Result<Self> {
+        use zstd::zstd_safe::CParameter;
+        let mut context = zstd::zstd_safe::CCtx::create();
+        let code = |c: usize| std::io::Error::other(zstd::zstd_safe::get_error_name(c));
+        context
+            .set_parameter(CParameter::CompressionLevel(level))
+            .map_err(code)?;
+        context
+            .set_parameter(CParameter::ContentSizeFlag(true))
+            .map_err(code)?;
+        Ok(StreamCompressor {
+            context,
+            out: Vec::with_capacity(zstd::zstd_safe::CCtx::out_size()),
+        })
+    }
+
+    /// Starts a frame of exactly `len` bytes.
+    pub(crate) fn begin(&mut self, len: u64) -> std::io::Result<()> {
+        let code = |c: usize| std::io::Error::other(zstd::zstd_safe::get_error_name(c));
+        self.context
+            .reset(zstd::zstd_safe::ResetDirective::SessionOnly)
+            .map_err(code)?;
+        self.context
+            .set_pledged_src_size(Some(len))
+            .map(|_| ())
+            .map_err(code)
+    }
+
+    /// Compresses `piece` (with `end`, the frame's last), handing every output piece to
+    /// `sink` in order.
+    pub(crate) fn feed(
+        &mut self,
+        piece: &[u8],
+        end: bool,
+        sink: &mut dyn FnMut(&[u8]) -> crate::Result<()>,
+    ) -> crate::Result<()> {
+        use zstd::zstd_safe::zstd_sys::ZSTD_EndDirective;
+        let directive = if end {
+            ZSTD_EndDirective::ZSTD_e_end
+        } else {
+            ZSTD_EndDirective::ZSTD_e_continue
+        };
+        let mut input = zstd::zstd_safe::InBuffer::around(piece);
+        loop {
+            self.out.clear();
+            let mut output = zstd::zstd_safe::OutBuffer::around(&mut self.out);
+            let left = self
+                .context
+                .compress_stream2(&mut output, &mut input, directive)
+                .map_err(|c| {
+                    crate::Error::io(
+                        std::path::Path::new("zstd"),
+                        "compress",
+                        std::io::Error::other(zstd::zstd_safe::get_error_name(c)),
+                    )
+                })?;
+            if !self.out.is_empty() {
+                sink(&self.out)?;
+            }
+            let done = if end {
+                left == 0
+            } else {
+                input.pos() == piece.len()
+            };
+            if done {
+                return Ok(());
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_fed_in_pieces_gives_one_frame_whatever_the_pieces() {
+        let mut data = Vec::new();
+        let mut x = 0x1234_5678u32;
+        while data.len() < 9 << 20 {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            let word = format!("w{} ", x % 5000);
+            data.extend_from_slice(word.as_bytes());
+            if x % 7 == 0 {
+                data.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        for level in [-7, 1, 3, 9] {
+            for len in [300 << 10, 9 << 20] {
+                let raw = &data[..len];
+                let whole = Compressor::new(level).unwrap().compress(raw).unwrap();
+                let mut s = StreamCompressor::new(level).unwrap();
+                let mut streamed: Option<Vec<u8>> = None;
+                for piece in [64 << 10, 1 << 20, 12_345] {
+                    s.begin(len as u64).unwrap();
+                    let mut out = Vec::new();
+                    let chunks: Vec<&[u8]> = raw.chunks(piece).collect();
+                    for (i, c) in chunks.iter().enumerate() {
+                        s.feed(c, i + 1 == chunks.len(), &mut |b| {
+                            out.extend_from_slice(b);
+                            Ok(())
+                        })
+                        .unwrap();
+                    }
+                    if len <= 300 << 10 {
+                        assert!(
+                            out == whole,
+                            "level {level}, {len} bytes, pieces of {piece}"
+                        );
+                    }
+                    // Beyond the window zstd's one-shot and streamed frames differ, but a
+                    // streamed frame never depends on how its input was cut.
+                    let first = streamed.get_or_insert_with(|| out.clone());
+                    assert!(
+                        *first == out,
+                        "level {level}, {len} bytes, pieces of {piece}"
+                    );
+                    assert_eq!(decompress(&out, len as u64).unwrap(), raw);
+                }
+            }
+        }
+    }
 
     fn frame(data: &[u8]) -> Vec<u8> {
         Compressor::new(3).unwrap().compress(data).unwrap()

@@ -117,20 +117,39 @@ pub fn encoded_len(key: &str, fields: &[(&str, &[u8])]) -> Option<u64> {
 
 /// Appends the record to `out`. The caller has validated key, names and counts.
 pub fn encode(out: &mut Vec<u8>, key: &str, fields: &[(&str, &[u8])]) {
+    let lens: Vec<(&str, u64)> = fields.iter().map(|(n, d)| (*n, d.len() as u64)).collect();
+    encode_head(out, key, &lens);
+    for (_, data) in fields {
+        out.extend_from_slice(data);
+    }
+}
+
+/// Appends everything of the record before its fields' data (prefix, descriptors, key and
+/// names) for fields of the given names and lengths; the data follows it, in field order.
+/// The caller has validated key, names and counts.
+pub fn encode_head(out: &mut Vec<u8>, key: &str, fields: &[(&str, u64)]) {
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
     out.extend_from_slice(&(fields.len() as u16).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
-    for (name, data) in fields {
-        out.extend_from_slice(&(data.len() as u64).to_le_bytes());
+    for (name, len) in fields {
+        out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(&(name.len() as u16).to_le_bytes());
     }
     out.extend_from_slice(key.as_bytes());
     for (name, _) in fields {
         out.extend_from_slice(name.as_bytes());
     }
-    for (_, data) in fields {
-        out.extend_from_slice(data);
+}
+
+/// [`encoded_len`] from the fields' names and lengths, or `None` on overflow.
+pub fn encoded_len_of(key: &str, fields: &[(&str, u64)]) -> Option<u64> {
+    let mut len = (RECORD_PREFIX_LEN + key.len()) as u64;
+    for (name, data_len) in fields {
+        len = len
+            .checked_add((FIELD_DESCRIPTOR_LEN + name.len()) as u64)?
+            .checked_add(*data_len)?;
     }
+    Some(len)
 }
 
 /// A record whose layout has been checked: every range below is within the record.

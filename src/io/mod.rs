@@ -4,16 +4,16 @@
 //! object, a test double). Tracing wraps a source and observes it; it never changes what
 //! is read or checked.
 
-mod mmap;
+mod sys;
 pub mod trace;
 
-pub(crate) use mmap::{advise_sequential, start_writeback};
+pub(crate) use sys::{advise_sequential, start_writeback, Dir, EntryKind};
 
 use std::borrow::Cow;
 use std::fs::File;
 use std::io;
 use std::ops::Deref;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::io::trace::{IoKind, IoTrace};
@@ -22,7 +22,7 @@ use crate::{Error, Result};
 
 /// The bytes of one shard file, borrowed by readers as `&[u8]`.
 pub(crate) enum ShardBytes {
-    Mapped(mmap::ReadOnlyMap),
+    Mapped(sys::ReadOnlyMap),
     Owned(Vec<u8>),
 }
 
@@ -33,7 +33,7 @@ impl ShardBytes {
         if len == 0 {
             return Ok(ShardBytes::Owned(Vec::new()));
         }
-        mmap::ReadOnlyMap::new(&file)
+        sys::ReadOnlyMap::new(&file)
             .map(ShardBytes::Mapped)
             .map_err(|e| Error::io(path, "map", e))
     }
@@ -273,7 +273,7 @@ impl ArchiveLock {
     /// this one) holds it.
     pub(crate) fn take(dir: &Path) -> Result<ArchiveLock> {
         let folder = File::open(dir).map_err(|e| Error::io(dir, "open archive folder", e))?;
-        let locked = mmap::try_lock_exclusive(&folder).map_err(|e| Error::io(dir, "lock", e))?;
+        let locked = sys::try_lock_exclusive(&folder).map_err(|e| Error::io(dir, "lock", e))?;
         if !locked {
             return Err(Error::io(
                 dir,
@@ -317,4 +317,40 @@ impl Deref for ShardBytes {
             ShardBytes::Owned(bytes) => bytes,
         }
     }
+}
+
+/// An archive written inside a folder being read (packed, salvaged) would be read back into
+/// itself (its own partial shards listed as inputs) or change the folder read: refused
+/// before anything is created.
+pub(crate) fn refuse_output_inside(input: &Path, output: &Path) -> Result<()> {
+    let input = std::fs::canonicalize(input).map_err(|e| Error::io(input, "resolve", e))?;
+    // The output need not exist yet: resolve its nearest existing ancestor, then append
+    // the rest, so that links and `..` anywhere in it are seen through.
+    let mut existing = output.to_path_buf();
+    let mut rest = Vec::new();
+    while std::fs::symlink_metadata(&existing).is_err() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                existing = parent.to_path_buf();
+            }
+            _ => break,
+        }
+        if existing.as_os_str().is_empty() {
+            existing = PathBuf::from(".");
+        }
+    }
+    let mut resolved =
+        std::fs::canonicalize(&existing).map_err(|e| Error::io(&existing, "resolve", e))?;
+    resolved.extend(rest.iter().rev());
+    if resolved.starts_with(&input) {
+        return Err(Error::invalid_input(
+            output.display().to_string(),
+            format!(
+                "the archive would be inside the folder being read ({}); choose a path outside it",
+                input.display()
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -2,7 +2,11 @@
 
 pub(crate) mod output;
 pub(crate) mod pipeline;
+mod source;
 pub(crate) mod unstream;
+
+pub(crate) use source::read_whole;
+pub use source::FieldData;
 
 use std::collections::HashSet;
 use std::fs;
@@ -23,6 +27,7 @@ use crate::write::output::{
     FolderOutput, Output, RecordStream, VolumeOutput, MANIFEST_RESERVE_BYTES,
 };
 use crate::write::pipeline::{BlockCoder, BlockJob, ShardDictionary};
+use crate::write::source::{RecordBytes, RecordSources};
 use crate::{Error, Result};
 
 /// How block payloads are compressed.
@@ -43,6 +48,12 @@ const ZSTD_DEFAULT_LEVEL: i32 = 3;
 
 /// Smallest dictionary the writer trains: zstd's trainer needs room for its tables.
 pub const MIN_DICTIONARY_BYTES: u32 = 1024;
+
+/// A record larger than this and than the block target is written straight from its
+/// sources to the shard in two passes (one to learn its checksum and compressed size, one to
+/// write it), so that memory stays bounded whatever the sample's size (§5.3 rule 4: such a
+/// record has a block of its own).
+pub const LARGE_RECORD_BYTES: u64 = 16 << 20;
 
 /// The name of the writer written into manifests.
 pub const WRITER_NAME: &str = concat!("shardpack ", env!("CARGO_PKG_VERSION"));
@@ -66,6 +77,9 @@ pub struct WriterBuilder {
     checkpoint_every: u32,
     volume_size: Option<u64>,
     threads: Option<usize>,
+    /// Records larger than this and the block target are written by `add_large`; tests
+    /// raise it to compare with the in-memory path.
+    large_from: u64,
 }
 
 impl Default for WriterBuilder {
@@ -98,6 +112,7 @@ impl WriterBuilder {
             checkpoint_every: 1,
             volume_size: None,
             threads: None,
+            large_from: LARGE_RECORD_BYTES,
         }
     }
 
@@ -242,7 +257,36 @@ impl WriterBuilder {
         }
     }
 
+    /// Checks every option against the format's rules (§9.1) without creating anything:
+    /// what [`create`](Self::create) would refuse, so that a front end can refuse bad
+    /// arguments before it walks a folder. The stream record size is checked by
+    /// [`create_stream`](Self::create_stream) only, as it applies to streams only.
+    ///
+    /// # Errors
+    /// [`crate::ErrorKind::InvalidInput`] naming the option and its allowed range.
+    pub fn validate(&self) -> Result<()> {
+        self.check_options()?;
+        if let Some(budget) = self.volume_size {
+            self.check_volume_budget(budget)?;
+        }
+        Ok(())
+    }
+
     fn check(&self) -> Result<BlockCoder> {
+        self.check_options()?;
+        let level = match self.compression {
+            Compression::Zstd { level } => Some(level),
+            Compression::None => None,
+        };
+        // One core: compress on the writer's own thread; more: one worker per core.
+        let threads = match self.threads.unwrap_or_else(BlockCoder::default_threads) {
+            1 => 0,
+            n => n,
+        };
+        BlockCoder::new(level, threads).map_err(|e| Error::io(Path::new("zstd"), "set up", e))
+    }
+
+    fn check_options(&self) -> Result<()> {
         if !format::is_valid_align(self.align) {
             return Err(Error::invalid_input(
                 "align",
@@ -280,22 +324,15 @@ impl WriterBuilder {
                 ));
             }
         }
-        let level = match self.compression {
-            Compression::Zstd { level } if (-7..=22).contains(&level) => Some(level),
-            Compression::Zstd { level } => {
+        if let Compression::Zstd { level } = self.compression {
+            if !(-7..=22).contains(&level) {
                 return Err(Error::invalid_input(
                     format!("zstd level {level}"),
                     "must be from -7 to 22",
-                ))
+                ));
             }
-            Compression::None => None,
-        };
-        // One core: compress on the writer's own thread; more: one worker per core.
-        let threads = match self.threads.unwrap_or_else(BlockCoder::default_threads) {
-            1 => 0,
-            n => n,
-        };
-        BlockCoder::new(level, threads).map_err(|e| Error::io(Path::new("zstd"), "set up", e))
+        }
+        Ok(())
     }
 
     /// Refuses a volume budget that cannot hold the smallest shard beside the manifest's
@@ -308,14 +345,23 @@ impl WriterBuilder {
         let least = need.saturating_add(MANIFEST_RESERVE_BYTES);
         if budget < least {
             return Err(Error::invalid_input(
-                format!("volume size {budget}"),
+                format!("volume budget {budget}"),
                 format!(
-                    "must be at least {least} bytes: {MANIFEST_RESERVE_BYTES} kept for the \
-                     manifest and {need} for the smallest shard with this alignment"
+                    "the bytes of a volume for shards and manifest (after room for its file \
+                     system and parity) must be at least {least}: {MANIFEST_RESERVE_BYTES} kept \
+                     for the manifest and {need} for the smallest shard with this alignment"
                 ),
             ));
         }
         Ok(())
+    }
+
+    /// Holds every record in memory up to `bytes` (tests: the path written before large
+    /// records were streamed).
+    #[cfg(test)]
+    pub(crate) fn large_from(mut self, bytes: u64) -> Self {
+        self.large_from = bytes;
+        self
     }
 
     /// Threads compressing blocks: by default one per core; 1 compresses on the writer's
@@ -423,8 +469,10 @@ fn derive_archive_id<'a>(
 
 /// Writes an archive: append samples in order, then [`Writer::finish`].
 ///
-/// Memory is bounded by one block plus the current shard's index (32 bytes and the key per
-/// sample) plus 16 bytes per sample for duplicate-key detection.
+/// Memory is bounded by the blocks being built and compressed plus the current shard's index
+/// (32 bytes and the key per sample) plus 16 bytes per sample for duplicate-key detection:
+/// a sample larger than the block target and [`LARGE_RECORD_BYTES`] is copied from its
+/// sources in pieces of 1 MiB, never held whole ([`Writer::append_from`]).
 /// Dropping a writer without finishing leaves no manifest, so the folder is never taken for
 /// a complete archive.
 #[must_use = "call `finish`, or the folder has no manifest"]
@@ -448,6 +496,8 @@ pub struct Writer {
     raw_bytes: u64,
     /// The canonical length of the finished shards' manifest entries.
     manifest_entries_len: u64,
+    /// Set when an error left part of a sample in the output: the archive is unusable.
+    failed: bool,
 }
 
 /// The first records of a shard with dictionaries on, encoded, until there are enough to
@@ -461,11 +511,22 @@ struct Training {
 }
 
 impl Training {
-    fn push(&mut self, key: &str, fields: &[(&str, &[u8])]) {
+    /// Holds back a record, reading its sources; on an error nothing is held.
+    fn push(&mut self, key: &str, record: RecordBytes<'_>) -> Result<()> {
         let start = self.records.len();
-        format::record::encode(&mut self.records, key, fields);
+        record.append_to(&mut self.records)?;
         self.lens.push(self.records.len() - start);
         self.keys.push(key.to_owned());
+        Ok(())
+    }
+
+    /// Whether §5.5 rule 3 would skip training on the set with one more record of
+    /// `record_len` bytes in it, decided from lengths alone.
+    fn skips_training_with(&self, record_len: u64) -> bool {
+        let n = self.lens.len() as u64 + 1;
+        let total = self.records.len() as u64 + record_len;
+        n < dictionary::MIN_TRAINING_RECORDS as u64
+            || total >= dictionary::MAX_MEAN_RECORD as u64 * n
     }
 
     fn push_encoded(&mut self, key: &str, record: &[u8]) {
@@ -482,12 +543,6 @@ impl Training {
     fn is_empty(&self) -> bool {
         self.lens.is_empty()
     }
-}
-
-/// A record to add to a shard: a sample's parts, or a record already encoded.
-enum RecordSource<'a> {
-    Fields(&'a str, &'a [(&'a str, &'a [u8])]),
-    Encoded(&'a [u8]),
 }
 
 impl Writer {
@@ -511,6 +566,7 @@ impl Writer {
             seen_keys: HashSet::new(),
             raw_bytes: 0,
             manifest_entries_len: 0,
+            failed: false,
         }
     }
 
@@ -536,16 +592,82 @@ impl Writer {
     /// or duplicate field name, a name with `/` or NUL, a sample too large for a block
     /// (nothing is written for these); or an I/O error (the archive is then unusable).
     pub fn append(&mut self, key: &str, fields: &[(&str, &[u8])]) -> Result<u64> {
+        let fields: Vec<(&str, FieldData<'_>)> = fields
+            .iter()
+            .map(|(name, data)| (*name, FieldData::Bytes(data)))
+            .collect();
+        self.append_from(key, &fields)
+    }
+
+    /// Appends one sample whose fields are in memory or in open files, and returns its
+    /// ordinal. Each file must have exactly the length given: this is checked from its
+    /// metadata before anything is read, and again as it is read. Files are copied in
+    /// pieces of at most 1 MiB straight into the block being built; a sample larger than
+    /// the block target and [`LARGE_RECORD_BYTES`] is written straight to the shard
+    /// (read twice: once for its checksum and compressed size, once to write it), so
+    /// memory stays bounded whatever the files' sizes. The archive is the same bytes as
+    /// [`append`](Self::append) of the same contents would give.
+    ///
+    /// # Errors
+    /// As [`append`](Self::append), checked before anything is read; a file that cannot be
+    /// read; [`crate::ErrorKind::InputChanged`] for a file that is not the length given or
+    /// changes while it is read. Nothing of the sample is kept, and the writer can go on,
+    /// except when a large sample changes between its two reads: its first bytes are
+    /// then written and the archive is unusable (every later call fails).
+    pub fn append_from(&mut self, key: &str, fields: &[(&str, FieldData<'_>)]) -> Result<u64> {
+        self.refuse_if_failed()?;
         let key_hash = validate_sample(key, fields, &self.seen_keys)?;
         let max = crate::Limits::DEFAULT.max_block_bytes;
-        let record_len = format::record::encoded_len(key, fields)
+        let lens: Vec<(&str, u64)> = fields.iter().map(|(n, d)| (*n, d.len())).collect();
+        let record_len = format::record::encoded_len_of(key, &lens)
             .filter(|&n| n <= max)
             .ok_or_else(|| {
+                let file = fields.iter().find_map(|(_, f)| match f {
+                    FieldData::File { path, .. } => Some(format!(" ({})", path.display())),
+                    FieldData::Bytes(_) => None,
+                });
                 Error::invalid_input(
-                    format!("sample {key:?}"),
-                    format!("is larger than the {max} bytes a default reader accepts"),
+                    format!("sample {key:?}{}", file.unwrap_or_default()),
+                    format!(
+                        "is larger than the {max} bytes a default reader accepts (§13.2 rule 2); \
+                         refused before reading"
+                    ),
                 )
             })?;
+        let sources = RecordSources::new(key, fields, record_len);
+        sources.check_sizes()?;
+        let record = RecordBytes::Sources(&sources);
+        let result = self.place(key, record, record_len);
+        if result.is_err() && self.output_moved() {
+            self.failed = true;
+        }
+        result?;
+        self.seen_keys.insert(key_hash);
+        self.raw_bytes += record_len;
+        let ordinal = self.next_ordinal;
+        self.next_ordinal += 1;
+        Ok(ordinal)
+    }
+
+    /// Refuses to go on after an error that left part of a sample in the output.
+    fn refuse_if_failed(&self) -> Result<()> {
+        if self.failed {
+            return Err(Error::invalid_input(
+                "writer",
+                "an earlier error left part of a sample in the archive; it is unusable",
+            ));
+        }
+        Ok(())
+    }
+
+    /// True when the open shard has bytes of a record that was not completed: set by
+    /// [`ShardWriter::add_large`] while it writes.
+    fn output_moved(&self) -> bool {
+        self.shard.as_ref().is_some_and(|s| s.writing_large)
+    }
+
+    /// Puts a validated record in its shard, or holds it back for a dictionary (§5.5).
+    fn place(&mut self, key: &str, record: RecordBytes<'_>, record_len: u64) -> Result<()> {
         self.close_if_full(key.len(), record_len)?;
         if let Some(size) = self
             .options
@@ -554,23 +676,61 @@ impl Writer {
         {
             // Refuse now what could not be placed later, when it is held back no more.
             self.check_fits_volume(key, record_len, u64::from(size))?;
+            if self.is_large(record_len) {
+                return self.hold_back_large(key, record, record_len);
+            }
             // A new shard's dictionary is trained on its first records, and its header,
             // which holds the dictionary, comes before them: hold them back until then.
-            self.training.push(key, fields);
+            self.training.push(key, record)?;
             if self.training.is_full() {
-                self.open_trained_shard()?;
+                self.open_trained_shard(false)?;
             }
+            Ok(())
         } else {
             if self.shard.is_none() {
                 self.open_shard(key, record_len, None)?;
             }
-            self.add_to_shard(key, RecordSource::Fields(key, fields), record_len)?;
+            self.add_to_shard(key, record, record_len)
         }
-        self.seen_keys.insert(key_hash);
-        self.raw_bytes += record_len;
-        let ordinal = self.next_ordinal;
-        self.next_ordinal += 1;
-        Ok(ordinal)
+    }
+
+    /// True for a record written straight from its sources ([`LARGE_RECORD_BYTES`]).
+    fn is_large(&self, record_len: u64) -> bool {
+        record_len > self.options.block_size.max(self.options.large_from)
+    }
+
+    /// Places a large record that arrives while a shard's first records are held back,
+    /// without holding it in memory: it always fills the training set (it is larger than
+    /// 4 MiB, §5.5 rule 2), and when the set with it in is not trained on (rule 3, decided
+    /// from lengths), the set is placed in a shard without a dictionary and the record after
+    /// it, as if it had been held back. Only a set of at least 64 records whose mean length
+    /// stays below 16 KiB with this one in it trains on its bytes; it is then held.
+    fn hold_back_large(
+        &mut self,
+        key: &str,
+        record: RecordBytes<'_>,
+        record_len: u64,
+    ) -> Result<()> {
+        loop {
+            if self.training.is_empty() {
+                // A set of this record alone is too small to train on.
+                if self.shard.is_none() {
+                    self.open_shard(key, record_len, None)?;
+                }
+                return self.add_to_shard(key, record, record_len);
+            }
+            if !self.training.skips_training_with(record_len) {
+                self.training.push(key, record)?;
+                return self.open_trained_shard(false);
+            }
+            self.open_trained_shard(true)?;
+            if self.shard.is_some() && self.training.is_empty() {
+                self.close_if_full(key.len(), record_len)?;
+                if self.shard.is_some() {
+                    return self.add_to_shard(key, record, record_len);
+                }
+            }
+        }
     }
 
     /// Closes the open shard if a record of `record_len` bytes with a key of `key_len`
@@ -617,7 +777,8 @@ impl Writer {
 
     /// Trains a dictionary on the held-back records, opens a shard with it (or without, if
     /// the records are too few or too large to profit), and adds them to it.
-    fn open_trained_shard(&mut self) -> Result<()> {
+    /// With `untrained`, §5.5 rule 3 has already decided to skip training.
+    fn open_trained_shard(&mut self, untrained: bool) -> Result<()> {
         let batch = std::mem::take(&mut self.training);
         let (Some(first_key), Some(&first_len), Some(size)) = (
             batch.keys.first(),
@@ -626,7 +787,11 @@ impl Writer {
         ) else {
             return Ok(());
         };
-        let trained = dictionary::train(&batch.records, &batch.lens, size);
+        let trained = if untrained {
+            None
+        } else {
+            dictionary::train(&batch.records, &batch.lens, size)
+        };
         self.open_shard(first_key, first_len as u64, trained)?;
         let mut at = 0;
         for (key, &len) in batch.keys.iter().zip(&batch.lens) {
@@ -638,20 +803,32 @@ impl Writer {
                 // one, which trains its own dictionary.
                 self.training.push_encoded(key, record);
                 if self.training.is_full() {
-                    self.open_trained_shard()?;
+                    self.open_trained_shard(false)?;
                 }
                 continue;
             }
-            self.add_to_shard(key, RecordSource::Encoded(record), len as u64)?;
+            self.add_to_shard(key, RecordBytes::Encoded(record), len as u64)?;
         }
         Ok(())
     }
 
     /// Adds a record to the open shard, flushing blocks as §5.3 rules 3 and 5 say.
-    fn add_to_shard(&mut self, key: &str, record: RecordSource<'_>, record_len: u64) -> Result<()> {
+    fn add_to_shard(&mut self, key: &str, record: RecordBytes<'_>, record_len: u64) -> Result<()> {
+        let large = self.is_large(record_len);
         let Some(shard) = self.shard.as_mut() else {
             return Err(Error::invalid_input("writer", "no shard"));
         };
+        if large {
+            // A block of its own (§5.3 rule 4), stored in a shard with a dictionary, whose
+            // frames hold at most 16 MiB (§5.5).
+            let level = match (self.options.compression, &shard.dictionary) {
+                (Compression::Zstd { level }, None) => Some(level),
+                _ => None,
+            };
+            shard.add_large(&mut self.output, &mut self.coder, key, record, level)?;
+            self.placed_ordinal += 1;
+            return Ok(());
+        }
         let output = &mut self.output;
         let (block_size, page) = match shard.dictionary {
             // Records compressed one by one have no place in a page to keep, and a read
@@ -665,7 +842,7 @@ impl Writer {
         if !shard.block_buf.is_empty() && shard.block_buf.len() as u64 + record_len > block_size {
             shard.flush_block(output, &mut self.coder)?;
         }
-        shard.add_record(key, record, record_len, page);
+        shard.add_record(key, record, record_len, page)?;
         if shard.block_buf.len() as u64 >= block_size {
             shard.flush_block(output, &mut self.coder)?;
         }
@@ -780,8 +957,9 @@ impl Writer {
     /// An I/O error; the folder then has no manifest and is not a complete archive.
     pub fn finish(mut self) -> Result<Manifest> {
         // Each round places at least one held-back record, so this ends.
+        self.refuse_if_failed()?;
         while !self.training.is_empty() {
-            self.open_trained_shard()?;
+            self.open_trained_shard(false)?;
         }
         self.close_shard()?;
         let manifest = self.manifest();
@@ -792,9 +970,50 @@ impl Writer {
     }
 }
 
+/// What one pass over a large record saw.
+#[derive(PartialEq, Eq)]
+struct Pass {
+    raw_crc: u32,
+    z_len: u64,
+    z_crc: u32,
+}
+
+/// One pass over a large record: its CRC, and with `stream` its compressed length and CRC;
+/// `payload` gets the bytes a block stores (compressed with `stream`, else raw).
+fn pass(
+    record: &RecordBytes<'_>,
+    buf: &mut Vec<u8>,
+    mut stream: Option<&mut crate::codec::StreamCompressor>,
+    payload: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<Pass> {
+    let mut raw = crc32fast::Hasher::new();
+    let mut z = crc32fast::Hasher::new();
+    let mut z_len = 0u64;
+    if let Some(s) = stream.as_deref_mut() {
+        s.begin(record.len())
+            .map_err(|e| Error::io(Path::new("zstd"), "compress", e))?;
+    }
+    record.pieces(buf, &mut |piece, last| {
+        raw.update(piece);
+        match stream.as_deref_mut() {
+            Some(s) => s.feed(piece, last, &mut |frame| {
+                z.update(frame);
+                z_len += frame.len() as u64;
+                payload(frame)
+            }),
+            None => payload(piece),
+        }
+    })?;
+    Ok(Pass {
+        raw_crc: raw.finalize(),
+        z_len,
+        z_crc: z.finalize(),
+    })
+}
+
 fn validate_sample(
     key: &str,
-    fields: &[(&str, &[u8])],
+    fields: &[(&str, FieldData<'_>)],
     seen: &HashSet<[u8; 16]>,
 ) -> Result<[u8; 16]> {
     let refuse = |reason: String| Err(Error::invalid_input(format!("sample key {key:?}"), reason));
@@ -859,6 +1078,9 @@ struct ShardWriter {
     next_block: u32,
     /// The shard's dictionary: its records are then compressed one by one (§5.5).
     dictionary: Option<std::sync::Arc<ShardDictionary>>,
+    /// True while a large record is being written: an error then leaves part of it in the
+    /// shard.
+    writing_large: bool,
 }
 
 /// A block being compressed: what its header needs once it comes back.
@@ -938,6 +1160,7 @@ impl ShardWriter {
             pending_bytes: 0,
             next_block: 0,
             dictionary,
+            writing_large: false,
         };
         shard.write(&mut writer.output, &encoded)?;
         if let Some(d) = shard.dictionary.clone() {
@@ -992,10 +1215,11 @@ impl ShardWriter {
     fn add_record(
         &mut self,
         key: &str,
-        record: RecordSource<'_>,
+        record: RecordBytes<'_>,
         record_len: u64,
         page: Option<u32>,
-    ) {
+    ) -> Result<()> {
+        let before = self.block_buf.len();
         if let Some(page) = page.map(u64::from) {
             // Blocks start on the alignment, a multiple of the page, so where the record
             // falls in a page depends only on where it is in its block.
@@ -1010,11 +1234,9 @@ impl ShardWriter {
             }
         }
         let offset = self.block_buf.len();
-        match record {
-            RecordSource::Fields(key, fields) => {
-                format::record::encode(&mut self.block_buf, key, fields)
-            }
-            RecordSource::Encoded(bytes) => self.block_buf.extend_from_slice(bytes),
+        if let Err(e) = record.append_to(&mut self.block_buf) {
+            self.block_buf.truncate(before);
+            return Err(e);
         }
         let bytes = &self.block_buf[offset..];
         self.records.push(RecordEntry {
@@ -1026,6 +1248,105 @@ impl ShardWriter {
         });
         self.raw_bytes += bytes.len() as u64;
         self.key_heap.extend_from_slice(key.as_bytes());
+        Ok(())
+    }
+
+    /// Writes a record larger than the block target in a block of its own straight from
+    /// `record`'s sources, in two passes over them: the first computes its CRC and, when
+    /// `level` asks for zstd and a sample of the record does not look incompressible, its
+    /// compressed length and CRC; the second writes the block header, then the payload. A
+    /// source whose bytes differ between the passes is an
+    /// [`InputChange::Contents`](crate::InputChange::Contents) error. The block is the one the
+    /// pipeline would give for the record, except that a compressed one is a streamed zstd
+    /// frame (see [`crate::codec::StreamCompressor`]).
+    fn add_large(
+        &mut self,
+        out: &mut Output,
+        coder: &mut BlockCoder,
+        key: &str,
+        record: RecordBytes<'_>,
+        level: Option<i32>,
+    ) -> Result<()> {
+        self.flush_block(out, coder)?;
+        self.write_ready(out, coder, true)?;
+        let len = record.len();
+        let mut stream = match level {
+            Some(level) => {
+                let mut sample = Vec::new();
+                for range in pipeline::sample_ranges(len) {
+                    let mut piece = vec![0u8; (range.end - range.start) as usize];
+                    record.read_at(range.start, &mut piece)?;
+                    sample.extend_from_slice(&piece);
+                }
+                let zstd = |e| Error::io(Path::new("zstd"), "compress", e);
+                let mut compressor = crate::codec::Compressor::new(level).map_err(zstd)?;
+                if pipeline::sample_says_incompressible(&mut compressor, &sample).map_err(zstd)? {
+                    None
+                } else {
+                    Some(crate::codec::StreamCompressor::new(level).map_err(zstd)?)
+                }
+            }
+            None => None,
+        };
+        let mut buf = Vec::new();
+        // Pass 1: the record's CRC, and its compressed length and CRC.
+        let first = pass(&record, &mut buf, stream.as_mut(), &mut |_| Ok(()))?;
+        let compressed = stream.is_some() && first.z_len < len;
+        if !compressed {
+            stream = None;
+        }
+        let (codec, stored_len, payload_crc) = if compressed {
+            (Codec::Zstd, first.z_len, first.z_crc)
+        } else {
+            (Codec::Stored, len, first.raw_crc)
+        };
+        let first_record = self.records.len() as u32;
+        let header = BlockHeader {
+            shard_number: self.number,
+            block_number: self.blocks.len() as u32,
+            first_ordinal: self.header.first_ordinal + u64::from(first_record),
+            record_count: 1,
+            codec,
+            stored_len,
+            raw_len: len,
+            payload_crc,
+        };
+        self.writing_large = true;
+        let offset = self.pos;
+        self.write(out, &header.encode())?;
+        // Pass 2: the same bytes again, written as they come.
+        let second = pass(&record, &mut buf, stream.as_mut(), &mut |piece| {
+            self.write(out, piece)
+        })?;
+        if second != first {
+            return Err(Error::input_changed(
+                Path::new(&record.name()),
+                0,
+                crate::InputChange::Contents,
+            ));
+        }
+        let next = align_up(self.pos, self.align()).unwrap_or(self.pos);
+        self.pad_to(out, next)?;
+        self.writing_large = false;
+        self.blocks.push(BlockEntry {
+            offset,
+            stored_len,
+            raw_len: len,
+            first_record,
+            record_count: 1,
+        });
+        self.records.push(RecordEntry {
+            offset: 0,
+            len,
+            key_offset: self.key_heap.len() as u64,
+            block: self.next_block,
+            crc: first.raw_crc,
+        });
+        self.raw_bytes += len;
+        self.key_heap.extend_from_slice(key.as_bytes());
+        self.next_block += 1;
+        self.block_first_record = self.records.len() as u32;
+        Ok(())
     }
 
     /// Hands the block being filled to the coder, then writes every block that is ready.
@@ -1209,6 +1530,91 @@ mod tests {
 }
 
 #[cfg(test)]
+mod large_tests {
+    use super::*;
+
+    fn archive_bytes(dir: &Path, name: &str, builder: WriterBuilder, data: &[u8]) -> Vec<u8> {
+        let path = dir.join(name);
+        let mut w = builder.create(&path).unwrap();
+        w.append("small", &[("a", b"x".as_slice())]).unwrap();
+        let file_path = dir.join(format!("{name}.input"));
+        fs::File::create(&file_path)
+            .unwrap()
+            .write_all(data)
+            .unwrap();
+        let file = fs::File::open(&file_path).unwrap();
+        let len = data.len() as u64;
+        w.append_from("big", &[("bin", FieldData::file(&file, len, &file_path))])
+            .unwrap();
+        w.append("tail", &[("a", b"y".as_slice())]).unwrap();
+        w.finish().unwrap();
+        let report = crate::verify(&path, &crate::VerifyOptions::default()).unwrap();
+        assert!(report.is_ok(), "{report:?}");
+        let archive = crate::Archive::open(&path).unwrap();
+        let big = archive.get_by_key("big").unwrap().unwrap();
+        assert!(big.field("bin") == Some(data), "{name}: read back");
+        fs::read(path.join(shard_file_name(0))).unwrap()
+    }
+
+    /// A stored large record (no compression, or zstd on bytes that do not compress) is
+    /// written straight from its file as the same bytes the in-memory path gives, on any
+    /// number of threads.
+    #[test]
+    fn a_large_stored_record_is_the_same_bytes_as_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let len = LARGE_RECORD_BYTES as usize + 123_457;
+        let mut noise = Vec::with_capacity(len);
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        while noise.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            noise.extend_from_slice(&x.to_le_bytes());
+        }
+        noise.truncate(len);
+        for (i, compression) in [Compression::None, Compression::Zstd { level: 3 }]
+            .into_iter()
+            .enumerate()
+        {
+            let b = || {
+                WriterBuilder::new()
+                    .block_size(1 << 20)
+                    .compression(compression)
+            };
+            let memory = archive_bytes(
+                dir.path(),
+                &format!("m{i}"),
+                b().large_from(u64::MAX),
+                &noise,
+            );
+            for threads in [1, 3] {
+                let streamed = archive_bytes(
+                    dir.path(),
+                    &format!("s{i}{threads}"),
+                    b().threads(threads),
+                    &noise,
+                );
+                assert!(streamed == memory, "{compression:?}, {threads} threads");
+            }
+        }
+    }
+
+    /// A compressible large record is a streamed zstd frame: the same bytes on any number of
+    /// threads, and readable.
+    #[test]
+    fn a_large_compressible_record_is_deterministic() {
+        let dir = tempfile::tempdir().unwrap();
+        let text: Vec<u8> = (0..LARGE_RECORD_BYTES + 4097)
+            .map(|i| b"the quick brown fox "[(i % 20) as usize] ^ ((i >> 16) as u8 & 1))
+            .collect();
+        let one = archive_bytes(dir.path(), "t1", WriterBuilder::new().threads(1), &text);
+        let three = archive_bytes(dir.path(), "t3", WriterBuilder::new().threads(3), &text);
+        assert!(one == three);
+        assert!(one.len() < text.len() / 4, "compressed: {}", one.len());
+    }
+}
+
+#[cfg(test)]
 mod volume_tests {
     use super::*;
     use crate::ErrorKind;
@@ -1224,7 +1630,7 @@ mod volume_tests {
                 .err()
                 .unwrap_or_else(|| panic!("budget {budget} accepted"));
             assert!(
-                matches!(err.kind(), ErrorKind::InvalidInput { subject, .. } if subject.contains("volume size")),
+                matches!(err.kind(), ErrorKind::InvalidInput { subject, .. } if subject.contains("volume budget")),
                 "{err}"
             );
             assert!(!path.exists(), "budget {budget} left {}", path.display());

@@ -52,22 +52,45 @@ const SAMPLE_PIECES: usize = 16;
 /// …of this many bytes each.
 const SAMPLE_PIECE: usize = 4 << 10;
 
+/// The pieces of a block of `len` bytes that are compressed to guess whether it is worth
+/// compressing: none below 256 KiB (such a block is always compressed), else 16 pieces of
+/// 4 KiB spread evenly over it.
+pub(crate) fn sample_ranges(len: u64) -> Vec<std::ops::Range<u64>> {
+    if len < SAMPLE_FROM as u64 {
+        return Vec::new();
+    }
+    let step = len / SAMPLE_PIECES as u64;
+    (0..SAMPLE_PIECES as u64)
+        .map(|i| i * step)
+        .filter(|at| at + SAMPLE_PIECE as u64 <= len)
+        .map(|at| at..at + SAMPLE_PIECE as u64)
+        .collect()
+}
+
+/// True when the pieces of [`sample_ranges`], laid end to end in `sample`, do not shrink by
+/// 2%; false for an empty sample.
+pub(crate) fn sample_says_incompressible(
+    compressor: &mut Compressor,
+    sample: &[u8],
+) -> io::Result<bool> {
+    if sample.is_empty() {
+        return Ok(false);
+    }
+    let z = compressor.compress(sample)?;
+    Ok(z.len() * 50 >= sample.len() * 49)
+}
+
 impl Coder {
     /// True when a large block's sample does not shrink by 2%: JPEG, video or already
     /// compressed data, which zstd would spend a full pass on to gain nothing. The pieces
     /// are spread over the block so that a compressible part anywhere shows (§5.2).
     fn looks_incompressible(&mut self, raw: &[u8]) -> io::Result<bool> {
-        if raw.len() < SAMPLE_FROM {
-            return Ok(false);
-        }
-        let step = raw.len() / SAMPLE_PIECES;
         let mut sample = Vec::with_capacity(SAMPLE_PIECES * SAMPLE_PIECE);
-        for i in 0..SAMPLE_PIECES {
-            let at = i * step;
-            sample.extend_from_slice(raw.get(at..at + SAMPLE_PIECE).unwrap_or_default());
+        for range in sample_ranges(raw.len() as u64) {
+            let range = range.start as usize..range.end as usize;
+            sample.extend_from_slice(raw.get(range).unwrap_or_default());
         }
-        let z = self.blocks.compress(&sample)?;
-        Ok(z.len() * 50 >= sample.len() * 49)
+        sample_says_incompressible(&mut self.blocks, &sample)
     }
 
     fn new(level: i32) -> io::Result<Self> {

@@ -24,6 +24,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    super::refuse_stream(&args.archive, "cat")?;
     let archive = Archive::open(&args.archive)
         .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
     let sample = match (&args.key, args.ordinal) {

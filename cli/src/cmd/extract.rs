@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use shardpack::extract::{ExtractReport, Extractor};
+use shardpack::extract::ExtractReport;
 use shardpack::Archive;
 
 use crate::output::progress_bar;
@@ -62,20 +62,6 @@ fn print_report(report: &ExtractReport) -> u8 {
 fn run_stream(args: &Args) -> Result<u8> {
     let (input, name) = super::open_stream_input(&args.archive)?;
     let reader = shardpack::stream::StreamReader::new(input, name, shardpack::Limits::default())?;
-    let extractor = Extractor::new(&args.output)?;
-    let mut report = ExtractReport::default();
-    for item in reader {
-        match item {
-            Ok(shardpack::stream::StreamItem::Sample(sample)) => {
-                extractor.extract_sample(&sample, &mut report)
-            }
-            Ok(_) => {}
-            Err(e) => {
-                print_report(&report);
-                eprintln!("shardpack: error: {e}");
-                return Ok(crate::EXIT_DEFECTS);
-            }
-        }
-    }
+    let report = shardpack::extract::extract_stream(reader, &args.output)?;
     Ok(print_report(&report))
 }

@@ -18,6 +18,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    super::refuse_stream(&args.archive, "info")?;
     let archive = Archive::open(&args.archive)
         .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
     let m = archive.manifest();

@@ -20,6 +20,16 @@ pub fn is_stdin(path: &Path) -> bool {
     path.as_os_str() == "-"
 }
 
+/// Refuses `-` (a stream) for a command that reads archive folders only, saying what to do.
+pub fn refuse_stream(path: &Path, command: &str) -> Result<()> {
+    if is_stdin(path) {
+        anyhow::bail!(
+            "{command} reads an archive folder, not a stream (-): `shardpack unstream - -o DIR` first"
+        );
+    }
+    Ok(())
+}
+
 /// Opens a stream input: `-` is standard input, read straight from file descriptor 0 so
 /// that every read asks the device for whole records; anything else is a file or device.
 pub fn open_stream_input(path: &Path) -> Result<(File, PathBuf)> {

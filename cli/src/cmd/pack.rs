@@ -97,6 +97,15 @@ enum CompressionArg {
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    let to_stream = args.output.as_os_str() == "-";
+    refuse_inapplicable(&args, to_stream)?;
+    // Volumes are folders, which get the profile's parity unless told otherwise.
+    let parity = args
+        .parity
+        .unwrap_or(f64::from(args.profile.default_parity_percent));
+    let builder = builder(&args, parity)?;
+    // Bad options are refused before the folder is walked.
+    builder.validate()?;
     let listing = FolderListing::scan(&args.input)?;
     for special in listing.special_files() {
         if args.skip_special {
@@ -113,13 +122,6 @@ pub fn run(args: Args) -> Result<u8> {
             );
         }
     }
-    let to_stream = args.output.as_os_str() == "-";
-    refuse_inapplicable(&args, to_stream)?;
-    // Volumes are folders, which get the profile's parity unless told otherwise.
-    let parity = args
-        .parity
-        .unwrap_or(f64::from(args.profile.default_parity_percent));
-    let builder = builder(&args, parity)?;
     let options = PackOptions::new()
         .skip_special(true)
         .parity_percent(args.parity);
@@ -173,7 +175,16 @@ pub fn run(args: Args) -> Result<u8> {
 
 /// Options that do nothing in the mode chosen are refused rather than silently ignored.
 fn refuse_inapplicable(args: &Args, to_stream: bool) -> Result<()> {
-    if !to_stream {
+    if to_stream {
+        if args.volume.is_some() || args.volume_size.is_some() {
+            bail!(
+                "--volume and --volume-size apply to archive folders only; a stream has no volumes"
+            );
+        }
+        if args.parity.is_some_and(|p| p != 0.0) {
+            bail!("--parity applies to archive folders only; streams carry no parity: unstream, then protect");
+        }
+    } else {
         if args.record_size.is_some() {
             bail!("--record-size applies to streams only (-o -)");
         }
@@ -216,16 +227,25 @@ fn builder(args: &Args, parity: f64) -> Result<WriterBuilder> {
         builder = builder.block_size(n);
     }
     if let Some(n) = args.align {
-        builder = builder.align(u32::try_from(n).context("--align is too large")?);
+        let n = u32::try_from(n)
+            .map_err(|_| anyhow::anyhow!("--align {n}: must be a power of two from 64 to 16M"))?;
+        builder = builder.align(n);
     }
     if let Some(DictionaryArg(size)) = args.dictionary {
         let size = size
-            .map(|n| u32::try_from(n).context("--dictionary is too large"))
+            .map(|n| {
+                u32::try_from(n).map_err(|_| {
+                    anyhow::anyhow!("--dictionary {n}: must be from 1K to 1M bytes, or off")
+                })
+            })
             .transpose()?;
         builder = builder.dictionary(size);
     }
     if let Some(n) = args.record_size {
-        builder = builder.stream_record(u32::try_from(n).context("--record-size is too large")?);
+        let n = u32::try_from(n).map_err(|_| {
+            anyhow::anyhow!("--record-size {n}: must be a power of two from 4K to 8M")
+        })?;
+        builder = builder.stream_record(n);
     }
     let capacity = args.volume.map(|v| v.capacity()).or(args.volume_size);
     Ok(builder.volume_size(capacity.map(|c| shardpack::volume_data_budget(c, parity))))

@@ -24,6 +24,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    for input in &args.inputs {
+        super::refuse_stream(input, "salvage")?;
+    }
     let report = shardpack::salvage(&args.inputs, &args.output, WriterBuilder::new())
         .with_context(|| format!("cannot salvage into {}", args.output.display()))?;
     if args.json {

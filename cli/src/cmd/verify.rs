@@ -111,6 +111,13 @@ pub fn run(args: Args) -> Result<u8> {
 
 /// Verifies a stream from standard input in one pass.
 fn run_stream(args: &Args) -> Result<u8> {
+    // A stream is read once, front to back, with every check: no mode to choose.
+    if args.quick || args.deep {
+        anyhow::bail!(
+            "--{} applies to archive folders only; a stream (-) is always read in full",
+            if args.quick { "quick" } else { "deep" }
+        );
+    }
     let (input, name) = super::open_stream_input(&args.archive)?;
     let options = VerifyOptions {
         expect_root: args.expect_root.clone(),

@@ -40,7 +40,7 @@ pub struct Args {
     pattern: Pattern,
     /// Samples to read. Random: default 10000, at most the archive's sample count unless
     /// given (then larger counts repeat samples). Sequential: the first N (default all).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     samples: Option<u64>,
     /// Print one JSON object with every number.
     #[arg(long)]
@@ -76,6 +76,7 @@ struct Measured {
 }
 
 pub fn run(args: Args) -> Result<u8> {
+    super::refuse_stream(&args.archive, "bench")?;
     let trace = IoTrace::new();
     let mut options = Archive::options();
     if !args.no_model {
