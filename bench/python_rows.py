@@ -229,11 +229,20 @@ def _wds(path: str):
     return wds.WebLoader(ds, batch_size=None, num_workers=WORKERS), ("key",)
 
 
+def _lit_collate(items: list[dict]) -> dict:
+    # LitData hands bytes fields out as memoryviews of its chunk, which torch's
+    # default_collate takes for sequences and which cannot be pickled back to the main
+    # process: copy them into bytes, as shardpack's decode=False does with its views.
+    return {k: [bytes(x[k]) if isinstance(x[k], memoryview) else x[k] for x in items]
+            for k in items[0]}
+
+
 def _litdata(path: str):
     import litdata
 
     ds = litdata.StreamingDataset(path)
-    return litdata.StreamingDataLoader(ds, batch_size=BATCH, num_workers=WORKERS), ("key",)
+    return litdata.StreamingDataLoader(ds, batch_size=BATCH, num_workers=WORKERS,
+                                       collate_fn=_lit_collate), ("key",)
 
 
 LOADERS = {"sp-stream": _sp_stream, "sp-map": _sp_map, "mds": _mds, "wds": _wds,

@@ -364,8 +364,12 @@ impl FolderListing {
         let existed = dir.exists();
         let result = builder.archive_id(id).create(dir).and_then(|writer| {
             let manifest = self.write(writer, progress)?;
+            // The archive was just written and hashed: nothing to verify before protecting.
             let parity = if parity > 0.0 {
-                Some(crate::protect(dir, parity)?)
+                Some(crate::protect_with(
+                    dir,
+                    &crate::ProtectOptions::new(parity).as_is(true),
+                )?)
             } else {
                 None
             };
@@ -385,6 +389,58 @@ impl FolderListing {
                 Err(e)
             }
         }
+    }
+
+    /// Adds the listing's samples to the archive folder `dir` as a new generation (see
+    /// [`WriterBuilder::append`]; the archive's layout replaces the builder's). When the
+    /// archive had a parity file, it is protected again with as much parity (or
+    /// [`PackOptions::parity_percent`] when given), since the old one is stale. A failed
+    /// append leaves the archive as it was and removes the files it wrote.
+    ///
+    /// # Errors
+    /// A special file (unless skipped), a key already in the archive, an archive that
+    /// cannot be appended to, or an I/O error.
+    pub fn append_to(
+        &self,
+        dir: &Path,
+        builder: WriterBuilder,
+        options: &PackOptions,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<PackReport> {
+        crate::io::refuse_output_inside(&self.root, dir)?;
+        if !options.skip_special {
+            self.refuse_special_files()?;
+        }
+        let parity = match options.parity_percent {
+            Some(p) => p,
+            None => crate::parity::percent_of(dir).unwrap_or(0.0),
+        };
+        crate::parity::check_percent(parity, true)?;
+        let result = builder
+            .append(dir)
+            .and_then(|writer| self.write(writer, progress));
+        let manifest = match result {
+            Ok(manifest) => manifest,
+            Err(e) => {
+                // Whatever the failed append wrote is a leftover; the archive is unchanged.
+                let _ = crate::gc(dir, true);
+                return Err(e);
+            }
+        };
+        let parity = if parity > 0.0 {
+            Some(crate::protect_with(
+                dir,
+                &crate::ProtectOptions::new(parity).as_is(true),
+            )?)
+        } else {
+            None
+        };
+        Ok(PackReport {
+            manifest,
+            file_bytes: self.total_bytes(),
+            skipped: self.special.clone(),
+            parity,
+        })
     }
 
     /// Packs the listing as one stream of fixed-size records into `sink` (see

@@ -31,6 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Pack(cmd::pack::Args),
+    Append(cmd::append::Args),
     Ls(cmd::ls::Args),
     Info(cmd::info::Args),
     Cat(cmd::cat::Args),
@@ -40,6 +41,7 @@ enum Command {
     Salvage(cmd::salvage::Args),
     Protect(cmd::protect::Args),
     Repair(cmd::repair::Args),
+    Gc(cmd::gc::Args),
     Bench(cmd::bench::Args),
 }
 
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Pack(args) => cmd::pack::run(args),
+        Command::Append(args) => cmd::append::run(args),
         Command::Ls(args) => cmd::ls::run(args),
         Command::Info(args) => cmd::info::run(args),
         Command::Cat(args) => cmd::cat::run(args),
@@ -56,6 +59,7 @@ fn main() -> ExitCode {
         Command::Salvage(args) => cmd::salvage::run(args),
         Command::Protect(args) => cmd::protect::run(args),
         Command::Repair(args) => cmd::repair::run(args),
+        Command::Gc(args) => cmd::gc::run(args),
         Command::Bench(args) => cmd::bench::run(args),
     };
     match result {

@@ -386,3 +386,117 @@ fn killed_repair_never_harms_the_archive() {
         "no kill landed between two files being repaired"
     );
 }
+
+/// A folder of new samples for an append: 30 files of 100 KB, keys unlike `many_shards`'.
+fn more_samples(tmp: &Path) -> PathBuf {
+    let input = tmp.join("more");
+    std::fs::create_dir(&input).unwrap();
+    for i in 0..30u32 {
+        let data: Vec<u8> = (0..100_000u32)
+            .map(|x| (x.wrapping_mul(40_503).wrapping_add(i * 104_729) >> 11) as u8)
+            .collect();
+        std::fs::write(input.join(format!("new-{i:03}.bin")), data).unwrap();
+    }
+    input
+}
+
+#[test]
+fn killed_append_never_harms_the_previous_generation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = many_shards(tmp.path());
+    let more = more_samples(tmp.path());
+    let before = snapshot(&base);
+    let keys_before = keys(&base);
+    let measure = tmp.path().join("measure");
+    copy_archive(&base, &measure);
+    let total = timed(&[&"append", &measure, &more]).max(Duration::from_millis(20));
+    let finished = snapshot(&measure);
+    let keys_after = keys(&measure);
+    assert_eq!(keys_after.len(), keys_before.len() + 30);
+
+    let mut seeded = Seeded(0x5eed_0003);
+    let (mut killed, mut with_leftovers) = (0, 0);
+    for i in 0..KILLS {
+        let dir = tmp.path().join(format!("a{i}"));
+        copy_archive(&base, &dir);
+        let delay = seeded.delay(i, total);
+        let what = format!("append killed after {delay:?} of {total:?}");
+        if !kill_after(&[&"append", &dir, &more], delay) {
+            killed += 1;
+        }
+        // The archive verifies, as the previous generation or the new one, never between.
+        let report = shardpack::verify(&dir, &Default::default()).unwrap();
+        assert!(report.is_ok(), "{what}: {:?}", report.findings);
+        let now = keys(&dir);
+        assert!(
+            now == keys_before || now == keys_after,
+            "{what}: {} samples, neither generation",
+            now.len()
+        );
+        // Every file of the previous generation is untouched; manifest.json is one of the
+        // two generations' manifests.
+        let files = snapshot(&dir);
+        for (name, bytes) in &before {
+            if name != "manifest.json" {
+                assert!(files.get(name) == Some(bytes), "{what}: {name} changed");
+            }
+        }
+        let manifest = files.get("manifest.json");
+        assert!(
+            manifest == before.get("manifest.json") || manifest == finished.get("manifest.json"),
+            "{what}: manifest.json is neither generation's"
+        );
+        if !report.leftovers.is_empty() {
+            with_leftovers += 1;
+        }
+        // gc removes what the kill left and nothing any generation refers to.
+        let gc = shardpack::gc(&dir, true).unwrap();
+        let referenced: Vec<String> = snapshot(&dir).into_keys().collect();
+        for leftover in &gc.leftovers {
+            let name = leftover
+                .path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            assert!(!referenced.contains(&name), "{what}: gc left {name}");
+        }
+        let after_gc = shardpack::verify(&dir, &Default::default()).unwrap();
+        assert!(
+            after_gc.is_ok() && after_gc.leftovers.is_empty(),
+            "{what}: after gc"
+        );
+        assert_eq!(keys(&dir), now, "{what}: gc changed the samples");
+        if now == keys_before {
+            // The append can be made again and gives the same archive as the unkilled one.
+            assert!(
+                shardpack(&[&"append", &dir, &more])
+                    .status()
+                    .unwrap()
+                    .success(),
+                "{what}: append run again fails"
+            );
+            assert_eq!(snapshot(&dir), finished, "{what}: append run again");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+    eprintln!(
+        "append: {total:?} unkilled, {killed} of {KILLS} killed, {with_leftovers} left leftovers"
+    );
+    assert!(
+        killed >= KILLS / 2,
+        "only {killed} of {KILLS} runs were killed"
+    );
+    assert!(
+        with_leftovers > 0,
+        "no kill landed while shards were being written"
+    );
+}
+
+/// Every key of the archive in `dir`, in order.
+fn keys(dir: &Path) -> Vec<String> {
+    let archive = shardpack::Archive::open(dir).unwrap();
+    (0..archive.len())
+        .map(|i| archive.key(i).unwrap().into_owned())
+        .collect()
+}

@@ -13,7 +13,7 @@ use crate::archive::manifest::{self, Manifest, PARTIAL_SUFFIX};
 pub const REPAIR_SUFFIX: &str = ".repair";
 
 /// What a leftover file is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum LeftoverKind {

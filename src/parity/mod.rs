@@ -195,6 +195,17 @@ fn sync_dir(folder: &Path) -> Result<()> {
         .map_err(|e| Error::io(folder, "sync folder", e))
 }
 
+/// The parity percentage of the parity file in `dir` (parity layers per data layer, as
+/// `protect` would take it to write as many layers again), if it has one whose header reads.
+pub(crate) fn percent_of(dir: &Path) -> Option<f64> {
+    let (file, _) = crate::io::open_regular(&dir.join(PARITY_FILE)).ok()?;
+    let mut bytes = [0u8; crate::format::parity::PARITY_HEADER_LEN];
+    std::io::Read::read_exact(&mut &file, &mut bytes).ok()?;
+    let header = crate::format::parity::ParityHeader::decode(&bytes).ok()?;
+    (header.data_layers > 0)
+        .then(|| f64::from(header.parity_layers) * 100.0 / f64::from(header.data_layers))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -210,9 +210,10 @@ pub fn verify_with_progress(
         }
     }
     if let Some(m) = &manifest {
-        // The version is the lowest that describes the archive: 1.1 only with a dictionary.
+        // The version is the lowest that describes the archive: 1.1 only with a dictionary
+        // (a later generation is 1.3 whatever its shards, §10).
         let (decoded, with_dictionary) = v.headers;
-        if m.version() > crate::format::VERSION_1_0
+        if m.version() == crate::format::VERSION_1_1
             && !shards.is_empty()
             && decoded == shards.len() as u64
             && with_dictionary == 0

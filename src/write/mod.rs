@@ -403,6 +403,81 @@ impl WriterBuilder {
         Ok(Writer::new(self, output, coder))
     }
 
+    /// A writer that adds a generation to the archive folder `dir` (§11.3): its samples
+    /// go into new shards after the last one, with the archive's id and layout (which
+    /// replace this builder's profile, sizes, alignment and compression), and
+    /// [`Writer::finish`] makes them the current generation. Until then the archive stays
+    /// as it was, readable and valid; an interrupted append leaves only leftovers, which
+    /// this removes before it starts. The archive is locked against other writers until the
+    /// writer is dropped. A parity file the archive had becomes stale; protect it again.
+    ///
+    /// # Errors
+    /// No readable manifest, an archive split into volumes, another writer holding the
+    /// lock, keys that cannot be read, or an I/O error.
+    pub fn append(self, dir: impl AsRef<Path>) -> Result<Writer> {
+        let dir = dir.as_ref().to_path_buf();
+        let lock = crate::io::ArchiveLock::take(&dir)?;
+        let parent = Manifest::load(&dir, &crate::Limits::default())?;
+        if parent.layout.volume_size.is_some() {
+            return Err(Error::invalid_input(
+                dir.display().to_string(),
+                "an archive split into volumes cannot be appended to",
+            ));
+        }
+        let layout = &parent.layout;
+        let profile = MediaProfile::from_name(&layout.profile).ok_or_else(|| {
+            Error::invalid_input(
+                format!("profile {:?}", layout.profile),
+                "not a profile this build knows",
+            )
+        })?;
+        let mut builder = WriterBuilder::for_profile(profile);
+        builder.threads = self.threads;
+        builder.align = layout.align;
+        builder.block_size = layout.block_size;
+        builder.shard_size = layout.shard_size;
+        builder.compression = match layout.compression.as_str() {
+            "none" => Compression::None,
+            _ => Compression::Zstd {
+                level: layout.level,
+            },
+        };
+        builder.archive_id = Some(parent.archive_id_bytes());
+        let coder = builder.check()?;
+        for leftover in crate::archive::leftover::in_folder(&dir, &parent)
+            .map_err(|e| Error::io(&dir, "list archive folder", e))?
+        {
+            fs::remove_file(&leftover.path)
+                .map_err(|e| Error::io(&leftover.path, "remove leftover", e))?;
+        }
+        // Step 1 of §11.3: the parent's manifest is kept before anything new is written.
+        let kept = manifest::generation_file_name(parent.generation_number());
+        if !dir.join(&kept).exists() {
+            output::write_manifest_file_as(&dir, &parent, &kept)?;
+        }
+        let mut seen_keys = HashSet::with_capacity(parent.totals.samples as usize);
+        let archive = crate::read::Archive::open(&dir)?;
+        for (index, info) in parent.shards.iter().enumerate() {
+            let shard = archive.shard(index)?;
+            for local in 0..info.samples as u32 {
+                seen_keys.insert(key_hash(&shard.key(local)?));
+            }
+        }
+        let mut writer = Writer::new(builder, Output::Folder(FolderOutput::new(dir)), coder);
+        writer.shards = parent.shards.clone();
+        writer.next_ordinal = parent.totals.samples;
+        writer.placed_ordinal = parent.totals.samples;
+        writer.raw_bytes = parent.totals.raw_bytes;
+        writer.manifest_entries_len = parent.shards.iter().map(|s| s.canonical_len()).sum();
+        writer.uses_dictionary = parent.format_version != "1.0";
+        writer.seen_keys = seen_keys;
+        writer.appending = Some(Appending {
+            parent: (parent.generation_number(), parent.root),
+            _lock: lock,
+        });
+        Ok(writer)
+    }
+
     /// A writer that sends the whole archive as one stream of fixed-size records to `sink`
     /// (a pipe, a tape device), never seeking (§16). Shards follow one another, a manifest
     /// checkpoint follows every [`checkpoint_every`](Self::checkpoint_every) shards, and
@@ -498,6 +573,15 @@ pub struct Writer {
     manifest_entries_len: u64,
     /// Set when an error left part of a sample in the output: the archive is unusable.
     failed: bool,
+    /// Set when the writer adds a generation to an existing archive.
+    appending: Option<Appending>,
+}
+
+/// What a writer adding a generation holds: its parent, and the archive's lock.
+struct Appending {
+    /// The parent generation's number and root.
+    parent: (u64, String),
+    _lock: crate::io::ArchiveLock,
 }
 
 /// The first records of a shard with dictionaries on, encoded, until there are enough to
@@ -567,6 +651,7 @@ impl Writer {
             raw_bytes: 0,
             manifest_entries_len: 0,
             failed: false,
+            appending: None,
         }
     }
 
@@ -927,7 +1012,9 @@ impl Writer {
         let mut manifest = Manifest {
             format: manifest::MANIFEST_FORMAT.into(),
             format_version: {
-                let (major, minor) = if self.uses_dictionary {
+                let (major, minor) = if self.appending.is_some() {
+                    format::VERSION_1_3
+                } else if self.uses_dictionary {
                     format::VERSION_1_1
                 } else {
                     format::VERSION_1_0
@@ -944,7 +1031,10 @@ impl Writer {
                 raw_bytes: all.iter().map(|s| s.raw_bytes).sum(),
             },
             shards,
-            generation: None,
+            generation: self.appending.as_ref().map(|a| manifest::Generation {
+                number: a.parent.0 + 1,
+                parent: a.parent.1.clone(),
+            }),
             root: String::new(),
         };
         manifest.root = manifest.compute_root();
@@ -1011,6 +1101,14 @@ fn pass(
     })
 }
 
+/// The 16 bytes by which the writer tells keys apart (a duplicate is refused).
+fn key_hash(key: &str) -> [u8; 16] {
+    let hash = blake3::hash(key.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&hash.as_bytes()[..16]);
+    out
+}
+
 fn validate_sample(
     key: &str,
     fields: &[(&str, FieldData<'_>)],
@@ -1044,9 +1142,7 @@ fn validate_sample(
             return refuse(format!("field name {name:?} appears twice"));
         }
     }
-    let hash = blake3::hash(key.as_bytes());
-    let mut key_hash = [0u8; 16];
-    key_hash.copy_from_slice(&hash.as_bytes()[..16]);
+    let key_hash = key_hash(key);
     if seen.contains(&key_hash) {
         return refuse("duplicate key: every sample's key must be unique".into());
     }

@@ -281,6 +281,12 @@ impl VolumeOutput {
 
 /// Writes `DIR/manifest.json` atomically: a temporary file, synced, renamed, folder synced.
 pub(crate) fn write_manifest_file(dir: &Path, manifest: &Manifest) -> Result<()> {
+    write_manifest_file_as(dir, manifest, MANIFEST_FILE)
+}
+
+/// Writes `manifest` as `dir/name` through a temporary file, synced and renamed, then syncs
+/// the folder.
+pub(crate) fn write_manifest_file_as(dir: &Path, manifest: &Manifest, name: &str) -> Result<()> {
     let bytes = manifest.to_canonical_bytes();
     let mut tmp = tempfile::Builder::new()
         .prefix(".manifest.")
@@ -295,7 +301,7 @@ pub(crate) fn write_manifest_file(dir: &Path, manifest: &Manifest) -> Result<()>
     tmp.as_file()
         .sync_all()
         .map_err(|e| Error::io(&tmp_path, "sync", e))?;
-    let path = dir.join(MANIFEST_FILE);
+    let path = dir.join(name);
     tmp.persist(&path)
         .map_err(|e| Error::io(&path, "rename into place", e.error))?;
     File::open(dir)

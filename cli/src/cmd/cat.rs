@@ -4,7 +4,6 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use shardpack::Archive;
 
 /// Write one field of one sample to stdout, byte for byte. Choose the sample by KEY or by
 /// --ordinal; a sample with several fields needs --field.
@@ -12,6 +11,10 @@ use shardpack::Archive;
 pub struct Args {
     /// The archive folder.
     archive: PathBuf,
+    /// Read generation N of an appended archive (1 is the archive as first written)
+    /// instead of the current one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    generation: Option<u64>,
     /// The sample's key.
     #[arg(required_unless_present = "ordinal", conflicts_with = "ordinal")]
     key: Option<String>,
@@ -25,7 +28,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<u8> {
     super::refuse_stream(&args.archive, "cat")?;
-    let archive = Archive::open(&args.archive)
+    let archive = super::open_archive(&args.archive, args.generation)
         .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
     let sample = match (&args.key, args.ordinal) {
         (Some(key), _) => match archive.get_by_key(key)? {

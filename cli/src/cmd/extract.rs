@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use shardpack::extract::ExtractReport;
-use shardpack::Archive;
 
 use crate::output::progress_bar;
 
@@ -19,6 +18,10 @@ use crate::output::progress_bar;
 pub struct Args {
     /// The archive folder, or - for a stream on standard input.
     archive: PathBuf,
+    /// Read generation N of an appended archive (1 is the archive as first written)
+    /// instead of the current one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    generation: Option<u64>,
     /// The folder to create.
     #[arg(short, long)]
     output: PathBuf,
@@ -28,7 +31,7 @@ pub fn run(args: Args) -> Result<u8> {
     if super::is_stdin(&args.archive) {
         return run_stream(&args);
     }
-    let archive = Archive::open(&args.archive)
+    let archive = super::open_archive(&args.archive, args.generation)
         .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
     let bar = progress_bar(archive.manifest().totals.raw_bytes, "extract");
     let report = shardpack::extract::extract(&archive, &args.output, &mut |done, _| {

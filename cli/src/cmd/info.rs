@@ -4,7 +4,6 @@ use crate::output::outln;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use shardpack::Archive;
 
 /// Show the archive's format, layout, totals and root digest (write the root on the label
 /// and check it after transport with `verify --expect-root`).
@@ -12,6 +11,10 @@ use shardpack::Archive;
 pub struct Args {
     /// The archive folder.
     archive: PathBuf,
+    /// Read generation N of an appended archive (1 is the archive as first written)
+    /// instead of the current one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    generation: Option<u64>,
     /// Print the manifest as JSON.
     #[arg(long)]
     json: bool,
@@ -19,7 +22,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<u8> {
     super::refuse_stream(&args.archive, "info")?;
-    let archive = Archive::open(&args.archive)
+    let archive = super::open_archive(&args.archive, args.generation)
         .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
     let m = archive.manifest();
     if args.json {

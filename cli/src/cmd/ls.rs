@@ -4,7 +4,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use shardpack::{Archive, Limits, Sample, Samples};
+use shardpack::{Limits, Sample, Samples};
 
 /// List samples in order: one key per line (read from the index, no data is touched), or
 /// with --long the ordinal, shard and every field with its size (reads every sample).
@@ -12,6 +12,10 @@ use shardpack::{Archive, Limits, Sample, Samples};
 pub struct Args {
     /// The archive folder, or - for a stream on standard input.
     archive: PathBuf,
+    /// Read generation N of an appended archive (1 is the archive as first written)
+    /// instead of the current one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    generation: Option<u64>,
     /// Also show ordinal, shard and fields with sizes (reads and checks every sample).
     #[arg(short, long)]
     long: bool,
@@ -30,7 +34,7 @@ pub fn run(args: Args) -> Result<u8> {
             list(&mut out, &sample?, &args)?;
         }
     } else {
-        let archive = Archive::open(&args.archive)
+        let archive = super::open_archive(&args.archive, args.generation)
             .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
         if args.long {
             for sample in Samples::of_archive(&archive) {

@@ -1,6 +1,8 @@
+pub mod append;
 pub mod bench;
 pub mod cat;
 pub mod extract;
+pub mod gc;
 pub mod info;
 pub mod ls;
 pub mod pack;
@@ -14,6 +16,15 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+
+/// Opens the archive folder at `path`: its current generation, or generation `number`.
+pub fn open_archive(path: &Path, generation: Option<u64>) -> shardpack::Result<shardpack::Archive> {
+    let options = shardpack::Archive::options();
+    match generation {
+        Some(number) => options.generation(number).open(path),
+        None => options.open(path),
+    }
+}
 
 /// True when the archive argument names a stream on standard input.
 pub fn is_stdin(path: &Path) -> bool {

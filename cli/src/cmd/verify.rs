@@ -74,6 +74,19 @@ pub fn run(args: Args) -> Result<u8> {
         if let Some(root) = &report.root {
             outln!("root {root}");
         }
+        if report.generations > 1 {
+            outln!(
+                "generations: {} (every earlier one kept and chained)",
+                report.generations
+            );
+        }
+        for leftover in &report.leftovers {
+            outln!(
+                "leftover {} ({}; `shardpack gc --delete` removes it)",
+                leftover.path.display(),
+                leftover.kind.describe()
+            );
+        }
         for s in report.parity.iter().flatten() {
             if let shardpack::ParityFileState::Unusable { error } = &s.parity_file {
                 outln!("parity {}: unusable: {error}", s.folder.display());

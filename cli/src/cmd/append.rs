@@ -1,0 +1,91 @@
+//! `shardpack append`: add a folder's samples to an archive as a new generation.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use shardpack::pack::{FolderListing, PackOptions};
+use shardpack::WriterBuilder;
+
+use crate::output::{outln, progress_bar};
+use crate::size::parse_parity;
+
+/// Add samples to an archive as a new generation.
+///
+/// INPUT is walked and grouped into samples as `pack` does; the samples go into new shards
+/// after the last one, with the archive's layout, and a new manifest names the previous
+/// generation's root (format-spec.md §11.3). Earlier generations stay readable
+/// (`--generation N` on ls, info, cat, extract and verify). A key already in the archive is
+/// refused. An interrupted append leaves the previous generation current and valid; what
+/// it wrote is removed by the next append or by `gc --delete`. An archive with a parity
+/// file is protected again, with as much parity unless --parity says otherwise.
+#[derive(clap::Args)]
+pub struct Args {
+    /// The archive folder to add to.
+    archive: PathBuf,
+    /// Folder whose files to add.
+    input: PathBuf,
+    /// Reed-Solomon parity as a percentage of the data after appending (0 for none).
+    /// Default: as much as the archive had, none if it had none.
+    #[arg(long, value_parser = parse_parity, allow_hyphen_values = true)]
+    parity: Option<f64>,
+    /// Skip symbolic links and special files with a warning instead of refusing them.
+    #[arg(long)]
+    skip_special: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    super::refuse_stream(&args.archive, "append")?;
+    let listing = FolderListing::scan(&args.input)?;
+    for special in listing.special_files() {
+        if args.skip_special {
+            eprintln!(
+                "shardpack: warning: skipping {} ({})",
+                special.path.display(),
+                special.kind
+            );
+        } else {
+            bail!(
+                "{} is {}; shardpack packs regular files only (use --skip-special to skip it)",
+                special.path.display(),
+                special.kind
+            );
+        }
+    }
+    let options = PackOptions::new()
+        .skip_special(true)
+        .parity_percent(args.parity);
+    let bar = progress_bar(listing.total_bytes(), "append");
+    let mut progress = |done, _total| bar.set_position(done);
+    let report = listing
+        .append_to(&args.archive, WriterBuilder::new(), &options, &mut progress)
+        .with_context(|| format!("cannot append to {}", args.archive.display()))?;
+    bar.finish_and_clear();
+    let m = &report.manifest;
+    let generation = m.generation_number();
+    if args.json {
+        let summary = serde_json::json!({
+            "archive": args.archive,
+            "generation": generation,
+            "samples": m.totals.samples,
+            "shards": m.totals.shards,
+            "bytes": m.totals.bytes,
+            "root": m.root,
+            "parent": m.generation.as_ref().map(|g| &g.parent),
+        });
+        outln!("{summary}");
+    } else {
+        outln!(
+            "appended generation {generation}: {} samples in {} shard(s) now, {} bytes: {}",
+            m.totals.samples,
+            m.totals.shards,
+            m.totals.bytes,
+            args.archive.display()
+        );
+        outln!("root {}", m.root);
+    }
+    Ok(crate::EXIT_OK)
+}
