@@ -13,12 +13,13 @@ use crate::errors::{to_py, IntoPy};
 
 /// Opens the archive in folder `path`; only the manifest is read until a sample is.
 #[pyfunction]
-#[pyo3(signature = (path, *, source = "mmap", expect_root = None))]
+#[pyo3(signature = (path, *, source = "mmap", expect_root = None, generation = None))]
 pub fn open(
     py: Python<'_>,
     path: PathBuf,
     source: &str,
     expect_root: Option<&str>,
+    generation: Option<u64>,
 ) -> PyResult<Archive> {
     let kind = match source {
         "mmap" => SourceKind::Map,
@@ -29,9 +30,12 @@ pub fn open(
             )))
         }
     };
-    let archive = py
-        .detach(|| shardpack::Archive::options().source(kind).open(&path))
-        .py()?;
+    let options = shardpack::Archive::options().source(kind);
+    let options = match generation {
+        Some(number) => options.generation(number),
+        None => options,
+    };
+    let archive = py.detach(|| options.open(&path)).py()?;
     if let Some(root) = expect_root {
         if !root.eq_ignore_ascii_case(archive.root_digest()) {
             return Err(crate::errors::usage(format!(
@@ -139,6 +143,12 @@ impl Archive {
         self.inner.root_digest().to_string()
     }
 
+    /// The generation this archive was opened at (1 for one never appended to).
+    #[getter]
+    fn generation(&self) -> u64 {
+        self.inner.generation()
+    }
+
     /// Number of shards.
     #[getter]
     fn shard_count(&self) -> usize {
@@ -169,6 +179,7 @@ impl Archive {
             self.inner.path().to_path_buf(),
             self.source.clone(),
             self.inner.root_digest().to_string(),
+            self.inner.generation(),
         );
         PyTuple::new(py, [reopen.into_any(), args.into_pyobject(py)?.into_any()])
     }

@@ -110,6 +110,7 @@ pub struct Writer {
     inner: Mutex<Option<shardpack::Writer>>,
     parity: Option<f64>,
     profile: MediaProfile,
+    appending: bool,
 }
 
 #[pymethods]
@@ -117,7 +118,7 @@ impl Writer {
     #[new]
     #[pyo3(signature = (path, *, profile = None, shard_size = None, block_size = None,
         align = None, compression = None, level = None, dictionary = None, archive_id = None,
-        parity = None, threads = None))]
+        parity = None, threads = None, append = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -132,6 +133,7 @@ impl Writer {
         archive_id: Option<String>,
         parity: Option<f64>,
         threads: Option<usize>,
+        append: bool,
     ) -> PyResult<Self> {
         let options = Options {
             profile,
@@ -146,12 +148,17 @@ impl Writer {
         };
         let builder = options.builder()?;
         let parity = parity_percent(parity)?;
-        let writer = py.detach(|| builder.create(&path)).py()?;
+        let writer = if append {
+            py.detach(|| builder.append(&path)).py()?
+        } else {
+            py.detach(|| builder.create(&path)).py()?
+        };
         Ok(Writer {
             path,
             inner: Mutex::new(Some(writer)),
             parity,
             profile: options.profile()?,
+            appending: append,
         })
     }
 
@@ -218,9 +225,11 @@ impl Writer {
             .take()
             .ok_or_else(|| usage(format!("{}: the writer is finished", self.path.display())))?;
         let manifest = py.detach(|| writer.finish()).py()?;
-        let percent = self
-            .parity
-            .unwrap_or(f64::from(self.profile.default_parity_percent));
+        let percent = self.parity.unwrap_or(if self.appending {
+            0.0
+        } else {
+            f64::from(self.profile.default_parity_percent)
+        });
         if percent > 0.0 {
             let path = self.path.clone();
             let _report = py.detach(|| shardpack::protect(&path, percent)).py()?;
@@ -319,5 +328,14 @@ pub fn verify(
 #[pyo3(signature = (path, *, parity = 15.0))]
 pub fn protect(py: Python<'_>, path: PathBuf, parity: f64) -> PyResult<String> {
     let report = py.detach(|| shardpack::protect(&path, parity)).py()?;
+    to_json(&report)
+}
+
+/// Lists, and with `delete` removes, the leftovers of interrupted commands; returns the
+/// report as JSON text.
+#[pyfunction]
+#[pyo3(signature = (path, *, delete = false))]
+pub fn gc(py: Python<'_>, path: PathBuf, delete: bool) -> PyResult<String> {
+    let report = py.detach(|| shardpack::gc(&path, delete)).py()?;
     to_json(&report)
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 
 import numpy
@@ -86,3 +87,27 @@ def test_parity_makes_an_archive_recoverable(tmp_path: Path) -> None:
     assert (tmp_path / "p" / "parity.spp").exists()
     report = shardpack.verify(tmp_path / "p")
     assert report.valid and report.recoverable
+
+
+def test_generations_append_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "g"
+    with shardpack.Writer(path, shard_size=4096) as writer:
+        for i in range(10):
+            writer.write(f"a{i}", {"txt": f"first {i}"})
+    with shardpack.Writer(path, append=True) as writer:
+        for i in range(5):
+            writer.write(f"b{i}", {"txt": f"second {i}"})
+    with pytest.raises(RuntimeError), shardpack.Writer(path, append=True) as writer:
+        writer.write("c0", {"txt": "never"})
+        raise RuntimeError("stop")
+    assert len(shardpack.open(path)) == 15
+    first = shardpack.open(path, generation=1)
+    assert first.generation == 1 and len(first) == 10
+    assert shardpack.open(path).generation == 2
+    assert pickle.loads(pickle.dumps(first)).generation == 1
+    report = shardpack.verify(path)
+    assert report.valid and report.generations == 2
+    with pytest.raises(errors.InvalidInputError), shardpack.Writer(path, append=True) as w:
+        w.write("a3", {"txt": "again"})
+    assert shardpack.gc(path)["leftovers"] == [] or shardpack.gc(path, delete=True)
+    assert shardpack.verify(path).leftovers == []

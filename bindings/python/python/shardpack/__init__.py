@@ -21,6 +21,7 @@ from . import errors
 from ._shardpack import Archive, FieldBytes, Sample, SampleIter
 from ._shardpack import Writer as _NativeWriter
 from ._shardpack import epoch_order as _epoch_order
+from ._shardpack import gc as _gc
 from ._shardpack import open as _open
 from ._shardpack import pack as _pack
 from ._shardpack import protect as _protect
@@ -44,18 +45,26 @@ def open(
     *,
     source: Literal["mmap", "pread"] = "mmap",
     expect_root: str | None = None,
+    generation: int | None = None,
 ) -> Archive:
     """Opens the archive folder ``path``; only the manifest is read until a sample is.
 
     ``source="pread"`` reads with positioned reads instead of a memory map (for files that
     may change while read). With ``expect_root``, a different root digest is refused.
+    ``generation`` opens an earlier generation of an appended archive (1 is the archive as
+    first written) instead of the current one.
     """
-    return _open(os.fspath(path), source=source, expect_root=expect_root)
+    return _open(
+        os.fspath(path), source=source, expect_root=expect_root, generation=generation
+    )
 
 
-def _reopen(path: str, source: Literal["mmap", "pread"], root: str) -> Archive:
-    """Unpickles an :class:`Archive`: the same folder, refused if its contents changed."""
-    return _open(path, source=source, expect_root=root)
+def _reopen(
+    path: str, source: Literal["mmap", "pread"], root: str, generation: int = 1
+) -> Archive:
+    """Unpickles an :class:`Archive`: the same folder and generation, refused if its
+    contents changed."""
+    return _open(path, source=source, expect_root=root, generation=generation)
 
 
 def _field_bytes(name: str, value: Any) -> Any:
@@ -81,6 +90,11 @@ class Writer:
     An exception inside the ``with`` block leaves no manifest, so nothing looks like a
     finished archive. ``parity`` (a percentage) adds Reed-Solomon parity when finished; by
     default the profile's (none for disks).
+
+    With ``append=True``, ``path`` is an existing archive and the samples become its next
+    generation, with the archive's layout (the layout options are ignored); an exception
+    leaves the previous generation current. Its parity file, if any, becomes stale unless
+    ``parity`` is given.
     """
 
     def __init__(
@@ -97,6 +111,7 @@ class Writer:
         archive_id: str | None = None,
         parity: float | None = None,
         threads: int | None = None,
+        append: bool = False,
     ) -> None:
         self._native = _NativeWriter(
             os.fspath(path),
@@ -110,6 +125,7 @@ class Writer:
             archive_id=archive_id,
             parity=parity,
             threads=threads,
+            append=append,
         )
         self.manifest: dict[str, Any] | None = None
 
@@ -221,6 +237,8 @@ class VerifyReport:
     bytes_checked: int
     findings: list[Finding]
     recoverable: bool | None
+    leftovers: list[str]
+    generations: int
     raw: dict[str, Any] = field(repr=False, compare=False)
 
     def __bool__(self) -> bool:
@@ -261,8 +279,17 @@ def verify(
         bytes_checked=int(raw["bytes_checked"]),
         findings=[_finding(f) for f in raw["findings"]],
         recoverable=raw.get("recoverable"),
+        leftovers=[str(x["path"]) for x in raw.get("leftovers", [])],
+        generations=int(raw.get("generations", 0)),
         raw=raw,
     )
+
+
+def gc(path: PathLike, *, delete: bool = False) -> dict[str, Any]:
+    """Lists the leftovers of interrupted commands in an archive folder (files no
+    generation refers to) and, with ``delete``, removes them."""
+    report: dict[str, Any] = json.loads(_gc(os.fspath(path), delete=delete))
+    return report
 
 
 def protect(path: PathLike, *, parity: float = 15.0) -> dict[str, Any]:
@@ -340,6 +367,7 @@ __all__ = [
     "decode",
     "epoch_order",
     "errors",
+    "gc",
     "open",
     "pack",
     "protect",
