@@ -686,6 +686,19 @@ impl Shard {
     /// # Errors
     /// `local` out of range, or an error naming the damaged place.
     pub fn get(&self, local: u32) -> Result<Sample> {
+        self.get_holding(local, &self.bytes)
+    }
+
+    /// A handle on this shard's bytes for the samples of one batch: they share it, so
+    /// threads reading batches of one shard at once each count references on a counter of
+    /// their own instead of all on the shard's.
+    pub(crate) fn batch_handle(&self) -> Arc<dyn ReadAt> {
+        Arc::new(crate::io::Shared(Arc::clone(&self.bytes)))
+    }
+
+    /// [`Shard::get`], a stored sample holding `handle` (this shard's bytes, or a
+    /// [`Shard::batch_handle`]) for its map.
+    pub(crate) fn get_holding(&self, local: u32, handle: &Arc<dyn ReadAt>) -> Result<Sample> {
         if local >= self.layout.record_count {
             return Err(ErrorKind::OrdinalOutOfRange {
                 ordinal: u64::from(local),
@@ -734,7 +747,7 @@ impl Shard {
                 let bytes = match self.slice(offset, entry.len, record_structure)? {
                     // Borrowed means in memory, so the range is within it.
                     Cow::Borrowed(_) => SampleBytes::Mapped(
-                        Arc::clone(&self.bytes),
+                        Arc::clone(handle),
                         offset as usize..(offset + entry.len) as usize,
                     ),
                     Cow::Owned(copy) => SampleBytes::Owned(copy),
