@@ -529,6 +529,12 @@ impl Writer {
         self.next_ordinal == 0
     }
 
+    /// True when a sample with `key` was appended (by the same 16-byte hash that
+    /// [`append`](Self::append) refuses duplicates with).
+    pub(crate) fn has_key(&self, key: &str) -> bool {
+        self.seen_keys.contains(&key_hash(key))
+    }
+
     /// Appends one sample and returns its ordinal.
     ///
     /// # Errors
@@ -791,6 +797,14 @@ impl Writer {
     }
 }
 
+/// The first 16 bytes of the key's BLAKE3 hash, by which duplicate keys are found.
+fn key_hash(key: &str) -> [u8; 16] {
+    let hash = blake3::hash(key.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&hash.as_bytes()[..16]);
+    out
+}
+
 fn validate_sample(
     key: &str,
     fields: &[(&str, &[u8])],
@@ -824,9 +838,7 @@ fn validate_sample(
             return refuse(format!("field name {name:?} appears twice"));
         }
     }
-    let hash = blake3::hash(key.as_bytes());
-    let mut key_hash = [0u8; 16];
-    key_hash.copy_from_slice(&hash.as_bytes()[..16]);
+    let key_hash = key_hash(key);
     if seen.contains(&key_hash) {
         return refuse("duplicate key: every sample's key must be unique".into());
     }
