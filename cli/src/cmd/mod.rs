@@ -1,6 +1,8 @@
 pub mod bench;
 pub mod cat;
+pub mod export;
 pub mod extract;
+pub mod import;
 pub mod info;
 pub mod ls;
 pub mod pack;
