@@ -1,5 +1,6 @@
 //! Brace patterns as WebDataset names shard lists: `shards-{000000..000099}.tar`, the rules
-//! of the Python `braceexpand` package that webdataset uses (bash's brace expansion).
+//! of the Python `braceexpand` package (0.1.7, the version webdataset 1.0.2 installs), a
+//! form of bash's brace expansion.
 
 use crate::{Error, Result};
 
@@ -7,14 +8,15 @@ use crate::{Error, Result};
 /// is refused rather than filling memory.
 pub const MAX_EXPANSION: usize = 1_000_000;
 
-/// Expands a brace pattern as `braceexpand` does: `{0..99}` and `{a..e}` ranges (with an
-/// optional step, `{0..10..2}`, in either direction; a range whose either end starts with
-/// `0` pads every number to the wider end's width), `{a,b,c}` lists, nested groups, and `\`
-/// escaping the next character. A group without a comma or range is kept as it is (`{x}`).
+/// Expands a brace pattern as `braceexpand` 0.1.7 does: `{0..99}`, `{-2..2}` and `{a..e}`
+/// ranges (with an optional step, `{0..10..2}`, in either direction; a step of 0 is 1; when
+/// an end other than `0` starts with `0` or `-0`, every number is padded to the wider end's
+/// width), `{a,b,c}` lists, nested groups, and `\` escaping the next character. A group
+/// without a comma or range keeps its braces (`{x}`), its inside expanded.
 ///
 /// # Errors
-/// [`crate::ErrorKind::InvalidInput`]: unbalanced braces, a step of 0, a number that does
-/// not fit 64 bits, or more than [`MAX_EXPANSION`] names.
+/// [`crate::ErrorKind::InvalidInput`]: unbalanced braces, a number that does not fit 64
+/// bits, or more than [`MAX_EXPANSION`] names.
 ///
 /// # Panics
 /// Never.
@@ -56,7 +58,15 @@ fn expand_pattern(pattern: &str) -> Expansion {
                     .checked_sub(1)
                     .ok_or_else(|| "unbalanced braces".to_string())?;
                 if depth == 0 {
-                    items.push(expand_expression(slice(pattern, start + 1, pos)?)?);
+                    let expr = slice(pattern, start + 1, pos)?;
+                    match expand_expression(expr)? {
+                        Some(item) => items.push(item),
+                        None => {
+                            items.push(vec!["{".to_owned()]);
+                            items.push(expand_pattern(expr)?);
+                            items.push(vec!["}".to_owned()]);
+                        }
+                    }
                     start = pos + 1;
                 }
             }
@@ -97,13 +107,13 @@ fn product(items: &[Vec<String>]) -> Expansion {
     Ok(out)
 }
 
-/// The inside of a `{…}` group: a range, else a comma list.
-fn expand_expression(expr: &str) -> Expansion {
+/// The inside of a `{…}` group: a range, else a comma list, else `None`.
+fn expand_expression(expr: &str) -> std::result::Result<Option<Vec<String>>, String> {
     if let Some(range) = int_range(expr)? {
-        return Ok(range);
+        return Ok(Some(range));
     }
     if let Some(range) = char_range(expr)? {
-        return Ok(range);
+        return Ok(Some(range));
     }
     expand_sequence(expr)
 }
@@ -120,27 +130,34 @@ fn range_parts(expr: &str) -> Option<(&str, &str, Option<&str>)> {
     Some((a, b, step))
 }
 
+/// The step: 1 when absent or 0, as `braceexpand` takes it.
 fn parse_step(step: Option<&str>) -> std::result::Result<u64, String> {
-    let step = match step {
-        None => 1,
+    match step {
+        None => Ok(1),
         Some(s) => s
             .parse::<u64>()
-            .map_err(|_| format!("the step {s} does not fit 64 bits"))?,
-    };
-    if step == 0 {
-        return Err("a range step must not be 0".into());
+            .map(|n| n.max(1))
+            .map_err(|_| format!("the step {s} does not fit 64 bits")),
     }
-    Ok(step)
 }
 
 /// The values from `a` to `b` by `step`, either way, `b` included when the steps reach it.
-fn stepped(a: u64, b: u64, step: u64) -> std::result::Result<Vec<u64>, String> {
-    let count = a.abs_diff(b) / step + 1;
+fn stepped(a: i64, b: i64, step: u64) -> std::result::Result<Vec<i64>, String> {
+    let count = (a.abs_diff(b) / step).saturating_add(1);
     if count > MAX_EXPANSION as u64 {
         return Err(format!("expands to more than {MAX_EXPANSION} names"));
     }
-    Ok((0..count)
-        .map(|i| if a <= b { a + i * step } else { a - i * step })
+    // Every value lies between `a` and `b`, so the arithmetic stays in range.
+    let step = i128::from(step);
+    Ok((0..i128::from(count))
+        .filter_map(|i| {
+            let v = if a <= b {
+                i128::from(a) + i * step
+            } else {
+                i128::from(a) - i * step
+            };
+            i64::try_from(v).ok()
+        })
         .collect())
 }
 
@@ -148,19 +165,21 @@ fn int_range(expr: &str) -> std::result::Result<Option<Vec<String>>, String> {
     let Some((a, b, step)) = range_parts(expr) else {
         return Ok(None);
     };
-    let digits = |s: &str| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit());
-    if !digits(a) || !digits(b) {
+    let integer = |s: &str| {
+        let digits = s.strip_prefix('-').unwrap_or(s);
+        !digits.is_empty() && digits.bytes().all(|c| c.is_ascii_digit())
+    };
+    if !integer(a) || !integer(b) {
         return Ok(None);
     }
     let number = |s: &str| {
-        s.parse::<u64>()
+        s.parse::<i64>()
             .map_err(|_| format!("{s} does not fit 64 bits"))
     };
-    let width = if a.starts_with('0') || b.starts_with('0') {
-        a.len().max(b.len())
-    } else {
-        0
-    };
+    let padded = [a, b]
+        .iter()
+        .any(|s| !matches!(*s, "0" | "-0") && (s.starts_with('0') || s.starts_with("-0")));
+    let width = if padded { a.len().max(b.len()) } else { 0 };
     let values = stepped(number(a)?, number(b)?, parse_step(step)?)?;
     Ok(Some(
         values.iter().map(|v| format!("{v:0width$}")).collect(),
@@ -174,7 +193,10 @@ fn char_range(expr: &str) -> std::result::Result<Option<Vec<String>>, String> {
         return Ok(None);
     };
     let index = |s: &str| match s.as_bytes() {
-        [c] => ALPHABET.iter().position(|x| x == c).map(|i| i as u64),
+        [c] => ALPHABET
+            .iter()
+            .position(|x| x == c)
+            .and_then(|i| i64::try_from(i).ok()),
         _ => None,
     };
     let (Some(a), Some(b)) = (index(a), index(b)) else {
@@ -184,14 +206,17 @@ fn char_range(expr: &str) -> std::result::Result<Option<Vec<String>>, String> {
     Ok(Some(
         values
             .iter()
-            .filter_map(|&i| ALPHABET.get(i as usize).map(|&c| char::from(c).to_string()))
+            .filter_map(|&i| {
+                let i = usize::try_from(i).ok()?;
+                ALPHABET.get(i).map(|&c| char::from(c).to_string())
+            })
             .collect(),
     ))
 }
 
-/// `a,b,{c,d}`: the expansions of the comma-separated parts, one after another; without a
-/// comma at the top level the group is literal text.
-fn expand_sequence(seq: &str) -> Expansion {
+/// `a,b,{c,d}`: the expansions of the comma-separated parts, one after another; `None`
+/// without a comma at the top level.
+fn expand_sequence(seq: &str) -> std::result::Result<Option<Vec<String>>, String> {
     let bytes = seq.as_bytes();
     let mut parts = Vec::new();
     let (mut start, mut pos, mut depth) = (0usize, 0usize, 0i64);
@@ -212,7 +237,7 @@ fn expand_sequence(seq: &str) -> Expansion {
         pos += 1;
     }
     if depth != 0 || parts.is_empty() {
-        return Ok(vec![format!("{{{seq}}}")]);
+        return Ok(None);
     }
     parts.push(seq.get(start..).unwrap_or_default());
     let mut out = Vec::new();
@@ -222,7 +247,7 @@ fn expand_sequence(seq: &str) -> Expansion {
             return Err(format!("expands to more than {MAX_EXPANSION} names"));
         }
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 /// Removes the `\` before each escaped character (a line break cannot be escaped, as in
@@ -282,15 +307,17 @@ mod tests {
         assert_eq!(names.len(), 100);
         assert_eq!(names[0], "shards-000000.tar");
         assert_eq!(names[99], "shards-000099.tar");
+        // Checked against braceexpand 0.1.7.
         assert_eq!(ok("{0..10..5}"), ["0", "5", "10"]);
-        assert_eq!(ok("{0..10}").len(), 11);
-        assert_eq!(
-            ok("{0..10}")[0],
-            "00",
-            "a leading zero pads to the wider end"
-        );
+        assert_eq!(ok("{1..10..3}"), ["1", "4", "7", "10"]);
+        assert_eq!(ok("{00..3}"), ["00", "01", "02", "03"]);
+        assert_eq!(ok("{-3..2}"), ["-3", "-2", "-1", "0", "1", "2"]);
+        assert_eq!(ok("{-03..1}"), ["-03", "-02", "-01", "000", "001"]);
+        assert_eq!(ok("{a..c..0}"), ["a", "b", "c"]);
+        assert_eq!(ok("{c..a}"), ["c", "b", "a"]);
         assert_eq!(ok("plain.tar"), ["plain.tar"]);
         assert_eq!(ok("{x}.tar"), ["{x}.tar"]);
+        assert_eq!(ok("{{a,b}}"), ["{a}", "{b}"]);
         assert_eq!(ok("{Y..b}"), ["Y", "Z", "a", "b"]);
     }
 
@@ -298,8 +325,8 @@ mod tests {
     fn hostile_patterns_are_refused() {
         for p in [
             "{0..99999999999}",
-            "{0..1..0}",
             "{0..99999999999999999999999}",
+            "{-9223372036854775808..9223372036854775807}",
             "}{",
             "{{a,b}",
             "{0..999}{0..999}{0..9}",
