@@ -21,6 +21,7 @@ mod parity;
 mod read;
 mod salvage;
 mod verify;
+pub mod webdataset;
 mod write;
 
 pub use archive::leftover::{Leftover, LeftoverKind};
@@ -40,7 +41,9 @@ pub use archive::manifest::Manifest;
 pub use archive::media::{
     volume_budget, volume_data_budget, MediaProfile, Volume, MAX_STREAM_RECORD, MIN_STREAM_RECORD,
 };
-pub use error::{Defect, Error, ErrorKind, InputChange, Location, Result, Structure};
+pub use error::{
+    Defect, Error, ErrorKind, InputChange, Location, Result, Structure, TarLocation, TarProblem,
+};
 pub use format::stream::EntryKind;
 pub use io::trace::{IoKind, IoOp, IoTrace};
 pub use io::{AccessPattern, ReadAt, SourceKind};

@@ -20,7 +20,7 @@ const EXIT_ERROR: u8 = 2;
 #[command(
     name = "shardpack",
     version,
-    about = "Sharded, checksummed archives for ML datasets: pack, read, verify",
+    about = "Sharded, checksummed archives for ML datasets: pack, read, verify, import and export WebDataset tars",
     after_help = "Exit status: 0 success; 1 the archive is damaged (verify found defects, cat/extract met damaged data, protect refused a damaged archive, repair could not recover everything or refused a parity file of other contents); 2 usage error, I/O error or bad input."
 )]
 struct Cli {
@@ -36,6 +36,8 @@ enum Command {
     Info(cmd::info::Args),
     Cat(cmd::cat::Args),
     Extract(cmd::extract::Args),
+    Import(cmd::import::Args),
+    Export(cmd::export::Args),
     Verify(cmd::verify::Args),
     Unstream(cmd::unstream::Args),
     Salvage(cmd::salvage::Args),
@@ -54,6 +56,8 @@ fn main() -> ExitCode {
         Command::Info(args) => cmd::info::run(args),
         Command::Cat(args) => cmd::cat::run(args),
         Command::Extract(args) => cmd::extract::run(args),
+        Command::Import(args) => cmd::import::run(args),
+        Command::Export(args) => cmd::export::run(args),
         Command::Verify(args) => cmd::verify::run(args),
         Command::Unstream(args) => cmd::unstream::run(args),
         Command::Salvage(args) => cmd::salvage::run(args),
