@@ -3,6 +3,7 @@ pub mod cat;
 pub mod extract;
 pub mod info;
 pub mod ls;
+pub mod merge;
 pub mod pack;
 pub mod protect;
 pub mod repair;
