@@ -274,31 +274,26 @@ fn common_layout(archives: &[Archive]) -> Result<Layout> {
 /// `path` with its longest existing ancestor resolved (symbolic links, `..`), so that a
 /// folder not created yet compares with the inputs' resolved folders.
 fn resolved(path: &Path) -> PathBuf {
+    use std::path::Component;
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut rest = Vec::new();
-    let mut at = absolute.as_path();
-    loop {
-        if let Ok(mut real) = fs::canonicalize(at) {
+    let components: Vec<Component<'_>> = absolute.components().collect();
+    for split in (1..=components.len()).rev() {
+        let (head, rest) = components.split_at(split);
+        if let Ok(mut real) = fs::canonicalize(head.iter().collect::<PathBuf>()) {
             // What follows does not exist yet, so it holds no link: `..` is lexical there.
-            for c in rest.iter().rev() {
-                match Path::new(c).components().next() {
-                    Some(std::path::Component::ParentDir) => {
+            for c in rest {
+                match c {
+                    Component::ParentDir => {
                         real.pop();
                     }
-                    Some(std::path::Component::CurDir) => {}
-                    _ => real.push(c),
+                    Component::CurDir => {}
+                    other => real.push(other),
                 }
             }
             return real;
         }
-        match (at.parent(), at.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                at = parent;
-            }
-            _ => return absolute,
-        }
     }
+    absolute
 }
 
 /// Refuses an output folder that is an input or lies inside one: the merge would write into
