@@ -16,6 +16,7 @@ pub mod fuzzing;
 mod gc;
 mod io;
 mod limits;
+mod merge;
 pub mod pack;
 mod parity;
 mod read;
@@ -48,6 +49,7 @@ pub use format::stream::EntryKind;
 pub use io::trace::{IoKind, IoOp, IoTrace};
 pub use io::{AccessPattern, ReadAt, SourceKind};
 pub use limits::Limits;
+pub use merge::{merge, merge_with_progress, MergeOptions, MergeReport, MergedInput};
 pub use parity::{
     parity_status, protect, protect_with, repair, DamagedParityPart, ParityFileState, ParityPart,
     ParityStatus, ProtectOptions, ProtectReport, ProtectedFolder, RefusedFile, RepairReport,

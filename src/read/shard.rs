@@ -658,19 +658,7 @@ impl Shard {
         let (mut lo, mut hi) = (0u32, self.layout.record_count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let offset = self.layout.key_order_entry_offset(mid);
-            let local = u32::from_le_bytes(self.array(offset, Structure::KeyOrder)?);
-            if local >= self.layout.record_count {
-                return Err(self.corrupt(
-                    offset,
-                    Defect::invalid(
-                        Structure::KeyOrder,
-                        "entry",
-                        format!("a record below {}", self.layout.record_count),
-                        local,
-                    ),
-                ));
-            }
+            let local = self.ranked(mid)?;
             match (*self.key_bytes(local)?).cmp(key) {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Greater => hi = mid,
@@ -678,6 +666,40 @@ impl Shard {
             }
         }
         Ok(None)
+    }
+
+    /// The record number that key-order entry `rank` lists, checked to be a record.
+    fn ranked(&self, rank: u32) -> Result<u32> {
+        if rank >= self.layout.record_count {
+            return Err(ErrorKind::OrdinalOutOfRange {
+                ordinal: u64::from(rank),
+                len: u64::from(self.layout.record_count),
+            }
+            .into());
+        }
+        let offset = self.layout.key_order_entry_offset(rank);
+        let local = u32::from_le_bytes(self.array(offset, Structure::KeyOrder)?);
+        if local >= self.layout.record_count {
+            return Err(self.corrupt(
+                offset,
+                Defect::invalid(
+                    Structure::KeyOrder,
+                    "entry",
+                    format!("a record below {}", self.layout.record_count),
+                    local,
+                ),
+            ));
+        }
+        Ok(local)
+    }
+
+    /// The record and key that key-order entry `rank` lists (`rank` below [`Shard::len`]):
+    /// the shard's keys in ascending order, one at a time, read in place. The caller checks
+    /// that they ascend; this checks the index CRC (once) and the entry.
+    pub(crate) fn key_in_order(&self, rank: u32) -> Result<(u32, Cow<'_, [u8]>)> {
+        self.check_index()?;
+        let local = self.ranked(rank)?;
+        Ok((local, self.key_bytes(local)?))
     }
 
     /// Reads record `local` (shard-local number), checking its CRC and layout, and that its

@@ -7,6 +7,7 @@ pub mod gc;
 pub mod import;
 pub mod info;
 pub mod ls;
+pub mod merge;
 pub mod pack;
 pub mod protect;
 pub mod repair;

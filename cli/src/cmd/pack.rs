@@ -140,8 +140,9 @@ impl WriterArgs {
             builder = builder.block_size(n);
         }
         if let Some(n) = self.align {
-            let n = u32::try_from(n)
-                .map_err(|_| anyhow::anyhow!("--align {n}: must be a power of two from 64 to 16M"))?;
+            let n = u32::try_from(n).map_err(|_| {
+                anyhow::anyhow!("--align {n}: must be a power of two from 64 to 16M")
+            })?;
             builder = builder.align(n);
         }
         if let Some(DictionaryArg(size)) = self.dictionary {
