@@ -331,3 +331,51 @@ fn a_parity_header_declaring_a_huge_chunk_is_refused_before_anything_is_allocate
         start.elapsed()
     );
 }
+
+#[test]
+fn a_parity_header_declaring_more_layers_than_a_writer_writes_is_refused() {
+    use shardpack::format::parity::ParityHeader;
+    use std::os::unix::fs::FileExt;
+    let dir = tempfile::tempdir().unwrap();
+    let archive = dir.path().join("a");
+    write_archive(&archive, tiny(Compression::None), &small_samples());
+    let _ = shardpack::protect(&archive, 10.0).unwrap();
+    let path = archive.join("parity.spp");
+    let genuine = std::fs::read(&path).unwrap();
+    let mut h = ParityHeader::decode(genuine[..128].try_into().unwrap()).unwrap();
+    let tables = genuine[h.tables_offset as usize..][..h.tables_len as usize].to_vec();
+    // One data layer and 11 parity layers (1100%): supported by the code and consistent
+    // in every length, but more than a writer writes (m ≤ 10 k), so a stripe of such
+    // layers is never held in memory.
+    let chunk = u64::from(h.chunk_bytes);
+    h.data_layers = 1;
+    h.layer_chunks = h.data_chunks;
+    h.parity_layers = 11;
+    let layers_offset = 128u64.div_ceil(chunk) * chunk;
+    h.tables_offset = layers_offset + 11 * h.layer_chunks * chunk;
+    let len = h.tables_offset + 2 * h.tables_len + 128;
+    let b = h.encode();
+    let file = std::fs::File::create(&path).unwrap();
+    file.set_len(len).unwrap();
+    file.write_all_at(&b, 0).unwrap();
+    file.write_all_at(&tables, h.tables_offset).unwrap();
+    file.write_all_at(&tables, h.tables_offset + h.tables_len)
+        .unwrap();
+    file.write_all_at(&b, len - 128).unwrap();
+    drop(file);
+    let err = shardpack::parity_status(&archive).expect_err("refused");
+    assert!(
+        matches!(
+            err.kind(),
+            ErrorKind::Corrupt {
+                defect: shardpack::Defect::Invalid {
+                    structure: shardpack::Structure::ParityHeader,
+                    field: "geometry",
+                    ..
+                },
+                ..
+            }
+        ),
+        "{err}"
+    );
+}

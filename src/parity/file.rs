@@ -116,14 +116,16 @@ pub(super) fn load(folder: &Path) -> Result<Parity> {
     );
     let layers_offset = align_up(PARITY_HEADER_LEN as u64, chunk.max(1)).unwrap_or(0);
     // Every bound is checked before anything is sized from the header: a chunk is held in
-    // memory (at most 16 MiB), a stripe holds k + m chunks (k ≤ N, which every writer's
-    // k = min(200, N) is, and (k, m) a pair the code supports, so k + m ≤ 65536), and the
+    // memory (at most 16 MiB), a stripe holds k + m chunks (k ≤ min(200, N) and m ≤ 10 k,
+    // as every writer's are, so at most 2,200), and the
     // tables are read whole (at most 1 GiB, and only as many bytes as the file holds).
     let geometry_ok = (64..=crate::format::parity::MAX_CHUNK_BYTES).contains(&chunk)
         && chunk.is_power_of_two()
         && k >= 1
         && m >= 1
         && k <= n
+        && k <= DATA_LAYERS
+        && m <= k.saturating_mul(MAX_PARITY_PERCENT as u64 / 100)
         && reed_solomon_simd::ReedSolomonEncoder::supports(k as usize, m as usize)
         && n <= k.saturating_mul(layer)
         && n > k.saturating_mul(layer.saturating_sub(1))
