@@ -386,6 +386,76 @@ fn merger_output_matches_the_merged_vector() {
     assert!(changed.iter().all(|&i| allowed(i)), "{changed:?}");
 }
 
+/// `small-generations`: a copy of the `small-stored` vector with [`merge_samples`] appended
+/// as generation 2 (§11.3), written into `out`.
+fn write_generations(out: &Path) -> shardpack::Manifest {
+    std::fs::create_dir_all(out).unwrap();
+    for (file, bytes) in files(&vector_dir("small-stored")) {
+        std::fs::write(out.join(file.file_name().unwrap()), bytes).unwrap();
+    }
+    let mut writer = WriterBuilder::new().append(out).unwrap();
+    for (key, fields) in merge_samples() {
+        let fields: Vec<(&str, &[u8])> = fields
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect();
+        writer.append(&key, &fields).unwrap();
+    }
+    writer.finish().unwrap()
+}
+
+#[test]
+fn appended_output_matches_the_generations_vector() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fresh = tmp.path().join("small-generations");
+    let manifest = write_generations(&fresh);
+    let golden = vector_dir("small-generations");
+    if std::env::var_os("SHARDPACK_REGENERATE_VECTORS").is_some() {
+        let _ = std::fs::remove_dir_all(&golden);
+        std::fs::create_dir_all(&golden).unwrap();
+        for (file, bytes) in files(&fresh) {
+            std::fs::write(golden.join(file.file_name().unwrap()), bytes).unwrap();
+        }
+    }
+    let (want, got) = (files(&golden), files(&fresh));
+    assert_eq!(want.len(), got.len(), "small-generations: file count");
+    for ((wf, w), (_, g)) in want.iter().zip(&got) {
+        assert_same(wf, w, g);
+    }
+    // Generation 1 is small-stored, byte for byte, kept under its number; generation 2
+    // names its root and lists its shards first, unchanged.
+    let stored = vector_dir("small-stored");
+    assert_eq!(
+        std::fs::read(golden.join("manifest-000001.json")).unwrap(),
+        std::fs::read(stored.join("manifest.json")).unwrap()
+    );
+    for shard in ["shard-000000.shp", "shard-000001.shp"] {
+        assert_eq!(
+            std::fs::read(golden.join(shard)).unwrap(),
+            std::fs::read(stored.join(shard)).unwrap()
+        );
+    }
+    let first = Archive::open(&stored).unwrap();
+    let generation = manifest.generation.as_ref().unwrap();
+    assert_eq!(
+        (generation.number, generation.parent.as_str()),
+        (2, first.root_digest())
+    );
+    assert_eq!(manifest.format_version, "1.3");
+    let one = Archive::options().generation(1).open(&golden).unwrap();
+    assert_eq!(read_all(&one), small_samples());
+    let mut samples = small_samples();
+    samples.extend(merge_samples());
+    assert_eq!(read_all(&Archive::open(&golden).unwrap()), samples);
+    assert_eq!(minimal_read(&golden), samples);
+    let report = shardpack::verify(&golden, &Default::default()).unwrap();
+    assert!(
+        report.is_ok() && report.generations == 2,
+        "{:?}",
+        report.findings
+    );
+}
+
 #[test]
 fn the_crc_is_crc32_iso_hdlc() {
     assert_eq!(
