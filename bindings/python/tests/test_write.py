@@ -111,3 +111,15 @@ def test_generations_append_and_read_back(tmp_path: Path) -> None:
         w.write("a3", {"txt": "again"})
     assert shardpack.gc(path)["leftovers"] == [] or shardpack.gc(path, delete=True)
     assert shardpack.verify(path).leftovers == []
+
+
+def test_merge_joins_archives_in_order(tmp_path: Path) -> None:
+    for name, start in (("a", 0), ("b", 100)):
+        with shardpack.Writer(tmp_path / name) as writer:
+            for i in range(start, start + 20):
+                writer.write(f"k{i:04d}", {"txt": f"{name} {i}"})
+    report = shardpack.merge([tmp_path / "a", tmp_path / "b"], tmp_path / "c")
+    merged = shardpack.open(tmp_path / "c")
+    assert len(merged) == 40 and report["manifest"]["root"] == merged.root
+    assert bytes(merged[25]["txt"]) == b"b 105"
+    assert shardpack.verify(tmp_path / "c").valid

@@ -22,6 +22,7 @@ from ._shardpack import Archive, FieldBytes, Sample, SampleIter
 from ._shardpack import Writer as _NativeWriter
 from ._shardpack import epoch_order as _epoch_order
 from ._shardpack import gc as _gc
+from ._shardpack import merge as _merge
 from ._shardpack import export_tar as _export_tar
 from ._shardpack import import_tar as _import_tar
 from ._shardpack import open as _open
@@ -346,6 +347,17 @@ def gc(path: PathLike, *, delete: bool = False) -> dict[str, Any]:
     return report
 
 
+def merge(
+    inputs: Iterable[PathLike], output: PathLike, *, archive_id: str | None = None
+) -> dict[str, Any]:
+    """Merges archives into a new one without re-encoding a block (``shardpack merge``);
+    returns the report."""
+    report: dict[str, Any] = json.loads(
+        _merge([os.fspath(p) for p in inputs], os.fspath(output), archive_id=archive_id)
+    )
+    return report
+
+
 def protect(path: PathLike, *, parity: float = 15.0) -> dict[str, Any]:
     """Adds Reed-Solomon parity of ``parity`` per cent to the archive in ``path``."""
     report: dict[str, Any] = json.loads(_protect(os.fspath(path), parity=parity))
@@ -422,6 +434,7 @@ __all__ = [
     "epoch_order",
     "errors",
     "gc",
+    "merge",
     "export_tar",
     "import_tar",
     "open",
