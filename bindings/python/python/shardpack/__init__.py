@@ -21,10 +21,10 @@ from . import errors
 from ._shardpack import Archive, FieldBytes, Sample, SampleIter
 from ._shardpack import Writer as _NativeWriter
 from ._shardpack import epoch_order as _epoch_order
-from ._shardpack import gc as _gc
-from ._shardpack import merge as _merge
 from ._shardpack import export_tar as _export_tar
+from ._shardpack import gc as _gc
 from ._shardpack import import_tar as _import_tar
+from ._shardpack import merge as _merge
 from ._shardpack import open as _open
 from ._shardpack import pack as _pack
 from ._shardpack import protect as _protect
@@ -433,10 +433,10 @@ __all__ = [
     "decode",
     "epoch_order",
     "errors",
-    "gc",
-    "merge",
     "export_tar",
+    "gc",
     "import_tar",
+    "merge",
     "open",
     "pack",
     "protect",
