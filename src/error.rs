@@ -1,4 +1,9 @@
 //! Errors: every one names the file, the shard and the byte offset where it applies.
+//!
+//! One module, long because it is a catalogue: the error kinds, the typed defects and the
+//! structures they are found in, each with its message. Every layer depends on it and it
+//! depends on none, so it cannot be split by layer; split by kind, each part would import
+//! the others' types for its messages.
 
 use std::fmt;
 use std::io;

@@ -1,5 +1,10 @@
 //! The archive manifest (§11): `manifest.json`, the list of shards with their BLAKE3 digests,
 //! bound together by the root digest.
+//!
+//! The schema, its canonical form, the root digest and the validation rules are one module
+//! because each is defined in terms of the others (§11.1–§11.3): the root covers exactly the
+//! members the schema has, validation recomputes the root, and the canonical length is
+//! computed from the schema's serialization. A third of the file is its tests.
 
 use std::path::Path;
 

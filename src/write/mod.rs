@@ -1,4 +1,12 @@
 //! The writer: one forward pass per shard, never seeking back (§4).
+//!
+//! One module for the builder, the writer and the shard being written, on purpose: the
+//! builder's options are checked against the layout the shard writer needs (a volume budget
+//! against the smallest shard it can write), the writer opens, fills and closes shards, and
+//! a shard's dictionary training holds back the writer's records; splitting them would put
+//! each half of those calls in another file. What stands alone is apart: the compression
+//! threads (`pipeline`), where bytes go (`output`), sources read in pieces (`source`), and
+//! `unstream`.
 
 pub(crate) mod output;
 pub(crate) mod pipeline;
