@@ -54,14 +54,10 @@ def open(
     ``generation`` opens an earlier generation of an appended archive (1 is the archive as
     first written) instead of the current one.
     """
-    return _open(
-        os.fspath(path), source=source, expect_root=expect_root, generation=generation
-    )
+    return _open(os.fspath(path), source=source, expect_root=expect_root, generation=generation)
 
 
-def _reopen(
-    path: str, source: Literal["mmap", "pread"], root: str, generation: int = 1
-) -> Archive:
+def _reopen(path: str, source: Literal["mmap", "pread"], root: str, generation: int = 1) -> Archive:
     """Unpickles an :class:`Archive`: the same folder and generation, refused if its
     contents changed."""
     return _open(path, source=source, expect_root=root, generation=generation)
@@ -287,7 +283,8 @@ def verify(
 
 def gc(path: PathLike, *, delete: bool = False) -> dict[str, Any]:
     """Lists the leftovers of interrupted commands in an archive folder (files no
-    generation refers to) and, with ``delete``, removes them."""
+    generation refers to, and entries of ``_staging/`` that no running distributed write
+    holds locked, see :mod:`shardpack.cluster`) and, with ``delete``, removes them."""
     report: dict[str, Any] = json.loads(_gc(os.fspath(path), delete=delete))
     return report
 
