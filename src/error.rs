@@ -644,6 +644,155 @@ impl fmt::Display for Defect {
     }
 }
 
+/// Where in a tar file (a WebDataset shard being imported) an error applies.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[non_exhaustive]
+pub struct TarLocation {
+    /// The tar file (`<stdin>` for standard input).
+    pub file: PathBuf,
+    /// The member concerned, as named in the tar, when its header could be read.
+    pub member: Option<String>,
+    /// The member read before the damage, when the damaged header has no readable name.
+    pub after: Option<String>,
+    /// The byte offset of the member's header (or of the damage) in the tar stream, after
+    /// decompression for a compressed tar.
+    pub offset: u64,
+}
+
+impl TarLocation {
+    /// A place in `file` at `offset`, in no particular member.
+    pub fn new(file: &Path, offset: u64) -> Self {
+        TarLocation {
+            file: file.to_path_buf(),
+            member: None,
+            after: None,
+            offset,
+        }
+    }
+
+    /// The same place, in the member `name`.
+    #[must_use]
+    pub fn member(mut self, name: impl Into<String>) -> Self {
+        self.member = Some(name.into());
+        self
+    }
+
+    /// The same place, just after the member `name`.
+    #[must_use]
+    pub fn after(mut self, name: Option<&str>) -> Self {
+        self.after = name.map(str::to_owned);
+        self
+    }
+}
+
+impl fmt::Display for TarLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.file.display(), self.offset)?;
+        match (&self.member, &self.after) {
+            (Some(member), _) => write!(f, ", member {member:?}"),
+            (None, Some(after)) => write!(f, ", after member {after:?}"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// What is wrong with a tar file or one of its members. New variants may be added in
+/// minor releases.
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TarProblem {
+    /// The bytes are not a valid tar, or its gzip or zstd compression does not decode (a
+    /// header checksum, a number field, a pax record, a compressed frame). Re-fetch the
+    /// file.
+    Damaged {
+        /// The tar reader's or decompressor's complaint.
+        reason: String,
+    },
+    /// The tar ends inside a header, a member or a compressed frame, or before its
+    /// end-of-archive marker (two zero blocks). Re-fetch the file.
+    Truncated {
+        /// What was cut short.
+        reason: String,
+    },
+    /// The file is compressed in a way that is not read (bzip2, xz): decompress it first.
+    Unsupported {
+        /// What was found.
+        reason: String,
+    },
+    /// A symbolic or hard link, a device, a FIFO or a member of an unknown type: only
+    /// regular files become fields. Skip such members with `skip_special`.
+    Special {
+        /// What the member is ("a symbolic link", ...).
+        kind: String,
+    },
+    /// The member's name cannot become a key and field name: not UTF-8, absolute, with an
+    /// empty, `.` or `..` component, a NUL or a line break, or too long.
+    BadName {
+        /// Why.
+        reason: String,
+    },
+    /// Two members of one sample have the same field name (webdataset refuses this too).
+    DuplicateField {
+        /// The sample's key.
+        key: String,
+        /// The field name.
+        field: String,
+    },
+    /// The key was used by an earlier sample: a tar's members must be grouped by key (a
+    /// key's members next to each other), and keys must be unique across the tars.
+    KeyReused {
+        /// The key.
+        key: String,
+    },
+    /// The writer refused the sample (too large, too many fields).
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl TarProblem {
+    /// A short, stable, machine-readable name: "damaged", "truncated", "unsupported",
+    /// "special", "bad_name", "duplicate_field", "key_reused", "refused".
+    pub fn name(&self) -> &'static str {
+        match self {
+            TarProblem::Damaged { .. } => "damaged",
+            TarProblem::Truncated { .. } => "truncated",
+            TarProblem::Unsupported { .. } => "unsupported",
+            TarProblem::Special { .. } => "special",
+            TarProblem::BadName { .. } => "bad_name",
+            TarProblem::DuplicateField { .. } => "duplicate_field",
+            TarProblem::KeyReused { .. } => "key_reused",
+            TarProblem::Refused { .. } => "refused",
+        }
+    }
+}
+
+impl fmt::Display for TarProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TarProblem::Damaged { reason } => write!(f, "damaged tar: {reason}"),
+            TarProblem::Truncated { reason } => write!(f, "truncated tar: {reason}"),
+            TarProblem::Unsupported { reason } => write!(f, "unsupported input: {reason}"),
+            TarProblem::Special { kind } => write!(
+                f,
+                "the member is {kind}; only regular files are imported (skip_special skips it)"
+            ),
+            TarProblem::BadName { reason } => write!(f, "unusable member name: {reason}"),
+            TarProblem::DuplicateField { key, field } => write!(
+                f,
+                "sample {key:?} has two members with the field name {field:?}"
+            ),
+            TarProblem::KeyReused { key } => write!(
+                f,
+                "key {key:?} was used by an earlier sample: a key's members must be next to \
+                 each other, and keys unique across the tars"
+            ),
+            TarProblem::Refused { reason } => write!(f, "sample refused: {reason}"),
+        }
+    }
+}
+
 /// What went wrong. New variants may be added in minor releases.
 #[non_exhaustive]
 #[derive(Debug)]
@@ -728,6 +877,15 @@ pub enum ErrorKind {
         max: u64,
         /// The value that exceeded it.
         got: u64,
+    },
+    /// A tar file being imported is damaged, cut short or compressed in a way not read, or
+    /// holds a member that cannot become a sample field. A failed import removes the
+    /// archive folder it created.
+    Tar {
+        /// The tar file, member and offset.
+        location: TarLocation,
+        /// What is wrong there.
+        problem: TarProblem,
     },
 }
 
@@ -847,6 +1005,10 @@ impl Error {
         }
     }
 
+    pub(crate) fn tar(location: TarLocation, problem: TarProblem) -> Self {
+        ErrorKind::Tar { location, problem }.into()
+    }
+
     pub(crate) fn invalid_input(subject: impl Into<String>, reason: impl Into<String>) -> Self {
         ErrorKind::InvalidInput {
             subject: subject.into(),
@@ -946,6 +1108,7 @@ impl fmt::Display for Error {
                 f,
                 "{limit} exceeded in {location}: limit {max}, found {got}"
             ),
+            ErrorKind::Tar { location, problem } => write!(f, "{location}: {problem}"),
         }
     }
 }
@@ -974,6 +1137,15 @@ impl From<Error> for io::Error {
                 io::ErrorKind::InvalidInput
             }
             ErrorKind::Incomplete { .. } => io::ErrorKind::InvalidData,
+            ErrorKind::Tar {
+                problem: TarProblem::Unsupported { .. },
+                ..
+            } => io::ErrorKind::Unsupported,
+            ErrorKind::Tar {
+                problem: TarProblem::Damaged { .. } | TarProblem::Truncated { .. },
+                ..
+            } => io::ErrorKind::InvalidData,
+            ErrorKind::Tar { .. } => io::ErrorKind::InvalidInput,
         };
         io::Error::new(kind, err)
     }

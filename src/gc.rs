@@ -29,21 +29,32 @@ pub struct GcReport {
 /// Lists the leftovers of the archive folder `dir`, and removes them when `delete` is set.
 /// Takes the archive's lock, so it never races an `append`, `protect` or `repair`.
 ///
+/// A folder that holds only `_staging/` (the first write into it never committed) has no
+/// manifest; only its staging entries are judged there.
+///
 /// # Errors
-/// A folder without a readable current manifest (nothing would prove which files are
-/// referenced), an archive split into volumes (run it in each volume folder's archive
-/// instead), another command holding the lock, or an I/O error.
+/// A folder without a readable current manifest that holds more than `_staging/` (nothing
+/// would prove which files are referenced), an archive split into volumes (run it in each
+/// volume folder's archive instead), another command holding the lock, or an I/O error.
 pub fn gc(dir: &Path, delete: bool) -> Result<GcReport> {
     let _lock = crate::io::ArchiveLock::take(dir)?;
-    let manifest = Manifest::load(dir, &Limits::default())?;
-    if manifest.layout.volume_size.is_some() {
-        return Err(Error::invalid_input(
-            dir.display().to_string(),
-            "gc works on archive folders, not on archives split into volumes",
-        ));
-    }
-    let mut leftovers = leftover::in_folder(dir, &manifest)
-        .map_err(|e| Error::io(dir, "list archive folder", e))?;
+    let mut leftovers = match Manifest::load(dir, &Limits::default()) {
+        Ok(manifest) => {
+            if manifest.layout.volume_size.is_some() {
+                return Err(Error::invalid_input(
+                    dir.display().to_string(),
+                    "gc works on archive folders, not on archives split into volumes",
+                ));
+            }
+            leftover::in_folder(dir, &manifest)
+                .map_err(|e| Error::io(dir, "list archive folder", e))?
+        }
+        Err(e) if holds_only_staging(dir) => {
+            drop(e);
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
     leftovers.extend(
         leftover::staging(dir, crate::io::ArchiveLock::held_elsewhere)
             .map_err(|e| Error::io(dir, "list staging folder", e))?,
@@ -71,6 +82,19 @@ pub fn gc(dir: &Path, delete: bool) -> Result<GcReport> {
         deleted: delete,
         bytes,
     })
+}
+
+/// True when the only entry of `dir` is the folder `_staging/` (§11.4).
+fn holds_only_staging(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let names: Vec<_> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name())
+        .collect();
+    names == [std::ffi::OsStr::new(leftover::STAGING_DIR)]
+        && dir.join(leftover::STAGING_DIR).is_dir()
 }
 
 /// Removes one entry of `_staging/`, holding its lock while it does, so that a write that

@@ -16,11 +16,13 @@ pub mod fuzzing;
 mod gc;
 mod io;
 mod limits;
+mod merge;
 pub mod pack;
 mod parity;
 mod read;
 mod salvage;
 mod verify;
+pub mod webdataset;
 mod write;
 
 pub use archive::leftover::{Leftover, LeftoverKind};
@@ -40,11 +42,14 @@ pub use archive::manifest::Manifest;
 pub use archive::media::{
     volume_budget, volume_data_budget, MediaProfile, Volume, MAX_STREAM_RECORD, MIN_STREAM_RECORD,
 };
-pub use error::{Defect, Error, ErrorKind, InputChange, Location, Result, Structure};
+pub use error::{
+    Defect, Error, ErrorKind, InputChange, Location, Result, Structure, TarLocation, TarProblem,
+};
 pub use format::stream::EntryKind;
 pub use io::trace::{IoKind, IoOp, IoTrace};
 pub use io::{AccessPattern, ReadAt, SourceKind};
 pub use limits::Limits;
+pub use merge::{merge, merge_with_progress, MergeOptions, MergeReport, MergedInput};
 pub use parity::{
     parity_status, protect, protect_with, repair, DamagedParityPart, ParityFileState, ParityPart,
     ParityStatus, ProtectOptions, ProtectReport, ProtectedFolder, RefusedFile, RepairReport,

@@ -218,18 +218,18 @@ fn deleted_swapped_and_extra_shards_are_reported() {
 
     std::fs::write(&shard1, &original).unwrap();
     std::fs::copy(&shard1, a.join("shard-000099.shp")).unwrap();
+    // A shard file the manifest does not list changes nothing the archive holds: a
+    // leftover, listed apart from the findings (format-spec.md §2, §11.3).
     let report = verify(&a, &VerifyOptions::default()).unwrap();
+    assert!(report.is_ok(), "{:#?}", report.findings);
     assert!(
-        report.findings.iter().any(|f| f.shard == Some(99)
-            && matches!(
-                f.defect,
-                Some(Defect::Invalid {
-                    structure: Structure::ShardFile,
-                    ..
-                })
-            )),
+        report
+            .leftovers
+            .iter()
+            .any(|l| l.path == a.join("shard-000099.shp")
+                && l.kind == shardpack::LeftoverKind::UnlistedShard),
         "{:#?}",
-        report.findings
+        report.leftovers
     );
 }
 

@@ -290,6 +290,13 @@ fn staging_folders_are_leftovers_unless_a_running_write_holds_them() {
     let mut writer = WriterBuilder::new().create(&staged).unwrap();
     writer.append("k", &[("bin", b"x")]).unwrap();
     writer.finish().unwrap();
+    // Before any archive exists gc judges only `_staging`: here nothing holds `w1`.
+    let listed = shardpack::gc(&path, false).unwrap();
+    assert_eq!(listed.leftovers.len(), 1);
+    assert_eq!(listed.leftovers[0].kind, LeftoverKind::Staging);
+    std::fs::write(path.join("notes.txt"), b"the user's").unwrap();
+    assert!(shardpack::gc(&path, false).is_err());
+    std::fs::remove_file(path.join("notes.txt")).unwrap();
     // A target holding only `_staging` is empty enough to create an archive in.
     three_generations(&path, WriterBuilder::new());
     std::fs::write(path.join("_staging").join("stray"), b"left").unwrap();

@@ -300,6 +300,92 @@ fn an_independent_reader_reads_the_vectors() {
     }
 }
 
+/// The second input of the `small-merged` vector: two samples whose keys follow
+/// `small-stored`'s, written with its options but archive id `b5` x 16.
+fn merge_samples() -> Vec<OwnedSample> {
+    vec![
+        ("c/0001".into(), vec![("txt".into(), b"merged".to_vec())]),
+        ("c/0002".into(), vec![("bin".into(), noise(3, 100))]),
+    ]
+}
+
+/// `small-merged`: the `small-stored` vector and [`merge_samples`] merged (§13.5) with a
+/// derived archive id, written into `out`.
+fn write_merged(out: &Path) -> shardpack::MergeReport {
+    let tmp = tempfile::tempdir().unwrap();
+    let second = tmp.path().join("second");
+    write_archive(
+        &second,
+        tiny(Compression::None).archive_id([0xB5; 16]),
+        &merge_samples(),
+    );
+    shardpack::merge(
+        &[vector_dir("small-stored"), second],
+        out,
+        &shardpack::MergeOptions::new(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn merger_output_matches_the_merged_vector() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fresh = tmp.path().join("small-merged");
+    let report = write_merged(&fresh);
+    let golden = vector_dir("small-merged");
+    if std::env::var_os("SHARDPACK_REGENERATE_VECTORS").is_some() {
+        let _ = std::fs::remove_dir_all(&golden);
+        std::fs::create_dir_all(&golden).unwrap();
+        for (file, bytes) in files(&fresh) {
+            std::fs::write(golden.join(file.file_name().unwrap()), bytes).unwrap();
+        }
+    }
+    let (want, got) = (files(&golden), files(&fresh));
+    assert_eq!(want.len(), got.len(), "small-merged: file count");
+    for ((wf, w), (_, g)) in want.iter().zip(&got) {
+        assert_same(wf, w, g);
+    }
+    // Shards 0 and 1 are small-stored's but for their identity; shard 2 is the second
+    // input's shard 0 renumbered; every sample reads back, also with the minimal reader.
+    let mut samples = small_samples();
+    samples.extend(merge_samples());
+    assert_eq!(report.shards_rewritten, 3);
+    // §13.5: the derived id, from the number of inputs and their roots.
+    let mut id_input = 2u64.to_le_bytes().to_vec();
+    for input in &report.inputs {
+        id_input.extend(blake3::Hash::from_hex(&input.root).unwrap().as_bytes());
+    }
+    assert_eq!(
+        hex(&blake3::derive_key("shardpack merge archive id v1", &id_input)[..16]),
+        report.archive_id
+    );
+    assert_eq!(report.archive_id, "9794a9a41ec6cbf69c1e8c56e377637d");
+    assert_eq!(read_all(&Archive::open(&golden).unwrap()), samples);
+    assert_eq!(minimal_read(&golden), samples);
+    let deep = shardpack::VerifyOptions {
+        mode: shardpack::VerifyMode::Deep,
+        ..Default::default()
+    };
+    assert!(shardpack::verify(&golden, &deep).unwrap().is_ok());
+    let stored = std::fs::read(vector_dir("small-stored").join("shard-000000.shp")).unwrap();
+    let merged = std::fs::read(golden.join("shard-000000.shp")).unwrap();
+    let changed: Vec<usize> = (0..stored.len())
+        .filter(|&i| stored[i] != merged[i])
+        .collect();
+    // Header 16..32 and 124..128; block headers at 128 and 384: 60..64 (their shard number
+    // and ordinals are unchanged, 0 and 0/1); trailer 16..32, 92..96, 124..128.
+    let allowed = |i: usize| {
+        (16..32).contains(&i)
+            || (124..128).contains(&i)
+            || (128 + 60..128 + 64).contains(&i)
+            || (384 + 60..384 + 64).contains(&i)
+            || (832 + 16..832 + 32).contains(&i)
+            || (832 + 92..832 + 96).contains(&i)
+            || (832 + 124..832 + 128).contains(&i)
+    };
+    assert!(changed.iter().all(|&i| allowed(i)), "{changed:?}");
+}
+
 #[test]
 fn the_crc_is_crc32_iso_hdlc() {
     assert_eq!(

@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 /// Exit status when the command did its job and found nothing wrong.
 const EXIT_OK: u8 = 0;
 /// Exit status when the archive is damaged: `verify` found defects, or `cat`/`extract` met
-/// damaged data (everything else was still done).
+/// damaged data (everything else was still done), or `merge` met a damaged input.
 const EXIT_DEFECTS: u8 = 1;
 /// Exit status for usage errors, unreadable or unwritable files, and bad input.
 const EXIT_ERROR: u8 = 2;
@@ -20,8 +20,8 @@ const EXIT_ERROR: u8 = 2;
 #[command(
     name = "shardpack",
     version,
-    about = "Sharded, checksummed archives for ML datasets: pack, read, verify",
-    after_help = "Exit status: 0 success; 1 the archive is damaged (verify found defects, cat/extract met damaged data, protect refused a damaged archive, repair could not recover everything or refused a parity file of other contents); 2 usage error, I/O error or bad input."
+    about = "Sharded, checksummed archives for ML datasets: pack, read, verify, import and export WebDataset tars",
+    after_help = "Exit status: 0 success; 1 the archive is damaged (verify found defects, cat/extract met damaged data, merge met a damaged input, protect refused a damaged archive, repair could not recover everything or refused a parity file of other contents); 2 usage error, I/O error or bad input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,7 +36,10 @@ enum Command {
     Info(cmd::info::Args),
     Cat(cmd::cat::Args),
     Extract(cmd::extract::Args),
+    Import(cmd::import::Args),
+    Export(cmd::export::Args),
     Verify(cmd::verify::Args),
+    Merge(cmd::merge::Args),
     Unstream(cmd::unstream::Args),
     Salvage(cmd::salvage::Args),
     Protect(cmd::protect::Args),
@@ -54,7 +57,10 @@ fn main() -> ExitCode {
         Command::Info(args) => cmd::info::run(args),
         Command::Cat(args) => cmd::cat::run(args),
         Command::Extract(args) => cmd::extract::run(args),
+        Command::Import(args) => cmd::import::run(args),
+        Command::Export(args) => cmd::export::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Merge(args) => cmd::merge::run(args),
         Command::Unstream(args) => cmd::unstream::run(args),
         Command::Salvage(args) => cmd::salvage::run(args),
         Command::Protect(args) => cmd::protect::run(args),

@@ -740,3 +740,84 @@ fn dictionary_option_takes_a_size_or_off() {
         }
     }
 }
+
+#[test]
+fn merge_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a_in, b_in) = (tmp.path().join("a-in"), tmp.path().join("b-in"));
+    make_tree(&a_in);
+    for i in 0..5 {
+        let p = b_in.join(format!("more/{i:03}.txt"));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, format!("sample {i}")).unwrap();
+    }
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    for (input, out) in [(&a_in, &a), (&b_in, &b)] {
+        let o = run(&[&"pack", input, &"-o", out, &"--shard-size", &"8K"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let merged = tmp.path().join("merged");
+    let o = run(&[&"merge", &a, &b, &"-o", &merged, &"--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(summary["samples"], 15);
+    assert_eq!(summary["inputs"].as_array().unwrap().len(), 2);
+    let o = run(&[&"verify", &"--deep", &merged]);
+    assert!(o.status.success(), "{}", stdout(&o));
+    // The merged archive extracts to both trees at once.
+    let out = tmp.path().join("extracted");
+    let o = run(&[&"extract", &merged, &"-o", &out]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let both = tmp.path().join("both");
+    for tree in [&a_in, &b_in] {
+        let o = std::process::Command::new("cp")
+            .arg("-r")
+            .arg(format!("{}/.", tree.display()))
+            .arg(&both)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+    }
+    assert_same_tree(&out, &both);
+
+    // The first input's id: its shards are copied unchanged.
+    let info = run(&[&"info", &a, &"--json"]);
+    let id = serde_json::from_str::<serde_json::Value>(&stdout(&info)).unwrap()["archive_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let kept = tmp.path().join("kept");
+    let o = run(&[&"merge", &a, &b, &"-o", &kept, &"--archive-id", &id]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(" unchanged)"), "{}", stdout(&o));
+    assert_eq!(
+        std::fs::read(a.join("shard-000000.shp")).unwrap(),
+        std::fs::read(kept.join("shard-000000.shp")).unwrap()
+    );
+
+    // The same keys twice: bad input, exit 2, nothing written.
+    let twice = tmp.path().join("twice");
+    let o = run(&[&"merge", &a, &a, &"-o", &twice]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("a key may appear once"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!twice.exists());
+
+    // A damaged input: exit 1, the file named, nothing written.
+    let shard = b.join("shard-000000.shp");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[4096 + 64 + 3] ^= 0x40;
+    std::fs::write(&shard, bytes).unwrap();
+    let broken = tmp.path().join("broken");
+    let o = run(&[&"merge", &a, &b, &"-o", &broken]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&*shard.to_string_lossy()),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!broken.exists());
+}

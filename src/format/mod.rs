@@ -6,6 +6,7 @@
 pub mod block;
 pub mod checksum;
 pub mod header;
+pub mod identity;
 pub mod index;
 pub mod parity;
 pub mod record;

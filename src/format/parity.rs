@@ -99,8 +99,9 @@ impl ParityHeader {
 
     /// Decodes and validates a header; the geometry is checked by the parity reader.
     ///
-    /// A version above 1.2 is unsupported; 1.0 and 1.1 are refused as invalid: those
-    /// headers carry no root, so nothing proves which contents they describe (§10, §17.1).
+    /// A version above 1.3 is unsupported; 1.0, 1.1 and 1.3 are refused as invalid: 1.0 and
+    /// 1.1 headers carry no root, so nothing proves which contents they describe, and 1.3
+    /// defines nothing here (§10, §17.1).
     pub fn decode(b: &[u8; PARITY_HEADER_LEN]) -> Result<ParityHeader, DecodeError> {
         let version = sealed::open(b, &PARITY_MAGIC, Structure::ParityHeader)?;
         if version != VERSION_1_2 {
@@ -185,7 +186,8 @@ mod tests {
             sealed::seal(&mut b);
             ParityHeader::decode(&b)
         };
-        for minor in [0, 1] {
+        // 1.3 defines nothing in a parity header: invalid like 1.0 and 1.1.
+        for minor in [0, 1, 3] {
             assert!(
                 matches!(
                     with_minor(minor),
@@ -201,8 +203,8 @@ mod tests {
             );
         }
         assert!(matches!(
-            with_minor(3),
-            Err(DecodeError::Version { got: (1, 3), .. })
+            with_minor(4),
+            Err(DecodeError::Version { got: (1, 4), .. })
         ));
     }
 }

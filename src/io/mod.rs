@@ -112,6 +112,35 @@ pub trait ReadAt: Send + Sync {
     fn advise(&self, _pattern: AccessPattern) {}
 }
 
+/// Another handle on a source, passing every call through (see `Shard::batch_handle`).
+pub(crate) struct Shared(pub(crate) Arc<dyn ReadAt>);
+
+impl ReadAt for Shared {
+    fn len(&self) -> u64 {
+        self.0.len()
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        self.0.read_exact_at(offset, buf)
+    }
+
+    fn in_memory(&self) -> Option<&[u8]> {
+        self.0.in_memory()
+    }
+
+    fn touched(&self, offset: u64, len: u64) {
+        self.0.touched(offset, len)
+    }
+
+    fn will_need(&self, offset: u64, len: u64) {
+        self.0.will_need(offset, len)
+    }
+
+    fn advise(&self, pattern: AccessPattern) {
+        self.0.advise(pattern)
+    }
+}
+
 impl dyn ReadAt {
     /// `len` bytes at `offset`: borrowed from memory when the source holds them so, read
     /// into a buffer otherwise; `None` when the range is not within the file.

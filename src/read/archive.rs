@@ -361,9 +361,24 @@ impl Archive {
                 s.prefetch(start, end - start);
             }
         }
+        // One handle per shard for the whole batch (see `Shard::batch_handle`).
+        let mut handles: Vec<(usize, Arc<dyn crate::ReadAt>)> = Vec::new();
         let mut read: Vec<(usize, Result<Sample>)> = order
             .into_iter()
-            .map(|i| (i, self.get(ordinals[i])))
+            .map(|i| {
+                let sample = self.locate(ordinals[i]).and_then(|(shard, local)| {
+                    let s = self.shard(shard)?;
+                    let handle = match handles.iter().find(|(n, _)| *n == shard) {
+                        Some((_, h)) => h,
+                        None => {
+                            handles.push((shard, s.batch_handle()));
+                            &handles[handles.len() - 1].1
+                        }
+                    };
+                    s.get_holding(local, handle)
+                });
+                (i, sample)
+            })
             .collect();
         read.sort_unstable_by_key(|(i, _)| *i);
         read.into_iter().map(|(_, sample)| sample).collect()

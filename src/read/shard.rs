@@ -658,19 +658,7 @@ impl Shard {
         let (mut lo, mut hi) = (0u32, self.layout.record_count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            let offset = self.layout.key_order_entry_offset(mid);
-            let local = u32::from_le_bytes(self.array(offset, Structure::KeyOrder)?);
-            if local >= self.layout.record_count {
-                return Err(self.corrupt(
-                    offset,
-                    Defect::invalid(
-                        Structure::KeyOrder,
-                        "entry",
-                        format!("a record below {}", self.layout.record_count),
-                        local,
-                    ),
-                ));
-            }
+            let local = self.ranked(mid)?;
             match (*self.key_bytes(local)?).cmp(key) {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Greater => hi = mid,
@@ -680,12 +668,59 @@ impl Shard {
         Ok(None)
     }
 
+    /// The record number that key-order entry `rank` lists, checked to be a record.
+    fn ranked(&self, rank: u32) -> Result<u32> {
+        if rank >= self.layout.record_count {
+            return Err(ErrorKind::OrdinalOutOfRange {
+                ordinal: u64::from(rank),
+                len: u64::from(self.layout.record_count),
+            }
+            .into());
+        }
+        let offset = self.layout.key_order_entry_offset(rank);
+        let local = u32::from_le_bytes(self.array(offset, Structure::KeyOrder)?);
+        if local >= self.layout.record_count {
+            return Err(self.corrupt(
+                offset,
+                Defect::invalid(
+                    Structure::KeyOrder,
+                    "entry",
+                    format!("a record below {}", self.layout.record_count),
+                    local,
+                ),
+            ));
+        }
+        Ok(local)
+    }
+
+    /// The record and key that key-order entry `rank` lists (`rank` below [`Shard::len`]):
+    /// the shard's keys in ascending order, one at a time, read in place. The caller checks
+    /// that they ascend; this checks the index CRC (once) and the entry.
+    pub(crate) fn key_in_order(&self, rank: u32) -> Result<(u32, Cow<'_, [u8]>)> {
+        self.check_index()?;
+        let local = self.ranked(rank)?;
+        Ok((local, self.key_bytes(local)?))
+    }
+
     /// Reads record `local` (shard-local number), checking its CRC and layout, and that its
     /// key matches the index.
     ///
     /// # Errors
     /// `local` out of range, or an error naming the damaged place.
     pub fn get(&self, local: u32) -> Result<Sample> {
+        self.get_holding(local, &self.bytes)
+    }
+
+    /// A handle on this shard's bytes for the samples of one batch: they share it, so
+    /// threads reading batches of one shard at once each count references on a counter of
+    /// their own instead of all on the shard's.
+    pub(crate) fn batch_handle(&self) -> Arc<dyn ReadAt> {
+        Arc::new(crate::io::Shared(Arc::clone(&self.bytes)))
+    }
+
+    /// [`Shard::get`], a stored sample holding `handle` (this shard's bytes, or a
+    /// [`Shard::batch_handle`]) for its map.
+    pub(crate) fn get_holding(&self, local: u32, handle: &Arc<dyn ReadAt>) -> Result<Sample> {
         if local >= self.layout.record_count {
             return Err(ErrorKind::OrdinalOutOfRange {
                 ordinal: u64::from(local),
@@ -734,7 +769,7 @@ impl Shard {
                 let bytes = match self.slice(offset, entry.len, record_structure)? {
                     // Borrowed means in memory, so the range is within it.
                     Cow::Borrowed(_) => SampleBytes::Mapped(
-                        Arc::clone(&self.bytes),
+                        Arc::clone(handle),
                         offset as usize..(offset + entry.len) as usize,
                     ),
                     Cow::Owned(copy) => SampleBytes::Owned(copy),

@@ -40,6 +40,33 @@ pub fn verify(path: impl AsRef<Path>, options: &VerifyOptions) -> Result<VerifyR
     verify_with_progress(path, options, &mut |_, _| {})
 }
 
+/// The defects of shard `number` of the archive `manifest` describes, found as a Deep
+/// verification finds them (every CRC recomputed, §13.1): for an operation that has found the
+/// shard's digest wrong while it copied it (merge) and must say where the damage is.
+pub(crate) fn shard_defects(
+    path: &Path,
+    number: u32,
+    info: &ShardInfo,
+    manifest: &Manifest,
+    limits: Limits,
+) -> Vec<Finding> {
+    let mut v = Verifier {
+        findings: Vec::new(),
+        leftovers: Vec::new(),
+        complete: true,
+        mode: VerifyMode::Deep,
+        limits,
+        bytes_checked: 0,
+        trace: None,
+        raw_total: Some(0),
+        dictionary: None,
+        proven: false,
+        headers: (0, 0),
+    };
+    v.check_shard(path, number, Some(info), Some(manifest));
+    v.findings
+}
+
 /// [`verify`], calling `progress(bytes_done, bytes_total)` as it goes.
 ///
 /// # Errors

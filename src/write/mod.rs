@@ -676,6 +676,12 @@ impl Writer {
         self.next_ordinal == 0
     }
 
+    /// True when a sample with `key` was appended (by the same 16-byte hash that
+    /// [`append`](Self::append) refuses duplicates with).
+    pub(crate) fn has_key(&self, key: &str) -> bool {
+        self.seen_keys.contains(&key_hash(key))
+    }
+
     /// Appends one sample and returns its ordinal.
     ///
     /// # Errors
@@ -1107,7 +1113,7 @@ fn pass(
     })
 }
 
-/// The 16 bytes by which the writer tells keys apart (a duplicate is refused).
+/// The first 16 bytes of the key's BLAKE3 hash, by which duplicate keys are found.
 fn key_hash(key: &str) -> [u8; 16] {
     let hash = blake3::hash(key.as_bytes());
     let mut out = [0u8; 16];

@@ -81,6 +81,14 @@ fn build(py: Python<'_>, error: &Error) -> PyResult<PyErr> {
             attrs.set_item("found", *got)?;
             "LimitExceededError"
         }
+        ErrorKind::Tar { location, problem } => {
+            attrs.set_item("file", location.file.to_string_lossy().into_owned())?;
+            attrs.set_item("member", location.member.clone())?;
+            attrs.set_item("after", location.after.clone())?;
+            attrs.set_item("offset", location.offset)?;
+            attrs.set_item("problem", problem.name())?;
+            "TarError"
+        }
         _ => "ShardpackError",
     };
     let module = py.import("shardpack.errors")?;

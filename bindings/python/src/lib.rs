@@ -20,6 +20,8 @@ fn _shardpack(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<order::ReadPlan>()?;
     m.add_function(wrap_pyfunction!(read::open, m)?)?;
     m.add_function(wrap_pyfunction!(write::pack, m)?)?;
+    m.add_function(wrap_pyfunction!(write::import_tar, m)?)?;
+    m.add_function(wrap_pyfunction!(write::export_tar, m)?)?;
     m.add_function(wrap_pyfunction!(write::verify, m)?)?;
     m.add_function(wrap_pyfunction!(write::protect, m)?)?;
     m.add_function(wrap_pyfunction!(write::gc, m)?)?;

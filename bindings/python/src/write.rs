@@ -10,6 +10,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 use shardpack::pack::{pack_folder, PackOptions};
+use shardpack::webdataset::{export, ExportOptions, TarPattern, TarSource};
 use shardpack::{Compression, MediaProfile, VerifyMode, VerifyOptions, WriterBuilder};
 
 use crate::errors::{usage, IntoPy};
@@ -291,6 +292,84 @@ pub fn pack(
         .parity_percent(parity_percent(parity)?);
     let report = py
         .detach(|| pack_folder(&input, &output, builder, &pack_options, &mut |_, _| {}))
+        .py()?;
+    to_json(&report)
+}
+
+/// Imports WebDataset tars (paths or brace patterns, `shards-{000000..000009}.tar`) into a
+/// new archive `output`, grouping members into samples as webdataset does; returns the
+/// report as JSON text.
+#[pyfunction]
+#[pyo3(signature = (inputs, output, *, profile = None, shard_size = None, block_size = None,
+    align = None, compression = None, level = None, dictionary = None, archive_id = None,
+    parity = None, threads = None, skip_special = false))]
+#[allow(clippy::too_many_arguments)]
+pub fn import_tar(
+    py: Python<'_>,
+    inputs: Vec<String>,
+    output: PathBuf,
+    profile: Option<String>,
+    shard_size: Option<u64>,
+    block_size: Option<u64>,
+    align: Option<u32>,
+    compression: Option<String>,
+    level: Option<i32>,
+    dictionary: Option<u32>,
+    archive_id: Option<String>,
+    parity: Option<f64>,
+    threads: Option<usize>,
+    skip_special: bool,
+) -> PyResult<String> {
+    let options = Options {
+        profile,
+        shard_size,
+        block_size,
+        align,
+        compression,
+        level,
+        dictionary,
+        archive_id,
+        threads,
+    };
+    let builder = options.builder()?;
+    let pack_options = PackOptions::new()
+        .skip_special(skip_special)
+        .parity_percent(parity_percent(parity)?);
+    let mut sources = Vec::new();
+    for input in &inputs {
+        if input == "-" {
+            return Err(PyValueError::new_err(
+                "standard input is not read from Python; give a file name",
+            ));
+        }
+        sources.extend(TarSource::from_arg(input).py()?);
+    }
+    let report = py
+        .detach(|| {
+            shardpack::webdataset::import(sources, &output, builder, &pack_options, &mut |_, _| {})
+        })
+        .py()?;
+    to_json(&report)
+}
+
+/// Exports the archive in `archive` as WebDataset tars named by `pattern` (one printf-style
+/// number, `out-%06d.tar`), a new tar when one would pass `shard_size` bytes; returns the
+/// report as JSON text.
+#[pyfunction]
+#[pyo3(signature = (archive, pattern, *, shard_size = None))]
+pub fn export_tar(
+    py: Python<'_>,
+    archive: PathBuf,
+    pattern: &str,
+    shard_size: Option<u64>,
+) -> PyResult<String> {
+    let pattern = TarPattern::parse(pattern).py()?;
+    let options = ExportOptions::new().shard_size(shard_size);
+    let report = py
+        .detach(|| {
+            let archive = shardpack::Archive::open(&archive)?;
+            export(&archive, &pattern, &options, &mut |_, _| {})
+        })
         .py()?;
     to_json(&report)
 }

@@ -137,3 +137,12 @@ def test_a_failed_write_leaves_the_target_as_it_was(local_ray: None, tmp_path: P
     assert shardpack.open(target).root == before
     assert not os.path.exists(target / "_staging")
     assert shardpack.verify(target).valid
+
+
+def test_an_empty_dataset_gives_an_empty_archive(local_ray: None, tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    dataset().filter(lambda row: False).write_datasink(
+        shardpack.ray.ShardpackDatasink(target, key="id")
+    )
+    assert len(shardpack.open(target)) == 0
+    assert shardpack.verify(target).valid

@@ -1,10 +1,13 @@
 pub mod append;
 pub mod bench;
 pub mod cat;
+pub mod export;
 pub mod extract;
 pub mod gc;
+pub mod import;
 pub mod info;
 pub mod ls;
+pub mod merge;
 pub mod pack;
 pub mod protect;
 pub mod repair;

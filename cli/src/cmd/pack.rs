@@ -32,10 +32,30 @@ pub struct Args {
     /// `| dd of=/dev/nst0 bs=512k`, `| mbuffer`).
     #[arg(short, long)]
     output: PathBuf,
+    #[command(flatten)]
+    writer: WriterArgs,
+    /// Record size of a stream (-o -): every write is one record of this size, a power of
+    /// two from 4K to 8M and at least the alignment. Default: 512K (LTFS's).
+    #[arg(long, value_parser = parse_size)]
+    record_size: Option<u64>,
+    /// In a stream, write a manifest checkpoint after every N shards (default 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    checkpoint_every: Option<u32>,
+    /// Skip symbolic links and special files with a warning instead of refusing them.
+    #[arg(long)]
+    skip_special: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The writer options that `pack` and `import` share.
+#[derive(clap::Args)]
+pub struct WriterArgs {
     /// Media profile: sets alignment, block and shard sizes and record placement for the
     /// medium (see format-spec.md §9). The options below override single parameters.
     #[arg(long, default_value = "generic", value_parser = parse_profile)]
-    profile: MediaProfile,
+    pub profile: MediaProfile,
     /// Target shard file size (e.g. 256M, 1G). Default: the profile's.
     #[arg(long, value_parser = parse_size)]
     shard_size: Option<u64>,
@@ -46,10 +66,6 @@ pub struct Args {
     /// Default: the profile's.
     #[arg(long, value_parser = parse_size)]
     align: Option<u64>,
-    /// Record size of a stream (-o -): every write is one record of this size, a power of
-    /// two from 4K to 8M and at least the alignment. Default: 512K (LTFS's).
-    #[arg(long, value_parser = parse_size)]
-    record_size: Option<u64>,
     /// Split the archive into volume folders (vol-0001, vol-0002, ...) that each fit this
     /// optical medium with room for its file system; each carries the whole manifest.
     #[arg(long, conflicts_with = "volume_size", value_parser = parse_volume)]
@@ -62,10 +78,7 @@ pub struct Args {
     /// (dvdisaster's normal 14.3%), 5 for tape (par2's default), none for hdd, ssd and
     /// generic; 0 turns it off. Not available for streams (-o -): unstream, then protect.
     #[arg(long, value_parser = parse_parity, allow_hyphen_values = true)]
-    parity: Option<f64>,
-    /// In a stream, write a manifest checkpoint after every N shards (default 1).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-    checkpoint_every: Option<u32>,
+    pub parity: Option<f64>,
     /// Block compression.
     #[arg(long, value_enum, default_value = "zstd")]
     compression: CompressionArg,
@@ -78,16 +91,73 @@ pub struct Args {
     /// zstd level, -7 to 22 (default 3).
     #[arg(long, allow_negative_numbers = true)]
     level: Option<i32>,
-    /// Archive id (32 hex digits). Default: derived from the file list and options, so the
-    /// same input gives the same bytes.
+    /// Archive id (32 hex digits). Default: derived so that the same input and options give
+    /// the same bytes (pack: from the file list and options; import: from the options).
     #[arg(long)]
     archive_id: Option<String>,
-    /// Skip symbolic links and special files with a warning instead of refusing them.
-    #[arg(long)]
-    skip_special: bool,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+}
+
+impl WriterArgs {
+    /// Options that do nothing with the compression chosen are refused rather than
+    /// silently ignored.
+    pub fn refuse_inapplicable(&self) -> Result<()> {
+        if let CompressionArg::None = self.compression {
+            if self.level.is_some() {
+                bail!("--level applies to zstd compression only, not --compression none");
+            }
+            if matches!(self.dictionary, Some(DictionaryArg(Some(_)))) {
+                bail!("--dictionary applies to zstd compression only, not --compression none");
+            }
+        }
+        Ok(())
+    }
+
+    /// The parity folders get: --parity, else the profile's default.
+    pub fn folder_parity(&self) -> f64 {
+        self.parity
+            .unwrap_or(f64::from(self.profile.default_parity_percent))
+    }
+
+    /// The writer options chosen; volumes get the data budget of their medium with
+    /// `parity` beside the data.
+    pub fn builder(&self, parity: f64) -> Result<WriterBuilder> {
+        let compression = match self.compression {
+            CompressionArg::None => Compression::None,
+            CompressionArg::Zstd => Compression::Zstd {
+                level: self.level.unwrap_or(3),
+            },
+        };
+        let mut builder = WriterBuilder::for_profile(self.profile).compression(compression);
+        if let Some(hex) = &self.archive_id {
+            let id = shardpack::manifest::parse_hex::<16>(&hex.to_ascii_lowercase())
+                .context("--archive-id must be 32 hex digits")?;
+            builder = builder.archive_id(id);
+        }
+        if let Some(n) = self.shard_size {
+            builder = builder.shard_size(n);
+        }
+        if let Some(n) = self.block_size {
+            builder = builder.block_size(n);
+        }
+        if let Some(n) = self.align {
+            let n = u32::try_from(n).map_err(|_| {
+                anyhow::anyhow!("--align {n}: must be a power of two from 64 to 16M")
+            })?;
+            builder = builder.align(n);
+        }
+        if let Some(DictionaryArg(size)) = self.dictionary {
+            let size = size
+                .map(|n| {
+                    u32::try_from(n).map_err(|_| {
+                        anyhow::anyhow!("--dictionary {n}: must be from 1K to 1M bytes, or off")
+                    })
+                })
+                .transpose()?;
+            builder = builder.dictionary(size);
+        }
+        let capacity = self.volume.map(|v| v.capacity()).or(self.volume_size);
+        Ok(builder.volume_size(capacity.map(|c| shardpack::volume_data_budget(c, parity))))
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -100,10 +170,7 @@ pub fn run(args: Args) -> Result<u8> {
     let to_stream = args.output.as_os_str() == "-";
     refuse_inapplicable(&args, to_stream)?;
     // Volumes are folders, which get the profile's parity unless told otherwise.
-    let parity = args
-        .parity
-        .unwrap_or(f64::from(args.profile.default_parity_percent));
-    let builder = builder(&args, parity)?;
+    let builder = builder(&args, args.writer.folder_parity())?;
     // Bad options are refused before the folder is walked.
     builder.validate()?;
     let listing = FolderListing::scan(&args.input)?;
@@ -124,7 +191,7 @@ pub fn run(args: Args) -> Result<u8> {
     }
     let options = PackOptions::new()
         .skip_special(true)
-        .parity_percent(args.parity);
+        .parity_percent(args.writer.parity);
     let total = listing.total_bytes();
     let bar = progress_bar(total, "pack");
     let mut progress = |done, _total| bar.set_position(done);
@@ -176,12 +243,12 @@ pub fn run(args: Args) -> Result<u8> {
 /// Options that do nothing in the mode chosen are refused rather than silently ignored.
 fn refuse_inapplicable(args: &Args, to_stream: bool) -> Result<()> {
     if to_stream {
-        if args.volume.is_some() || args.volume_size.is_some() {
+        if args.writer.volume.is_some() || args.writer.volume_size.is_some() {
             bail!(
                 "--volume and --volume-size apply to archive folders only; a stream has no volumes"
             );
         }
-        if args.parity.is_some_and(|p| p != 0.0) {
+        if args.writer.parity.is_some_and(|p| p != 0.0) {
             bail!("--parity applies to archive folders only; streams carry no parity: unstream, then protect");
         }
     } else {
@@ -192,63 +259,22 @@ fn refuse_inapplicable(args: &Args, to_stream: bool) -> Result<()> {
             bail!("--checkpoint-every applies to streams only (-o -)");
         }
     }
-    if let CompressionArg::None = args.compression {
-        if args.level.is_some() {
-            bail!("--level applies to zstd compression only, not --compression none");
-        }
-        if matches!(args.dictionary, Some(DictionaryArg(Some(_)))) {
-            bail!("--dictionary applies to zstd compression only, not --compression none");
-        }
-    }
-    Ok(())
+    args.writer.refuse_inapplicable()
 }
 
-/// The writer options the arguments choose; volumes get the data budget of their medium
-/// with `parity` beside the data.
+/// The writer options the arguments choose, with a stream's record size and checkpoints.
 fn builder(args: &Args, parity: f64) -> Result<WriterBuilder> {
-    let compression = match args.compression {
-        CompressionArg::None => Compression::None,
-        CompressionArg::Zstd => Compression::Zstd {
-            level: args.level.unwrap_or(3),
-        },
-    };
-    let mut builder = WriterBuilder::for_profile(args.profile)
-        .compression(compression)
+    let mut builder = args
+        .writer
+        .builder(parity)?
         .checkpoint_every(args.checkpoint_every.unwrap_or(1));
-    if let Some(hex) = &args.archive_id {
-        let id = shardpack::manifest::parse_hex::<16>(&hex.to_ascii_lowercase())
-            .context("--archive-id must be 32 hex digits")?;
-        builder = builder.archive_id(id);
-    }
-    if let Some(n) = args.shard_size {
-        builder = builder.shard_size(n);
-    }
-    if let Some(n) = args.block_size {
-        builder = builder.block_size(n);
-    }
-    if let Some(n) = args.align {
-        let n = u32::try_from(n)
-            .map_err(|_| anyhow::anyhow!("--align {n}: must be a power of two from 64 to 16M"))?;
-        builder = builder.align(n);
-    }
-    if let Some(DictionaryArg(size)) = args.dictionary {
-        let size = size
-            .map(|n| {
-                u32::try_from(n).map_err(|_| {
-                    anyhow::anyhow!("--dictionary {n}: must be from 1K to 1M bytes, or off")
-                })
-            })
-            .transpose()?;
-        builder = builder.dictionary(size);
-    }
     if let Some(n) = args.record_size {
         let n = u32::try_from(n).map_err(|_| {
             anyhow::anyhow!("--record-size {n}: must be a power of two from 4K to 8M")
         })?;
         builder = builder.stream_record(n);
     }
-    let capacity = args.volume.map(|v| v.capacity()).or(args.volume_size);
-    Ok(builder.volume_size(capacity.map(|c| shardpack::volume_data_budget(c, parity))))
+    Ok(builder)
 }
 
 fn parse_profile(name: &str) -> Result<MediaProfile, String> {

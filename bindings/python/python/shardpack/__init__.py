@@ -22,6 +22,8 @@ from ._shardpack import Archive, FieldBytes, Sample, SampleIter
 from ._shardpack import Writer as _NativeWriter
 from ._shardpack import epoch_order as _epoch_order
 from ._shardpack import gc as _gc
+from ._shardpack import export_tar as _export_tar
+from ._shardpack import import_tar as _import_tar
 from ._shardpack import open as _open
 from ._shardpack import pack as _pack
 from ._shardpack import protect as _protect
@@ -203,6 +205,62 @@ def pack(
     return report
 
 
+def import_tar(
+    inputs: PathLike | Iterable[PathLike],
+    output: PathLike,
+    *,
+    profile: str = "generic",
+    shard_size: int | None = None,
+    block_size: int | None = None,
+    align: int | None = None,
+    compression: Literal["zstd", "none"] = "zstd",
+    level: int | None = None,
+    dictionary: int | None = None,
+    archive_id: str | None = None,
+    parity: float | None = None,
+    threads: int | None = None,
+    skip_special: bool = False,
+) -> dict[str, Any]:
+    """Imports WebDataset tars into a new archive ``output`` as ``shardpack import`` does.
+
+    ``inputs`` is a path, a brace pattern (``"shards-{000000..000009}.tar"``) or a list
+    of them; plain, gzip and zstd tars are read. Returns the report (``manifest``,
+    ``tars``, ``member_bytes``, ``skipped``, ``skipped_count``, ``parity``)."""
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]
+    report: dict[str, Any] = json.loads(
+        _import_tar(
+            [os.fspath(i) for i in inputs],
+            os.fspath(output),
+            profile=profile,
+            shard_size=shard_size,
+            block_size=block_size,
+            align=align,
+            compression=compression,
+            level=level,
+            dictionary=dictionary,
+            archive_id=archive_id,
+            parity=parity,
+            threads=threads,
+            skip_special=skip_special,
+        )
+    )
+    return report
+
+
+def export_tar(
+    archive: PathLike, pattern: PathLike, shard_size: int | None = None
+) -> dict[str, Any]:
+    """Writes the archive as WebDataset tars named by ``pattern`` (one ``%d``-style
+    number, ``"out-%06d.tar"``), as ``shardpack export`` does; a new tar starts when one
+    would pass ``shard_size`` bytes. Returns the report (``tars``, ``samples``,
+    ``members``, ``unnamed_fields``)."""
+    report: dict[str, Any] = json.loads(
+        _export_tar(os.fspath(archive), os.fspath(pattern), shard_size=shard_size)
+    )
+    return report
+
+
 @dataclass(frozen=True)
 class Finding:
     """One defect ``verify`` found, and where."""
@@ -365,6 +423,8 @@ __all__ = [
     "epoch_order",
     "errors",
     "gc",
+    "export_tar",
+    "import_tar",
     "open",
     "pack",
     "protect",

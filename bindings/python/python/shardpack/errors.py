@@ -78,6 +78,16 @@ class InvalidInputError(ShardpackError, ValueError):
     """An argument or input the library refuses; nothing was written for it."""
 
 
+class TarError(ShardpackError, ValueError):
+    """A tar being imported is damaged, truncated or holds a member that cannot be a field
+    (``file``, ``member``, ``after``, ``offset``, ``problem``: "damaged", "truncated",
+    "unsupported", "special", "bad_name", "duplicate_field", "key_reused", "refused")."""
+
+    member: str | None
+    after: str | None
+    problem: str | None
+
+
 __all__ = [
     "ArchiveIOError",
     "CorruptError",

@@ -75,6 +75,8 @@ class ShardpackDatasink(Datasink[TaskResult]):
     def _samples(self, blocks: Iterable[Any]) -> Iterator[tuple[str, dict[str, FieldValue]]]:
         for block in blocks:
             table = BlockAccessor.for_block(block).to_arrow()
+            if table.num_rows == 0:
+                continue
             columns = table.schema.names
             if self.key not in columns:
                 raise errors.InvalidInputError(f"no column {self.key!r}; the columns are {columns}")
@@ -101,6 +103,9 @@ class ShardpackDatasink(Datasink[TaskResult]):
         )
 
     def on_write_complete(self, write_result: WriteResult[TaskResult]) -> None:
+        if self._staged is None and not write_result.write_returns:
+            # An empty Dataset may finish without a start: it still gives an archive.
+            self.on_write_start()
         staged = self._staged or StagedWrite(self.path, self.write_id)
         try:
             self.manifest = staged.commit(write_result.write_returns, **self.writer_options)
