@@ -25,6 +25,7 @@ fn _shardpack(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write::verify, m)?)?;
     m.add_function(wrap_pyfunction!(write::protect, m)?)?;
     m.add_function(wrap_pyfunction!(write::gc, m)?)?;
+    m.add_function(wrap_pyfunction!(write::merge, m)?)?;
     m.add_function(wrap_pyfunction!(order::epoch_order, m)?)?;
     m.add_function(wrap_pyfunction!(order::position_after, m)?)?;
     Ok(())

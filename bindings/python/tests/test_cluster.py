@@ -68,7 +68,10 @@ def test_retries_and_duplicates_commit_each_task_once_in_task_order(tmp_path: Pa
             else:
                 results.append(write_task(target, write.write_id, task, rows(task), **OPTIONS))
         assert [(r.task, r.attempt) for r in choose(results)] == [(0, 0), (1, 0), (2, 1), (3, 0)]
+        staged_shards = sum(shardpack.open(r.path).shard_count for r in choose(results))
         manifest = write.commit(results, tasks=TASKS, **OPTIONS)
+    # A new archive is a merge: the staged shards themselves, not a re-packing.
+    assert shardpack.open(target).shard_count == staged_shards > TASKS
     assert manifest["totals"]["samples"] == TASKS * PER_TASK
     assert contents(target) == expected()
     report = shardpack.verify(target)

@@ -92,10 +92,11 @@ class FailingWriter(shardpack.spark.ShardpackWriter):
         if task != 2:
             return super().write(iterator)
         rows = list(self._samples(iterator))
-        copy = write_task(self.path, self.write_id, task, rows, attempt=attempt + 1)
+        options = self.writer_options
+        copy = write_task(self.path, self.write_id, task, rows, attempt=attempt + 1, **options)
         with open(os.path.join(self.path, "_staging", self.write_id, "copy.json"), "w") as f:
             json.dump(copy.__dict__, f)
-        first = write_task(self.path, self.write_id, task, rows, attempt=attempt)
+        first = write_task(self.path, self.write_id, task, rows, attempt=attempt, **options)
         return shardpack.spark.TaskMessage(first)
 
     def _results(

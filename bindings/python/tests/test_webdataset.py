@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import shardpack
 import webdataset
+
+import shardpack
 from shardpack import errors
 
 Samples = list[tuple[str, dict[str, bytes]]]

@@ -21,9 +21,10 @@ from . import errors
 from ._shardpack import Archive, FieldBytes, Sample, SampleIter
 from ._shardpack import Writer as _NativeWriter
 from ._shardpack import epoch_order as _epoch_order
-from ._shardpack import gc as _gc
 from ._shardpack import export_tar as _export_tar
+from ._shardpack import gc as _gc
 from ._shardpack import import_tar as _import_tar
+from ._shardpack import merge as _merge
 from ._shardpack import open as _open
 from ._shardpack import pack as _pack
 from ._shardpack import protect as _protect
@@ -339,6 +340,19 @@ def verify(
     )
 
 
+def merge(
+    inputs: Iterable[PathLike], output: PathLike, *, archive_id: str | None = None
+) -> dict[str, Any]:
+    """Merges the archives ``inputs``, in order, into a new archive ``output`` as
+    ``shardpack merge`` does, copying every block as it is (no decoding); the inputs must
+    share one layout, and a key in two of them is refused. Returns the report (``inputs``,
+    ``archive_id``, ``shards_rewritten``, ``shards_unchanged``, ``manifest``)."""
+    report: dict[str, Any] = json.loads(
+        _merge([os.fspath(p) for p in inputs], os.fspath(output), archive_id=archive_id)
+    )
+    return report
+
+
 def gc(path: PathLike, *, delete: bool = False) -> dict[str, Any]:
     """Lists the leftovers of interrupted commands in an archive folder (files no
     generation refers to, and entries of ``_staging/`` that no running distributed write
@@ -422,9 +436,10 @@ __all__ = [
     "decode",
     "epoch_order",
     "errors",
-    "gc",
     "export_tar",
+    "gc",
     "import_tar",
+    "merge",
     "open",
     "pack",
     "protect",

@@ -16,8 +16,11 @@ While a write runs, the driver holds an advisory lock (``flock``) on
 (format-spec.md §11.4) that :func:`shardpack.verify` lists and :func:`shardpack.gc` removes:
 the attempts of a crashed driver, of a losing speculative attempt, of a failed task.
 
-The composition copies the samples through a :class:`shardpack.Writer` (the library has no
-byte-level merge yet), so the final archive has the target's layout and compression.
+A new archive is composed by the library's :func:`shardpack.merge`, which copies every
+block as it is (only each shard's identity and its CRCs are rewritten). A generation added
+to an existing archive copies the samples through a :class:`shardpack.Writer` (``append``),
+since a merge only creates archives: the new generation has the archive's layout and
+compression, and costs one decode and encode of the write's samples.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import FieldValue, PathLike, Writer, errors
+from . import FieldValue, PathLike, Writer, errors, merge
 from . import open as _open
 
 STAGING = "_staging"
@@ -233,17 +236,31 @@ class StagedWrite:
                     f"{result.path}: {len(archive)} samples, its task reported {result.samples}"
                 )
             archives.append(archive)
-        exists = os.path.exists(os.path.join(self.target, "manifest.json"))
-        writer = (
-            Writer(self.target, append=True) if exists else Writer(self.target, **writer_options)
-        )
+        manifest = self._compose(chosen, archives, writer_options)
+        self.committed = True
+        self._remove_staging()
+        return manifest
+
+    def _compose(
+        self, chosen: list[TaskResult], archives: list[Any], writer_options: dict[str, Any]
+    ) -> dict[str, Any]:
+        if not os.path.exists(os.path.join(self.target, "manifest.json")):
+            if chosen:
+                # A new archive: the library's merge copies every block as it is, checking
+                # each shard against its manifest's BLAKE3 as it goes.
+                report = merge([r.path for r in chosen], self.target)
+                manifest: dict[str, Any] = report["manifest"]
+                return manifest
+            writer = Writer(self.target, **writer_options)
+        else:
+            # A generation of an existing archive: a merge only creates archives, so the
+            # samples are copied through the archive's appending writer.
+            writer = Writer(self.target, append=True)
         with writer:
             for archive in archives:
                 for sample in archive.scan():
                     writer.write(sample.key, dict(sample.items()))
         assert writer.manifest is not None
-        self.committed = True
-        self._remove_staging()
         return writer.manifest
 
     def abort(self) -> None:
