@@ -1,4 +1,4 @@
-"""shardpack.ray on a local Ray (two CPUs, loopback only): a retried failing write task
+"""shardpack.ray on a local Ray (two CPUs, no dashboard): a retried failing write task
 and a duplicated one give every row exactly once; reading back gives the rows."""
 
 from __future__ import annotations
@@ -32,13 +32,10 @@ ROWS = 120
 
 @pytest.fixture(scope="session")
 def local_ray() -> Iterator[None]:
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        _node_ip_address="127.0.0.1",
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    # Ray 2.60 has no loopback-only mode on Linux: it maps 127.0.0.1 to the machine's
+    # address (services.resolve_ip_for_localhost) and its GCS and raylet listen on every
+    # interface, guarded by the token authentication it enables by default.
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
