@@ -534,11 +534,16 @@ struct Created {
 }
 
 impl Created {
-    /// Creates the output folder, or takes an existing empty one (§13.2 rule 1).
+    /// Creates the output folder, or takes an existing empty one (§13.2 rule 1); a folder
+    /// holding only the `_staging` folder of a distributed write counts as empty (§11.4),
+    /// so that a write's commit can merge its staged archives into their target.
     fn new(dir: &Path) -> Result<Created> {
         let made_dir = match fs::read_dir(dir) {
-            Ok(mut entries) => {
-                if entries.next().is_some() {
+            Ok(entries) => {
+                let staging = std::ffi::OsStr::new(crate::archive::leftover::STAGING_DIR);
+                let mut others =
+                    entries.filter(|e| e.as_ref().map_or(true, |e| e.file_name() != staging));
+                if others.next().is_some() {
                     return Err(Error::invalid_input(
                         dir.display().to_string(),
                         "output folder exists and is not empty; choose a new path",

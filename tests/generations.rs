@@ -276,3 +276,63 @@ fn appending_is_refused_to_what_cannot_take_a_generation() {
     drop(first);
     assert!(WriterBuilder::new().append(&path).is_ok());
 }
+
+#[test]
+fn staging_folders_are_leftovers_unless_a_running_write_holds_them() {
+    // §11.4: a distributed write stages into `_staging/<write>/` of the target folder, which
+    // may not hold an archive yet; gc removes what no running write holds locked.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a");
+    let staged = path
+        .join("_staging")
+        .join("w1")
+        .join("task-000000-attempt-0");
+    let mut writer = WriterBuilder::new().create(&staged).unwrap();
+    writer.append("k", &[("bin", b"x")]).unwrap();
+    writer.finish().unwrap();
+    // Before any archive exists gc judges only `_staging`: here nothing holds `w1`.
+    let listed = shardpack::gc(&path, false).unwrap();
+    assert_eq!(listed.leftovers.len(), 1);
+    assert_eq!(listed.leftovers[0].kind, LeftoverKind::Staging);
+    std::fs::write(path.join("notes.txt"), b"the user's").unwrap();
+    assert!(shardpack::gc(&path, false).is_err());
+    std::fs::remove_file(path.join("notes.txt")).unwrap();
+    // A target holding only `_staging` is empty enough to create an archive in.
+    three_generations(&path, WriterBuilder::new());
+    std::fs::write(path.join("_staging").join("stray"), b"left").unwrap();
+    // A write that is running holds its folder's lock; an append writer takes the same one.
+    let live = path.join("_staging").join("w2");
+    let mut running = WriterBuilder::new().create(&live).unwrap();
+    running.append("k", &[("bin", b"y")]).unwrap();
+    running.finish().unwrap();
+    let lock = WriterBuilder::new().append(&live).unwrap();
+    let report = verify(&path);
+    assert!(report.valid, "{:?}", report.findings);
+    let mut found: Vec<_> = report
+        .leftovers
+        .iter()
+        .map(|l| (l.path.strip_prefix(&path).unwrap().to_path_buf(), l.kind))
+        .collect();
+    found.sort();
+    let want = vec![
+        (
+            Path::new("_staging/stray").to_path_buf(),
+            LeftoverKind::Staging,
+        ),
+        (
+            Path::new("_staging/w1").to_path_buf(),
+            LeftoverKind::Staging,
+        ),
+    ];
+    assert_eq!(found, want);
+    let removed = shardpack::gc(&path, true).unwrap();
+    assert_eq!(removed.leftovers.len(), 2);
+    assert!(removed.bytes > 4);
+    assert!(!path.join("_staging/w1").exists() && !path.join("_staging/stray").exists());
+    assert!(live.join("manifest.json").exists());
+    drop(lock);
+    let removed = shardpack::gc(&path, true).unwrap();
+    assert_eq!(removed.leftovers.len(), 1);
+    assert!(!live.exists());
+    assert!(verify(&path).valid && verify(&path).leftovers.is_empty());
+}

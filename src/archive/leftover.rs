@@ -12,6 +12,10 @@ use crate::archive::manifest::{self, Manifest, PARTIAL_SUFFIX};
 /// Suffix of a file `repair` is rebuilding; renamed over the file it replaces.
 pub const REPAIR_SUFFIX: &str = ".repair";
 
+/// The folder inside an archive folder where a distributed write stages its tasks' output
+/// (§11.4) before it commits them as a generation; a writer never lists anything in it.
+pub const STAGING_DIR: &str = "_staging";
+
 /// What a leftover file is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -26,6 +30,9 @@ pub enum LeftoverKind {
     UnlistedShard,
     /// The manifest of a generation later than the current one (an interrupted `append`).
     LaterGeneration,
+    /// An entry of `_staging/` that no running write holds locked (§11.4): the staged
+    /// output of a distributed write that failed, lost to another attempt, or was committed.
+    Staging,
 }
 
 impl LeftoverKind {
@@ -39,6 +46,9 @@ impl LeftoverKind {
             }
             LeftoverKind::LaterGeneration => {
                 "the manifest of a generation after the current one (an interrupted append)"
+            }
+            LeftoverKind::Staging => {
+                "the staging folder of a distributed write no running writer holds"
             }
         }
     }
@@ -102,6 +112,32 @@ pub(crate) fn in_folder(dir: &Path, manifest: &Manifest) -> std::io::Result<Vec<
                 kind,
             });
         }
+    }
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(found)
+}
+
+/// The leftovers in `dir/_staging/` (§11.4): every entry except a folder for which
+/// `held` says a running write holds it. Only real folders are asked about (never a link,
+/// a file or a FIFO, which a lock check would open), so `held` may open what it is given.
+pub(crate) fn staging(dir: &Path, held: impl Fn(&Path) -> bool) -> std::io::Result<Vec<Leftover>> {
+    let staging = dir.join(STAGING_DIR);
+    let entries = match std::fs::read_dir(&staging) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let path = staging.join(entry.file_name());
+        if entry.file_type()?.is_dir() && held(&path) {
+            continue;
+        }
+        found.push(Leftover {
+            path,
+            kind: LeftoverKind::Staging,
+        });
     }
     found.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(found)

@@ -301,19 +301,31 @@ impl ArchiveLock {
     /// Takes the lock on `dir`, or fails at once if another process (or another call in
     /// this one) holds it.
     pub(crate) fn take(dir: &Path) -> Result<ArchiveLock> {
-        let folder = File::open(dir).map_err(|e| Error::io(dir, "open archive folder", e))?;
-        let locked = sys::try_lock_exclusive(&folder).map_err(|e| Error::io(dir, "lock", e))?;
-        if !locked {
-            return Err(Error::io(
+        ArchiveLock::try_take(dir)?.ok_or_else(|| {
+            Error::io(
                 dir,
                 "lock",
                 io::Error::new(
                     io::ErrorKind::WouldBlock,
                     "another shardpack command is changing this archive; try again when it has finished",
                 ),
-            ));
-        }
-        Ok(ArchiveLock { _dir: folder })
+            )
+        })
+    }
+
+    /// Takes the lock on `dir` if nobody holds it: `None` when another process (or another
+    /// open of the folder in this one) does. A distributed write holds its staging folder's
+    /// lock this way while it runs (§11.4).
+    pub(crate) fn try_take(dir: &Path) -> Result<Option<ArchiveLock>> {
+        let folder = File::open(dir).map_err(|e| Error::io(dir, "open archive folder", e))?;
+        let locked = sys::try_lock_exclusive(&folder).map_err(|e| Error::io(dir, "lock", e))?;
+        Ok(locked.then_some(ArchiveLock { _dir: folder }))
+    }
+
+    /// Whether someone else holds the lock on `dir` now (a running distributed write holds
+    /// its staging folder's, §11.4). A folder that cannot be opened is not held.
+    pub(crate) fn held_elsewhere(dir: &Path) -> bool {
+        matches!(ArchiveLock::try_take(dir), Ok(None))
     }
 }
 

@@ -193,6 +193,14 @@ pub fn verify_with_progress(
             }
         }
     }
+    if volumes.is_none() {
+        // What distributed writes staged and no running one holds (§11.4).
+        if let Ok(staged) =
+            crate::archive::leftover::staging(manifest_dir, crate::io::ArchiveLock::held_elsewhere)
+        {
+            v.leftovers.extend(staged);
+        }
+    }
     let total: u64 = shards
         .iter()
         .map(|(_, p, info)| info.map_or_else(|| file_len(p), |i| i.size))

@@ -379,8 +379,8 @@ impl WriterBuilder {
         self
     }
 
-    /// Creates the archive folder `dir` (which must not exist or be empty) and a writer
-    /// for it.
+    /// Creates the archive folder `dir` (which must not exist, or be empty but for the
+    /// `_staging` folder of a distributed write, §11.4) and a writer for it.
     ///
     /// # Errors
     /// Invalid options, a non-empty `dir`, or an I/O error creating it.
@@ -391,8 +391,14 @@ impl WriterBuilder {
             self.check_volume_budget(budget)?;
         }
         match fs::read_dir(&dir) {
-            Ok(mut entries) => {
-                if entries.next().is_some() {
+            Ok(entries) => {
+                let staging = std::ffi::OsStr::new(crate::archive::leftover::STAGING_DIR);
+                let mut others = entries.filter(|e| {
+                    e.as_ref().map_or(true, |e| {
+                        e.file_name() != staging || self.volume_size.is_some()
+                    })
+                });
+                if others.next().is_some() {
                     return Err(Error::invalid_input(
                         dir.display().to_string(),
                         "output folder exists and is not empty; choose a new path",

@@ -419,8 +419,8 @@ pub fn gc(py: Python<'_>, path: PathBuf, delete: bool) -> PyResult<String> {
     to_json(&report)
 }
 
-/// Merges the archives `inputs` into a new archive `output` without re-encoding a block;
-/// returns the report as JSON text.
+/// Merges the archives `inputs`, in order, into a new archive at `output` without
+/// re-encoding a block; returns the report as JSON text.
 #[pyfunction]
 #[pyo3(signature = (inputs, output, *, archive_id = None))]
 pub fn merge(
@@ -430,13 +430,11 @@ pub fn merge(
     archive_id: Option<String>,
 ) -> PyResult<String> {
     let mut options = shardpack::MergeOptions::new();
-    if let Some(hex) = archive_id {
+    if let Some(hex) = &archive_id {
         let id = shardpack::manifest::parse_hex::<16>(&hex.to_ascii_lowercase())
             .ok_or_else(|| PyValueError::new_err("archive_id must be 32 hex digits"))?;
         options = options.archive_id(id);
     }
-    let report = py
-        .detach(|| shardpack::merge(&inputs, &output, &options))
-        .py()?;
+    let report = py.detach(|| shardpack::merge(&inputs, &output, &options)).py()?;
     to_json(&report)
 }

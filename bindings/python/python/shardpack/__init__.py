@@ -340,21 +340,24 @@ def verify(
     )
 
 
-def gc(path: PathLike, *, delete: bool = False) -> dict[str, Any]:
-    """Lists the leftovers of interrupted commands in an archive folder (files no
-    generation refers to) and, with ``delete``, removes them."""
-    report: dict[str, Any] = json.loads(_gc(os.fspath(path), delete=delete))
-    return report
-
-
 def merge(
     inputs: Iterable[PathLike], output: PathLike, *, archive_id: str | None = None
 ) -> dict[str, Any]:
-    """Merges archives into a new one without re-encoding a block (``shardpack merge``);
-    returns the report."""
+    """Merges the archives ``inputs``, in order, into a new archive ``output`` as
+    ``shardpack merge`` does, copying every block as it is (no decoding); the inputs must
+    share one layout, and a key in two of them is refused. Returns the report (``inputs``,
+    ``archive_id``, ``shards_rewritten``, ``shards_unchanged``, ``manifest``)."""
     report: dict[str, Any] = json.loads(
         _merge([os.fspath(p) for p in inputs], os.fspath(output), archive_id=archive_id)
     )
+    return report
+
+
+def gc(path: PathLike, *, delete: bool = False) -> dict[str, Any]:
+    """Lists the leftovers of interrupted commands in an archive folder (files no
+    generation refers to, and entries of ``_staging/`` that no running distributed write
+    holds locked, see :mod:`shardpack.cluster`) and, with ``delete``, removes them."""
+    report: dict[str, Any] = json.loads(_gc(os.fspath(path), delete=delete))
     return report
 
 
