@@ -435,6 +435,8 @@ pub fn merge(
             .ok_or_else(|| PyValueError::new_err("archive_id must be 32 hex digits"))?;
         options = options.archive_id(id);
     }
-    let report = py.detach(|| shardpack::merge(&inputs, &output, &options)).py()?;
+    let report = py
+        .detach(|| shardpack::merge(&inputs, &output, &options))
+        .py()?;
     to_json(&report)
 }
