@@ -9,6 +9,7 @@ mod archive;
 mod codec;
 mod error;
 pub mod extract;
+mod fetch;
 pub mod format;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -41,7 +42,9 @@ pub use archive::media::{
     volume_budget, volume_data_budget, MediaProfile, Volume, MAX_STREAM_RECORD, MIN_STREAM_RECORD,
 };
 pub use error::{Defect, Error, ErrorKind, InputChange, Location, Result, Structure};
+pub use fetch::{fetch, push, FetchOptions, FetchReport};
 pub use format::stream::EntryKind;
+pub use io::remote::{is_remote, without_credentials};
 pub use io::trace::{IoKind, IoOp, IoTrace};
 pub use io::{AccessPattern, ReadAt, SourceKind};
 pub use limits::Limits;
