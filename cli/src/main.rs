@@ -21,7 +21,7 @@ const EXIT_ERROR: u8 = 2;
     name = "shardpack",
     version,
     about = "Sharded, checksummed archives for ML datasets: pack, read, verify",
-    after_help = "Exit status: 0 success; 1 the archive is damaged (verify found defects, cat/extract met damaged data, protect refused a damaged archive, repair could not recover everything or refused a parity file of other contents); 2 usage error, I/O error or bad input."
+    after_help = "Exit status: 0 success; 1 the archive is damaged (verify found defects, cat/extract met damaged data, protect refused a damaged archive, fetch met a shard that failed its digest twice or a root other than --expect-root, repair could not recover everything or refused a parity file of other contents); 2 usage error, I/O error or bad input."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -37,6 +37,8 @@ enum Command {
     Cat(cmd::cat::Args),
     Extract(cmd::extract::Args),
     Verify(cmd::verify::Args),
+    Fetch(cmd::fetch::Args),
+    Push(cmd::push::Args),
     Unstream(cmd::unstream::Args),
     Salvage(cmd::salvage::Args),
     Protect(cmd::protect::Args),
@@ -55,6 +57,8 @@ fn main() -> ExitCode {
         Command::Cat(args) => cmd::cat::run(args),
         Command::Extract(args) => cmd::extract::run(args),
         Command::Verify(args) => cmd::verify::run(args),
+        Command::Fetch(args) => cmd::fetch::run(args),
+        Command::Push(args) => cmd::push::run(args),
         Command::Unstream(args) => cmd::unstream::run(args),
         Command::Salvage(args) => cmd::salvage::run(args),
         Command::Protect(args) => cmd::protect::run(args),

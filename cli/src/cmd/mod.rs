@@ -2,11 +2,13 @@ pub mod append;
 pub mod bench;
 pub mod cat;
 pub mod extract;
+pub mod fetch;
 pub mod gc;
 pub mod info;
 pub mod ls;
 pub mod pack;
 pub mod protect;
+pub mod push;
 pub mod repair;
 pub mod salvage;
 pub mod unstream;
@@ -24,6 +26,11 @@ pub fn open_archive(path: &Path, generation: Option<u64>) -> shardpack::Result<s
         Some(number) => options.generation(number).open(path),
         None => options.open(path),
     }
+}
+
+/// An archive argument as messages show it: a URL without credentials, or the path.
+pub fn shown(path: &Path) -> String {
+    shardpack::without_credentials(&path.to_string_lossy())
 }
 
 /// True when the archive argument names a stream on standard input.
