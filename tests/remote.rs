@@ -230,3 +230,44 @@ fn push_uploads_an_archive_that_then_reads_remotely() {
     let remote = Archive::open(server.url("up/ds")).unwrap();
     assert_eq!(read_all(&remote), samples);
 }
+
+/// A server is hostile: a whole file for a range, another range than asked, a length far
+/// beyond what it sends. Each is an error naming the URL and offset (after object_store's
+/// retries), never other bytes and never an allocation of the claimed size.
+#[test]
+fn a_server_answering_other_ranges_is_an_error_never_other_bytes() {
+    let root = tempfile::tempdir().unwrap();
+    archive_in(root.path(), Compression::None);
+    let server = Server::start(root.path());
+    let remote = Archive::open(server.url("ds")).unwrap();
+    let shard = "shard-000001.shp".to_string();
+    let faults: [&dyn Fn(&mut http_server::Faults); 3] = [
+        &|f| {
+            f.ignore_range.insert(shard.clone(), 100);
+        },
+        &|f| {
+            f.shift_range.insert(shard.clone(), 100);
+        },
+        &|f| {
+            f.huge_length.insert(shard.clone(), u64::MAX / 2);
+        },
+    ];
+    for (i, fault) in faults.iter().enumerate() {
+        fault(&mut server.faults.lock().unwrap());
+        let fresh = Archive::open(server.url("ds")).unwrap();
+        let ordinal = fresh.manifest().shards[1].first_ordinal;
+        let err = fresh.get(ordinal).err().expect("refused");
+        match err.kind() {
+            ErrorKind::Remote { url, offset, .. } => {
+                assert!(url.ends_with("ds/shard-000001.shp"), "{i}: {url}");
+                assert!(offset.is_some(), "{i}: {err}");
+            }
+            other => panic!("fault {i}: {other:?}"),
+        }
+        let mut f = server.faults.lock().unwrap();
+        f.ignore_range.clear();
+        f.shift_range.clear();
+        f.huge_length.clear();
+    }
+    assert_eq!(remote.len(), 60);
+}

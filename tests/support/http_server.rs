@@ -23,6 +23,13 @@ pub struct Faults {
     pub flip: HashMap<String, (u64, u32)>,
     /// Sleep this long before each answer.
     pub delay: Option<Duration>,
+    /// Answer ranged GETs of the file with 200 and the whole file, N times.
+    pub ignore_range: HashMap<String, u32>,
+    /// Answer ranged GETs of the file with the range shifted by one byte (and saying so in
+    /// `Content-Range`), N times.
+    pub shift_range: HashMap<String, u32>,
+    /// Claim this `Content-Length` (far more than is sent) in the next GET of the file.
+    pub huge_length: HashMap<String, u64>,
 }
 
 pub struct Server {
@@ -179,7 +186,17 @@ fn serve(
                     return respond(&mut conn, "503 Service Unavailable", &[], b"busy");
                 }
             }
-            let range = headers.get("range").and_then(|r| parse_range(r, len));
+            let mut range = headers.get("range").and_then(|r| parse_range(r, len));
+            {
+                let mut f = faults.lock().unwrap();
+                if let Some(n) = f.ignore_range.get_mut(&name).filter(|n| **n > 0) {
+                    *n -= 1;
+                    range = None;
+                } else if let Some(n) = f.shift_range.get_mut(&name).filter(|n| **n > 0) {
+                    *n -= 1;
+                    range = range.map(|(a, b)| (a + 1, (b + 1).min(len)));
+                }
+            }
             let (start, end, status) = match range {
                 Some((a, b)) => (a, b, "206 Partial Content"),
                 None if headers.contains_key("range") => {
@@ -206,7 +223,11 @@ fn serve(
                 }
             }
             let mut h = common;
-            h.push(("Content-Length".into(), body.len().to_string()));
+            let claimed = faults.lock().unwrap().huge_length.remove(&name);
+            h.push((
+                "Content-Length".into(),
+                claimed.unwrap_or(body.len() as u64).to_string(),
+            ));
             if range.is_some() {
                 h.push((
                     "Content-Range".into(),
@@ -218,7 +239,7 @@ fn serve(
             conn.write_all(send)?;
             sent.fetch_add(send.len() as u64, Ordering::Relaxed);
             conn.flush()?;
-            if cut.is_some() {
+            if cut.is_some() || claimed.is_some() {
                 conn.shutdown(std::net::Shutdown::Both)?;
             }
             Ok(())
