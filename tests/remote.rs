@@ -139,7 +139,10 @@ fn missing_objects_and_short_answers_are_typed_errors() {
         .open(&shard)
         .unwrap();
     f.set_len(len - 100).unwrap();
-    let err = remote.shard(2).err().expect("short shard refused");
+    let err = remote
+        .shard(2)
+        .map(|_| ())
+        .expect_err("short shard refused");
     match err.kind() {
         ErrorKind::Remote { url, offset, .. } => {
             assert!(url.ends_with("ds/shard-000002.shp"), "{url}");
@@ -256,7 +259,7 @@ fn a_server_answering_other_ranges_is_an_error_never_other_bytes() {
         fault(&mut server.faults.lock().unwrap());
         let fresh = Archive::open(server.url("ds")).unwrap();
         let ordinal = fresh.manifest().shards[1].first_ordinal;
-        let err = fresh.get(ordinal).err().expect("refused");
+        let err = fresh.get(ordinal).expect_err("refused");
         match err.kind() {
             ErrorKind::Remote { url, offset, .. } => {
                 assert!(url.ends_with("ds/shard-000001.shp"), "{i}: {url}");
