@@ -274,3 +274,36 @@ fn a_server_answering_other_ranges_is_an_error_never_other_bytes() {
     }
     assert_eq!(remote.len(), 60);
 }
+
+/// A shard whose bytes arrive wrong twice is reported, nothing is left under its name, and
+/// no manifest is written; the next fetch, with the server's bytes right again, finishes.
+#[test]
+fn fetch_reports_a_shard_that_fails_its_digest_twice() {
+    let root = tempfile::tempdir().unwrap();
+    archive_in(root.path(), Compression::None);
+    let server = Server::start(root.path());
+    server
+        .faults
+        .lock()
+        .unwrap()
+        .flip
+        .insert("shard-000002.shp".into(), (10, 2));
+    let dest = tempfile::tempdir().unwrap();
+    let url = server.url("ds");
+    let report = fetch(&url, dest.path(), &FetchOptions::default(), &|_, _| {}).unwrap();
+    assert!(!report.is_ok());
+    assert_eq!(report.failed.len(), 1);
+    let (shard, err) = &report.failed[0];
+    assert_eq!(*shard, 2);
+    assert!(err.is_corruption(), "{err}");
+    assert!(err.to_string().contains("ds/shard-000002.shp"), "{err}");
+    assert!(!dest.path().join("shard-000002.shp").exists());
+    assert!(!dest.path().join("shard-000002.shp.partial").exists());
+    assert!(!dest.path().join("manifest.json").exists());
+    let again = fetch(&url, dest.path(), &FetchOptions::default(), &|_, _| {}).unwrap();
+    assert!(again.is_ok(), "{:?}", again.failed);
+    assert_eq!(again.already_there, again.shards - 1);
+    assert!(verify(dest.path(), &VerifyOptions::default())
+        .unwrap()
+        .is_ok());
+}
