@@ -892,6 +892,23 @@ pub enum ErrorKind {
         /// What is wrong there.
         problem: TarProblem,
     },
+    /// A remote archive's server failed a request or answered with other than what was
+    /// asked (a wrong length, a missing object, an error status). Bytes a server returns
+    /// are checked as a local file's are, so wrong bytes are [`ErrorKind::Corrupt`] instead.
+    /// Retry later, or check the URL and the credentials in the environment (which are
+    /// never shown here).
+    Remote {
+        /// The object's URL, without credentials.
+        url: String,
+        /// The byte offset asked for, when the request was for a range.
+        offset: Option<u64>,
+        /// The HTTP status of the answer, when one was received.
+        status: Option<u16>,
+        /// What was asked for, e.g. "4096 bytes".
+        expected: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// How a file being read into an archive was found to have changed (see
@@ -980,6 +997,19 @@ impl Error {
     }
 
     pub(crate) fn io_at(path: &Path, op: &'static str, offset: u64, source: io::Error) -> Self {
+        // A remote source's failure comes through `ReadAt` as an I/O error: its kind is kept.
+        if source.get_ref().is_some_and(|e| e.is::<Error>()) {
+            if let Some(Ok(err)) = source.into_inner().map(|e| e.downcast::<Error>()) {
+                return *err;
+            }
+            return ErrorKind::Io {
+                path: path.to_path_buf(),
+                op,
+                offset: Some(offset),
+                source: io::Error::other("remote read failed"),
+            }
+            .into();
+        }
         ErrorKind::Io {
             path: path.to_path_buf(),
             op,
@@ -1114,6 +1144,23 @@ impl fmt::Display for Error {
                 "{limit} exceeded in {location}: limit {max}, found {got}"
             ),
             ErrorKind::Tar { location, problem } => write!(f, "{location}: {problem}"),
+            ErrorKind::Remote {
+                url,
+                offset,
+                status,
+                expected,
+                reason,
+            } => {
+                write!(f, "remote read of {url}")?;
+                if let Some(offset) = offset {
+                    write!(f, " at byte {offset}")?;
+                }
+                write!(f, " failed")?;
+                if let Some(status) = status {
+                    write!(f, " (HTTP {status})")?;
+                }
+                write!(f, ": expected {expected}: {reason}")
+            }
         }
     }
 }
@@ -1151,6 +1198,10 @@ impl From<Error> for io::Error {
                 ..
             } => io::ErrorKind::InvalidData,
             ErrorKind::Tar { .. } => io::ErrorKind::InvalidInput,
+            ErrorKind::Remote {
+                status: Some(404), ..
+            } => io::ErrorKind::NotFound,
+            ErrorKind::Remote { .. } => io::ErrorKind::Other,
         };
         io::Error::new(kind, err)
     }

@@ -9,6 +9,7 @@ mod archive;
 mod codec;
 mod error;
 pub mod extract;
+mod fetch;
 pub mod format;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -45,7 +46,9 @@ pub use archive::media::{
 pub use error::{
     Defect, Error, ErrorKind, InputChange, Location, Result, Structure, TarLocation, TarProblem,
 };
+pub use fetch::{fetch, push, FetchOptions, FetchReport};
 pub use format::stream::EntryKind;
+pub use io::remote::{is_remote, without_credentials};
 pub use io::trace::{IoKind, IoOp, IoTrace};
 pub use io::{AccessPattern, ReadAt, SourceKind};
 pub use limits::Limits;

@@ -347,8 +347,17 @@ impl Manifest {
 
     /// Reads and parses `ARCHIVE/manifest.json`.
     pub fn load(archive: &Path, limits: &Limits) -> Result<Manifest> {
+        Manifest::load_with(archive, limits, &read_capped)
+    }
+
+    /// [`Manifest::load`], with files read by `read(path, max_len)` (a remote folder's GETs).
+    pub(crate) fn load_with(
+        archive: &Path,
+        limits: &Limits,
+        read: &ReadFile<'_>,
+    ) -> Result<Manifest> {
         let path = archive.join(MANIFEST_FILE);
-        let bytes = read_capped(&path, limits.max_manifest_bytes)?;
+        let bytes = read(&path, limits.max_manifest_bytes)?;
         Manifest::parse(&bytes, &path)
     }
 
@@ -359,7 +368,17 @@ impl Manifest {
     /// The generation does not exist (`Incomplete`), or its manifest fails to load or
     /// names another number.
     pub fn load_generation(archive: &Path, number: u64, limits: &Limits) -> Result<Manifest> {
-        let current = Manifest::load(archive, limits)?;
+        Manifest::load_generation_with(archive, number, limits, &read_capped)
+    }
+
+    /// [`Manifest::load_generation`], with files read by `read(path, max_len)`.
+    pub(crate) fn load_generation_with(
+        archive: &Path,
+        number: u64,
+        limits: &Limits,
+        read: &ReadFile<'_>,
+    ) -> Result<Manifest> {
+        let current = Manifest::load_with(archive, limits, read)?;
         if current.generation_number() == number {
             return Ok(current);
         }
@@ -374,7 +393,7 @@ impl Manifest {
             .into());
         }
         let path = archive.join(generation_file_name(number));
-        let bytes = read_capped(&path, limits.max_manifest_bytes)?;
+        let bytes = read(&path, limits.max_manifest_bytes)?;
         let manifest = Manifest::parse(&bytes, &path)?;
         if manifest.generation_number() != number {
             return Err(Error::corrupt(
@@ -608,6 +627,9 @@ impl Manifest {
         parse_hex::<16>(&self.archive_id).unwrap_or([0; 16])
     }
 }
+
+/// How a manifest file is read: `read(path, max_len)`, at most `max_len` bytes.
+pub(crate) type ReadFile<'a> = dyn Fn(&Path, u64) -> Result<Vec<u8>> + 'a;
 
 /// Reads a whole regular file of at most `max` bytes: opened once, checked on the open
 /// handle (a FIFO or device named like a manifest is refused), and read no further than

@@ -4,6 +4,7 @@
 //! object, a test double). Tracing wraps a source and observes it; it never changes what
 //! is read or checked.
 
+pub(crate) mod remote;
 mod sys;
 pub mod trace;
 
@@ -107,6 +108,14 @@ pub trait ReadAt: Send + Sync {
 
     /// Hints that `len` bytes at `offset` will be read soon.
     fn will_need(&self, _offset: u64, _len: u64) {}
+
+    /// Hints that each of `ranges` (offset, length) will be read soon: a remote source
+    /// fetches them together, nearby ones merged, several requests in flight.
+    fn will_need_ranges(&self, ranges: &[(u64, u64)]) {
+        for &(offset, len) in ranges {
+            self.will_need(offset, len);
+        }
+    }
 
     /// Hints how the source will be read.
     fn advise(&self, _pattern: AccessPattern) {}
@@ -242,6 +251,13 @@ impl ReadAt for Traced {
         self.trace
             .record(IoKind::Prefetch, self.number, offset, len);
         self.inner.will_need(offset, len);
+    }
+    fn will_need_ranges(&self, ranges: &[(u64, u64)]) {
+        for &(offset, len) in ranges {
+            self.trace
+                .record(IoKind::Prefetch, self.number, offset, len);
+        }
+        self.inner.will_need_ranges(ranges);
     }
     fn advise(&self, pattern: AccessPattern) {
         self.inner.advise(pattern);

@@ -5,7 +5,8 @@ use std::sync::{Arc, OnceLock};
 
 use crate::archive::manifest::{Manifest, MANIFEST_FILE};
 use crate::archive::volume::{self, Found, VolumeSet};
-use crate::io::{AccessPattern, SourceKind};
+use crate::io::remote::{self, Remote};
+use crate::io::{AccessPattern, ReadAt, SourceKind};
 use crate::read::order::{EpochOrder, Shuffle};
 use crate::read::{Sample, Shard};
 use crate::{Error, ErrorKind, IoTrace, Limits, Result};
@@ -27,6 +28,8 @@ struct Inner {
     options: ArchiveOptions,
     /// For an archive split into volumes: where each volume is.
     volumes: Option<VolumeSet>,
+    /// For an archive read over the network: its folder's store.
+    remote: Option<Arc<Remote>>,
 }
 
 /// How to open an [`Archive`]: every option combines with every other.
@@ -95,12 +98,17 @@ impl ArchiveOptions {
     }
 
     /// Opens the archive at `path`: an archive folder, a folder of volume folders, or one
-    /// volume folder (its siblings are found too).
+    /// volume folder (its siblings are found too); or a remote archive folder, named by an
+    /// `http://`, `https://` or `s3://` URL (see "Remote archives" in the README: S3
+    /// credentials and endpoint come from the usual `AWS_*` environment variables).
     ///
     /// # Errors
     /// A missing manifest ([`ErrorKind::Incomplete`]), a manifest that fails its checks
-    /// (including its root digest), or an I/O error.
+    /// (including its root digest), an I/O error, or for a URL [`ErrorKind::Remote`].
     pub fn open(self, path: impl AsRef<Path>) -> Result<Archive> {
+        if let Some(url) = path.as_ref().to_str().filter(|s| remote::is_remote(s)) {
+            return self.open_remote(url);
+        }
         let path = path.as_ref().to_path_buf();
         let found = match &self.volumes {
             Some(folders) => mounted_volumes(folders)?,
@@ -126,10 +134,65 @@ impl ArchiveOptions {
                 shards,
                 options: self,
                 volumes,
+                remote: None,
+            }),
+        })
+    }
+
+    fn open_remote(self, url: &str) -> Result<Archive> {
+        if self.volumes.is_some() {
+            return Err(Error::invalid_input(
+                url,
+                "volume folders are local: a remote archive is one folder",
+            ));
+        }
+        let remote = Arc::new(Remote::open(url)?);
+        let path = remote.as_path();
+        let read = |file: &Path, max: u64| -> Result<Vec<u8>> {
+            let name = file
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or(MANIFEST_FILE);
+            remote
+                .read_capped(name, max, "manifest size")
+                .map_err(|e| match e.kind() {
+                    ErrorKind::Remote {
+                        status: Some(404), ..
+                    } => ErrorKind::Incomplete {
+                        path: path.clone(),
+                        reason: format!("{name} is missing (HTTP 404)"),
+                    }
+                    .into(),
+                    _ => e,
+                })
+        };
+        let manifest = match self.generation {
+            Some(number) => Manifest::load_generation_with(&path, number, &self.limits, &read)?,
+            None => Manifest::load_with(&path, &self.limits, &read)?,
+        };
+        if manifest.layout.volume_size.is_some() {
+            return Err(Error::invalid_input(
+                remote.url(),
+                "an archive split into volumes is not read over the network; join its volumes first",
+            ));
+        }
+        let shards = manifest.shards.iter().map(|_| OnceLock::new()).collect();
+        Ok(Archive {
+            inner: Arc::new(Inner {
+                path,
+                manifest,
+                shards,
+                options: self,
+                volumes: None,
+                remote: Some(remote),
             }),
         })
     }
 }
+
+/// The largest index a remote shard fetches whole on first use, so that random reads
+/// then cost one request each (the record) instead of one per index entry.
+const REMOTE_INDEX_FETCHED_WHOLE_BYTES: u64 = 16 << 20;
 
 /// The manifest folder and volume folders of the archive at `path`.
 fn found_at(path: &Path) -> Result<Found> {
@@ -214,9 +277,18 @@ impl Archive {
             .unwrap_or_default()
     }
 
-    /// The archive folder.
+    /// The archive folder (for a remote archive, its URL as a path).
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    /// The URL of a remote archive (without credentials); `None` for a local one.
+    pub fn url(&self) -> Option<&str> {
+        self.inner.remote.as_deref().map(Remote::url)
+    }
+
+    pub(crate) fn remote(&self) -> Option<&Arc<Remote>> {
+        self.inner.remote.as_ref()
     }
 
     /// The manifest.
@@ -265,14 +337,43 @@ impl Archive {
         if let Some(shard) = cell.get() {
             return Ok(shard);
         }
-        let shard = Shard::open_expected(
-            &self.shard_path(index)?,
-            index as u32,
-            Some((info, inner.manifest.archive_id_bytes())),
-            inner.options.limits,
-            inner.options.source,
-            inner.options.trace.clone(),
-        )?;
+        let expected = Some((info, inner.manifest.archive_id_bytes()));
+        let shard = match &inner.remote {
+            Some(remote) => {
+                let chunk = crate::MediaProfile::from_name(&inner.manifest.layout.profile)
+                    .unwrap_or_default()
+                    .read_chunk;
+                let file = Arc::new(remote.file(&info.file, info.size, chunk));
+                let source: Arc<dyn ReadAt> = match &inner.options.trace {
+                    Some(trace) => Arc::new(crate::io::Traced {
+                        inner: file.clone(),
+                        trace: trace.clone(),
+                        number: index as u32,
+                    }),
+                    None => file.clone(),
+                };
+                let shard = Shard::open_expected_source(
+                    &self.shard_path(index)?,
+                    index as u32,
+                    source,
+                    expected,
+                    inner.options.limits,
+                )?;
+                let layout = shard.layout();
+                if layout.index_len <= REMOTE_INDEX_FETCHED_WHOLE_BYTES {
+                    file.will_need(layout.index_offset, layout.index_len);
+                }
+                shard
+            }
+            None => Shard::open_expected(
+                &self.shard_path(index)?,
+                index as u32,
+                expected,
+                inner.options.limits,
+                inner.options.source,
+                inner.options.trace.clone(),
+            )?,
+        };
         // Another thread may have won the race; either shard is equally valid.
         Ok(cell.get_or_init(|| Arc::new(shard)))
     }
@@ -356,9 +457,14 @@ impl Archive {
                 _ => ranges.push((shard, start, end)),
             }
         }
-        for (shard, start, end) in ranges {
-            if let Ok(s) = self.shard(shard) {
-                s.prefetch(start, end - start);
+        // One hint per shard with all its ranges: a remote shard fetches them together.
+        for group in ranges.chunk_by(|a, b| a.0 == b.0) {
+            if let Some(s) = group
+                .first()
+                .and_then(|&(shard, _, _)| self.shard(shard).ok())
+            {
+                let wanted: Vec<(u64, u64)> = group.iter().map(|&(_, a, b)| (a, b - a)).collect();
+                s.prefetch_ranges(&wanted);
             }
         }
         // One handle per shard for the whole batch (see `Shard::batch_handle`).

@@ -61,6 +61,9 @@ impl crate::Archive {
     /// ascending reads (16 MiB for hdd) with `pread`, and each shard's BLAKE3 is compared
     /// with the manifest once it is read whole (a mismatch is an error after its last
     /// sample).
+    ///
+    /// A remote archive is read as a map is, each shard's index in one request and its
+    /// blocks in ranged GETs of the profile's read size, every byte checked by its CRC.
     pub fn scan(&self) -> Scan {
         Scan::new(self.clone())
     }
@@ -308,7 +311,9 @@ impl ShardReader {
         info: &crate::archive::manifest::ShardInfo,
         tx: &SyncSender<ScanEvent>,
     ) -> Result<bool> {
-        if self.source == crate::SourceKind::Map {
+        // A remote shard is read through its source too, which fetches the profile's large
+        // ranges ahead once advised sequential.
+        if self.source == crate::SourceKind::Map || self.archive.remote().is_some() {
             return self.read_mapped(number, path, tx);
         }
         let len = std::fs::metadata(path)

@@ -95,6 +95,18 @@ impl Shard {
         Shard::from_bytes(path, number, bytes, expected, limits)
     }
 
+    /// A shard of an archive read through `bytes` (a remote file), checked against the
+    /// manifest's entry as [`Shard::open_expected`] checks a local one.
+    pub(crate) fn open_expected_source(
+        path: &Path,
+        number: u32,
+        bytes: Arc<dyn ReadAt>,
+        expected: Option<(&ShardInfo, [u8; 16])>,
+        limits: Limits,
+    ) -> Result<Shard> {
+        Shard::from_bytes(path, number, bytes, expected, limits)
+    }
+
     fn from_bytes(
         path: &Path,
         number: u32,
@@ -497,9 +509,9 @@ impl Shard {
         }
     }
 
-    /// Asks the kernel to read `len` bytes at `offset` ahead of use.
-    pub(crate) fn prefetch(&self, offset: u64, len: u64) {
-        self.bytes.will_need(offset, len);
+    /// Asks the source to read each of `ranges` (offset, length) ahead of use, together.
+    pub(crate) fn prefetch_ranges(&self, ranges: &[(u64, u64)]) {
+        self.bytes.will_need_ranges(ranges);
     }
 
     /// Key-heap range of record `local`, validated.

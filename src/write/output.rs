@@ -287,14 +287,19 @@ pub(crate) fn write_manifest_file(dir: &Path, manifest: &Manifest) -> Result<()>
 /// Writes `manifest` as `dir/name` through a temporary file, synced and renamed, then syncs
 /// the folder.
 pub(crate) fn write_manifest_file_as(dir: &Path, manifest: &Manifest, name: &str) -> Result<()> {
-    let bytes = manifest.to_canonical_bytes();
+    write_file_atomically(dir, name, &manifest.to_canonical_bytes())
+}
+
+/// Writes `bytes` as `dir/name` through a temporary file, synced and renamed, then syncs
+/// the folder: the name holds either nothing or all of `bytes`.
+pub(crate) fn write_file_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".manifest.")
         .suffix(PARTIAL_SUFFIX)
         .tempfile_in(dir)
         .map_err(|e| Error::io(dir, "create a temporary manifest in", e))?;
     let tmp_path = tmp.path().to_path_buf();
-    tmp.write_all(&bytes)
+    tmp.write_all(bytes)
         .map_err(|e| Error::io(&tmp_path, "write", e))?;
     // tempfile creates 0600; a manifest is as readable as the shards beside it.
     set_readable(tmp.as_file()).map_err(|e| Error::io(&tmp_path, "set permissions of", e))?;

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 /// --ordinal; a sample with several fields needs --field.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The archive folder.
+    /// The archive folder, or its URL (http://, https://, s3://).
     archive: PathBuf,
     /// Read generation N of an appended archive (1 is the archive as first written)
     /// instead of the current one.
@@ -29,13 +29,13 @@ pub struct Args {
 pub fn run(args: Args) -> Result<u8> {
     super::refuse_stream(&args.archive, "cat")?;
     let archive = super::open_archive(&args.archive, args.generation)
-        .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
+        .with_context(|| format!("cannot open archive {}", super::shown(&args.archive)))?;
     let sample = match (&args.key, args.ordinal) {
         (Some(key), _) => match archive.get_by_key(key)? {
             Some(s) => s,
             None => bail!(
                 "no sample has the key {key:?} in {}",
-                args.archive.display()
+                super::shown(&args.archive)
             ),
         },
         (None, Some(ordinal)) => archive.get(ordinal)?,

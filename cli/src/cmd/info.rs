@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 /// and check it after transport with `verify --expect-root`).
 #[derive(clap::Args)]
 pub struct Args {
-    /// The archive folder.
+    /// The archive folder, or its URL (http://, https://, s3://).
     archive: PathBuf,
     /// Read generation N of an appended archive (1 is the archive as first written)
     /// instead of the current one.
@@ -23,7 +23,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<u8> {
     super::refuse_stream(&args.archive, "info")?;
     let archive = super::open_archive(&args.archive, args.generation)
-        .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
+        .with_context(|| format!("cannot open archive {}", super::shown(&args.archive)))?;
     let m = archive.manifest();
     if args.json {
         outln!("{}", serde_json::to_string_pretty(m)?);
@@ -36,7 +36,7 @@ pub fn run(args: Args) -> Result<u8> {
     } else {
         1.0
     };
-    outln!("archive      {}", args.archive.display());
+    outln!("archive      {}", super::shown(&args.archive));
     outln!("format       {} {}", m.format, m.format_version);
     outln!("writer       {}", m.writer);
     outln!("archive id   {}", m.archive_id);

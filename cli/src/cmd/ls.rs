@@ -10,7 +10,8 @@ use shardpack::{Limits, Sample, Samples};
 /// with --long the ordinal, shard and every field with its size (reads every sample).
 #[derive(clap::Args)]
 pub struct Args {
-    /// The archive folder, or - for a stream on standard input.
+    /// The archive folder, its URL (http://, https://, s3://), or - for a stream on
+    /// standard input.
     archive: PathBuf,
     /// Read generation N of an appended archive (1 is the archive as first written)
     /// instead of the current one.
@@ -35,7 +36,7 @@ pub fn run(args: Args) -> Result<u8> {
         }
     } else {
         let archive = super::open_archive(&args.archive, args.generation)
-            .with_context(|| format!("cannot open archive {}", args.archive.display()))?;
+            .with_context(|| format!("cannot open archive {}", super::shown(&args.archive)))?;
         if args.long {
             for sample in Samples::of_archive(&archive) {
                 list(&mut out, &sample?, &args)?;

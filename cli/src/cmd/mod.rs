@@ -3,6 +3,7 @@ pub mod bench;
 pub mod cat;
 pub mod export;
 pub mod extract;
+pub mod fetch;
 pub mod gc;
 pub mod import;
 pub mod info;
@@ -10,6 +11,7 @@ pub mod ls;
 pub mod merge;
 pub mod pack;
 pub mod protect;
+pub mod push;
 pub mod repair;
 pub mod salvage;
 pub mod unstream;
@@ -27,6 +29,11 @@ pub fn open_archive(path: &Path, generation: Option<u64>) -> shardpack::Result<s
         Some(number) => options.generation(number).open(path),
         None => options.open(path),
     }
+}
+
+/// An archive argument as messages show it: a URL without credentials, or the path.
+pub fn shown(path: &Path) -> String {
+    shardpack::without_credentials(&path.to_string_lossy())
 }
 
 /// True when the archive argument names a stream on standard input.

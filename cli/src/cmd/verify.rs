@@ -15,8 +15,10 @@ use crate::output::progress_bar;
 /// index checksum, all padding, and the records of uncompressed blocks.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The archive folder, or - for a stream on standard input (read once, front to back:
-    /// every block, index and trailer checked, every shard's digest against the manifests).
+    /// The archive folder; its URL (http://, https://, s3://: every shard read through
+    /// ranged GETs and checked, BLAKE3 included); or - for a stream on standard input (read
+    /// once, front to back: every block, index and trailer checked, every shard's digest
+    /// against the manifests).
     archive: PathBuf,
     /// Check structure only: manifest, files and sizes, headers, trailers, index geometry.
     #[arg(long, conflicts_with = "deep")]
@@ -53,7 +55,7 @@ pub fn run(args: Args) -> Result<u8> {
         bar.set_length(total);
         bar.set_position(done);
     })
-    .with_context(|| format!("cannot verify {}", args.archive.display()))?;
+    .with_context(|| format!("cannot verify {}", super::shown(&args.archive)))?;
     bar.finish_and_clear();
     if args.json {
         outln!("{}", serde_json::to_string_pretty(&report)?);

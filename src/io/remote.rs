@@ -1,0 +1,814 @@
+//! Archives read over the network: `http://`, `https://` and `s3://` folders, through
+//! `object_store` (ranged GETs, S3 signing, retries with backoff).
+//!
+//! A remote archive is a folder like any other: `manifest.json` is read with one GET, and
+//! each shard through [`RemoteFile`], a [`ReadAt`] whose reads are ranged GETs of exactly
+//! the bytes a reader asks for, so that every check a reader makes on a local file applies
+//! to them unchanged. A server is untrusted: every response must be the length asked
+//! (bodies are collected no further than that), and what it holds is then checked by the
+//! CRCs as a local file's bytes are.
+//!
+//! Requests run on a runtime of their own, built on first remote use and built again in a
+//! process forked from one that used it (a forked child has none of its parent's threads,
+//! and must not share its connections); see `format/checksum.rs` for the same rule.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
+
+use crate::io::{AccessPattern, ReadAt};
+use crate::{ErrorKind, Result};
+
+/// True when `location` names a remote archive (`http://`, `https://` or `s3://`) rather
+/// than a local folder.
+pub fn is_remote(location: &str) -> bool {
+    scheme_of(location).is_some()
+}
+
+fn scheme_of(location: &str) -> Option<Scheme> {
+    let lower = location.get(..8).unwrap_or(location).to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("http://") {
+        Some(Scheme::Http)
+    } else if lower.starts_with("s3://") {
+        Some(Scheme::S3)
+    } else {
+        None
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scheme {
+    Http,
+    S3,
+}
+
+/// How long one request may take before it is retried (object_store's default is 30 s).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Ranges a [`RemoteFile`] keeps, most recent last, and the bytes they may hold together.
+const CACHED_RANGES: usize = 32;
+const CACHED_BYTES: u64 = 64 << 20;
+
+/// A remote archive folder: its object store, the prefix of its objects, and the URL shown
+/// in messages (without credentials).
+pub(crate) struct Remote {
+    scheme: Scheme,
+    /// The URL as given, for building the store again after a fork.
+    given: String,
+    /// The URL shown in messages: no user information, no query.
+    shown: String,
+    prefix: ObjectPath,
+    store: Mutex<(u32, Arc<dyn ObjectStore>)>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote").field("url", &self.shown).finish()
+    }
+}
+
+impl Remote {
+    /// The remote folder at `url`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a URL that cannot be parsed, or a store that cannot be
+    /// configured (an S3 region or credentials missing, say).
+    pub(crate) fn open(url: &str) -> Result<Remote> {
+        let scheme = scheme_of(url).ok_or_else(|| {
+            crate::Error::invalid_input(url, "not an http://, https:// or s3:// URL")
+        })?;
+        let shown = shown_url(url);
+        let (store, prefix) = build_store(scheme, url, &shown)?;
+        Ok(Remote {
+            scheme,
+            given: url.to_string(),
+            shown,
+            prefix,
+            store: Mutex::new((std::process::id(), store)),
+        })
+    }
+
+    /// The folder's URL as shown in messages.
+    pub(crate) fn url(&self) -> &str {
+        &self.shown
+    }
+
+    /// The URL of `name` in the folder, as shown in messages.
+    pub(crate) fn url_of(&self, name: &str) -> String {
+        format!("{}/{name}", self.shown.trim_end_matches('/'))
+    }
+
+    /// The folder's URL as a path, so that every message naming a file in it names its URL.
+    pub(crate) fn as_path(&self) -> PathBuf {
+        PathBuf::from(self.shown.trim_end_matches('/'))
+    }
+
+    fn object(&self, name: &str) -> ObjectPath {
+        self.prefix.clone().join(name)
+    }
+
+    /// The store, built again in a process forked from the one that built it.
+    fn store(&self) -> Result<Arc<dyn ObjectStore>> {
+        let pid = std::process::id();
+        let mut slot = self
+            .store
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if slot.0 != pid {
+            let (store, _) = build_store(self.scheme, &self.given, &self.shown)?;
+            // The parent's clients hold its connections and tasks of its runtime: never
+            // dropped here, where dropping them would touch what the child does not own.
+            let stale = std::mem::replace(&mut *slot, (pid, store));
+            std::mem::forget(stale);
+        }
+        Ok(slot.1.clone())
+    }
+
+    /// The length of `name`, from a HEAD request.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Remote`], 404 included.
+    pub(crate) fn len_of(&self, name: &str) -> Result<u64> {
+        let (store, object, url) = (self.store()?, self.object(name), self.url_of(name));
+        let meta = run(async move { store.head(&object).await })
+            .and_then(|r| r.map_err(|e| failure(&url, None, "the object's length", &e)))?;
+        Ok(meta.size)
+    }
+
+    /// The whole object `name`, of at most `max` bytes (its length is asked first, so that
+    /// nothing larger is ever requested).
+    ///
+    /// # Errors
+    /// [`ErrorKind::LimitExceeded`] past `max`, [`ErrorKind::Remote`] otherwise.
+    pub(crate) fn read_capped(&self, name: &str, max: u64, limit: &'static str) -> Result<Vec<u8>> {
+        let len = self.len_of(name)?;
+        if len > max {
+            return Err(ErrorKind::LimitExceeded {
+                location: crate::Location::file(&self.as_path().join(name), 0),
+                limit,
+                max,
+                got: len,
+            }
+            .into());
+        }
+        Ok(self.range(name, 0..len)?.to_vec())
+    }
+
+    /// Bytes `range` of `name`: exactly that many, or an error naming the URL and offset.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Remote`].
+    pub(crate) fn range(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
+        let (store, object, url) = (self.store()?, self.object(name), self.url_of(name));
+        run(async move { fetch_range(&*store, &object, &url, range).await })?
+    }
+
+    /// Bytes of each of `ranges` of `name`, fetched with nearby ranges merged and several
+    /// requests in flight (object_store's coalescing: gaps up to 1 MiB, 10 at once).
+    ///
+    /// # Errors
+    /// [`ErrorKind::Remote`] for the first range that fails.
+    pub(crate) fn ranges(&self, name: &str, ranges: Vec<Range<u64>>) -> Result<Vec<Bytes>> {
+        let (store, object, url) = (self.store()?, self.object(name), self.url_of(name));
+        run(async move {
+            object_store::coalesce_ranges(
+                &ranges,
+                |r| fetch_range(&*store, &object, &url, r),
+                object_store::OBJECT_STORE_COALESCE_DEFAULT,
+            )
+            .await
+        })?
+    }
+
+    /// Runs `make(store, object, url)` for `name` on the remote runtime.
+    ///
+    /// # Errors
+    /// What the future returns, or the runtime that cannot start.
+    pub(crate) fn with_store<T, F, Fut>(&self, name: &str, make: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn ObjectStore>, ObjectPath, String) -> Fut,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+    {
+        let fut = make(self.store()?, self.object(name), self.url_of(name));
+        run(fut)?
+    }
+
+    /// Copies bytes `bytes` of `name` to `out` in ascending GETs of `chunk` bytes, two
+    /// in flight, calling `progress(bytes)` after each write. Each GET is checked for its
+    /// length only: the caller checks the digest of what it wrote.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Remote`], or `out`'s error named after `written_to`.
+    pub(crate) fn copy_to(
+        &self,
+        name: &str,
+        bytes: Range<u64>,
+        chunk: u64,
+        out: &mut dyn io::Write,
+        written_to: &std::path::Path,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<()> {
+        use futures::SinkExt;
+        let (from, len) = (bytes.start, bytes.end);
+        let chunk = chunk.clamp(64 << 10, CACHED_BYTES);
+        let ranges: Vec<Range<u64>> = (from..len)
+            .step_by(usize::try_from(chunk).unwrap_or(usize::MAX))
+            .map(|start| start..start.saturating_add(chunk).min(len))
+            .collect();
+        let (store, object, url) = (self.store()?, self.object(name), self.url_of(name));
+        let (mut tx, mut rx) = futures::channel::mpsc::channel::<Result<Bytes>>(2);
+        runtime()?.spawn(async move {
+            let mut fetches = futures::stream::iter(ranges)
+                .map(|r| {
+                    let (store, object, url) = (store.clone(), object.clone(), url.clone());
+                    async move { fetch_range(&*store, &object, &url, r).await }
+                })
+                .buffered(2);
+            while let Some(got) = fetches.next().await {
+                let failed = got.is_err();
+                if tx.send(got).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let mut at = from;
+        while let Some(got) = futures::executor::block_on(rx.next()) {
+            let bytes = got?;
+            out.write_all(&bytes)
+                .map_err(|e| crate::Error::io_at(written_to, "write", at, e))?;
+            at += bytes.len() as u64;
+            progress(bytes.len() as u64);
+        }
+        if at != len {
+            return Err(short_or_long(&self.url_of(name), at, len - at, 0, "fewer"));
+        }
+        Ok(())
+    }
+
+    /// True when the store takes multipart uploads (S3; plain HTTP takes whole PUTs only).
+    pub(crate) fn multipart(&self) -> bool {
+        self.scheme == Scheme::S3
+    }
+
+    /// Uploads `bytes` as `name` in one PUT.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Remote`].
+    pub(crate) fn put(&self, name: &str, bytes: Vec<u8>) -> Result<()> {
+        let what = format!("to store {} bytes", bytes.len());
+        self.with_store(name, |store, object, url| async move {
+            store
+                .put(&object, bytes.into())
+                .await
+                .map(|_| ())
+                .map_err(|e| failure(&url, None, &what, &e))
+        })
+    }
+
+    /// Starts a multipart upload of `name`.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Remote`].
+    pub(crate) fn start_multipart(&self, name: &str) -> Result<Upload> {
+        let url = self.url_of(name);
+        let upload = self.with_store(name, |store, object, url| async move {
+            store
+                .put_multipart(&object)
+                .await
+                .map_err(|e| failure(&url, None, "a multipart upload", &e))
+        })?;
+        Ok(Upload {
+            upload: Some(upload),
+            url,
+            sent: 0,
+        })
+    }
+
+    /// A shard file `name` of `len` bytes (the manifest's size: no request is made to learn
+    /// it), read ahead `chunk` bytes at a time once advised sequential.
+    pub(crate) fn file(self: &Arc<Self>, name: &str, len: u64, chunk: u64) -> RemoteFile {
+        RemoteFile {
+            remote: self.clone(),
+            name: name.to_string(),
+            len,
+            chunk: chunk.clamp(1, CACHED_BYTES),
+            sequential: AtomicBool::new(false),
+            cache: Mutex::new(VecDeque::new()),
+        }
+    }
+}
+
+/// The object store for `url` and the prefix of the folder's objects in it.
+fn build_store(
+    scheme: Scheme,
+    url: &str,
+    shown: &str,
+) -> Result<(Arc<dyn ObjectStore>, ObjectPath)> {
+    let bad =
+        |e: object_store::Error| crate::Error::invalid_input(shown, scrub(&e.to_string(), url));
+    let retry = object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(15),
+            base: 2.0,
+        },
+        max_retries: 10,
+        retry_timeout: Duration::from_secs(3 * 60),
+    };
+    let options = object_store::ClientOptions::new()
+        .with_timeout(REQUEST_TIMEOUT)
+        .with_connect_timeout(Duration::from_secs(10));
+    match scheme {
+        Scheme::Http => {
+            // An http:// URL asks for plain HTTP by itself.
+            let store = object_store::http::HttpBuilder::new()
+                .with_url(url.trim_end_matches('/'))
+                .with_retry(retry)
+                .with_client_options(options.with_allow_http(true))
+                .build()
+                .map_err(bad)?;
+            Ok((Arc::new(store), ObjectPath::default()))
+        }
+        Scheme::S3 => {
+            let rest = url.get(5..).unwrap_or_default();
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(crate::Error::invalid_input(
+                    shown,
+                    "no bucket in the s3:// URL",
+                ));
+            }
+            let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(bucket)
+                .with_retry(retry)
+                .with_client_options(options);
+            // Plain HTTP is allowed only to an endpoint on this machine (a local test
+            // server); anything else needs TLS unless AWS_ALLOW_HTTP says otherwise.
+            let endpoint = std::env::var("AWS_ENDPOINT_URL")
+                .or_else(|_| std::env::var("AWS_ENDPOINT"))
+                .unwrap_or_default();
+            let allowed = std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true");
+            builder = builder.with_allow_http(allowed || is_loopback_http(&endpoint));
+            if std::env::var_os("AWS_REGION").is_none()
+                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+            {
+                builder = builder.with_region("us-east-1");
+            } else if let Ok(region) = std::env::var("AWS_REGION") {
+                builder = builder.with_region(region);
+            }
+            let store = builder.build().map_err(bad)?;
+            let prefix = ObjectPath::parse(prefix.trim_matches('/')).map_err(|e| {
+                crate::Error::invalid_input(shown, format!("bad object prefix: {e}"))
+            })?;
+            Ok((Arc::new(store), prefix))
+        }
+    }
+}
+
+fn is_loopback_http(endpoint: &str) -> bool {
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', ':']).next().unwrap_or_default();
+    host == "localhost" || host.starts_with("127.") || rest.starts_with("[::1]")
+}
+
+/// `location` as messages show it: a URL without its user information (`user:password@`)
+/// or query (which may hold a signature); anything else unchanged.
+pub fn without_credentials(location: &str) -> String {
+    if is_remote(location) {
+        shown_url(location)
+    } else {
+        location.to_string()
+    }
+}
+
+fn shown_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let rest = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    format!("{scheme}://{host}{path}")
+}
+
+/// `text` with any credentials the given URL carried (user information, query) removed.
+fn scrub(text: &str, given: &str) -> String {
+    let mut text = text.to_string();
+    let rest = given.split_once("://").map_or(given, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    if let Some((userinfo, _)) = authority.rsplit_once('@') {
+        if !userinfo.is_empty() {
+            text = text.replace(userinfo, "REDACTED");
+        }
+    }
+    if let Some((_, query)) = given.split_once('?') {
+        if !query.is_empty() {
+            text = text.replace(query, "REDACTED");
+        }
+    }
+    // Server error bodies can be long: the start says what went wrong.
+    if text.len() > 400 {
+        let mut cut = 400;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push('…');
+    }
+    text
+}
+
+/// GETs bytes `range` of `object`, collecting no more than the range's length: a body longer
+/// or shorter than asked is an error, never other bytes. object_store retries a cut body by
+/// asking for the rest (and refuses a changed ETag or a wrong `Content-Range`).
+async fn fetch_range(
+    store: &dyn ObjectStore,
+    object: &ObjectPath,
+    url: &str,
+    range: Range<u64>,
+) -> Result<Bytes> {
+    let want = range.end.saturating_sub(range.start);
+    if want == 0 {
+        return Ok(Bytes::new());
+    }
+    let what = || format!("{want} bytes");
+    let options = GetOptions {
+        range: Some(GetRange::Bounded(range.clone())),
+        ..GetOptions::default()
+    };
+    let result = store
+        .get_opts(object, options)
+        .await
+        .map_err(|e| failure(url, Some(range.start), &what(), &e))?;
+    let mut stream = result.into_stream();
+    let cap = usize::try_from(want).unwrap_or(usize::MAX);
+    let mut first: Option<Bytes> = None;
+    let mut buf: Vec<u8> = Vec::new();
+    let mut got: u64 = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| failure(url, Some(range.start + got), &what(), &e))?;
+        got = got.saturating_add(chunk.len() as u64);
+        if got > want {
+            return Err(short_or_long(url, range.start, want, got, "more"));
+        }
+        match first.take() {
+            None if buf.is_empty() => first = Some(chunk),
+            Some(f) => {
+                // The capacity is the length asked, never what the server claims.
+                buf.reserve_exact(cap);
+                buf.extend_from_slice(&f);
+                buf.extend_from_slice(&chunk);
+            }
+            None => buf.extend_from_slice(&chunk),
+        }
+    }
+    if got < want {
+        return Err(short_or_long(url, range.start, want, got, "fewer"));
+    }
+    Ok(match first {
+        Some(f) => f,
+        None => Bytes::from(buf),
+    })
+}
+
+fn short_or_long(url: &str, offset: u64, want: u64, got: u64, which: &str) -> crate::Error {
+    ErrorKind::Remote {
+        url: url.to_string(),
+        offset: Some(offset),
+        status: None,
+        expected: format!("{want} bytes"),
+        reason: format!("the server sent {which} bytes ({got} at least)"),
+    }
+    .into()
+}
+
+/// A typed remote error for an object_store failure: its HTTP status when one is known,
+/// and its message with any credentials removed.
+pub(crate) fn failure(
+    url: &str,
+    offset: Option<u64>,
+    expected: &str,
+    e: &object_store::Error,
+) -> crate::Error {
+    let text = e.to_string();
+    let status = match e {
+        object_store::Error::NotFound { .. } => Some(404),
+        object_store::Error::PermissionDenied { .. } => Some(403),
+        object_store::Error::Unauthenticated { .. } => Some(401),
+        object_store::Error::Precondition { .. } => Some(412),
+        object_store::Error::NotModified { .. } => Some(304),
+        _ => status_in(&text),
+    };
+    ErrorKind::Remote {
+        url: url.to_string(),
+        offset,
+        status,
+        expected: expected.to_string(),
+        reason: scrub(&text, url),
+    }
+    .into()
+}
+
+/// The status code in object_store's "status code: 503" wording, if any.
+fn status_in(text: &str) -> Option<u16> {
+    let at = text.find("status code: ")? + "status code: ".len();
+    text.get(at..at + 3)?.parse().ok()
+}
+
+/// A runtime error: the runtime could not be built.
+fn no_runtime(e: &io::Error) -> crate::Error {
+    ErrorKind::Remote {
+        url: String::new(),
+        offset: None,
+        status: None,
+        expected: "a runtime for network requests".into(),
+        reason: e.to_string(),
+    }
+    .into()
+}
+
+/// The runtime requests run on: built on first use, and again in a process forked from one
+/// that built it (whose threads the child does not have).
+fn runtime() -> Result<Arc<tokio::runtime::Runtime>> {
+    static RUNTIME: Mutex<Option<(u32, Arc<tokio::runtime::Runtime>)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut slot = RUNTIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some((owner, rt)) = slot.as_ref() {
+        if *owner == pid {
+            return Ok(rt.clone());
+        }
+    }
+    // The parent's runtime has no threads here; dropping it would wait for them.
+    if let Some(stale) = slot.take() {
+        std::mem::forget(stale);
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("shardpack-net")
+        .enable_all()
+        .build()
+        .map_err(|e| no_runtime(&e))?;
+    let rt = Arc::new(rt);
+    *slot = Some((pid, rt.clone()));
+    Ok(rt)
+}
+
+/// Runs `fut` on the remote runtime and waits for it on this thread. It is spawned rather
+/// than blocked on, so that a caller already inside an async runtime (a Python event loop's
+/// thread, a tokio task) gets its answer instead of a panic.
+pub(crate) fn run<T, F>(fut: F) -> Result<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let rt = runtime()?;
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().map_err(|_| {
+        no_runtime(&io::Error::other(
+            "the request was dropped before it finished",
+        ))
+    })
+}
+
+/// A multipart upload under way: parts in order, then [`Upload::complete`].
+pub(crate) struct Upload {
+    upload: Option<Box<dyn object_store::MultipartUpload>>,
+    url: String,
+    sent: u64,
+}
+
+impl Upload {
+    /// Uploads the next part.
+    pub(crate) fn part(&mut self, bytes: Vec<u8>) -> Result<()> {
+        let Some(mut upload) = self.upload.take() else {
+            return Err(self.gone());
+        };
+        let (url, at, n) = (self.url.clone(), self.sent, bytes.len() as u64);
+        let (upload, sent) = run(async move {
+            let sent = upload.put_part(bytes.into()).await;
+            (upload, sent)
+        })?;
+        self.upload = Some(upload);
+        sent.map_err(|e| failure(&url, Some(at), &format!("to store {n} bytes"), &e))?;
+        self.sent += n;
+        Ok(())
+    }
+
+    /// Finishes the upload: the object appears whole, or not at all.
+    pub(crate) fn complete(mut self) -> Result<()> {
+        let Some(mut upload) = self.upload.take() else {
+            return Err(self.gone());
+        };
+        let url = self.url.clone();
+        run(async move { upload.complete().await })?
+            .map(|_| ())
+            .map_err(|e| failure(&url, None, "to complete the multipart upload", &e))
+    }
+
+    /// Abandons the upload (best effort: the store drops its parts).
+    pub(crate) fn abort(mut self) {
+        if let Some(mut upload) = self.upload.take() {
+            let _ = run(async move { upload.abort().await });
+        }
+    }
+
+    fn gone(&self) -> crate::Error {
+        ErrorKind::Remote {
+            url: self.url.clone(),
+            offset: Some(self.sent),
+            status: None,
+            expected: "a multipart upload under way".into(),
+            reason: "an earlier part failed".into(),
+        }
+        .into()
+    }
+}
+
+/// A remote shard file read with ranged GETs: a random read fetches exactly the bytes asked;
+/// once advised sequential, each miss fetches `chunk` bytes ahead. Ranges read ahead or
+/// asked for by a hint (the index on a shard's first use, `get_many`'s batch) are kept, at
+/// most [`CACHED_RANGES`] and [`CACHED_BYTES`] together, most recent last, so that the reads
+/// inside them cost no request. Kept bytes are checked by every read that uses them, as a
+/// map's are: bytes damaged in transit fail their CRC each time, never pass.
+pub(crate) struct RemoteFile {
+    remote: Arc<Remote>,
+    name: String,
+    len: u64,
+    chunk: u64,
+    sequential: AtomicBool,
+    cache: Mutex<VecDeque<(u64, Bytes)>>,
+}
+
+impl RemoteFile {
+    fn cached(&self, offset: u64, buf: &mut [u8]) -> bool {
+        let end = offset + buf.len() as u64;
+        let cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (start, bytes) in cache.iter().rev() {
+            if *start <= offset && end <= start + bytes.len() as u64 {
+                let from = (offset - start) as usize;
+                if let Some(src) = bytes.get(from..from + buf.len()) {
+                    buf.copy_from_slice(src);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    fn keep(&self, offset: u64, bytes: Bytes) {
+        if bytes.len() as u64 > CACHED_BYTES {
+            return;
+        }
+        let mut cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.push_back((offset, bytes));
+        let mut total: u64 = cache.iter().map(|(_, b)| b.len() as u64).sum();
+        while cache.len() > CACHED_RANGES || total > CACHED_BYTES {
+            match cache.pop_front() {
+                Some((_, b)) => total -= b.len() as u64,
+                None => break,
+            }
+        }
+    }
+
+    fn is_cached(&self, offset: u64, len: u64) -> bool {
+        let cache = self
+            .cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache
+            .iter()
+            .any(|(s, b)| *s <= offset && offset + len <= s + b.len() as u64)
+    }
+}
+
+impl ReadAt for RemoteFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&e| e <= self.len)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        if buf.is_empty() || self.cached(offset, buf) {
+            return Ok(());
+        }
+        // A random read fetches exactly what is asked and keeps nothing: read again (after
+        // a CRC error, say), it is fetched again. A sequential one reads ahead and keeps
+        // the rest for the reads that follow.
+        let sequential = self.sequential.load(Ordering::Relaxed);
+        let fetch_end = if sequential {
+            end.max(offset.saturating_add(self.chunk)).min(self.len)
+        } else {
+            end
+        };
+        let bytes = self
+            .remote
+            .range(&self.name, offset..fetch_end)
+            .map_err(io::Error::other)?;
+        let src = bytes
+            .get(..buf.len())
+            .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+        buf.copy_from_slice(src);
+        if sequential {
+            self.keep(offset, bytes);
+        }
+        Ok(())
+    }
+
+    fn will_need(&self, offset: u64, len: u64) {
+        self.will_need_ranges(&[(offset, len)]);
+    }
+
+    fn will_need_ranges(&self, ranges: &[(u64, u64)]) {
+        let wanted: Vec<Range<u64>> = ranges
+            .iter()
+            .filter(|&&(o, l)| l > 0 && l <= CACHED_BYTES && o.saturating_add(l) <= self.len)
+            .filter(|&&(o, l)| !self.is_cached(o, l))
+            .map(|&(o, l)| o..o + l)
+            .take(CACHED_RANGES)
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        // A hint: a failure here is met again, and reported, by the read that needs the bytes.
+        if let Ok(fetched) = self.remote.ranges(&self.name, wanted.clone()) {
+            for (r, bytes) in wanted.into_iter().zip(fetched) {
+                self.keep(r.start, bytes);
+            }
+        }
+    }
+
+    fn advise(&self, pattern: AccessPattern) {
+        self.sequential
+            .store(pattern == AccessPattern::Sequential, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        assert_eq!(
+            shown_url("https://user:secret@example.com/a/b?sig=xyz"),
+            "https://example.com/a/b"
+        );
+        assert_eq!(shown_url("s3://bucket/prefix"), "s3://bucket/prefix");
+        let text = scrub(
+            "error for https://user:secret@example.com/a?sig=xyz",
+            "https://user:secret@example.com/a?sig=xyz",
+        );
+        assert!(!text.contains("secret") && !text.contains("xyz"), "{text}");
+    }
+
+    #[test]
+    fn schemes_are_recognised() {
+        assert!(is_remote("https://h/x") && is_remote("HTTP://h/x") && is_remote("s3://b/p"));
+        assert!(!is_remote("/data/x") && !is_remote("file:///x") && !is_remote("s3"));
+    }
+
+    #[test]
+    fn status_codes_are_read_from_messages() {
+        assert_eq!(
+            status_in("Server returned non-2xx status code: 503 Service Unavailable: "),
+            Some(503)
+        );
+        assert_eq!(status_in("connection reset"), None);
+    }
+
+    #[test]
+    fn loopback_endpoints_may_be_plain_http() {
+        assert!(is_loopback_http("http://127.0.0.1:9000"));
+        assert!(is_loopback_http("http://localhost:9000/"));
+        assert!(!is_loopback_http("http://example.com"));
+        assert!(!is_loopback_http("https://127.0.0.1"));
+    }
+}
