@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use shardpack::pack::{FolderListing, PackOptions};
 use shardpack::WriterBuilder;
@@ -40,21 +40,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<u8> {
     super::refuse_stream(&args.archive, "append")?;
     let listing = FolderListing::scan(&args.input)?;
-    for special in listing.special_files() {
-        if args.skip_special {
-            eprintln!(
-                "shardpack: warning: skipping {} ({})",
-                special.path.display(),
-                special.kind
-            );
-        } else {
-            bail!(
-                "{} is {}; shardpack packs regular files only (use --skip-special to skip it)",
-                special.path.display(),
-                special.kind
-            );
-        }
-    }
+    super::refuse_or_skip_special(&listing, args.skip_special)?;
     let options = PackOptions::new()
         .skip_special(true)
         .parity_percent(args.parity);

@@ -36,6 +36,26 @@ pub fn shown(path: &Path) -> String {
     shardpack::without_credentials(&path.to_string_lossy())
 }
 
+/// Refuses a listing's symbolic links and special files, or with `skip` warns that each is
+/// skipped.
+pub fn refuse_or_skip_special(listing: &shardpack::pack::FolderListing, skip: bool) -> Result<()> {
+    for special in listing.special_files() {
+        if !skip {
+            anyhow::bail!(
+                "{} is {}; shardpack packs regular files only (use --skip-special to skip it)",
+                special.path.display(),
+                special.kind
+            );
+        }
+        eprintln!(
+            "shardpack: warning: skipping {} ({})",
+            special.path.display(),
+            special.kind
+        );
+    }
+    Ok(())
+}
+
 /// True when the archive argument names a stream on standard input.
 pub fn is_stdin(path: &Path) -> bool {
     path.as_os_str() == "-"

@@ -174,21 +174,7 @@ pub fn run(args: Args) -> Result<u8> {
     // Bad options are refused before the folder is walked.
     builder.validate()?;
     let listing = FolderListing::scan(&args.input)?;
-    for special in listing.special_files() {
-        if args.skip_special {
-            eprintln!(
-                "shardpack: warning: skipping {} ({})",
-                special.path.display(),
-                special.kind
-            );
-        } else {
-            bail!(
-                "{} is {}; shardpack packs regular files only (use --skip-special to skip it)",
-                special.path.display(),
-                special.kind
-            );
-        }
-    }
+    super::refuse_or_skip_special(&listing, args.skip_special)?;
     let options = PackOptions::new()
         .skip_special(true)
         .parity_percent(args.writer.parity);
