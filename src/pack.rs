@@ -333,6 +333,15 @@ impl FolderListing {
         }
     }
 
+    /// Refuses an output inside the folder listed, and special files unless skipped.
+    fn refuse_unpackable(&self, dir: &Path, options: &PackOptions) -> Result<()> {
+        crate::io::refuse_output_inside(&self.root, dir)?;
+        if !options.skip_special {
+            self.refuse_special_files()?;
+        }
+        Ok(())
+    }
+
     /// Packs the listing into the archive folder `dir` (new or empty), then adds parity:
     /// [`PackOptions::parity_percent`], or the profile's default. With volumes, give
     /// `builder` the [`crate::volume_data_budget`] of the medium for that parity. Without an
@@ -352,10 +361,7 @@ impl FolderListing {
         options: &PackOptions,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<PackReport> {
-        crate::io::refuse_output_inside(&self.root, dir)?;
-        if !options.skip_special {
-            self.refuse_special_files()?;
-        }
+        self.refuse_unpackable(dir, options)?;
         let parity = options
             .parity_percent
             .unwrap_or_else(|| f64::from(builder.media_profile().default_parity_percent));
@@ -364,15 +370,7 @@ impl FolderListing {
         let existed = dir.exists();
         let result = builder.archive_id(id).create(dir).and_then(|writer| {
             let manifest = self.write(writer, progress)?;
-            // The archive was just written and hashed: nothing to verify before protecting.
-            let parity = if parity > 0.0 {
-                Some(crate::protect_with(
-                    dir,
-                    &crate::ProtectOptions::new(parity).as_is(true),
-                )?)
-            } else {
-                None
-            };
+            let parity = protect_written(dir, parity)?;
             Ok((manifest, parity))
         });
         match result {
@@ -407,10 +405,7 @@ impl FolderListing {
         options: &PackOptions,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<PackReport> {
-        crate::io::refuse_output_inside(&self.root, dir)?;
-        if !options.skip_special {
-            self.refuse_special_files()?;
-        }
+        self.refuse_unpackable(dir, options)?;
         let parity = match options.parity_percent {
             Some(p) => p,
             None => crate::parity::percent_of(dir).unwrap_or(0.0),
@@ -427,14 +422,7 @@ impl FolderListing {
                 return Err(e);
             }
         };
-        let parity = if parity > 0.0 {
-            Some(crate::protect_with(
-                dir,
-                &crate::ProtectOptions::new(parity).as_is(true),
-            )?)
-        } else {
-            None
-        };
+        let parity = protect_written(dir, parity)?;
         Ok(PackReport {
             manifest,
             file_bytes: self.total_bytes(),
@@ -703,6 +691,16 @@ pub fn pack_folder(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<PackReport> {
     FolderListing::scan(input)?.pack(output, builder, options, progress)
+}
+
+/// Protects with `percent` (0 for none) an archive that was just written and hashed, so
+/// without verifying it first.
+fn protect_written(dir: &Path, percent: f64) -> Result<Option<crate::ProtectReport>> {
+    if percent <= 0.0 {
+        return Ok(None);
+    }
+    let options = crate::ProtectOptions::new(percent).as_is(true);
+    crate::protect_with(dir, &options).map(Some)
 }
 
 #[cfg(test)]
