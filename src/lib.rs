@@ -19,6 +19,7 @@ mod io;
 mod limits;
 mod merge;
 pub mod pack;
+mod parallel;
 mod parity;
 mod read;
 mod salvage;

@@ -167,7 +167,7 @@ pub struct FolderListing {
     special: Vec<SpecialFile>,
 }
 
-/// Samples each file-reading thread may hold ready ahead of the writer.
+/// Samples per file-reading thread that may be read ahead of the writer.
 const READ_AHEAD: usize = 16;
 
 /// A sample of at most this many bytes of files is read ahead into memory by a reading
@@ -465,8 +465,8 @@ impl FolderListing {
     /// Appends every sample to `writer` in key order and finishes it, calling
     /// `progress(file_bytes_done, file_bytes_total)` after each sample. Opening and
     /// reading many small files costs more system time than packing them, so one thread
-    /// per core reads samples ahead (sample i on thread i mod n) and the writer takes them
-    /// in order: the archive is the same bytes whatever the number of cores.
+    /// per core reads samples ahead and the writer takes them in order: the archive is the
+    /// same bytes whatever the number of cores.
     ///
     /// # Errors
     /// A file that cannot be read or changed size since the walk, a sample the writer
@@ -478,41 +478,18 @@ impl FolderListing {
     ) -> Result<Manifest> {
         let total = self.total_bytes();
         let list = &self.samples;
-        let readers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(list.len().max(1));
-        std::thread::scope(|scope| {
-            let mut ready = Vec::with_capacity(readers);
-            for first in 0..readers {
-                let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
-                ready.push(rx);
-                scope.spawn(move || {
-                    let mut opener = match self.opener() {
-                        Ok(o) => o,
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    for sample in list.iter().skip(first).step_by(readers) {
-                        if tx.send(opener.open_sample(sample)).is_err() {
-                            return;
-                        }
-                    }
-                });
-            }
-            let mut done = 0u64;
-            for (i, sample) in list.iter().enumerate() {
-                let data = ready
-                    .get(i % readers)
-                    .and_then(|rx| rx.recv().ok())
-                    .ok_or_else(|| {
-                        Error::io(
-                            &sample.key_path(),
-                            "read",
-                            std::io::Error::other("a file-reading thread stopped"),
-                        )
-                    })??;
+        let readers = crate::parallel::cores().min(list.len().max(1));
+        let openers = (0..readers)
+            .map(|_| self.opener())
+            .collect::<Result<Vec<_>>>()?;
+        let mut done = 0u64;
+        crate::parallel::in_order(
+            openers,
+            READ_AHEAD * readers,
+            list,
+            |opener, sample| (sample, opener.open_sample(sample)),
+            |(sample, data)| {
+                let data = data?;
                 let named: Vec<(&str, FieldData<'_>)> = sample
                     .fields
                     .iter()
@@ -528,9 +505,10 @@ impl FolderListing {
                 writer.append_from(&sample.key, &named)?;
                 done += sample.fields.iter().map(|f| f.size).sum::<u64>();
                 progress(done, total);
-            }
-            Ok::<(), Error>(())
-        })?;
+                Ok(())
+            },
+            |e| Error::io(&self.root, "read the files of", e),
+        )?;
         writer.finish()
     }
 
@@ -645,15 +623,6 @@ impl Opener {
             ));
         }
         Ok(file)
-    }
-}
-
-impl FolderSample {
-    /// The first file of the sample, to name it in errors.
-    fn key_path(&self) -> PathBuf {
-        self.fields
-            .first()
-            .map_or_else(|| PathBuf::from(&self.key), |f| f.path.clone())
     }
 }
 

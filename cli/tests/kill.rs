@@ -222,8 +222,17 @@ fn killed_protect_never_harms_the_archive() {
     let before = snapshot(&base);
     let old_parity = before["parity.spp"].clone();
     let measure = tmp.path().join("measure");
-    copy_archive(&base, &measure);
-    let total = timed(&[&"protect", &measure, &"--parity", &"30"]).max(Duration::from_millis(20));
+    // The quickest of three runs: one slowed by other work on the machine would put most
+    // kills after the finish.
+    let total = (0..3)
+        .map(|_| {
+            let _ = std::fs::remove_dir_all(&measure);
+            copy_archive(&base, &measure);
+            timed(&[&"protect", &measure, &"--parity", &"30"])
+        })
+        .min()
+        .unwrap()
+        .max(Duration::from_millis(20));
     let new_parity = snapshot(&measure)["parity.spp"].clone();
     assert_ne!(old_parity, new_parity);
     let mut finished_new = before.clone();

@@ -9,6 +9,7 @@ use crate::format::block::BLOCK_HEADER_LEN;
 use crate::format::header::{self};
 use crate::format::{checksum, Codec};
 use crate::io::trace::IoTrace;
+use crate::parallel::Ordered;
 use crate::read::block::BlockCursor;
 use crate::read::sequential::{ScannedShard, ShardScanner, WalkLog};
 use crate::read::window::{FileSource, Window};
@@ -17,10 +18,10 @@ use crate::{Defect, Error, Location, Result, Structure};
 
 /// Iterator over an archive's samples read sequentially; see [`crate::Archive::scan`].
 ///
-/// A reader thread takes each shard's blocks in order, checks and decodes them (compressed
-/// blocks on one thread per core), and hashes the shard, while the caller's thread takes the
-/// samples of the blocks it has handed over: reading, hashing and decompressing overlap with
-/// whatever the caller does with the samples. At most [`BLOCKS_AHEAD`] decoded blocks wait
+/// A reader thread walks each shard's blocks in order and hands them to one decoder thread
+/// per core, which check and decode them, while the caller's thread takes the samples of
+/// the blocks handed on in order: reading, checking and decompressing overlap with whatever
+/// the caller does with the samples. At most [`BLOCKS_AHEAD`] decoded blocks wait
 /// between the two, so memory stays bounded. Untraced, shards are read through their map,
 /// stored samples share it (no copy), and every byte is checked by a CRC or as zero padding;
 /// traced, front to back in the profile's large reads, with the shard's BLAKE3 compared with
@@ -187,15 +188,38 @@ struct ShardReader {
 
 impl ShardReader {
     fn run(self, tx: &SyncSender<ScanEvent>) {
+        let workers = crate::parallel::cores();
+        let spawned = Ordered::spawn(
+            "shardpack-decode",
+            vec![(); workers],
+            workers + 1,
+            |(), job: DecodeJob| job(),
+        );
+        let mut decoders = match spawned {
+            Ok(pool) => pool,
+            Err(e) => {
+                let error = Error::io(self.archive.path(), "start the decoding threads for", e);
+                let _ = tx.send(ScanEvent::Failed(0, error));
+                return;
+            }
+        };
         let shards = self.archive.manifest().shards.clone();
         for (number, info) in shards.into_iter().enumerate() {
             let path = self.archive.shard_path(number);
             let number = number as u32;
-            let result = path.and_then(|path| self.read_shard(number, &path, &info, tx));
+            let result =
+                path.and_then(|path| self.read_shard(number, &path, &info, tx, &mut decoders));
+            // The blocks before a defect the reader found are still handed on, then the
+            // defect; whatever the pool holds after a defect is dropped.
+            let result = match result {
+                Err(e) => hand_on(&mut decoders, tx).and(Err(e)),
+                ok => ok,
+            };
             match result {
                 Ok(true) => {}
                 Ok(false) => return,
                 Err(e) => {
+                    while decoders.next().is_some() {}
                     if tx.send(ScanEvent::Failed(number, e)).is_err() {
                         return;
                     }
@@ -210,7 +234,13 @@ impl ShardReader {
     /// for zeros, the dictionary and the index against their CRCs; header and trailer were
     /// checked when the shard was opened. The BLAKE3 digest is `verify`'s: hashing costs
     /// several times what these CRCs do, and would cap the scan at the hash's speed.
-    fn read_mapped(&self, number: u32, path: &Path, tx: &SyncSender<ScanEvent>) -> Result<bool> {
+    fn read_mapped(
+        &self,
+        number: u32,
+        path: &Path,
+        tx: &SyncSender<ScanEvent>,
+        decoders: &mut Decoders,
+    ) -> Result<bool> {
         let shard = std::sync::Arc::clone(self.archive.shared_shard(number as usize)?);
         shard.advise(crate::io::AccessPattern::Sequential);
         let source = std::sync::Arc::clone(shard.source());
@@ -238,14 +268,12 @@ impl ShardReader {
         // The records walked are checked against the record table as they are taken, so
         // the index is checked (and read, in one pass) before the first block.
         shard.check_index()?;
-        let mut pending = InOrder::new();
         let mut covered = header.data_offset();
         for b in 0..layout.block_count {
             let entry = shard.block_entry(b)?;
             let h = shard.block_header(b, &entry)?;
-            let start = (entry.offset + BLOCK_HEADER_LEN as u64) as usize;
-            let end = start + h.stored_len as usize;
-            let payload = shard.payload(start as u64..end as u64)?;
+            let start = entry.offset + BLOCK_HEADER_LEN as u64;
+            let end = start + h.stored_len;
             if entry.offset < covered {
                 return Err(Error::corrupt(
                     Location::shard(path, number, layout.block_entry_offset(b)),
@@ -258,43 +286,45 @@ impl ShardReader {
                 ));
             }
             zeros(covered, entry.offset, Structure::BlockPadding)?;
-            covered = end as u64;
-            let crc = checksum::crc32(&payload);
-            if crc != h.payload_crc {
-                return Err(Error::corrupt(
-                    Location::shard(path, number, start as u64).len(h.stored_len),
-                    Defect::crc(Structure::BlockPayload { block: b }, h.payload_crc, crc),
-                ));
-            }
-            let block = match (h.codec, payload) {
-                (Codec::Stored, std::borrow::Cow::Borrowed(_)) => {
-                    let data = std::sync::Arc::new(MappedRange(source.clone(), start..end));
-                    let cursor = BlockCursor::new(data, &h, number, entry.offset);
-                    Decoding::Ready(Ok(cursor.checked_against(shard.clone())))
+            covered = end;
+            // The payload's CRC and its decoding run on the decoders, straight from the
+            // map: the reader thread only walks the block table.
+            let (shard, source, path) = (shard.clone(), source.clone(), path.to_path_buf());
+            let max = self.max_block;
+            let job: DecodeJob = Box::new(move || {
+                let payload = shard.payload(start..end)?;
+                let crc = checksum::crc32(&payload);
+                if crc != h.payload_crc {
+                    return Err(Error::corrupt(
+                        Location::shard(&path, number, start).len(h.stored_len),
+                        Defect::crc(Structure::BlockPayload { block: b }, h.payload_crc, crc),
+                    ));
                 }
-                (Codec::Stored, std::borrow::Cow::Owned(copy)) => {
-                    let data: BlockBytes = std::sync::Arc::new(copy);
-                    let cursor = BlockCursor::new(data, &h, number, entry.offset);
-                    Decoding::Ready(Ok(cursor.checked_against(shard.clone())))
-                }
-                (_, payload) => {
-                    let payload = payload.into_owned();
-                    let (shard, path, max) = (shard.clone(), path.to_path_buf(), self.max_block);
-                    Decoding::Running(std::thread::spawn(move || {
+                let cursor = match (h.codec, payload) {
+                    (Codec::Stored, std::borrow::Cow::Borrowed(_)) => {
+                        let range = start as usize..end as usize;
+                        let data = std::sync::Arc::new(MappedRange(source, range));
+                        BlockCursor::new(data, &h, number, entry.offset)
+                    }
+                    (Codec::Stored, std::borrow::Cow::Owned(copy)) => {
+                        let data: BlockBytes = std::sync::Arc::new(copy);
+                        BlockCursor::new(data, &h, number, entry.offset)
+                    }
+                    (_, payload) => {
                         let d = match h.codec {
                             Codec::ZstdDictionary => Some(shard.dictionary()?),
                             _ => None,
                         };
-                        BlockCursor::decode(&path, number, entry.offset, &h, &payload, d, max)
-                            .map(|cursor| cursor.checked_against(shard))
-                    }))
-                }
-            };
-            if !pending.push(block, tx)? {
+                        BlockCursor::decode(&path, number, entry.offset, &h, &payload, d, max)?
+                    }
+                };
+                Ok(cursor.checked_against(shard))
+            });
+            if !hand_over(decoders, job, tx)? {
                 return Ok(false);
             }
         }
-        if !pending.drain(tx)? {
+        if !hand_on(decoders, tx)? {
             return Ok(false);
         }
         zeros(covered, layout.index_offset, Structure::BlockPadding)?;
@@ -310,11 +340,12 @@ impl ShardReader {
         path: &Path,
         info: &crate::archive::manifest::ShardInfo,
         tx: &SyncSender<ScanEvent>,
+        decoders: &mut Decoders,
     ) -> Result<bool> {
         // A remote shard is read through its source too, which fetches the profile's large
         // ranges ahead once advised sequential.
         if self.source == crate::SourceKind::Map || self.archive.remote().is_some() {
-            return self.read_mapped(number, path, tx);
+            return self.read_mapped(number, path, tx, decoders);
         }
         let len = std::fs::metadata(path)
             .map_err(|e| Error::io(path, "stat", e))?
@@ -347,33 +378,20 @@ impl ShardReader {
             ));
         }
         let dictionary = scanner.dictionary().cloned();
-        // Compressed blocks decode on threads of their own, one per core at most, and are
-        // handed over in order.
-        let mut pending = InOrder::new();
+        // Blocks are read front to back here and decoded on the decoders, handed on in
+        // order.
         while let Some((rel, h, payload)) = scanner.next_block(&mut win)? {
-            let block = if h.codec == Codec::Stored {
-                Decoding::Ready(BlockCursor::decode(
-                    path,
-                    number,
-                    rel,
-                    &h,
-                    payload,
-                    None,
-                    self.max_block,
-                ))
-            } else {
-                let (payload, path) = (payload.to_vec(), path.to_path_buf());
-                let (dictionary, max) = (dictionary.clone(), self.max_block);
-                Decoding::Running(std::thread::spawn(move || {
-                    let d = dictionary.as_deref();
-                    BlockCursor::decode(&path, number, rel, &h, &payload, d, max)
-                }))
-            };
-            if !pending.push(block, tx)? {
+            let (payload, path) = (payload.to_vec(), path.to_path_buf());
+            let (dictionary, max) = (dictionary.clone(), self.max_block);
+            let job: DecodeJob = Box::new(move || {
+                let d = dictionary.as_deref();
+                BlockCursor::decode(&path, number, rel, &h, &payload, d, max)
+            });
+            if !hand_over(decoders, job, tx)? {
                 return Ok(false);
             }
         }
-        if !pending.drain(tx)? {
+        if !hand_on(decoders, tx)? {
             return Ok(false);
         }
         let scanned = scanner.finish(&mut win)?;
@@ -387,62 +405,38 @@ impl ShardReader {
     }
 }
 
-/// A block being decoded by the reader thread.
-enum Decoding {
-    Ready(Result<BlockCursor>),
-    Running(std::thread::JoinHandle<Result<BlockCursor>>),
+/// A block to check and decode on a decoder thread.
+type DecodeJob = Box<dyn FnOnce() -> Result<BlockCursor> + Send>;
+/// The scan's decoders: one per core, results in block order.
+type Decoders = Ordered<'static, DecodeJob, Result<BlockCursor>>;
+
+/// Hands `job` to the decoders, then sends on every block decoded, in order; false when
+/// the scan was dropped.
+fn hand_over(decoders: &mut Decoders, job: DecodeJob, tx: &SyncSender<ScanEvent>) -> Result<bool> {
+    decoders.submit(job).map_err(decoder_failed)?;
+    while let Some(done) = decoders.try_next() {
+        let cursor = done.map_err(decoder_failed)??;
+        if tx.send(ScanEvent::Block(cursor)).is_err() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
-/// Blocks being decoded, one per core at most, sent on in the order they were read.
-struct InOrder {
-    pending: std::collections::VecDeque<Decoding>,
-    workers: usize,
+/// Sends on every block handed over, in order, waiting for each; false when the scan was
+/// dropped.
+fn hand_on(decoders: &mut Decoders, tx: &SyncSender<ScanEvent>) -> Result<bool> {
+    while let Some(done) = decoders.next() {
+        let cursor = done.map_err(decoder_failed)??;
+        if tx.send(ScanEvent::Block(cursor)).is_err() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
-impl InOrder {
-    fn new() -> Self {
-        InOrder {
-            pending: std::collections::VecDeque::new(),
-            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        }
-    }
-
-    /// Queues a block, sending on the oldest while every core is busy; false when the
-    /// scan was dropped.
-    fn push(&mut self, block: Decoding, tx: &SyncSender<ScanEvent>) -> Result<bool> {
-        self.pending.push_back(block);
-        while self.pending.len() >= self.workers {
-            if !self.send_oldest(tx)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    /// Sends every queued block on; false when the scan was dropped.
-    fn drain(&mut self, tx: &SyncSender<ScanEvent>) -> Result<bool> {
-        while !self.pending.is_empty() {
-            if !self.send_oldest(tx)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    fn send_oldest(&mut self, tx: &SyncSender<ScanEvent>) -> Result<bool> {
-        let cursor = match self.pending.pop_front() {
-            None => return Ok(true),
-            Some(Decoding::Ready(result)) => result?,
-            Some(Decoding::Running(handle)) => handle.join().map_err(|_| {
-                Error::io(
-                    Path::new("scan"),
-                    "decode a block in",
-                    io::Error::other("decoder thread panicked"),
-                )
-            })??,
-        };
-        Ok(tx.send(ScanEvent::Block(cursor)).is_ok())
-    }
+fn decoder_failed(e: io::Error) -> Error {
+    Error::io(Path::new("scan"), "decode a block in", e)
 }
 
 impl Iterator for Scan {

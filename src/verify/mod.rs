@@ -474,38 +474,33 @@ impl Verifier {
         total: u64,
         progress: &mut dyn FnMut(u64, u64),
     ) {
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Verifier)>();
-        let mut checked: Vec<Option<Verifier>> = shards.iter().map(|_| None).collect();
         let template = self.fresh();
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                let tx = done_tx.clone();
-                let (next, template) = (&next, &template);
-                scope.spawn(move || loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((number, path, info)) = shards.get(i) else {
-                        return;
-                    };
-                    let mut one = template.fresh();
-                    one.check_shard(path, *number, *info, manifest);
-                    if tx.send((i, one)).is_err() {
-                        return;
-                    }
-                });
-            }
-            drop(done_tx);
-            let mut done = 0;
-            for (i, one) in done_rx {
-                done += shards.get(i).map_or(0, |(_, path, info)| {
-                    info.map_or_else(|| file_len(path), |i| i.size)
-                });
+        let (mut done, mut merged) = (0, 0);
+        let checked = crate::parallel::in_order(
+            vec![(); workers],
+            2 * workers,
+            shards,
+            |(), (number, path, info)| {
+                let mut one = template.fresh();
+                one.check_shard(path, *number, *info, manifest);
+                (one, info.map_or_else(|| file_len(path), |i| i.size))
+            },
+            |(one, size)| {
+                done += size;
                 progress(done, total);
-                checked[i] = Some(one);
+                self.merge(one);
+                merged += 1;
+                Ok(())
+            },
+            |e| e,
+        );
+        if checked.is_err() {
+            // No worker started, or one panicked: the shards not merged are checked here.
+            for (number, path, info) in shards.get(merged..).unwrap_or_default() {
+                self.check_shard(path, *number, *info, manifest);
+                done += info.map_or_else(|| file_len(path), |i| i.size);
+                progress(done, total);
             }
-        });
-        for one in checked.into_iter().flatten() {
-            self.merge(one);
         }
     }
 

@@ -1201,7 +1201,6 @@ struct ShardWriter {
 
 /// A block being compressed: what its header needs once it comes back.
 struct PendingBlock {
-    seq: u64,
     first_record: u32,
     record_count: u32,
     /// Bytes reserved for it in `pending_bytes`.
@@ -1480,11 +1479,10 @@ impl ShardWriter {
                 .collect();
             (std::sync::Arc::clone(d), lens)
         });
-        let seq = coder
+        coder
             .submit(BlockJob { raw, dictionary })
             .map_err(|e| Error::io(&self.name, "compress a block of", e))?;
         self.pending.push_back(PendingBlock {
-            seq,
             first_record: self.block_first_record,
             record_count,
             reserved,
@@ -1497,9 +1495,9 @@ impl ShardWriter {
 
     /// Writes the pending blocks that are coded, in order; with `wait`, all of them.
     fn write_ready(&mut self, out: &mut Output, coder: &mut BlockCoder, wait: bool) -> Result<()> {
-        while let Some(p) = self.pending.front() {
+        while !self.pending.is_empty() {
             let Some(coded) = coder
-                .take(p.seq, wait)
+                .take(wait)
                 .map_err(|e| Error::io(&self.name, "compress a block of", e))?
             else {
                 break;
@@ -1520,7 +1518,7 @@ impl ShardWriter {
                 codec,
                 stored_len: payload.len() as u64,
                 raw_len: coded.raw.len() as u64,
-                payload_crc: format::checksum::crc32(payload),
+                payload_crc: coded.payload_crc,
             };
             let offset = self.pos;
             self.write(out, &header.encode())?;

@@ -3,21 +3,36 @@
 //! whatever the number of threads (zstd is deterministic for a given level and input).
 //! Memory is bounded: at most two blocks per worker are in flight.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::io;
-use std::sync::mpsc::{self, Receiver, SyncSender};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
 use crate::codec::dictionary::DictionaryCompressor;
 use crate::codec::Compressor;
 use crate::format::Codec;
+use crate::parallel::Ordered;
 
 /// A block back from the pipeline: its raw bytes, and its compressed payload with the codec
 /// that made it when that is smaller.
 pub(crate) struct CodedBlock {
     pub(crate) raw: Vec<u8>,
     pub(crate) compressed: Option<(Codec, Vec<u8>)>,
+    /// The CRC-32C of the payload written: the compressed bytes, or else the raw ones.
+    pub(crate) payload_crc: u32,
+}
+
+impl CodedBlock {
+    fn new(raw: Vec<u8>, compressed: Option<(Codec, Vec<u8>)>) -> Self {
+        let payload = compressed
+            .as_ref()
+            .map_or(raw.as_slice(), |(_, z)| z.as_slice());
+        let payload_crc = crate::format::checksum::crc32(payload);
+        CodedBlock {
+            raw,
+            compressed,
+            payload_crc,
+        }
+    }
 }
 
 /// A shard's dictionary, shared by the workers compressing its blocks.
@@ -35,7 +50,6 @@ pub(crate) struct BlockJob {
 }
 
 type Coded = io::Result<Option<(Codec, Vec<u8>)>>;
-type Done = (u64, Coded, Vec<u8>);
 
 /// What one thread compresses with: a context for whole blocks, and one loaded with the
 /// current shard's dictionary.
@@ -101,6 +115,11 @@ impl Coder {
         })
     }
 
+    fn code_block(&mut self, job: BlockJob) -> io::Result<CodedBlock> {
+        let compressed = self.code(&job)?;
+        Ok(CodedBlock::new(job.raw, compressed))
+    }
+
     fn code(&mut self, job: &BlockJob) -> Coded {
         let raw = &job.raw;
         let Some((dictionary, lens)) = &job.dictionary else {
@@ -127,138 +146,71 @@ impl Coder {
     }
 }
 
-/// Compresses blocks, in parallel when there are cores to spare.
+/// Compresses blocks, in parallel when there are cores to spare, and hands them back in
+/// submission order with their payload CRCs taken, so the writer's thread only writes.
 pub(crate) struct BlockCoder {
-    /// Compresses on the calling thread (one core, or no compression).
-    inline: Option<Coder>,
-    compress: bool,
-    jobs: Option<SyncSender<(u64, BlockJob)>>,
-    results: Option<Receiver<Done>>,
-    workers: Vec<JoinHandle<()>>,
-    next_seq: u64,
-    done: BTreeMap<u64, io::Result<CodedBlock>>,
-    in_flight: usize,
-    max_in_flight: usize,
+    mode: Mode,
+}
+
+enum Mode {
+    /// No compression: blocks come back as they went in.
+    Store(VecDeque<CodedBlock>),
+    /// Compression on the caller's thread (one core).
+    Inline(Box<Coder>, VecDeque<io::Result<CodedBlock>>),
+    /// Compression on worker threads, at most two blocks per worker in flight.
+    Pool(Ordered<'static, BlockJob, io::Result<CodedBlock>>),
 }
 
 impl BlockCoder {
     /// A coder at zstd `level` (`None`: store every block) on `threads` worker threads (0:
     /// compress on the caller's thread).
     pub(crate) fn new(level: Option<i32>, threads: usize) -> io::Result<Self> {
-        let mut coder = BlockCoder {
-            inline: None,
-            compress: level.is_some(),
-            jobs: None,
-            results: None,
-            workers: Vec::new(),
-            next_seq: 0,
-            done: BTreeMap::new(),
-            in_flight: 0,
-            max_in_flight: 2 * threads.max(1),
+        let mode = match level {
+            None => Mode::Store(VecDeque::new()),
+            Some(level) if threads == 0 => {
+                Mode::Inline(Box::new(Coder::new(level)?), VecDeque::new())
+            }
+            Some(level) => {
+                let coders = (0..threads)
+                    .map(|_| Coder::new(level))
+                    .collect::<io::Result<Vec<_>>>()?;
+                Mode::Pool(Ordered::spawn(
+                    "shardpack-compress",
+                    coders,
+                    2 * threads,
+                    |coder: &mut Coder, job: BlockJob| coder.code_block(job),
+                )?)
+            }
         };
-        let Some(level) = level else { return Ok(coder) };
-        if threads == 0 {
-            coder.inline = Some(Coder::new(level)?);
-            return Ok(coder);
-        }
-        let (job_tx, job_rx) = mpsc::sync_channel::<(u64, BlockJob)>(coder.max_in_flight);
-        let (done_tx, done_rx) = mpsc::channel::<Done>();
-        let job_rx = Arc::new(Mutex::new(job_rx));
-        for _ in 0..threads {
-            let rx = Arc::clone(&job_rx);
-            let tx = done_tx.clone();
-            let mut compressor = Coder::new(level)?;
-            coder.workers.push(std::thread::spawn(move || loop {
-                let job = match rx.lock() {
-                    Ok(guard) => guard.recv(),
-                    Err(_) => return,
-                };
-                let Ok((seq, job)) = job else { return };
-                let coded = compressor.code(&job);
-                if tx.send((seq, coded, job.raw)).is_err() {
-                    return;
-                }
-            }));
-        }
-        coder.jobs = Some(job_tx);
-        coder.results = Some(done_rx);
-        Ok(coder)
+        Ok(BlockCoder { mode })
     }
 
     /// The number of worker threads to use by default: one per core.
     pub(crate) fn default_threads() -> usize {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+        crate::parallel::cores()
     }
 
-    /// Hands a block over; returns its sequence number.
-    pub(crate) fn submit(&mut self, job: BlockJob) -> io::Result<u64> {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        if !self.compress {
-            self.done.insert(
-                seq,
-                Ok(CodedBlock {
-                    raw: job.raw,
-                    compressed: None,
-                }),
-            );
-            return Ok(seq);
+    /// Hands a block over; it comes back from [`BlockCoder::take`] after every block
+    /// handed over before it.
+    pub(crate) fn submit(&mut self, job: BlockJob) -> io::Result<()> {
+        match &mut self.mode {
+            Mode::Store(done) => done.push_back(CodedBlock::new(job.raw, None)),
+            Mode::Inline(coder, done) => done.push_back(coder.code_block(job)),
+            Mode::Pool(pool) => pool.submit(job)?,
         }
-        if let Some(c) = self.inline.as_mut() {
-            let coded = c.code(&job).map(|compressed| CodedBlock {
-                raw: job.raw,
-                compressed,
-            });
-            self.done.insert(seq, coded);
-            return Ok(seq);
-        }
-        while self.in_flight >= self.max_in_flight {
-            self.receive_one()?;
-        }
-        let jobs = self
-            .jobs
-            .as_ref()
-            .ok_or_else(|| io::Error::other("compression workers stopped"))?;
-        jobs.send((seq, job))
-            .map_err(|_| io::Error::other("compression workers stopped"))?;
-        self.in_flight += 1;
-        Ok(seq)
-    }
-
-    fn receive_one(&mut self) -> io::Result<()> {
-        let results = self
-            .results
-            .as_ref()
-            .ok_or_else(|| io::Error::other("compression workers stopped"))?;
-        let (seq, coded, raw) = results
-            .recv()
-            .map_err(|_| io::Error::other("compression workers stopped"))?;
-        self.in_flight -= 1;
-        self.done
-            .insert(seq, coded.map(|compressed| CodedBlock { raw, compressed }));
         Ok(())
     }
 
-    /// Block `seq` once it is coded; with `wait`, waits for it.
-    pub(crate) fn take(&mut self, seq: u64, wait: bool) -> io::Result<Option<CodedBlock>> {
-        loop {
-            if let Some(done) = self.done.remove(&seq) {
-                return done.map(Some);
+    /// The oldest block handed over and not yet taken, once it is coded; with `wait`,
+    /// waits for it. `None` when it is not coded yet (or nothing is pending).
+    pub(crate) fn take(&mut self, wait: bool) -> io::Result<Option<CodedBlock>> {
+        match &mut self.mode {
+            Mode::Store(done) => Ok(done.pop_front()),
+            Mode::Inline(_, done) => done.pop_front().transpose(),
+            Mode::Pool(pool) => {
+                let next = if wait { pool.next() } else { pool.try_next() };
+                next.map(|r| r.and_then(|coded| coded)).transpose()
             }
-            if !wait || self.in_flight == 0 {
-                return Ok(None);
-            }
-            self.receive_one()?;
-        }
-    }
-}
-
-impl Drop for BlockCoder {
-    fn drop(&mut self) {
-        // Closing the job channel ends the workers.
-        self.jobs = None;
-        for w in self.workers.drain(..) {
-            let _ = w.join();
         }
     }
 }

@@ -103,9 +103,17 @@ impl Archive {
             .iter()
             .map(|&i| self.ordinal(i))
             .collect::<PyResult<Vec<u64>>>()?;
-        let read = py.detach(|| self.inner.get_many(&ordinals));
+        // The samples are boxed with the GIL released too: only the Python objects are
+        // made while it is held.
+        let read: Vec<_> = py.detach(|| {
+            self.inner
+                .get_many(&ordinals)
+                .into_iter()
+                .map(|sample| sample.map(Arc::new))
+                .collect()
+        });
         read.into_iter()
-            .map(|sample| sample.map(Sample::new).map_err(to_py))
+            .map(|sample| sample.map(|inner| Sample { inner }).map_err(to_py))
             .collect()
     }
 
