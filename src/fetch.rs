@@ -56,6 +56,10 @@ pub struct FetchReport {
     pub resumed: u64,
     /// Shards that failed their BLAKE3 once and were downloaded again from the start.
     pub refetched: u64,
+    /// Shards whose object changed on the server since a partial download of it began
+    /// (its ETag is no longer the one the partial file was fetched at): downloaded again
+    /// from the start instead of continued, so that no file joins two versions.
+    pub restarted: u64,
     /// Shards that could not be fetched intact, with why. The manifest is written only
     /// when this is empty.
     pub failed: Vec<(u32, Error)>,
@@ -165,6 +169,7 @@ pub fn fetch(
                         r.already_there += u64::from(how == How::AlreadyThere);
                         r.resumed += u64::from(how == How::Resumed);
                         r.refetched += u64::from(how == How::Refetched);
+                        r.restarted += u64::from(how == How::Restarted);
                     }
                     Err(e) => r.failed.push((i as u32, e)),
                 }
@@ -196,6 +201,7 @@ pub fn fetch(
                 crate::PARITY_FILE,
                 0..len,
                 chunk,
+                None,
                 &mut file,
                 &partial,
                 &mut |_| {},
@@ -224,6 +230,7 @@ enum How {
     AlreadyThere,
     Resumed,
     Refetched,
+    Restarted,
 }
 
 struct ShardJob<'a> {
@@ -243,85 +250,172 @@ impl ShardJob<'_> {
     }
 
     /// Puts shard `number` in place under its name, checked; how it got there.
+    ///
+    /// A download starts by noting the object's ETag beside the partial file, and every
+    /// GET of it, then and when it is continued after an interruption, asks for that
+    /// version (`If-Match`). An object changed in between is answered 412, and the shard is
+    /// downloaded again from the start rather than stitched from two versions; a server
+    /// that ignores `If-Match` is still caught by the BLAKE3 check.
     fn shard(&self, number: u32, info: &ShardInfo) -> Result<How> {
         let path = self.dir.join(&info.file);
         let partial = partial_path(&path);
+        let version = version_path(&path);
         if let Ok(meta) = fs::symlink_metadata(&path) {
             if meta.is_file()
                 && meta.len() == info.size
                 && hash(&path, number, self.chunk)? == info.blake3
             {
+                let _ = fs::remove_file(&version);
                 self.advance(info.size);
                 return Ok(How::AlreadyThere);
             }
             // Not this archive's shard: it is fetched again (a name is never trusted).
             fs::remove_file(&path).map_err(|e| Error::io(&path, "remove", e))?;
         }
-        let resumed = fs::symlink_metadata(&partial)
+        let mut resume = fs::symlink_metadata(&partial)
             .is_ok_and(|m| m.is_file() && m.len() > 0 && m.len() <= info.size);
-        match self.download(number, info, &partial, resumed)? {
-            true => {}
-            false => {
-                // Once more from scratch; then it is reported.
-                fs::remove_file(&partial).map_err(|e| Error::io(&partial, "remove", e))?;
-                self.done.fetch_sub(info.size, Ordering::Relaxed);
-                if !self.download(number, info, &partial, false)? {
-                    let _ = fs::remove_file(&partial);
-                    return Err(Error::corrupt(
-                        Location::shard(&self.remote.as_path().join(&info.file), number, 0)
-                            .len(info.size),
-                        Defect::digest(
-                            Structure::ShardFile,
-                            &info.blake3,
-                            "another digest, twice (the server's copy is damaged?)",
-                        ),
-                    ));
+        let mut how = None;
+        let mut digest_failures = 0;
+        let mut restarts = 0;
+        loop {
+            let etag = if resume {
+                // A partial file of an earlier version of shardpack has no ETag noted: it
+                // is continued unpinned, and its BLAKE3 decides.
+                fs::read_to_string(&version).ok()
+            } else {
+                let etag = self.remote.etag_of(&info.file)?;
+                match &etag {
+                    Some(tag) => crate::write::output::write_file_atomically(
+                        self.dir,
+                        &file_name(&version),
+                        tag.as_bytes(),
+                    )?,
+                    None => remove_if_there(&version)?,
                 }
-                fs::rename(&partial, &path)
-                    .map_err(|e| Error::io(&path, "rename into place", e))?;
-                return Ok(How::Refetched);
+                etag
+            };
+            match self.download(number, info, &partial, resume, etag.as_deref()) {
+                Ok(true) => {
+                    // The note goes first: a partial file without one is still checked.
+                    remove_if_there(&version)?;
+                    fs::rename(&partial, &path)
+                        .map_err(|e| Error::io(&path, "rename into place", e))?;
+                    let kept = if resume { How::Resumed } else { How::Fetched };
+                    return Ok(how.unwrap_or(kept));
+                }
+                Ok(false) => {
+                    digest_failures += 1;
+                    if digest_failures == 2 {
+                        let _ = fs::remove_file(&partial);
+                        let _ = fs::remove_file(&version);
+                        return Err(Error::corrupt(
+                            Location::shard(&self.remote.as_path().join(&info.file), number, 0)
+                                .len(info.size),
+                            Defect::digest(
+                                Structure::ShardFile,
+                                &info.blake3,
+                                "another digest, twice (the server's copy is damaged?)",
+                            ),
+                        ));
+                    }
+                    how = Some(How::Refetched);
+                }
+                Err(e) if changed_on_server(&e) && restarts < 2 => {
+                    restarts += 1;
+                    how.get_or_insert(How::Restarted);
+                }
+                Err(e) => return Err(e),
             }
+            fs::remove_file(&partial).map_err(|e| Error::io(&partial, "remove", e))?;
+            resume = false;
         }
-        fs::rename(&partial, &path).map_err(|e| Error::io(&path, "rename into place", e))?;
-        Ok(if resumed { How::Resumed } else { How::Fetched })
     }
 
-    /// Downloads into `partial` (continuing it when `resume`); true when its BLAKE3 is the
-    /// manifest's.
+    /// Downloads into `partial` (continuing it when `resume`), every GET for version
+    /// `etag` of the object when given; true when its BLAKE3 is the manifest's.
     fn download(
         &self,
         number: u32,
         info: &ShardInfo,
         partial: &Path,
         resume: bool,
+        etag: Option<&str>,
     ) -> Result<bool> {
-        let mut file = if resume {
-            OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(partial)
-                .map_err(|e| Error::io(partial, "open", e))?
-        } else {
-            crate::io::create_new(partial)?
-        };
-        let from = file
-            .seek(SeekFrom::End(0))
-            .map_err(|e| Error::io(partial, "seek", e))?;
-        self.advance(from);
-        self.remote.copy_to(
-            &info.file,
-            from..info.size,
-            self.chunk,
-            &mut file,
-            partial,
-            &mut |n| {
-                self.fetched.fetch_add(n, Ordering::Relaxed);
-                self.advance(n);
-            },
-        )?;
-        file.sync_all().map_err(|e| Error::io(partial, "sync", e))?;
-        drop(file);
-        Ok(hash(partial, number, self.chunk)? == info.blake3)
+        let advanced = AtomicU64::new(0);
+        let result = (|| {
+            let mut file = if resume {
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .open(partial)
+                    .map_err(|e| Error::io(partial, "open", e))?
+            } else {
+                crate::io::create_new(partial)?
+            };
+            let from = file
+                .seek(SeekFrom::End(0))
+                .map_err(|e| Error::io(partial, "seek", e))?;
+            advanced.fetch_add(from, Ordering::Relaxed);
+            self.advance(from);
+            self.remote.copy_to(
+                &info.file,
+                from..info.size,
+                self.chunk,
+                etag,
+                &mut file,
+                partial,
+                &mut |n| {
+                    self.fetched.fetch_add(n, Ordering::Relaxed);
+                    advanced.fetch_add(n, Ordering::Relaxed);
+                    self.advance(n);
+                },
+            )?;
+            file.sync_all().map_err(|e| Error::io(partial, "sync", e))?;
+            drop(file);
+            hash(partial, number, self.chunk)
+        })();
+        let intact = matches!(&result, Ok(digest) if *digest == info.blake3);
+        if !intact {
+            // Whatever was counted for this attempt is counted again by the next.
+            self.done
+                .fetch_sub(advanced.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        result.map(|_| intact)
+    }
+}
+
+/// True when `e` says the object is no longer the version asked for (412 to `If-Match`).
+fn changed_on_server(e: &Error) -> bool {
+    matches!(
+        e.kind(),
+        ErrorKind::Remote {
+            status: Some(412),
+            ..
+        }
+    )
+}
+
+/// Where the ETag of the object a partial shard is fetched from is noted. It ends in
+/// `.partial`, so `gc` and `verify` know it as a leftover of an interrupted command.
+fn version_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(ETAG_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Suffix of the note beside a shard being fetched that holds the object's ETag.
+const ETAG_SUFFIX: &str = ".etag.partial";
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn remove_if_there(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, "remove", e)),
+        _ => Ok(()),
     }
 }
 

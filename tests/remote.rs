@@ -307,3 +307,164 @@ fn fetch_reports_a_shard_that_fails_its_digest_twice() {
         .unwrap()
         .is_ok());
 }
+
+/// An archive of 24 samples of 20 KiB noise (seeded by `seed`) in shards of about 200 KiB
+/// under `dir`: large enough that a fetch in 64 KiB requests can be cut off mid-shard.
+fn noise_archive(dir: &std::path::Path, seed: u64) {
+    let samples: Vec<OwnedSample> = (0..24)
+        .map(|i| {
+            (
+                format!("n/{i:03}"),
+                vec![("bin".to_string(), noise(seed * 1000 + i, 20 << 10))],
+            )
+        })
+        .collect();
+    write_archive(
+        dir,
+        shardpack::Writer::builder()
+            .compression(Compression::None)
+            .shard_size(200 << 10)
+            .archive_id([0x5A; 16]),
+        &samples,
+    );
+}
+
+/// A fetch cut off in the middle of shard 0 leaves a partial file; while the object is
+/// unchanged the next fetch continues it (its GETs pinned to the ETag first seen), and
+/// when the archive was replaced on the server in between (the same names, other bytes),
+/// the server answers 412 and the shard is downloaded from the start, never stitched.
+#[test]
+fn fetch_resumes_only_the_version_it_began_with() {
+    let options = FetchOptions {
+        request_bytes: Some(64 << 10),
+        parallel: 1,
+        ..FetchOptions::default()
+    };
+    for replaced in [false, true] {
+        let root = tempfile::tempdir().unwrap();
+        noise_archive(&root.path().join("ds"), 1);
+        let server = Server::start(root.path());
+        server
+            .faults
+            .lock()
+            .unwrap()
+            .gone_after
+            .insert("shard-000000.shp".into(), 2);
+        let dest = tempfile::tempdir().unwrap();
+        let cut = fetch(&server.url("ds"), dest.path(), &options, &|_, _| {}).unwrap();
+        assert_eq!(cut.failed.len(), 1, "{:?}", cut.failed);
+        let partial = dest.path().join("shard-000000.shp.partial");
+        let kept = std::fs::metadata(&partial).unwrap().len();
+        assert_eq!(kept, 128 << 10, "two GETs of 64 KiB written");
+        assert!(dest.path().join("shard-000000.shp.etag.partial").exists());
+        assert!(!dest.path().join("manifest.json").exists());
+        server.faults.lock().unwrap().gone_after.clear();
+        if replaced {
+            // Another archive under the same names (a sleep, so that the ETags of length
+            // and modification time differ even on a coarse clock).
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::fs::remove_dir_all(root.path().join("ds")).unwrap();
+            noise_archive(&root.path().join("ds"), 2);
+        }
+        let report = fetch(&server.url("ds"), dest.path(), &options, &|_, _| {}).unwrap();
+        assert!(report.is_ok(), "{:?}", report.failed);
+        assert_eq!(report.refetched, 0, "never stitched, so never a bad digest");
+        if replaced {
+            // The other shards, under their names, are the old archive's: fetched again.
+            assert_eq!((report.resumed, report.restarted), (0, 1));
+            assert_eq!(report.bytes_fetched, report.bytes);
+        } else {
+            let shard_len = std::fs::metadata(root.path().join("ds/shard-000000.shp"))
+                .unwrap()
+                .len();
+            assert_eq!((report.resumed, report.restarted), (1, 0));
+            assert_eq!(report.already_there, report.shards - 1);
+            assert_eq!(report.bytes_fetched, shard_len - kept);
+        }
+        assert_eq!(
+            files(dest.path())
+                .into_iter()
+                .map(|(p, b)| (p.file_name().unwrap().to_owned(), b))
+                .collect::<Vec<_>>(),
+            files(&root.path().join("ds"))
+                .into_iter()
+                .map(|(p, b)| (p.file_name().unwrap().to_owned(), b))
+                .collect::<Vec<_>>(),
+        );
+        assert!(verify(dest.path(), &VerifyOptions::default())
+            .unwrap()
+            .is_ok());
+    }
+}
+
+/// A scan reads each shard ahead in large ranges, the next ones asked for while the current
+/// one is checked and decoded: few requests (header, trailer, index, then the shard in
+/// ranges of the profile's read size), several in flight at once, and the bytes the local
+/// scan gives.
+#[test]
+fn a_scan_reads_ahead_in_few_large_overlapping_requests() {
+    let root = tempfile::tempdir().unwrap();
+    let samples: Vec<OwnedSample> = (0..48)
+        .map(|i| {
+            (
+                format!("s/{i:03}"),
+                vec![("bin".to_string(), noise(i, 100 << 10))],
+            )
+        })
+        .collect();
+    write_archive(
+        &root.path().join("ds"),
+        shardpack::Writer::builder()
+            .compression(Compression::None)
+            .shard_size(3 << 20),
+        &samples,
+    );
+    let local = Archive::open(root.path().join("ds")).unwrap();
+    let chunk = shardpack::MediaProfile::from_name(&local.manifest().layout.profile)
+        .unwrap()
+        .read_chunk;
+    let server = Server::start(root.path());
+    // Slow answers, so that requests asked for together are answered together.
+    server.faults.lock().unwrap().delay = Some(std::time::Duration::from_millis(30));
+    let remote = Archive::open(server.url("ds")).unwrap();
+    let before = server.gets.load(std::sync::atomic::Ordering::Relaxed);
+    server.get_lengths.lock().unwrap().clear();
+    server
+        .most_active
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let scanned: Vec<(String, Vec<u8>)> = remote
+        .scan()
+        .map(|s| {
+            let s = s.unwrap();
+            (s.key().to_string(), s.record_bytes().to_vec())
+        })
+        .collect();
+    let expected: Vec<(String, Vec<u8>)> = local
+        .scan()
+        .map(|s| {
+            let s = s.unwrap();
+            (s.key().to_string(), s.record_bytes().to_vec())
+        })
+        .collect();
+    assert_eq!(scanned, expected);
+    let gets = server.gets.load(std::sync::atomic::Ordering::Relaxed) - before;
+    let bytes: u64 = local.manifest().shards.iter().map(|s| s.size).sum();
+    let shards = local.shard_count() as u64;
+    // Per shard: header, trailer and index, the shard in ranges of `chunk` (rounded up for
+    // each shard), and at most the ranges in flight at its end.
+    let most = shards * (3 + 2) + bytes.div_ceil(chunk) + shards;
+    assert!(
+        gets <= most,
+        "{gets} GETs for {bytes} bytes in {shards} shards (at most {most})"
+    );
+    let lengths = server.get_lengths.lock().unwrap().clone();
+    let large = lengths.iter().filter(|&&n| n >= chunk).count();
+    assert!(
+        large as u64 >= bytes / chunk / 2,
+        "ranges of {chunk} bytes: {lengths:?}"
+    );
+    assert!(
+        server.most_active.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the next range was not in flight while the current one was read"
+    );
+}

@@ -24,6 +24,11 @@ const EXIT_ERROR: u8 = 2;
     after_help = "Exit status: 0 success; 1 the archive is damaged (verify found defects, cat/extract met damaged data, merge met a damaged input, protect refused a damaged archive, repair could not recover everything or refused a parity file of other contents); 2 usage error, I/O error or bad input."
 )]
 struct Cli {
+    /// The endpoint of an S3-compatible store (MinIO, Ceph, a local test server) for s3://
+    /// URLs, e.g. http://127.0.0.1:9000; the same as setting AWS_ENDPOINT_URL, which it
+    /// overrides. Credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+    #[arg(long, global = true, value_name = "URL")]
+    endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -52,6 +57,11 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(endpoint) = &cli.endpoint {
+        // The library reads the endpoint where every AWS tool does; set here, before any
+        // thread starts, so that no other thread reads the environment as it changes.
+        std::env::set_var("AWS_ENDPOINT_URL", endpoint);
+    }
     let result = match cli.command {
         Command::Pack(args) => cmd::pack::run(args),
         Command::Append(args) => cmd::append::run(args),

@@ -139,10 +139,22 @@ impl Remote {
     /// # Errors
     /// [`ErrorKind::Remote`], 404 included.
     pub(crate) fn len_of(&self, name: &str) -> Result<u64> {
+        Ok(self.head(name, "the object's length")?.size)
+    }
+
+    /// The ETag of `name` (from a HEAD request), which names this version of the object:
+    /// `None` when the server sends none.
+    ///
+    /// # Errors
+    /// [`ErrorKind::Remote`], 404 included.
+    pub(crate) fn etag_of(&self, name: &str) -> Result<Option<String>> {
+        Ok(self.head(name, "the object's ETag")?.e_tag)
+    }
+
+    fn head(&self, name: &str, expected: &'static str) -> Result<object_store::ObjectMeta> {
         let (store, object, url) = (self.store()?, self.object(name), self.url_of(name));
-        let meta = run(async move { store.head(&object).await })
-            .and_then(|r| r.map_err(|e| failure(&url, None, "the object's length", &e)))?;
-        Ok(meta.size)
+        run(async move { store.head(&object).await })
+            .and_then(|r| r.map_err(|e| failure(&url, None, expected, &e)))
     }
 
     /// The whole object `name`, of at most `max` bytes (its length is asked first, so that
@@ -170,7 +182,7 @@ impl Remote {
     /// [`ErrorKind::Remote`].
     pub(crate) fn range(&self, name: &str, range: Range<u64>) -> Result<Bytes> {
         let (store, object, url) = (self.store()?, self.object(name), self.url_of(name));
-        run(async move { fetch_range(&*store, &object, &url, range).await })?
+        run(async move { fetch_range(&*store, &object, &url, range, None).await })?
     }
 
     /// Bytes of each of `ranges` of `name`, fetched with nearby ranges merged and several
@@ -183,11 +195,27 @@ impl Remote {
         run(async move {
             object_store::coalesce_ranges(
                 &ranges,
-                |r| fetch_range(&*store, &object, &url, r),
+                |r| fetch_range(&*store, &object, &url, r, None),
                 object_store::OBJECT_STORE_COALESCE_DEFAULT,
             )
             .await
         })?
+    }
+
+    /// Starts fetching bytes `range` of `name` and returns at once; the bytes (or the
+    /// error) arrive on the receiver.
+    fn range_in_background(
+        &self,
+        name: &str,
+        range: Range<u64>,
+    ) -> Result<std::sync::mpsc::Receiver<Result<Bytes>>> {
+        let (store, object, url) = (self.store()?, self.object(name), self.url_of(name));
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        runtime()?.spawn(async move {
+            // The reader may have moved elsewhere and dropped the receiver: nothing to do.
+            let _ = tx.send(fetch_range(&*store, &object, &url, range, None).await);
+        });
+        Ok(rx)
     }
 
     /// Runs `make(store, object, url)` for `name` on the remote runtime.
@@ -206,15 +234,20 @@ impl Remote {
 
     /// Copies bytes `bytes` of `name` to `out` in ascending GETs of `chunk` bytes, two
     /// in flight, calling `progress(bytes)` after each write. Each GET is checked for its
-    /// length only: the caller checks the digest of what it wrote.
+    /// length only: the caller checks the digest of what it wrote. With `if_match`, every
+    /// GET asks for that version of the object (`If-Match`), so that the bytes copied
+    /// never come from two versions.
     ///
     /// # Errors
-    /// [`ErrorKind::Remote`], or `out`'s error named after `written_to`.
+    /// [`ErrorKind::Remote`] (status 412 when the object is no longer `if_match`), or
+    /// `out`'s error named after `written_to`.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn copy_to(
         &self,
         name: &str,
         bytes: Range<u64>,
         chunk: u64,
+        if_match: Option<&str>,
         out: &mut dyn io::Write,
         written_to: &std::path::Path,
         progress: &mut dyn FnMut(u64),
@@ -227,12 +260,14 @@ impl Remote {
             .map(|start| start..start.saturating_add(chunk).min(len))
             .collect();
         let (store, object, url) = (self.store()?, self.object(name), self.url_of(name));
+        let if_match = if_match.map(str::to_string);
         let (mut tx, mut rx) = futures::channel::mpsc::channel::<Result<Bytes>>(2);
         runtime()?.spawn(async move {
             let mut fetches = futures::stream::iter(ranges)
                 .map(|r| {
                     let (store, object, url) = (store.clone(), object.clone(), url.clone());
-                    async move { fetch_range(&*store, &object, &url, r).await }
+                    let if_match = if_match.clone();
+                    async move { fetch_range(&*store, &object, &url, r, if_match).await }
                 })
                 .buffered(2);
             while let Some(got) = fetches.next().await {
@@ -305,6 +340,7 @@ impl Remote {
             chunk: chunk.clamp(1, CACHED_BYTES),
             sequential: AtomicBool::new(false),
             cache: Mutex::new(VecDeque::new()),
+            ahead: Mutex::new(ReadAhead::default()),
         }
     }
 }
@@ -434,12 +470,15 @@ fn scrub(text: &str, given: &str) -> String {
 
 /// GETs bytes `range` of `object`, collecting no more than the range's length: a body longer
 /// or shorter than asked is an error, never other bytes. object_store retries a cut body by
-/// asking for the rest (and refuses a changed ETag or a wrong `Content-Range`).
+/// asking for the rest (and refuses a changed ETag or a wrong `Content-Range`). With
+/// `if_match`, only that version of the object is accepted (the server answers 412 for
+/// another).
 async fn fetch_range(
     store: &dyn ObjectStore,
     object: &ObjectPath,
     url: &str,
     range: Range<u64>,
+    if_match: Option<String>,
 ) -> Result<Bytes> {
     let want = range.end.saturating_sub(range.start);
     if want == 0 {
@@ -448,6 +487,7 @@ async fn fetch_range(
     let what = || format!("{want} bytes");
     let options = GetOptions {
         range: Some(GetRange::Bounded(range.clone())),
+        if_match,
         ..GetOptions::default()
     };
     let result = store
@@ -643,8 +683,13 @@ impl Upload {
     }
 }
 
+/// Ranged GETs a sequential reader keeps in flight ahead of the bytes it reads.
+const RANGES_IN_FLIGHT: usize = 2;
+
 /// A remote shard file read with ranged GETs: a random read fetches exactly the bytes asked;
-/// once advised sequential, each miss fetches `chunk` bytes ahead. Ranges read ahead or
+/// once advised sequential, a miss fetches `chunk` bytes (or the read, if larger), and the
+/// next [`RANGES_IN_FLIGHT`] ranges of that size are asked for at once, in the background,
+/// so that the network works while the reader checks and decodes. Ranges read ahead or
 /// asked for by a hint (the index on a shard's first use, `get_many`'s batch) are kept, at
 /// most [`CACHED_RANGES`] and [`CACHED_BYTES`] together, most recent last, so that the reads
 /// inside them cost no request. Kept bytes are checked by every read that uses them, as a
@@ -656,25 +701,107 @@ pub(crate) struct RemoteFile {
     chunk: u64,
     sequential: AtomicBool,
     cache: Mutex<VecDeque<(u64, Bytes)>>,
+    ahead: Mutex<ReadAhead>,
+}
+
+/// The ranges a sequential reader has in flight: contiguous, ascending, the next one to
+/// ask for starting at `next`.
+#[derive(Default)]
+struct ReadAhead {
+    in_flight: VecDeque<(Range<u64>, std::sync::mpsc::Receiver<Result<Bytes>>)>,
+    next: u64,
 }
 
 impl RemoteFile {
+    /// Fills `buf` from kept ranges, across several when they are contiguous; false when
+    /// some of its bytes are in none.
     fn cached(&self, offset: u64, buf: &mut [u8]) -> bool {
-        let end = offset + buf.len() as u64;
         let cache = self
             .cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (start, bytes) in cache.iter().rev() {
-            if *start <= offset && end <= start + bytes.len() as u64 {
-                let from = (offset - start) as usize;
-                if let Some(src) = bytes.get(from..from + buf.len()) {
-                    buf.copy_from_slice(src);
-                    return true;
+        let mut at = 0usize;
+        'fill: while at < buf.len() {
+            let pos = offset + at as u64;
+            for (start, bytes) in cache.iter().rev() {
+                let piece_end = start + bytes.len() as u64;
+                if *start <= pos && pos < piece_end {
+                    let from = (pos - start) as usize;
+                    let n = (buf.len() - at).min(bytes.len() - from);
+                    let (Some(dst), Some(src)) =
+                        (buf.get_mut(at..at + n), bytes.get(from..from + n))
+                    else {
+                        return false;
+                    };
+                    dst.copy_from_slice(src);
+                    at += n;
+                    continue 'fill;
                 }
             }
+            return false;
         }
-        false
+        true
+    }
+
+    /// A sequential read of `offset..end` that the kept ranges do not hold: the ranges in
+    /// flight that it reaches are waited for and kept; if they do not hold it all (the
+    /// reader moved elsewhere, or a background GET failed), `offset..` is fetched now. Then
+    /// the ranges after it are asked for, so that they arrive while the caller works.
+    fn read_sequential(&self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let end = offset + buf.len() as u64;
+        let step = self.chunk.max(buf.len() as u64);
+        let mut ahead = self
+            .ahead
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let reaches = ahead
+            .in_flight
+            .front()
+            .is_some_and(|(r, _)| r.start <= offset && offset < ahead.next);
+        if !reaches {
+            ahead.in_flight.clear();
+        }
+        while let Some((range, _)) = ahead.in_flight.front() {
+            if range.start >= end {
+                break;
+            }
+            let Some((range, rx)) = ahead.in_flight.pop_front() else {
+                break;
+            };
+            match rx.recv() {
+                Ok(Ok(bytes)) => self.keep(range.start, bytes),
+                // The read below asks again, and reports what still fails.
+                _ => ahead.in_flight.clear(),
+            }
+        }
+        if !self.cached(offset, buf) {
+            ahead.in_flight.clear();
+            let fetch_end = offset.saturating_add(step).max(end).min(self.len);
+            let bytes = self
+                .remote
+                .range(&self.name, offset..fetch_end)
+                .map_err(io::Error::other)?;
+            let src = bytes
+                .get(..buf.len())
+                .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
+            buf.copy_from_slice(src);
+            self.keep(offset, bytes);
+            ahead.next = fetch_end;
+        }
+        if ahead.in_flight.is_empty() {
+            ahead.next = ahead.next.max(end);
+        }
+        while ahead.in_flight.len() < RANGES_IN_FLIGHT && ahead.next < self.len {
+            let range = ahead.next..ahead.next.saturating_add(step).min(self.len);
+            match self.remote.range_in_background(&self.name, range.clone()) {
+                Ok(rx) => {
+                    ahead.next = range.end;
+                    ahead.in_flight.push_back((range, rx));
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(())
     }
 
     fn keep(&self, offset: u64, bytes: Bytes) {
@@ -722,23 +849,17 @@ impl ReadAt for RemoteFile {
         // A random read fetches exactly what is asked and keeps nothing: read again (after
         // a CRC error, say), it is fetched again. A sequential one reads ahead and keeps
         // the rest for the reads that follow.
-        let sequential = self.sequential.load(Ordering::Relaxed);
-        let fetch_end = if sequential {
-            end.max(offset.saturating_add(self.chunk)).min(self.len)
-        } else {
-            end
-        };
+        if self.sequential.load(Ordering::Relaxed) {
+            return self.read_sequential(offset, buf);
+        }
         let bytes = self
             .remote
-            .range(&self.name, offset..fetch_end)
+            .range(&self.name, offset..end)
             .map_err(io::Error::other)?;
         let src = bytes
             .get(..buf.len())
             .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
         buf.copy_from_slice(src);
-        if sequential {
-            self.keep(offset, bytes);
-        }
         Ok(())
     }
 
@@ -766,8 +887,15 @@ impl ReadAt for RemoteFile {
     }
 
     fn advise(&self, pattern: AccessPattern) {
-        self.sequential
-            .store(pattern == AccessPattern::Sequential, Ordering::Relaxed);
+        let sequential = pattern == AccessPattern::Sequential;
+        self.sequential.store(sequential, Ordering::Relaxed);
+        if !sequential {
+            self.ahead
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .in_flight
+                .clear();
+        }
     }
 }
 

@@ -89,6 +89,7 @@ pub(super) fn verify_remote(
                 &info.file,
                 0..info.size,
                 chunk,
+                None,
                 &mut file,
                 &shown.join(&info.file),
                 &mut |_| {},

@@ -1,5 +1,6 @@
 //! A tiny HTTP/1.1 file server on loopback for the remote tests: GET (with `Range:
-//! bytes=a-b`), HEAD and PUT over one folder, one request per connection, and faults to
+//! bytes=a-b`, and `If-Match` against the file's ETag of length and mtime), HEAD and PUT
+//! over one folder, one request per connection, and faults to
 //! inject: answer 503 a number of times, cut a body after N bytes, delay each answer, flip
 //! a byte of what is sent. Nothing outside the test process is needed.
 #![allow(dead_code)]
@@ -30,6 +31,9 @@ pub struct Faults {
     pub shift_range: HashMap<String, u32>,
     /// Claim this `Content-Length` (far more than is sent) in the next GET of the file.
     pub huge_length: HashMap<String, u64>,
+    /// Answer 404 to every GET of the file once N more have been answered: a download cut
+    /// off for good, as a killed one is (404 is not retried).
+    pub gone_after: HashMap<String, u32>,
 }
 
 pub struct Server {
@@ -41,6 +45,11 @@ pub struct Server {
     pub heads: Arc<AtomicU64>,
     /// Body bytes sent.
     pub bytes_sent: Arc<AtomicU64>,
+    /// The length of each GET answered, in the order answered.
+    pub get_lengths: Arc<Mutex<Vec<u64>>>,
+    /// Requests being answered now, and the most there ever were at once.
+    pub active: Arc<AtomicU64>,
+    pub most_active: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 }
 
@@ -56,6 +65,9 @@ impl Server {
             gets: Arc::default(),
             heads: Arc::default(),
             bytes_sent: Arc::default(),
+            get_lengths: Arc::default(),
+            active: Arc::default(),
+            most_active: Arc::default(),
             stop: Arc::default(),
         };
         let (root, faults, stop) = (
@@ -68,6 +80,11 @@ impl Server {
             server.heads.clone(),
             server.bytes_sent.clone(),
         );
+        let counts = Counts {
+            lengths: server.get_lengths.clone(),
+            active: server.active.clone(),
+            most_active: server.most_active.clone(),
+        };
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 if stop.load(Ordering::Relaxed) {
@@ -76,8 +93,12 @@ impl Server {
                 let Ok(conn) = conn else { continue };
                 let (root, faults) = (root.clone(), faults.clone());
                 let (gets, heads, sent) = (gets.clone(), heads.clone(), sent.clone());
+                let counts = counts.clone();
                 std::thread::spawn(move || {
-                    let _ = serve(conn, &root, &faults, &gets, &heads, &sent);
+                    let now = counts.active.fetch_add(1, Ordering::SeqCst) + 1;
+                    counts.most_active.fetch_max(now, Ordering::SeqCst);
+                    let _ = serve(conn, &root, &faults, &gets, &heads, &sent, &counts);
+                    counts.active.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -88,6 +109,13 @@ impl Server {
     pub fn url(&self, rel: &str) -> String {
         format!("http://{}/{rel}", self.addr)
     }
+}
+
+#[derive(Clone)]
+struct Counts {
+    lengths: Arc<Mutex<Vec<u64>>>,
+    active: Arc<AtomicU64>,
+    most_active: Arc<AtomicU64>,
 }
 
 impl Drop for Server {
@@ -104,6 +132,7 @@ fn serve(
     gets: &AtomicU64,
     heads: &AtomicU64,
     sent: &AtomicU64,
+    counts: &Counts,
 ) -> std::io::Result<()> {
     conn.set_read_timeout(Some(Duration::from_secs(30)))?;
     let mut reader = BufReader::new(conn.try_clone()?);
@@ -164,7 +193,7 @@ fn serve(
                     .map_or(0, |d| d.as_nanos())
             );
             let common = vec![
-                ("ETag".to_string(), etag),
+                ("ETag".to_string(), etag.clone()),
                 ("Accept-Ranges".to_string(), "bytes".to_string()),
                 (
                     "Last-Modified".to_string(),
@@ -178,8 +207,20 @@ fn serve(
                 return respond_head(&mut conn, "200 OK", &h);
             }
             gets.fetch_add(1, Ordering::Relaxed);
+            if let Some(wanted) = headers.get("if-match") {
+                if wanted != "*" && wanted.split(',').all(|tag| tag.trim() != etag) {
+                    return respond(&mut conn, "412 Precondition Failed", &[], b"");
+                }
+            }
             {
                 let mut f = faults.lock().unwrap();
+                if let Some(n) = f.gone_after.get_mut(&name) {
+                    if *n == 0 {
+                        drop(f);
+                        return respond(&mut conn, "404 Not Found", &[], b"");
+                    }
+                    *n -= 1;
+                }
                 if let Some(n) = f.unavailable.get_mut(&name).filter(|n| **n > 0) {
                     *n -= 1;
                     drop(f);
@@ -205,6 +246,7 @@ fn serve(
                 }
                 None => (0, len, "200 OK"),
             };
+            counts.lengths.lock().unwrap().push(end - start);
             let file = std::fs::File::open(&path)?;
             let mut body = vec![0; (end - start) as usize];
             use std::os::unix::fs::FileExt;

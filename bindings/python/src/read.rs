@@ -139,10 +139,16 @@ impl Archive {
         SampleIter::new(Box::new(self.inner.scan()))
     }
 
-    /// The archive folder.
+    /// The archive folder (for a remote archive, its URL as a path: use `url`).
     #[getter]
     fn path(&self) -> PathBuf {
         self.inner.path().to_path_buf()
+    }
+
+    /// The URL of a remote archive (without credentials); `None` for a local folder.
+    #[getter]
+    fn url(&self) -> Option<String> {
+        self.inner.url().map(str::to_string)
     }
 
     /// The root digest (64 hex digits) that binds the manifest and every shard.
@@ -183,8 +189,18 @@ impl Archive {
     /// Pickles by reference: the worker reopens the folder and checks the root digest.
     fn __reduce__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         let reopen = py.import("shardpack")?.getattr("_reopen")?;
+        // A path would fold a URL's `//`: a remote archive reopens by its URL.
+        let location = match self.inner.url() {
+            Some(url) => url.into_pyobject(py)?.into_any(),
+            None => self
+                .inner
+                .path()
+                .to_path_buf()
+                .into_pyobject(py)?
+                .into_any(),
+        };
         let args = (
-            self.inner.path().to_path_buf(),
+            location,
             self.source.clone(),
             self.inner.root_digest().to_string(),
             self.inner.generation(),

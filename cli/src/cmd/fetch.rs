@@ -55,7 +55,7 @@ pub fn run(args: Args) -> Result<u8> {
     }
     let secs = started.elapsed().as_secs_f64().max(1e-6);
     outln!(
-        "{}: {} shard(s), {} bytes; {} bytes fetched in {:.1} s ({:.1} MB/s); {} already there, {} resumed, {} fetched again",
+        "{}: {} shard(s), {} bytes; {} bytes fetched in {:.1} s ({:.1} MB/s); {} already there, {} resumed, {} fetched again, {} restarted (changed on the server)",
         if report.is_ok() { "OK" } else { "INCOMPLETE" },
         report.shards,
         report.bytes,
@@ -64,7 +64,8 @@ pub fn run(args: Args) -> Result<u8> {
         report.bytes_fetched as f64 / secs / 1e6,
         report.already_there,
         report.resumed,
-        report.refetched
+        report.refetched,
+        report.restarted
     );
     if report.is_ok() {
         outln!("root {}", report.root);

@@ -22,12 +22,14 @@ from ._shardpack import Archive, FieldBytes, Sample, SampleIter
 from ._shardpack import Writer as _NativeWriter
 from ._shardpack import epoch_order as _epoch_order
 from ._shardpack import export_tar as _export_tar
+from ._shardpack import fetch as _fetch
 from ._shardpack import gc as _gc
 from ._shardpack import import_tar as _import_tar
 from ._shardpack import merge as _merge
 from ._shardpack import open as _open
 from ._shardpack import pack as _pack
 from ._shardpack import protect as _protect
+from ._shardpack import push as _push
 from ._shardpack import verify as _verify
 from .decoders import decode
 from .errors import CorruptError, ShardpackError
@@ -367,6 +369,23 @@ def protect(path: PathLike, *, parity: float = 15.0) -> dict[str, Any]:
     return report
 
 
+def fetch(
+    url: str, output: PathLike, *, expect_root: str | None = None, parallel: int = 4
+) -> dict[str, Any]:
+    """Downloads the archive at ``url`` (``http(s)://``, ``s3://``) into the folder ``output``
+    as ``shardpack fetch`` does: every shard checked by its BLAKE3 before it takes its name,
+    an interrupted download continued, the manifest last. With ``expect_root``, another root
+    digest is refused before any shard is fetched. Raises the error of a shard that arrived
+    damaged twice; returns counts (``bytes_fetched``, ``resumed``, ``refetched``, ...)."""
+    return _fetch(url, os.fspath(output), expect_root=expect_root, parallel=parallel)
+
+
+def push(path: PathLike, url: str) -> int:
+    """Uploads the archive folder ``path`` to ``url`` as ``shardpack push`` does, the
+    manifest last; returns the shard bytes uploaded."""
+    return _push(os.fspath(path), url)
+
+
 def epoch_order(
     shard_samples: Iterable[int],
     *,
@@ -437,12 +456,14 @@ __all__ = [
     "epoch_order",
     "errors",
     "export_tar",
+    "fetch",
     "gc",
     "import_tar",
     "merge",
     "open",
     "pack",
     "protect",
+    "push",
     "verify",
     "write_arrow",
 ]

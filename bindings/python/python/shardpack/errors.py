@@ -78,6 +78,18 @@ class InvalidInputError(ShardpackError, ValueError):
     """An argument or input the library refuses; nothing was written for it."""
 
 
+class RemoteError(ShardpackError, OSError):
+    """A request to a server failed or was answered wrongly (``url``, ``offset``, the HTTP
+    ``status`` when one came, ``expected``, ``reason``), after the retries. Bytes that
+    arrived but are damaged are a :class:`CorruptError` naming the URL instead."""
+
+    url: str | None
+    status: int | None
+
+    def __init__(self, message: str, **attrs: Any) -> None:
+        ShardpackError.__init__(self, message, **attrs)
+
+
 class TarError(ShardpackError, ValueError):
     """A tar being imported is damaged, truncated or holds a member that cannot be a field
     (``file``, ``member``, ``after``, ``offset``, ``problem``: "damaged", "truncated",
@@ -96,6 +108,7 @@ __all__ = [
     "KeyNotFoundError",
     "LimitExceededError",
     "OrdinalError",
+    "RemoteError",
     "ShardpackError",
     "UnsupportedVersionError",
 ]

@@ -44,7 +44,7 @@ class _Reader:
         source: Literal["mmap", "pread"],
     ) -> None:
         archive = local if isinstance(local, Archive) else _open_archive(local, source=source)
-        self.path = str(archive.path)
+        self.path = archive.url or str(archive.path)
         self.root = archive.root
         self.source: Literal["mmap", "pread"] = source
         self.length = len(archive)

@@ -1,0 +1,249 @@
+"""Archives over the network from Python: HTTP through a loopback server that honours
+``Range``, S3 through a local moto server, both started here. Every read must equal the
+local one; bytes damaged on the server must be an error naming the URL and the offset,
+never data; no message may show a credential."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import pickle
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch.utils.data
+from torch.utils.data import DataLoader
+
+import shardpack
+from range_server import files_of, serving
+from shardpack import errors
+from shardpack.torch import MapDataset
+
+ACCESS_KEY_ID = "AKIDSHARDPACKTEST"
+SECRET_ACCESS_KEY = "shardpack-test-secret-do-not-print"
+
+
+def same_samples(a: shardpack.Archive, b: shardpack.Archive) -> None:
+    assert len(a) == len(b)
+    for i in range(len(a)):
+        x, y = a[i], b[i]
+        assert x.key == y.key
+        assert {k: bytes(v) for k, v in x.items()} == {k: bytes(v) for k, v in y.items()}
+
+
+def test_an_archive_over_http_reads_as_the_local_one(archive_path: Path) -> None:
+    local = shardpack.open(archive_path)
+    with serving(archive_path.parent) as server:
+        remote = shardpack.open(server.url(archive_path.name))
+        assert remote.root == local.root and remote.shard_count == local.shard_count > 2
+        same_samples(remote, local)
+        assert remote[-1].key == local[-1].key
+        assert bytes(remote.get("sample/00123")["txt"]) == b"text of 123"
+        wanted = [250, 3, 4, 120, 3, 299]
+        got = remote.get_many(wanted)
+        assert [s.ordinal for s in got] == wanted
+        assert [bytes(s["raw"]) for s in got] == [bytes(local[i]["raw"]) for i in wanted]
+        scanned = [(s.key, bytes(s.record())) for s in remote.scan()]
+        assert scanned == [(s.key, bytes(s.record())) for s in local.scan()]
+        assert shardpack.verify(server.url(archive_path.name)).valid
+        assert remote.url == server.url(archive_path.name) and local.url is None
+        again = pickle.loads(pickle.dumps(remote))
+        assert again.url == remote.url and again.root == remote.root
+
+
+class _Opened(torch.utils.data.Dataset[Any]):
+    """The archive handle the parent opened and used, read as it is in forked workers."""
+
+    def __init__(self, archive: shardpack.Archive) -> None:
+        self.archive = archive
+
+    def __len__(self) -> int:
+        return len(self.archive)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.archive[index]
+        return {"ordinal": sample.ordinal, "txt": bytes(sample["txt"])}
+
+
+def test_forked_dataloader_workers_read_a_url_the_parent_opened(compressed: Path) -> None:
+    # The parent's requests built the remote runtime and its connections; the workers,
+    # forked from it, must build their own rather than wait on threads they do not have.
+    with serving(compressed.parent) as server:
+        url = server.url(compressed.name)
+        remote = shardpack.open(url)
+        assert bytes(remote[7]["txt"]) == b"text of 7"
+        fork = multiprocessing.get_context("fork")
+        for dataset in (_Opened(remote), MapDataset(url, decode=False)):
+            loader = DataLoader(
+                dataset,
+                batch_size=25,
+                shuffle=True,
+                num_workers=2,
+                multiprocessing_context=fork,
+                timeout=60,
+            )
+            seen: dict[int, bytes] = {}
+            for batch in loader:
+                ordinals = batch["ordinal" if "ordinal" in batch else "__ordinal__"]
+                for ordinal, txt in zip(ordinals, batch["txt"], strict=True):
+                    seen[int(ordinal)] = txt
+            assert sorted(seen) == list(range(len(remote)))
+            assert all(txt == f"text of {i}".encode() for i, txt in seen.items())
+
+
+CHILD_READS_AFTER_PARENT = """
+import os, sys, shardpack
+archive = shardpack.open(sys.argv[1])
+assert bytes(archive[0]["txt"]) == b"text of 0"
+pid = os.fork()
+if pid == 0:
+    ok = [bytes(archive[i]["txt"]) for i in (1, 200)] == [b"text of 1", b"text of 200"]
+    ok = ok and len(archive.get_many([5, 6, 290])) == 3
+    os._exit(0 if ok else 3)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_a_forked_child_reads_with_the_handle_of_its_parent(stored: Path) -> None:
+    with serving(stored.parent) as server:
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD_READS_AFTER_PARENT, server.url(stored.name)],
+            timeout=60,
+        )
+    assert done.returncode == 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on loopback, and the AWS_* variables pointing at it."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                _, err = server.communicate()
+                pytest.fail(f"moto_server did not start: {err.decode(errors='replace')}")
+            time.sleep(0.1)
+    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_REGION")}
+    saved |= {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    os.environ["AWS_ENDPOINT_URL"] = endpoint
+    os.environ["AWS_REGION"] = "us-east-1"
+    os.environ["AWS_ACCESS_KEY_ID"] = ACCESS_KEY_ID
+    os.environ["AWS_SECRET_ACCESS_KEY"] = SECRET_ACCESS_KEY
+    try:
+        yield endpoint
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        server.kill()
+        server.communicate()
+
+
+def s3(endpoint: str) -> Any:
+    """A boto3 client of the test server (boto3 comes with moto): set-up and damage."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+
+
+def no_secret_in(error: BaseException) -> None:
+    shown = str(error) + repr(vars(error))
+    assert SECRET_ACCESS_KEY not in shown and ACCESS_KEY_ID not in shown, shown
+
+
+def test_push_open_verify_and_fetch_over_s3(
+    s3_endpoint: str, compressed: Path, tmp_path: Path
+) -> None:
+    s3(s3_endpoint).create_bucket(Bucket="bucket-a")
+    url = "s3://bucket-a/datasets/text"
+    shards = sum(p.stat().st_size for p in compressed.glob("shard-*.shp"))
+    assert shardpack.push(compressed, url) == shards
+    listing = s3(s3_endpoint).list_objects_v2(Bucket="bucket-a", Prefix="datasets/text/")
+    names = sorted(o["Key"].removeprefix("datasets/text/") for o in listing["Contents"])
+    assert names == sorted(os.listdir(compressed))
+    local = shardpack.open(compressed)
+    remote = shardpack.open(url)
+    assert remote.root == local.root
+    same_samples(remote, local)
+    assert [s.key for s in remote.get_many([299, 0, 150])] == [local[i].key for i in (299, 0, 150)]
+    report = shardpack.verify(url)
+    assert report.valid and report.complete and report.shards == local.shard_count
+    fetched = shardpack.fetch(url, tmp_path / "copy", expect_root=local.root)
+    assert fetched["root"] == local.root and fetched["bytes_fetched"] == fetched["bytes"]
+    assert files_of(tmp_path / "copy") == files_of(compressed)
+    assert shardpack.verify(tmp_path / "copy", expect_root=local.root).valid
+    with pytest.raises(errors.CorruptError) as wrong:
+        shardpack.fetch(url, tmp_path / "other", expect_root="0" * 64)
+    assert not (tmp_path / "other" / "manifest.json").exists()
+    no_secret_in(wrong.value)
+
+
+def test_a_missing_object_on_s3_names_its_url_and_no_secret(s3_endpoint: str) -> None:
+    s3(s3_endpoint).create_bucket(Bucket="bucket-b")
+    with pytest.raises(errors.ShardpackError) as missing:
+        shardpack.open("s3://bucket-b/nothing/here")
+    assert "s3://bucket-b/nothing/here" in str(missing.value)
+    no_secret_in(missing.value)
+
+
+def test_a_flipped_byte_on_s3_is_an_error_naming_the_url_and_offset(
+    s3_endpoint: str, stored: Path, tmp_path: Path
+) -> None:
+    s3(s3_endpoint).create_bucket(Bucket="bucket-c")
+    url = "s3://bucket-c/flipped"
+    shardpack.push(stored, url)
+    local = shardpack.open(stored)
+    ordinal = local.shard_samples[0] + 3
+    assert local[ordinal].shard == 1
+    shard = bytearray((stored / "shard-000001.shp").read_bytes())
+    at = shard.find(f"text of {ordinal}".encode())
+    assert at > 0
+    shard[at] ^= 0x20
+    s3(s3_endpoint).put_object(Bucket="bucket-c", Key="flipped/shard-000001.shp", Body=bytes(shard))
+
+    remote = shardpack.open(url)
+    with pytest.raises(errors.CorruptError) as caught:
+        remote[ordinal]
+    assert caught.value.file == f"{url}/shard-000001.shp"
+    assert caught.value.offset is not None and caught.value.offset <= at
+    assert f"{url}/shard-000001.shp" in str(caught.value)
+    no_secret_in(caught.value)
+    # The samples around it still read, as the server holds them.
+    for i in (ordinal - 1, ordinal + 1, 0):
+        assert bytes(remote[i].record()) == bytes(local[i].record())
+    report = shardpack.verify(url)
+    assert not report.valid
+    assert any(f.file == f"{url}/shard-000001.shp" for f in report.findings), report.findings
+    with pytest.raises(errors.CorruptError) as refused:
+        shardpack.fetch(url, tmp_path / "copy")
+    assert f"{url}/shard-000001.shp" in str(refused.value)
+    assert not (tmp_path / "copy" / "manifest.json").exists()
+    assert not (tmp_path / "copy" / "shard-000001.shp").exists()
+    no_secret_in(refused.value)
