@@ -406,8 +406,18 @@ impl FolderListing {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<PackReport> {
         self.refuse_unpackable(dir, options)?;
+        // A split archive's finished volumes are never written again (§2.1), their parity
+        // files included: they stay valid for the volumes' unchanged files.
+        let split = !dir.join(crate::manifest::MANIFEST_FILE).exists();
+        if split && options.parity_percent.is_some_and(|p| p != 0.0) {
+            return Err(Error::invalid_input(
+                "parity",
+                "an append to a split archive adds no parity: protect the new volume folders",
+            ));
+        }
         let parity = match options.parity_percent {
             Some(p) => p,
+            None if split => 0.0,
             None => crate::parity::percent_of(dir).unwrap_or(0.0),
         };
         crate::parity::check_percent(parity, true)?;
@@ -418,7 +428,11 @@ impl FolderListing {
             Ok(manifest) => manifest,
             Err(e) => {
                 // Whatever the failed append wrote is a leftover; the archive is unchanged.
-                let _ = crate::gc(dir, true);
+                let _ = if split {
+                    crate::write::discard_unfinished_volumes(dir)
+                } else {
+                    crate::gc(dir, true).map(|_| ())
+                };
                 return Err(e);
             }
         };
@@ -429,6 +443,28 @@ impl FolderListing {
             skipped: self.special.clone(),
             parity,
         })
+    }
+
+    /// Adds the listing's samples to the stream file `path` as a new generation (see
+    /// [`WriterBuilder::append_stream_file`]: the stream's layout and record size replace
+    /// the builder's). A failed append cuts the file back to the stream it was.
+    ///
+    /// # Errors
+    /// A special file (unless skipped), parity asked for, a key already in the stream, a
+    /// stream that cannot be appended to, or an I/O error.
+    pub fn append_to_stream(
+        &self,
+        path: &Path,
+        builder: WriterBuilder,
+        options: &PackOptions,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Manifest> {
+        if !options.skip_special {
+            self.refuse_special_files()?;
+        }
+        refuse_stream_parity(options)?;
+        let writer = builder.append_stream_file(path)?;
+        self.write(writer, progress)
     }
 
     /// Packs the listing as one stream of fixed-size records into `sink` (see
@@ -451,12 +487,7 @@ impl FolderListing {
         if !options.skip_special {
             self.refuse_special_files()?;
         }
-        if options.parity_percent.is_some_and(|p| p != 0.0) {
-            return Err(Error::invalid_input(
-                "parity",
-                "streams carry no parity: unstream, then protect",
-            ));
-        }
+        refuse_stream_parity(options)?;
         let id = self.archive_id(&builder);
         let writer = builder.archive_id(id).create_stream(sink, name)?;
         self.write(writer, progress)
@@ -695,6 +726,17 @@ pub fn pack_folder(
 
 /// Protects with `percent` (0 for none) an archive that was just written and hashed, so
 /// without verifying it first.
+/// Streams carry no parity (§16.1).
+fn refuse_stream_parity(options: &PackOptions) -> Result<()> {
+    if options.parity_percent.is_some_and(|p| p != 0.0) {
+        return Err(Error::invalid_input(
+            "parity",
+            "streams carry no parity: unstream, then protect",
+        ));
+    }
+    Ok(())
+}
+
 fn protect_written(dir: &Path, percent: f64) -> Result<Option<crate::ProtectReport>> {
     if percent <= 0.0 {
         return Ok(None);
