@@ -408,17 +408,21 @@ impl FolderListing {
         self.refuse_unpackable(dir, options)?;
         // A split archive's finished volumes are never written again (§2.1), their parity
         // files included: they stay valid for the volumes' unchanged files.
-        let split = !dir.join(crate::manifest::MANIFEST_FILE).exists();
-        if split && options.parity_percent.is_some_and(|p| p != 0.0) {
-            return Err(Error::invalid_input(
-                "parity",
-                "an append to a split archive adds no parity: protect the new volume folders",
-            ));
-        }
-        let parity = match options.parity_percent {
-            Some(p) => p,
-            None if split => 0.0,
-            None => crate::parity::percent_of(dir).unwrap_or(0.0),
+        // The new volumes of a split archive get parity as the last volume had it.
+        let split = crate::archive::volume::find(dir)
+            .filter(|f| f.manifest_dir != dir)
+            .map(|f| f.manifest_dir);
+        let parity = match (options.parity_percent, &split) {
+            (Some(p), _) => p,
+            (None, Some(last)) => crate::parity::percent_of(last).unwrap_or(0.0),
+            (None, None) => crate::parity::percent_of(dir).unwrap_or(0.0),
+        };
+        let first_new_volume = match &split {
+            Some(last) => {
+                let current = Manifest::load(last, &crate::Limits::default())?;
+                Some(crate::archive::manifest::volume_count(&current) + 1)
+            }
+            None => None,
         };
         crate::parity::check_percent(parity, true)?;
         let result = builder
@@ -428,7 +432,7 @@ impl FolderListing {
             Ok(manifest) => manifest,
             Err(e) => {
                 // Whatever the failed append wrote is a leftover; the archive is unchanged.
-                let _ = if split {
+                let _ = if split.is_some() {
                     crate::write::discard_unfinished_volumes(dir)
                 } else {
                     crate::gc(dir, true).map(|_| ())
@@ -436,7 +440,13 @@ impl FolderListing {
                 return Err(e);
             }
         };
-        let parity = protect_written(dir, parity)?;
+        let parity = match first_new_volume {
+            Some(first) if parity > 0.0 => {
+                Some(crate::parity::protect_new_volumes(dir, first, parity)?)
+            }
+            Some(_) => None,
+            None => protect_written(dir, parity)?,
+        };
         Ok(PackReport {
             manifest,
             file_bytes: self.total_bytes(),

@@ -18,7 +18,10 @@ fn key(generation: u32, i: u32) -> String {
 }
 
 fn data(generation: u32, i: u32) -> Vec<u8> {
-    common::noise(u64::from(generation) * 1000 + u64::from(i), 200 + (i as usize % 5) * 90)
+    common::noise(
+        u64::from(generation) * 1000 + u64::from(i),
+        200 + (i as usize % 5) * 90,
+    )
 }
 
 fn builder() -> WriterBuilder {
@@ -60,7 +63,12 @@ fn expected(up_to: u32) -> Vec<(String, Vec<u8>)> {
 }
 
 /// Every sample of a stream, and its manifests (kind, generation number, root).
-fn read_stream(bytes: &[u8]) -> (Vec<(String, Vec<u8>)>, Vec<(shardpack::EntryKind, u64, String)>) {
+fn read_stream(
+    bytes: &[u8],
+) -> (
+    Vec<(String, Vec<u8>)>,
+    Vec<(shardpack::EntryKind, u64, String)>,
+) {
     let reader = StreamReader::new(bytes, "s", Limits::default()).unwrap();
     let (mut samples, mut manifests) = (Vec::new(), Vec::new());
     for item in reader {
@@ -102,7 +110,11 @@ fn two_appends_give_three_generations_each_readable_and_chained() {
 
     for (generation, bytes) in [(1, &one), (2, &two), (3, &three)] {
         let report = verify(bytes);
-        assert!(report.is_ok(), "generation {generation}: {:?}", report.findings);
+        assert!(
+            report.is_ok(),
+            "generation {generation}: {:?}",
+            report.findings
+        );
         assert_eq!(report.generation, u64::from(generation));
         let (samples, manifests) = read_stream(bytes);
         assert_eq!(samples, expected(generation));
@@ -153,7 +165,10 @@ fn a_key_of_an_earlier_generation_is_refused_and_the_stream_is_unchanged() {
     let err = writer
         .append(&key(1, 4), &[("bin", b"again")])
         .expect_err("a key of generation 1");
-    assert!(matches!(err.kind(), ErrorKind::InvalidInput { .. }), "{err}");
+    assert!(
+        matches!(err.kind(), ErrorKind::InvalidInput { .. }),
+        "{err}"
+    );
     drop(writer);
     // The unfinished append is cut back: the stream is what it was.
     assert_eq!(fs::read(&path).unwrap(), before);
@@ -169,7 +184,10 @@ fn an_interrupted_append_leaves_the_previous_generation_and_the_next_append_goes
     append(&path, 2, 7);
     let two = fs::read(&path).unwrap();
     let appended = two.len() - one.len();
-    assert!(appended >= 4 * RECORD as usize, "the append spans several records");
+    assert!(
+        appended >= 4 * RECORD as usize,
+        "the append spans several records"
+    );
     // A killed append leaves a prefix of what it writes: cut it at every record and in
     // the middle of records.
     let cuts: Vec<usize> = (one.len() + 1..two.len())
@@ -189,7 +207,11 @@ fn an_interrupted_append_leaves_the_previous_generation_and_the_next_append_goes
         assert!(!unstreamed.complete);
         assert!(unstreamed.samples >= 12, "cut {cut}");
         let folder_report = shardpack::verify(&folder, &VerifyOptions::default()).unwrap();
-        assert!(folder_report.is_ok(), "cut {cut}: {:?}", folder_report.findings);
+        assert!(
+            folder_report.is_ok(),
+            "cut {cut}: {:?}",
+            folder_report.findings
+        );
         fs::remove_dir_all(&folder).unwrap();
 
         // The next append cuts the unfinished bytes off and writes generation 2 again,
@@ -214,7 +236,10 @@ fn a_stream_without_a_final_manifest_or_with_damage_is_not_appended_to() {
         .append_stream_file(&path)
         .err()
         .expect("no final manifest");
-    assert!(matches!(err.kind(), ErrorKind::InvalidInput { .. }), "{err}");
+    assert!(
+        matches!(err.kind(), ErrorKind::InvalidInput { .. }),
+        "{err}"
+    );
 
     // Damage inside a generation is not cut off: it is the reader's error.
     let mut damaged = one.clone();

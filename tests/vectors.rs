@@ -725,7 +725,11 @@ fn appended_stream_matches_the_stream_generations_vector() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::copy(&fresh, &path).unwrap();
     }
-    assert_same(&path, &std::fs::read(&path).unwrap(), &std::fs::read(&fresh).unwrap());
+    assert_same(
+        &path,
+        &std::fs::read(&path).unwrap(),
+        &std::fs::read(&fresh).unwrap(),
+    );
 }
 
 /// The second generation of a stream, taken apart from §16.5 alone: `small-stream`
@@ -749,7 +753,11 @@ fn the_stream_generations_vector_reads_back() {
     at = end;
     // small-stream's final entry is at 20480 (§15).
     let previous = 20480;
-    assert_eq!(stream[previous + 20], 2, "the entry before is generation 1's final one");
+    assert_eq!(
+        stream[previous + 20],
+        2,
+        "the entry before is generation 1's final one"
+    );
     let entry = (
         r as u32,
         2,

@@ -27,7 +27,10 @@ fn key(generation: u32, i: u32) -> String {
 }
 
 fn data(generation: u32, i: u32) -> Vec<u8> {
-    noise(u64::from(generation) * 1000 + u64::from(i), 50_000 + (i as usize * 997) % 40_000)
+    noise(
+        u64::from(generation) * 1000 + u64::from(i),
+        50_000 + (i as usize * 997) % 40_000,
+    )
 }
 
 fn count(generation: u32) -> u32 {
@@ -105,7 +108,11 @@ fn appends_add_volumes_and_every_generation_reads_and_verifies() {
         for (path, bytes) in &before {
             assert_eq!(after.get(path), Some(bytes), "{} changed", path.display());
         }
-        let old_volumes: Vec<PathBuf> = before.keys().filter_map(|p| p.parent()).map(Path::to_path_buf).collect();
+        let old_volumes: Vec<PathBuf> = before
+            .keys()
+            .filter_map(|p| p.parent())
+            .map(Path::to_path_buf)
+            .collect();
         assert!(after
             .keys()
             .filter(|p| !before.contains_key(*p))
@@ -118,7 +125,11 @@ fn appends_add_volumes_and_every_generation_reads_and_verifies() {
             assert!(last.join(format!("manifest-{g:06}.json")).exists());
         }
         let report = verify(&root);
-        assert!(report.is_ok(), "generation {generation}: {:?}", report.findings);
+        assert!(
+            report.is_ok(),
+            "generation {generation}: {:?}",
+            report.findings
+        );
     }
     for generation in 1..=3u32 {
         let archive = Archive::options()
@@ -131,8 +142,14 @@ fn appends_add_volumes_and_every_generation_reads_and_verifies() {
     assert_eq!(current.generation(), 3);
     // From the first volume's folder, and from folders mounted anywhere in any order, the
     // latest generation is found.
-    assert_eq!(Archive::open(root.join("vol-0001")).unwrap().generation(), 3);
-    let mut mounted: Vec<PathBuf> = fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(
+        Archive::open(root.join("vol-0001")).unwrap().generation(),
+        3
+    );
+    let mut mounted: Vec<PathBuf> = fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     mounted.sort();
     mounted.reverse();
     let archive = Archive::options().volumes(&mounted).open(&root).unwrap();
@@ -152,7 +169,10 @@ fn a_repeated_key_is_refused_and_an_interrupted_append_leaves_the_previous_gener
     let err = writer
         .append(&key(1, 3), &[("bin", b"again")])
         .expect_err("a key of generation 1");
-    assert!(matches!(err.kind(), ErrorKind::InvalidInput { .. }), "{err}");
+    assert!(
+        matches!(err.kind(), ErrorKind::InvalidInput { .. }),
+        "{err}"
+    );
     drop(writer);
 
     // An append interrupted after some of its shards: the writer is dropped unfinished.
@@ -161,7 +181,10 @@ fn a_repeated_key_is_refused_and_an_interrupted_append_leaves_the_previous_gener
         writer.append(&key(2, i), &[("bin", &data(2, i))]).unwrap();
     }
     drop(writer);
-    assert!(fs::read_dir(&root).unwrap().count() > volumes, "it left a volume");
+    assert!(
+        fs::read_dir(&root).unwrap().count() > volumes,
+        "it left a volume"
+    );
     let archive = Archive::open(&root).unwrap();
     assert_eq!(archive.generation(), 1);
     assert_eq!(samples_of(&archive), expected(1));

@@ -227,9 +227,7 @@ fn mounted_volumes(folders: &[PathBuf], limits: &Limits) -> Result<Found> {
         .iter()
         .filter(|d| d.join(MANIFEST_FILE).exists())
         .collect();
-    let generation = |d: &PathBuf| {
-        Manifest::load(d, limits).map_or(0, |m| m.generation_number())
-    };
+    let generation = |d: &PathBuf| Manifest::load(d, limits).map_or(0, |m| m.generation_number());
     let latest = holding.iter().map(|d| generation(d)).max();
     let Some(manifest_dir) = holding
         .iter()

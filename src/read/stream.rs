@@ -507,7 +507,10 @@ impl<R: Read> StreamReader<R> {
                     describe(&expected),
                     c.entry_offset
                 ),
-                None => format!("{}, as no final manifest comes before it", describe(&expected)),
+                None => format!(
+                    "{}, as no final manifest comes before it",
+                    describe(&expected)
+                ),
             };
             return Err(Error::corrupt(
                 at,
@@ -677,16 +680,15 @@ impl<R: Read> StreamReader<R> {
                 // begins with a shard or a manifest entry of its own.
                 let more = self.win.peek(1)?.is_some();
                 let rest = more.then(|| self.win.buffered());
-                let begins_item = |b: &[u8]| SHARD_MAGIC.starts_with(b) || ENTRY_MAGIC.starts_with(b);
+                let begins_item =
+                    |b: &[u8]| SHARD_MAGIC.starts_with(b) || ENTRY_MAGIC.starts_with(b);
                 match (rest, magic) {
                     (None, _) => return Ok(None),
                     (_, Some(m)) if m == SHARD_MAGIC || m == ENTRY_MAGIC => {
                         self.finished = false;
                     }
                     // The first bytes of an item, and then the end: a torn append.
-                    (Some(n), None)
-                        if self.win.peek(n)?.is_some_and(|b| begins_item(b)) =>
-                    {
+                    (Some(n), None) if self.win.peek(n)?.is_some_and(|b| begins_item(b)) => {
                         return Err(self.torn(at, Structure::Stream));
                     }
                     (Some(_), _) => {

@@ -51,7 +51,9 @@ impl Verifier {
             let (generation, reference) = written_by
                 .iter()
                 .find(|(last, _, _)| *last >= number)
-                .map_or((m.generation_number(), &[][..]), |(_, g, b)| (*g, b.as_slice()));
+                .map_or((m.generation_number(), &[][..]), |(_, g, b)| {
+                    (*g, b.as_slice())
+                });
             match manifest::read_capped(&path, max) {
                 Ok(bytes) if bytes == reference => {}
                 Ok(_) => self.push(
@@ -62,9 +64,7 @@ impl Verifier {
                     Defect::mismatch(
                         Structure::VolumeManifest { volume: number },
                         "",
-                        format!(
-                            "the manifest of generation {generation}, which wrote this volume"
-                        ),
+                        format!("the manifest of generation {generation}, which wrote this volume"),
                         "a different manifest",
                     ),
                 ),

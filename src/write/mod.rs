@@ -36,8 +36,8 @@ use crate::write::output::{
     FolderOutput, Output, RecordStream, VolumeOutput, MANIFEST_RESERVE_BYTES,
 };
 use crate::write::pipeline::{BlockCoder, BlockJob, ShardDictionary};
-use crate::write::stream_append::{read_stream_for_append, StreamToAppend};
 use crate::write::source::{RecordBytes, RecordSources};
+use crate::write::stream_append::{read_stream_for_append, StreamToAppend};
 use crate::{Error, Result};
 
 /// How block payloads are compressed.
@@ -467,7 +467,14 @@ impl WriterBuilder {
             }
         }
         let output = Output::Folder(FolderOutput::new(dir));
-        Ok(Writer::continuing(builder, output, coder, parent, seen_keys, Some(lock)))
+        Ok(Writer::continuing(
+            builder,
+            output,
+            coder,
+            parent,
+            seen_keys,
+            Some(lock),
+        ))
     }
 
     /// [`append`](Self::append) to the split archive whose volume folders are in `root`,
@@ -512,7 +519,14 @@ impl WriterBuilder {
             }
         }
         let output = Output::Volumes(VolumeOutput::appending(root, budget, last, kept)?);
-        Ok(Writer::continuing(builder, output, coder, parent, seen_keys, Some(lock)))
+        Ok(Writer::continuing(
+            builder,
+            output,
+            coder,
+            parent,
+            seen_keys,
+            Some(lock),
+        ))
     }
 
     /// A writer that adds a generation to the stream file `path` (§16.5): the file is read
@@ -589,7 +603,9 @@ impl WriterBuilder {
         builder.stream_record = old.record_size;
         let stream = RecordStream::resume(sink, name, &old, parent.archive_id_bytes());
         let output = Output::Stream(stream);
-        Ok(Writer::continuing(builder, output, coder, parent, old.keys, lock))
+        Ok(Writer::continuing(
+            builder, output, coder, parent, old.keys, lock,
+        ))
     }
 
     /// The builder that writes the next generation of `parent`: its id and layout, this

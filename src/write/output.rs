@@ -298,9 +298,9 @@ impl VolumeOutput {
         let len = len.saturating_add(self.kept_bytes());
         for (i, used) in sizes.enumerate() {
             if used.saturating_add(len) > self.budget {
-                let dir = self
-                    .root
-                    .join(crate::archive::manifest::volume_folder_name(self.first + i as u32));
+                let dir = self.root.join(crate::archive::manifest::volume_folder_name(
+                    self.first + i as u32,
+                ));
                 let when = shard.map_or(String::new(), |s| format!(" once {s} is listed"));
                 return Err(Error::invalid_input(
                     dir.display().to_string(),
@@ -321,9 +321,9 @@ impl VolumeOutput {
         // Every volume is checked before any gets its manifest: all or none.
         self.check_manifest_fits(len, None)?;
         for i in 0..=self.sizes.len() {
-            let dir = self
-                .root
-                .join(crate::archive::manifest::volume_folder_name(self.first + i as u32));
+            let dir = self.root.join(crate::archive::manifest::volume_folder_name(
+                self.first + i as u32,
+            ));
             // The chain first, so a volume with the new manifest always has it.
             for (name, bytes) in &self.kept {
                 write_file_atomically(&dir, name, bytes)?;

@@ -55,7 +55,10 @@ pub fn run(args: Args) -> Result<u8> {
     }
     let stream = args.archive.is_file();
     if !stream && args.checkpoint_every.is_some() {
-        anyhow::bail!("--checkpoint-every applies to streams; {} is a folder", args.archive.display());
+        anyhow::bail!(
+            "--checkpoint-every applies to streams; {} is a folder",
+            args.archive.display()
+        );
     }
     if stream && args.parity.is_some_and(|p| p != 0.0) {
         anyhow::bail!("--parity: streams carry no parity; unstream, then protect");
