@@ -62,13 +62,14 @@ fn expected(up_to: u32) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// Every sample of a stream, and its manifests (kind, generation number, root).
-fn read_stream(
-    bytes: &[u8],
-) -> (
-    Vec<(String, Vec<u8>)>,
-    Vec<(shardpack::EntryKind, u64, String)>,
-) {
+/// A stream's samples (key, `bin` field) in stream order.
+type Samples = Vec<(String, Vec<u8>)>;
+
+/// A stream's manifests: kind, generation number, root.
+type Manifests = Vec<(shardpack::EntryKind, u64, String)>;
+
+/// Every sample of a stream, and its manifests.
+fn read_stream(bytes: &[u8]) -> (Samples, Manifests) {
     let reader = StreamReader::new(bytes, "s", Limits::default()).unwrap();
     let (mut samples, mut manifests) = (Vec::new(), Vec::new());
     for item in reader {

@@ -786,7 +786,10 @@ fn the_stream_generations_vector_reads_back() {
                     .map(|(n, d)| (n.to_string(), d.to_vec()))
                     .collect::<Vec<_>>(),
             )),
-            StreamItem::Manifest { kind, manifest } if kind == shardpack::EntryKind::Final => {
+            StreamItem::Manifest {
+                kind: shardpack::EntryKind::Final,
+                manifest,
+            } => {
                 finals.push((manifest.generation_number(), manifest.root));
             }
             _ => {}

@@ -688,7 +688,7 @@ impl<R: Read> StreamReader<R> {
                         self.finished = false;
                     }
                     // The first bytes of an item, and then the end: a torn append.
-                    (Some(n), None) if self.win.peek(n)?.is_some_and(|b| begins_item(b)) => {
+                    (Some(n), None) if self.win.peek(n)?.is_some_and(begins_item) => {
                         return Err(self.torn(at, Structure::Stream));
                     }
                     (Some(_), _) => {
