@@ -573,9 +573,10 @@ impl WriterBuilder {
     /// A writer that adds a generation to the stream `old` (read whole, from its first
     /// byte), writing to `sink`, which must receive its bytes just after `old`'s last
     /// record: the same file opened for appending, or a tape drive positioned at the end
-    /// of the stream's data (docs/design.md §5). As [`append_stream_file`]
-    /// (Self::append_stream_file), but a stream that does not end with its final manifest
-    /// is refused (a sink cannot be cut back). `name` names the stream in errors.
+    /// of the stream's data (docs/design.md §7b). As
+    /// [`append_stream_file`](Self::append_stream_file), but a stream that does not end
+    /// with its final manifest is refused (a sink cannot be cut back). `name` names the
+    /// stream in errors.
     ///
     /// # Errors
     /// As [`append_stream_file`](Self::append_stream_file), and a stream with bytes after

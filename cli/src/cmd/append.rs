@@ -48,7 +48,7 @@ pub struct Args {
 pub fn run(args: Args) -> Result<u8> {
     if super::is_stdin(&args.archive) {
         // The old stream must be read whole before the first new byte is written after
-        // it, into the same file: standard input and output are two (docs/design.md §5).
+        // it, into the same file: standard input and output are two (docs/design.md §7b).
         anyhow::bail!(
             "append reads a stream whole, then writes after its end in the same file: give              the stream file, not -"
         );
