@@ -36,7 +36,7 @@ pub use read::scan;
 /// Tape streams (format-spec.md §16): reading one front to back in a single pass, and
 /// turning one into an archive folder.
 pub mod stream {
-    pub use crate::read::stream::{StreamItem, StreamReader};
+    pub use crate::read::stream::{Committed, StreamItem, StreamReader};
     pub use crate::write::unstream::{unstream, UnstreamReport};
 }
 

@@ -406,9 +406,23 @@ impl FolderListing {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<PackReport> {
         self.refuse_unpackable(dir, options)?;
-        let parity = match options.parity_percent {
-            Some(p) => p,
-            None => crate::parity::percent_of(dir).unwrap_or(0.0),
+        // A split archive's finished volumes are never written again (§2.1), their parity
+        // files included: they stay valid for the volumes' unchanged files.
+        // The new volumes of a split archive get parity as the last volume had it.
+        let split = crate::archive::volume::find(dir)
+            .filter(|f| f.manifest_dir != dir)
+            .map(|f| f.manifest_dir);
+        let parity = match (options.parity_percent, &split) {
+            (Some(p), _) => p,
+            (None, Some(last)) => crate::parity::percent_of(last).unwrap_or(0.0),
+            (None, None) => crate::parity::percent_of(dir).unwrap_or(0.0),
+        };
+        let first_new_volume = match &split {
+            Some(last) => {
+                let current = Manifest::load(last, &crate::Limits::default())?;
+                Some(crate::archive::manifest::volume_count(&current) + 1)
+            }
+            None => None,
         };
         crate::parity::check_percent(parity, true)?;
         let result = builder
@@ -418,17 +432,49 @@ impl FolderListing {
             Ok(manifest) => manifest,
             Err(e) => {
                 // Whatever the failed append wrote is a leftover; the archive is unchanged.
-                let _ = crate::gc(dir, true);
+                let _ = if split.is_some() {
+                    crate::write::discard_unfinished_volumes(dir)
+                } else {
+                    crate::gc(dir, true).map(|_| ())
+                };
                 return Err(e);
             }
         };
-        let parity = protect_written(dir, parity)?;
+        let parity = match first_new_volume {
+            Some(first) if parity > 0.0 => {
+                Some(crate::parity::protect_new_volumes(dir, first, parity)?)
+            }
+            Some(_) => None,
+            None => protect_written(dir, parity)?,
+        };
         Ok(PackReport {
             manifest,
             file_bytes: self.total_bytes(),
             skipped: self.special.clone(),
             parity,
         })
+    }
+
+    /// Adds the listing's samples to the stream file `path` as a new generation (see
+    /// [`WriterBuilder::append_stream_file`]: the stream's layout and record size replace
+    /// the builder's). A failed append cuts the file back to the stream it was.
+    ///
+    /// # Errors
+    /// A special file (unless skipped), parity asked for, a key already in the stream, a
+    /// stream that cannot be appended to, or an I/O error.
+    pub fn append_to_stream(
+        &self,
+        path: &Path,
+        builder: WriterBuilder,
+        options: &PackOptions,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Manifest> {
+        if !options.skip_special {
+            self.refuse_special_files()?;
+        }
+        refuse_stream_parity(options)?;
+        let writer = builder.append_stream_file(path)?;
+        self.write(writer, progress)
     }
 
     /// Packs the listing as one stream of fixed-size records into `sink` (see
@@ -451,12 +497,7 @@ impl FolderListing {
         if !options.skip_special {
             self.refuse_special_files()?;
         }
-        if options.parity_percent.is_some_and(|p| p != 0.0) {
-            return Err(Error::invalid_input(
-                "parity",
-                "streams carry no parity: unstream, then protect",
-            ));
-        }
+        refuse_stream_parity(options)?;
         let id = self.archive_id(&builder);
         let writer = builder.archive_id(id).create_stream(sink, name)?;
         self.write(writer, progress)
@@ -664,6 +705,17 @@ pub fn pack_folder(
 
 /// Protects with `percent` (0 for none) an archive that was just written and hashed, so
 /// without verifying it first.
+/// Streams carry no parity (§16.1).
+fn refuse_stream_parity(options: &PackOptions) -> Result<()> {
+    if options.parity_percent.is_some_and(|p| p != 0.0) {
+        return Err(Error::invalid_input(
+            "parity",
+            "streams carry no parity: unstream, then protect",
+        ));
+    }
+    Ok(())
+}
+
 fn protect_written(dir: &Path, percent: f64) -> Result<Option<crate::ProtectReport>> {
     if percent <= 0.0 {
         return Ok(None);

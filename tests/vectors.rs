@@ -691,6 +691,128 @@ fn the_stream_vector_reads_back() {
     );
 }
 
+// ---- The stream vector with a second generation (§16.5). ----
+
+fn stream_generations_vector() -> PathBuf {
+    vector_dir("small-stream-generations").join("stream.bin")
+}
+
+/// `small-stream-generations`: the `small-stream` vector with [`merge_samples`] appended as
+/// generation 2 (§16.5), written into the file `out`.
+fn write_stream_generations(out: &Path) -> shardpack::Manifest {
+    std::fs::copy(stream_vector(), out).unwrap();
+    let mut writer = WriterBuilder::new()
+        .checkpoint_every(2)
+        .append_stream_file(out)
+        .unwrap();
+    for (key, fields) in merge_samples() {
+        let fields: Vec<(&str, &[u8])> = fields
+            .iter()
+            .map(|(n, d)| (n.as_str(), d.as_slice()))
+            .collect();
+        writer.append(&key, &fields).unwrap();
+    }
+    writer.finish().unwrap()
+}
+
+#[test]
+fn appended_stream_matches_the_stream_generations_vector() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fresh = tmp.path().join("stream.bin");
+    write_stream_generations(&fresh);
+    let path = stream_generations_vector();
+    if std::env::var_os("SHARDPACK_REGENERATE_VECTORS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::copy(&fresh, &path).unwrap();
+    }
+    assert_same(
+        &path,
+        &std::fs::read(&path).unwrap(),
+        &std::fs::read(&fresh).unwrap(),
+    );
+}
+
+/// The second generation of a stream, taken apart from §16.5 alone: `small-stream`
+/// unchanged, then `small-generations`' new shard 2 and a final entry (entry counter 3,
+/// `previous` the first generation's final entry) holding `small-generations`'
+/// `manifest.json`; read back by `StreamReader`, and unstreamed into exactly the files of
+/// `small-generations`.
+#[test]
+fn the_stream_generations_vector_reads_back() {
+    let stream = std::fs::read(stream_generations_vector()).unwrap();
+    let first = std::fs::read(stream_vector()).unwrap();
+    let r = STREAM_RECORD;
+    assert_eq!(&stream[..first.len()], &first[..], "generation 1 unchanged");
+    let generations = vector_dir("small-generations");
+    let shard = std::fs::read(generations.join("shard-000002.shp")).unwrap();
+    let manifest = std::fs::read(generations.join("manifest.json")).unwrap();
+    let mut at = first.len();
+    assert_eq!(&stream[at..at + shard.len()], &shard[..]);
+    let end = (at + shard.len()).div_ceil(r) * r;
+    assert!(stream[at + shard.len()..end].iter().all(|&z| z == 0));
+    at = end;
+    // small-stream's final entry is at 20480 (§15).
+    let previous = 20480;
+    assert_eq!(
+        stream[previous + 20],
+        2,
+        "the entry before is generation 1's final one"
+    );
+    let entry = (
+        r as u32,
+        2,
+        3,
+        manifest.len() as u64,
+        at as u64,
+        previous as u64,
+        vec![0xA5; 16],
+        blake3::hash(&manifest).as_bytes().to_vec(),
+    );
+    assert_eq!(minimal_entry(&stream[at..at + 128]), entry);
+    assert!(stream[at + 128..at + r].iter().all(|&z| z == 0));
+    assert_eq!(&stream[at + r..at + r + manifest.len()], &manifest[..]);
+    let end = (at + r + manifest.len()).div_ceil(r) * r;
+    assert!(stream[at + r + manifest.len()..end].iter().all(|&z| z == 0));
+    assert_eq!(end, stream.len(), "nothing after the last final entry");
+
+    let reader = StreamReader::new(&stream[..], "s", Limits::default()).unwrap();
+    let mut samples = Vec::new();
+    let mut finals = Vec::new();
+    for item in reader {
+        match item.unwrap() {
+            StreamItem::Sample(s) => samples.push((
+                s.key().to_string(),
+                s.fields()
+                    .map(|(n, d)| (n.to_string(), d.to_vec()))
+                    .collect::<Vec<_>>(),
+            )),
+            StreamItem::Manifest {
+                kind: shardpack::EntryKind::Final,
+                manifest,
+            } => {
+                finals.push((manifest.generation_number(), manifest.root));
+            }
+            _ => {}
+        }
+    }
+    let mut want = small_samples();
+    want.extend(merge_samples());
+    assert_eq!(samples, want);
+    let gen2 = Archive::open(&generations).unwrap().manifest().root.clone();
+    let root1 = "0dec78a11fda1b222e8ab83dec83205f6efd5cc84b8639a47566ff318b72e734".to_string();
+    assert_eq!(finals, [(1, root1), (2, gen2)]);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("u");
+    let report = shardpack::stream::unstream(&stream[..], "s", &folder, Limits::default()).unwrap();
+    assert!(report.complete);
+    let (want, got) = (files(&generations), files(&folder));
+    assert_eq!(want.len(), got.len(), "unstreamed: file count");
+    for ((wf, w), (_, g)) in want.iter().zip(&got) {
+        assert_same(wf, w, g);
+    }
+}
+
 // ---- The informative values of §15. ----
 
 fn hex(b: &[u8]) -> String {

@@ -821,3 +821,104 @@ fn merge_from_the_command_line() {
     );
     assert!(!broken.exists());
 }
+
+/// A folder of `n` files named `prefix-NNN.bin`, each `len` bytes of its own noise.
+fn numbered_files(root: &Path, prefix: &str, n: u32, len: u32) {
+    std::fs::create_dir_all(root).unwrap();
+    for i in 0..n {
+        let data: Vec<u8> = (0..len)
+            .map(|x| (x.wrapping_mul(2_654_435_761).wrapping_add(i * 31) >> 9) as u8)
+            .collect();
+        std::fs::write(root.join(format!("{prefix}-{i:03}.bin")), data).unwrap();
+    }
+}
+
+#[test]
+fn append_to_a_stream_file_and_to_a_split_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let first = tmp.path().join("first");
+    let second = tmp.path().join("second");
+    numbered_files(&first, "a", 12, 100_000);
+    numbered_files(&second, "b", 8, 100_000);
+
+    let stream = tmp.path().join("s.tape");
+    let o = bin()
+        .args([
+            "pack",
+            "--profile",
+            "tape",
+            "--record-size",
+            "64K",
+            "--align",
+            "64K",
+        ])
+        .args(["--shard-size", "256K"])
+        .arg(&first)
+        .args(["-o", "-"])
+        .stdout(std::fs::File::create(&stream).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = run(&[
+        &"append",
+        &stream,
+        &second,
+        &"--checkpoint-every",
+        &"2",
+        &"--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(summary["generation"], 2);
+    assert_eq!(summary["samples"], 20);
+    let o = run_with_stdin(&[&"verify", &"-"], &stream);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("generation 2"), "{}", stdout(&o));
+    let folder = tmp.path().join("unstreamed");
+    let o = run_with_stdin(&[&"unstream", &"-", &"-o", &folder], &stream);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(folder.join("manifest-000001.json").exists());
+    assert_eq!(run(&[&"verify", &folder]).status.code(), Some(0));
+    let o = run(&[&"ls", &folder, &"--generation", &"1"]);
+    assert_eq!(stdout(&o).lines().count(), 12, "{}", stdout(&o));
+    // The same samples again: a key repeats, refused, and the stream is unchanged.
+    let before = std::fs::read(&stream).unwrap();
+    let o = run(&[&"append", &stream, &second]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(std::fs::read(&stream).unwrap(), before);
+    // Refused before anything is read: standard input, parity for a stream, a checkpoint
+    // interval for a folder.
+    let o = run(&[&"append", &"-", &second]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("stream file"), "{}", stderr(&o));
+    let o = run(&[&"append", &stream, &second, &"--parity", &"5"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = run(&[&"append", &folder, &second, &"--checkpoint-every", &"2"]);
+    assert_eq!(o.status.code(), Some(2));
+
+    let discs = tmp.path().join("discs");
+    let o = run(&[
+        &"pack",
+        &first,
+        &"-o",
+        &discs,
+        &"--profile",
+        &"optical",
+        &"--volume-size",
+        &"16M",
+        &"--shard-size",
+        &"1M",
+        &"--compression",
+        &"none",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let volumes = std::fs::read_dir(&discs).unwrap().count();
+    let o = run(&[&"append", &discs, &second]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_dir(&discs).unwrap().count() > volumes);
+    assert_eq!(run(&[&"verify", &discs]).status.code(), Some(0));
+    let o = run(&[&"ls", &discs]);
+    assert_eq!(stdout(&o).lines().count(), 20, "{}", stdout(&o));
+    let o = run(&[&"ls", &discs, &"--generation", &"1"]);
+    assert_eq!(stdout(&o).lines().count(), 12, "{}", stdout(&o));
+}

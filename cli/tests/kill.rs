@@ -509,3 +509,122 @@ fn keys(dir: &Path) -> Vec<String> {
         .map(|i| archive.key(i).unwrap().into_owned())
         .collect()
 }
+
+/// `pack -o -` of `input` into the stream file `path`, shards of 256 KiB in 64 KiB records.
+fn pack_stream(input: &Path, path: &Path) {
+    let file = std::fs::File::create(path).unwrap();
+    let ok = Command::new(env!("CARGO_BIN_EXE_shardpack"))
+        .args([
+            "pack",
+            "--profile",
+            "tape",
+            "--shard-size",
+            "256K",
+            "--align",
+            "4096",
+        ])
+        .args([
+            "--block-size",
+            "64K",
+            "--record-size",
+            "64K",
+            "--compression",
+            "none",
+        ])
+        .arg(input)
+        .args(["-o", "-"])
+        .stdout(file)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success());
+}
+
+/// The keys of a stream file and whether it is complete, as `verify_stream` and a
+/// `StreamReader` see it: every sample up to the first error.
+fn stream_state(path: &Path) -> (Vec<String>, shardpack::StreamVerifyReport) {
+    let bytes = std::fs::read(path).unwrap();
+    let report = shardpack::verify_stream(&bytes[..], path, &Default::default()).unwrap();
+    let reader =
+        shardpack::stream::StreamReader::new(&bytes[..], path, shardpack::Limits::default())
+            .unwrap();
+    let keys = reader
+        .map_while(Result::ok)
+        .filter_map(|item| match item {
+            shardpack::stream::StreamItem::Sample(s) => Some(s.key().to_owned()),
+            _ => None,
+        })
+        .collect();
+    (keys, report)
+}
+
+#[test]
+fn killed_stream_append_keeps_the_previous_generation_and_the_next_append_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in");
+    std::fs::create_dir(&input).unwrap();
+    for i in 0..20u32 {
+        let data: Vec<u8> = (0..150_000u32)
+            .map(|x| (x.wrapping_mul(2_654_435_761).wrapping_add(i * 7919) >> 13) as u8)
+            .collect();
+        std::fs::write(input.join(format!("{i:03}.bin")), data).unwrap();
+    }
+    let more = more_samples(tmp.path());
+    let base = tmp.path().join("base.stream");
+    pack_stream(&input, &base);
+    let before = std::fs::read(&base).unwrap();
+    let (keys_before, report) = stream_state(&base);
+    assert!(report.is_ok() && report.generation == 1);
+    let measure = tmp.path().join("measure.stream");
+    std::fs::copy(&base, &measure).unwrap();
+    let total = timed(&[&"append", &measure, &more]).max(Duration::from_millis(20));
+    let finished = std::fs::read(&measure).unwrap();
+    let (keys_after, report) = stream_state(&measure);
+    assert!(
+        report.is_ok() && report.generation == 2,
+        "{:?}",
+        report.findings
+    );
+    assert_eq!(keys_after.len(), keys_before.len() + 30);
+
+    let mut seeded = Seeded(0x5eed_0004);
+    let mut killed = 0;
+    for i in 0..KILLS {
+        let path = tmp.path().join(format!("s{i}.stream"));
+        std::fs::copy(&base, &path).unwrap();
+        let delay = seeded.delay(i, total);
+        let what = format!("stream append killed after {delay:?} of {total:?}");
+        if !kill_after(&[&"append", &path, &more], delay) {
+            killed += 1;
+        }
+        let now = std::fs::read(&path).unwrap();
+        // The previous generation's bytes are never touched: only bytes after them change.
+        assert_eq!(&now[..before.len()], &before[..], "{what}");
+        let (keys, report) = stream_state(&path);
+        if now == finished {
+            assert!(report.is_ok(), "{what}: {:?}", report.findings);
+        } else {
+            // Torn after generation 1, which reads and verifies whole up to its end.
+            assert_eq!(report.generation, 1, "{what}: {:?}", report.findings);
+            assert!(keys.starts_with(&keys_before), "{what}");
+        }
+        // The next append finishes with the same stream as the unkilled one.
+        assert!(
+            shardpack(&[&"append", &path, &more])
+                .status()
+                .unwrap()
+                .success()
+                || now == finished,
+            "{what}: append run again fails"
+        );
+        if now != finished {
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                finished,
+                "{what}: append run again"
+            );
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
+    eprintln!("stream append: {total:?} unkilled, {killed} of {KILLS} killed");
+}

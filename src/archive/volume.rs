@@ -49,21 +49,33 @@ pub(crate) fn find(path: &Path) -> Option<Found> {
             (Some(_), Some(parent)) => listed(parent),
             _ => vec![(None, path.to_path_buf())],
         };
+        let manifest_dir = match own {
+            Some(_) => latest(&volume_dirs).unwrap_or_else(|| path.to_path_buf()),
+            None => path.to_path_buf(),
+        };
         return Some(Found {
-            manifest_dir: path.to_path_buf(),
+            manifest_dir,
             volume_dirs,
         });
     }
     let volume_dirs = listed(path);
-    let manifest_dir = volume_dirs
-        .iter()
-        .map(|(_, d)| d)
-        .find(|d| d.join(MANIFEST_FILE).exists())?
-        .clone();
+    let manifest_dir = latest(&volume_dirs)?;
     Some(Found {
         manifest_dir,
         volume_dirs,
     })
+}
+
+/// The highest-numbered volume folder that holds a manifest: the one an append wrote last,
+/// whose manifest is the current generation's (§2.1; every volume has the same manifest in
+/// an archive never appended to).
+fn latest(volume_dirs: &[(Option<u32>, PathBuf)]) -> Option<PathBuf> {
+    volume_dirs
+        .iter()
+        .rev()
+        .map(|(_, d)| d)
+        .find(|d| d.join(MANIFEST_FILE).exists())
+        .cloned()
 }
 
 /// Which folder holds each volume of a split archive.

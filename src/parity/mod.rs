@@ -122,12 +122,14 @@ pub struct ProtectedFolder {
     pub burst_bytes: u64,
 }
 
-/// The folders of an archive that get a parity file each: the archive, or every volume.
-fn folders(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>> {
+/// The folders of an archive that get a parity file each, with their volume number (1 for
+/// an archive that is not split) and the manifest of their files: the archive, or every
+/// volume.
+fn folders(dir: &Path) -> Result<Vec<(u32, PathBuf, Manifest)>> {
     let archive = crate::Archive::open(dir)?;
     let manifest = archive.manifest().clone();
     if manifest.layout.volume_size.is_none() {
-        return Ok(vec![(dir.to_path_buf(), manifest)]);
+        return Ok(vec![(1, dir.to_path_buf(), manifest)]);
     }
     let mut out = Vec::new();
     for v in 1..=crate::archive::manifest::volume_count(&manifest) {
@@ -138,7 +140,13 @@ fn folders(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>> {
             .unwrap_or(0);
         let path = archive.shard_path(index)?;
         let folder = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        out.push((folder, manifest.clone()));
+        // A volume's files are those of the generation that wrote it, its own manifest
+        // among them (§2.1): its parity is bound to that manifest's root.
+        let own = Manifest::load(&folder, &crate::Limits::default())
+            .ok()
+            .filter(|m| m.archive_id == manifest.archive_id)
+            .unwrap_or_else(|| manifest.clone());
+        out.push((v, folder, own));
     }
     Ok(out)
 }
@@ -185,7 +193,7 @@ pub use file::{DamagedParityPart, ParityPart};
 pub(crate) use inspect::{folder_statuses, parity_folders};
 pub use inspect::{parity_status, ParityFileState, ParityStatus};
 pub use rebuild::{repair, RefusedFile, RepairReport, RepairedRange};
-pub(crate) use write::check_percent;
+pub(crate) use write::{check_percent, protect_new_volumes};
 pub use write::{protect, protect_with, ProtectOptions, MAX_PARITY_PERCENT};
 
 /// Makes renames in `folder` durable.

@@ -78,6 +78,18 @@ pub fn protect(dir: &Path, percent: f64) -> Result<ProtectReport> {
 /// The archive is damaged ([`ErrorKind::Corrupt`] at its first defect), cannot be opened or
 /// read, is locked by another `protect` or `repair`, or the parity file cannot be written.
 pub fn protect_with(dir: &Path, options: &ProtectOptions) -> Result<ProtectReport> {
+    protect_folders(dir, options, 1)
+}
+
+/// Protects the volumes numbered `first` and up of the split archive `dir` (those an append
+/// just wrote, §2.1): the finished volumes before them, and their parity files, are not
+/// written.
+pub(crate) fn protect_new_volumes(dir: &Path, first: u32, percent: f64) -> Result<ProtectReport> {
+    protect_folders(dir, &ProtectOptions::new(percent).as_is(true), first)
+}
+
+/// [`protect_with`] for the folders of volume `first` and up (every folder: 1).
+fn protect_folders(dir: &Path, options: &ProtectOptions, first: u32) -> Result<ProtectReport> {
     let percent = options.percent;
     check_percent(percent, false)?;
     // Two protects at once would each rename a parity file over the other's.
@@ -88,7 +100,10 @@ pub fn protect_with(dir: &Path, options: &ProtectOptions) -> Result<ProtectRepor
     let layers = |k: u64| ((k as f64 * percent / 100.0).ceil() as u64).max(1);
     let mut plans = Vec::new();
     // Every folder's geometry is checked before any parity file is written (§17.4 rule 3).
-    for (folder, manifest) in folders(dir)? {
+    for (volume, folder, manifest) in folders(dir)? {
+        if volume < first {
+            continue;
+        }
         let chunk = u64::from(manifest.layout.align).max(4096);
         let names = protected_names(&folder, &manifest);
         let sizes = names

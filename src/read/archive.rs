@@ -111,7 +111,7 @@ impl ArchiveOptions {
         }
         let path = path.as_ref().to_path_buf();
         let found = match &self.volumes {
-            Some(folders) => mounted_volumes(folders)?,
+            Some(folders) => mounted_volumes(folders, &self.limits)?,
             None => found_at(&path)?,
         };
         let manifest = match self.generation {
@@ -219,12 +219,20 @@ fn found_at(path: &Path) -> Result<Found> {
     })
 }
 
-/// The manifest folder among volume folders given one by one.
-fn mounted_volumes(folders: &[PathBuf]) -> Result<Found> {
-    let Some(manifest_dir) = folders
+/// The manifest folder among volume folders given one by one: of those that hold a
+/// manifest, the first whose manifest is of the latest generation (§2.1 case 3; a volume an
+/// append added holds a later generation than the volumes before it).
+fn mounted_volumes(folders: &[PathBuf], limits: &Limits) -> Result<Found> {
+    let holding: Vec<&PathBuf> = folders
         .iter()
-        .find(|d| d.join(MANIFEST_FILE).exists())
-        .cloned()
+        .filter(|d| d.join(MANIFEST_FILE).exists())
+        .collect();
+    let generation = |d: &PathBuf| Manifest::load(d, limits).map_or(0, |m| m.generation_number());
+    let latest = holding.iter().map(|d| generation(d)).max();
+    let Some(manifest_dir) = holding
+        .iter()
+        .find(|d| Some(generation(d)) == latest)
+        .map(|d| (*d).clone())
     else {
         return Err(ErrorKind::Incomplete {
             path: folders.first().cloned().unwrap_or_default(),

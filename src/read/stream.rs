@@ -6,7 +6,7 @@ use std::io::{BufWriter, Read};
 use std::path::{Path, PathBuf};
 
 use crate::archive::manifest::PARTIAL_SUFFIX;
-use crate::archive::manifest::{shard_file_name, Manifest};
+use crate::archive::manifest::{shard_file_name, Generation, Manifest};
 use crate::format::header::{
     ShardHeader, ALIGN_OFFSET, ARCHIVE_ID_OFFSET as HEADER_ARCHIVE_ID_OFFSET, FIRST_ORDINAL_OFFSET,
     HEADER_LEN, SHARD_MAGIC,
@@ -42,6 +42,22 @@ pub enum StreamItem {
         /// The manifest, its digest and root checked.
         manifest: Box<Manifest>,
     },
+}
+
+/// A stream's current generation while it is read: its final manifest, and where it is.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Committed {
+    /// The final manifest, checked as every manifest entry is (§16.4 step 3).
+    pub manifest: Manifest,
+    /// The stream offset of its entry (the next generation's first entry names it as
+    /// `previous`).
+    pub entry_offset: u64,
+    /// Its entry's `generation` counter (§16.2), which the next entry continues.
+    pub entry_generation: u64,
+    /// The stream offset just after its entry's last record: where a later generation
+    /// starts.
+    pub end: u64,
 }
 
 /// A shard as a stream held it, to be matched with the manifests after it.
@@ -162,6 +178,9 @@ pub struct StreamReader<R> {
     samples_read: u64,
     finished: bool,
     failed: bool,
+    /// The last final manifest read: the stream's current generation, which the next
+    /// generation's manifests must name as their parent (§16.5).
+    committed: Option<Committed>,
     /// When set, each shard is also written to this folder (`unstream`).
     copy_to: Option<PathBuf>,
 }
@@ -271,6 +290,7 @@ impl<R: Read> StreamReader<R> {
             samples_read: 0,
             finished: false,
             failed: false,
+            committed: None,
             copy_to: None,
         };
         reader.take_entry_record(Structure::Stream)?;
@@ -280,6 +300,13 @@ impl<R: Read> StreamReader<R> {
     /// The stream's record size.
     pub fn record_size(&self) -> u64 {
         self.record_size
+    }
+
+    /// The stream's current generation so far: the last final manifest read, with where
+    /// its entry is and where the stream ends after it (§16.5). `None` until a final
+    /// manifest has been read.
+    pub fn committed(&self) -> Option<&Committed> {
+        self.committed.as_ref()
     }
 
     fn at(&self, offset: u64) -> Location {
@@ -443,14 +470,72 @@ impl<R: Read> StreamReader<R> {
                 ),
             ));
         }
+        self.check_generation(&manifest, body_at)?;
+        self.last_entry = (at, h.generation);
         if h.kind == EntryKind::Final {
             self.finished = true;
+            self.committed = Some(Committed {
+                manifest: manifest.clone(),
+                entry_offset: at,
+                entry_generation: h.generation,
+                end: self.win.offset(),
+            });
         }
-        self.last_entry = (at, h.generation);
         Ok(StreamItem::Manifest {
             kind: h.kind,
             manifest: Box::new(manifest),
         })
+    }
+
+    /// §16.5: a manifest of the first generation has no `generation` member; one after
+    /// the final manifest of generation *G* names *G* + 1 and that manifest's root, and
+    /// keeps its layout (its shards are matched with the stream's by the caller).
+    fn check_generation(&self, manifest: &Manifest, body_at: u64) -> Result<()> {
+        let expected = self.committed.as_ref().map(|c| Generation {
+            number: c.manifest.generation_number() + 1,
+            parent: c.manifest.root.clone(),
+        });
+        let describe = |g: &Option<Generation>| match g {
+            Some(g) => format!("generation {} with parent {}", g.number, g.parent),
+            None => "generation 1 (no generation member)".to_owned(),
+        };
+        let at = self.at(body_at);
+        if manifest.generation != expected {
+            let after = match &self.committed {
+                Some(c) => format!(
+                    "{}, the one after the final manifest at stream offset {}",
+                    describe(&expected),
+                    c.entry_offset
+                ),
+                None => format!(
+                    "{}, as no final manifest comes before it",
+                    describe(&expected)
+                ),
+            };
+            return Err(Error::corrupt(
+                at,
+                Defect::mismatch(
+                    Structure::Manifest,
+                    "generation",
+                    after,
+                    describe(&manifest.generation),
+                ),
+            ));
+        }
+        if let Some(c) = &self.committed {
+            if manifest.layout != c.manifest.layout {
+                return Err(Error::corrupt(
+                    at,
+                    Defect::mismatch(
+                        Structure::Manifest,
+                        "layout",
+                        format!("{:?} (the parent generation's)", c.manifest.layout),
+                        format!("{:?}", manifest.layout),
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn start_shard(&mut self) -> Result<()> {
@@ -589,22 +674,36 @@ impl<R: Read> StreamReader<R> {
                 }));
             }
             let at = self.win.offset();
-            if self.finished {
-                // §16.4 step 3: no byte at all after the final entry's last record.
-                return match self.win.peek(1)? {
-                    None => Ok(None),
-                    Some(_) => Err(Error::corrupt(
-                        self.at(at),
-                        Defect::invalid(
-                            Structure::Stream,
-                            "end",
-                            "nothing after the final manifest",
-                            "more bytes",
-                        ),
-                    )),
-                };
-            }
             let magic: Option<[u8; 8]> = self.win.peek(8)?.and_then(|m| m.try_into().ok());
+            if self.finished {
+                // §16.5: after a final entry the stream ends, or the next generation
+                // begins with a shard or a manifest entry of its own.
+                let more = self.win.peek(1)?.is_some();
+                let rest = more.then(|| self.win.buffered());
+                let begins_item =
+                    |b: &[u8]| SHARD_MAGIC.starts_with(b) || ENTRY_MAGIC.starts_with(b);
+                match (rest, magic) {
+                    (None, _) => return Ok(None),
+                    (_, Some(m)) if m == SHARD_MAGIC || m == ENTRY_MAGIC => {
+                        self.finished = false;
+                    }
+                    // The first bytes of an item, and then the end: a torn append.
+                    (Some(n), None) if self.win.peek(n)?.is_some_and(begins_item) => {
+                        return Err(self.torn(at, Structure::Stream));
+                    }
+                    (Some(_), _) => {
+                        return Err(Error::corrupt(
+                            self.at(at),
+                            Defect::invalid(
+                                Structure::Stream,
+                                "end",
+                                "nothing after the final manifest, or the next generation",
+                                "other bytes",
+                            ),
+                        ))
+                    }
+                }
+            }
             match magic {
                 None => return Err(self.torn(at, Structure::Stream)),
                 Some(m) if m == SHARD_MAGIC => {

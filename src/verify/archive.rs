@@ -43,11 +43,17 @@ impl Verifier {
             }
         }
         let max = self.limits.max_manifest_bytes;
-        let reference =
-            manifest::read_capped(&manifest_dir.join(MANIFEST_FILE), max).unwrap_or_default();
+        let written_by = manifests_by_volume(m, manifest_dir, max);
         let budget = m.layout.volume_size.unwrap_or(u64::MAX);
         for (number, dir) in set.present() {
             let path = dir.join(MANIFEST_FILE);
+            // §2.1: a volume holds the manifest of the generation that wrote it.
+            let (generation, reference) = written_by
+                .iter()
+                .find(|(last, _, _)| *last >= number)
+                .map_or((m.generation_number(), &[][..]), |(_, g, b)| {
+                    (*g, b.as_slice())
+                });
             match manifest::read_capped(&path, max) {
                 Ok(bytes) if bytes == reference => {}
                 Ok(_) => self.push(
@@ -58,7 +64,7 @@ impl Verifier {
                     Defect::mismatch(
                         Structure::VolumeManifest { volume: number },
                         "",
-                        "the same manifest as every volume",
+                        format!("the manifest of generation {generation}, which wrote this volume"),
                         "a different manifest",
                     ),
                 ),
@@ -171,4 +177,25 @@ impl Verifier {
         }
         Some(manifest)
     }
+}
+
+/// For each generation of the split archive whose current manifest is `m` (in
+/// `manifest_dir`, with the earlier ones beside it, §11.3), oldest first: the last volume it
+/// lists, its number, and its manifest's bytes. Volume *v* was written by the first
+/// generation whose last volume is at least *v* (§2.1). A generation whose manifest cannot
+/// be read is left out; the chain check reports it.
+fn manifests_by_volume(m: &Manifest, manifest_dir: &Path, max: u64) -> Vec<(u32, u64, Vec<u8>)> {
+    let current = m.generation_number();
+    (1..=current)
+        .filter_map(|number| {
+            let path = if number == current {
+                manifest_dir.join(MANIFEST_FILE)
+            } else {
+                manifest_dir.join(manifest::generation_file_name(number))
+            };
+            let bytes = manifest::read_capped(&path, max).ok()?;
+            let parsed = Manifest::parse(&bytes, &path).ok()?;
+            Some((manifest::volume_count(&parsed), number, bytes))
+        })
+        .collect()
 }

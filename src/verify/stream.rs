@@ -31,7 +31,8 @@ pub(crate) fn manifest_findings(
 pub struct StreamVerifyReport {
     /// The stream's name, as given.
     pub archive: PathBuf,
-    /// The stream ended with its final manifest.
+    /// The stream ended with a final manifest: no generation after the last one was begun
+    /// and left unfinished.
     pub complete: bool,
     /// No finding at all.
     pub valid: bool,
@@ -39,8 +40,12 @@ pub struct StreamVerifyReport {
     pub shards: u64,
     /// Samples read.
     pub samples: u64,
-    /// The root digest of the final manifest, when the stream reached it.
+    /// The root digest of the last final manifest read: the stream's current generation.
     pub root: Option<String>,
+    /// The number of that generation (§16.5), 0 when no final manifest was read. Every
+    /// generation before it was checked on the way: its manifest names the one before as
+    /// parent, and lists its shards first.
+    pub generation: u64,
     /// Every defect found. A stream cannot be resynchronised in one pass, so reading stops
     /// at the first damaged byte, which is the last finding.
     pub findings: Vec<Finding>,
@@ -77,6 +82,7 @@ pub fn verify_stream<R: Read>(
     let mut samples = 0u64;
     let mut findings = Vec::new();
     let mut root = None;
+    let mut generation = 0;
     let mut complete = false;
     for item in reader {
         match item {
@@ -86,12 +92,17 @@ pub fn verify_stream<R: Read>(
                 size,
                 blake3,
                 archive_id,
-            }) => shards.push(StreamShard {
-                number,
-                size,
-                blake3,
-                archive_id,
-            }),
+            }) => {
+                // A later generation has begun: the stream is complete again only at its
+                // final manifest.
+                complete = false;
+                shards.push(StreamShard {
+                    number,
+                    size,
+                    blake3,
+                    archive_id,
+                });
+            }
             Ok(StreamItem::Manifest { kind, manifest }) => {
                 findings.extend(manifest_findings(&name, kind, &manifest, &shards));
                 if kind == EntryKind::Final {
@@ -111,9 +122,11 @@ pub fn verify_stream<R: Read>(
                         ));
                     }
                     root = Some(manifest.root.clone());
+                    generation = manifest.generation_number();
                 }
             }
             Err(e) => {
+                complete = false;
                 findings.push(Finding::from_error(&e, None, 0));
                 break;
             }
@@ -141,6 +154,7 @@ pub fn verify_stream<R: Read>(
         shards: shards.len() as u64,
         samples,
         root,
+        generation,
         findings,
     })
 }

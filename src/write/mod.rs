@@ -11,14 +11,15 @@
 pub(crate) mod output;
 pub(crate) mod pipeline;
 mod source;
+mod stream_append;
 pub(crate) mod unstream;
 
 pub(crate) use source::read_whole;
 pub use source::FieldData;
 
 use std::collections::HashSet;
-use std::fs;
-use std::io::Write;
+use std::fs::{self, File};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::archive::manifest::{self, shard_file_name, Layout, Manifest, ShardInfo, Totals};
@@ -36,6 +37,7 @@ use crate::write::output::{
 };
 use crate::write::pipeline::{BlockCoder, BlockJob, ShardDictionary};
 use crate::write::source::{RecordBytes, RecordSources};
+use crate::write::stream_append::{read_stream_for_append, StreamToAppend};
 use crate::{Error, Result};
 
 /// How block payloads are compressed.
@@ -431,33 +433,20 @@ impl WriterBuilder {
     pub fn append(self, dir: impl AsRef<Path>) -> Result<Writer> {
         let dir = dir.as_ref().to_path_buf();
         let lock = crate::io::ArchiveLock::take(&dir)?;
+        if !dir.join(manifest::MANIFEST_FILE).exists() {
+            if let Some(found) = crate::archive::volume::find(&dir) {
+                return self.append_volumes(dir, found.manifest_dir, lock);
+            }
+        }
         let parent = Manifest::load(&dir, &crate::Limits::default())?;
         if parent.layout.volume_size.is_some() {
             return Err(Error::invalid_input(
                 dir.display().to_string(),
-                "an archive split into volumes cannot be appended to",
+                "this is one volume of a split archive: append to the folder that holds \
+                 its volume folders",
             ));
         }
-        let layout = &parent.layout;
-        let profile = MediaProfile::from_name(&layout.profile).ok_or_else(|| {
-            Error::invalid_input(
-                format!("profile {:?}", layout.profile),
-                "not a profile this build knows",
-            )
-        })?;
-        let mut builder = WriterBuilder::for_profile(profile);
-        builder.threads = self.threads;
-        builder.align = layout.align;
-        builder.block_size = layout.block_size;
-        builder.shard_size = layout.shard_size;
-        builder.compression = match layout.compression.as_str() {
-            "none" => Compression::None,
-            _ => Compression::Zstd {
-                level: layout.level,
-            },
-        };
-        builder.archive_id = Some(parent.archive_id_bytes());
-        let coder = builder.check()?;
+        let (builder, coder) = self.continuing(&parent)?;
         for leftover in crate::archive::leftover::in_folder(&dir, &parent)
             .map_err(|e| Error::io(&dir, "list archive folder", e))?
         {
@@ -477,19 +466,175 @@ impl WriterBuilder {
                 seen_keys.insert(key_hash(&shard.key(local)?));
             }
         }
-        let mut writer = Writer::new(builder, Output::Folder(FolderOutput::new(dir)), coder);
-        writer.shards = parent.shards.clone();
-        writer.next_ordinal = parent.totals.samples;
-        writer.placed_ordinal = parent.totals.samples;
-        writer.raw_bytes = parent.totals.raw_bytes;
-        writer.manifest_entries_len = parent.shards.iter().map(|s| s.canonical_len()).sum();
-        writer.uses_dictionary = parent.format_version != "1.0";
-        writer.seen_keys = seen_keys;
-        writer.appending = Some(Appending {
-            parent: (parent.generation_number(), parent.root),
-            _lock: lock,
-        });
+        let output = Output::Folder(FolderOutput::new(dir));
+        Ok(Writer::continuing(
+            builder,
+            output,
+            coder,
+            parent,
+            seen_keys,
+            Some(lock),
+        ))
+    }
+
+    /// [`append`](Self::append) to the split archive whose volume folders are in `root`,
+    /// the latest generation's manifest in `latest` (§2.1, appending): the new shards go
+    /// into new volumes after the last one, which get the new manifest and every earlier
+    /// one; no existing volume is written.
+    fn append_volumes(
+        self,
+        root: PathBuf,
+        latest: PathBuf,
+        lock: crate::io::ArchiveLock,
+    ) -> Result<Writer> {
+        let parent = Manifest::load(&latest, &crate::Limits::default())?;
+        let Some(budget) = parent.layout.volume_size else {
+            return Err(Error::invalid_input(
+                latest.display().to_string(),
+                "a volume folder whose manifest has no volume size",
+            ));
+        };
+        let (builder, coder) = self.continuing(&parent)?;
+        let last = manifest::volume_count(&parent);
+        remove_unfinished_volumes(&root, last)?;
+        // Every generation's manifest goes into the new volumes, so that the last volume
+        // alone holds the whole chain (§11.3).
+        let mut kept = Vec::new();
+        for number in 1..=parent.generation_number() {
+            let name = manifest::generation_file_name(number);
+            let path = if number == parent.generation_number() {
+                latest.join(manifest::MANIFEST_FILE)
+            } else {
+                latest.join(&name)
+            };
+            let bytes = manifest::read_capped(&path, crate::Limits::default().max_manifest_bytes)?;
+            kept.push((name, bytes));
+        }
+        let mut seen_keys = HashSet::with_capacity(parent.totals.samples as usize);
+        let archive = crate::read::Archive::open(&root)?;
+        for (index, info) in parent.shards.iter().enumerate() {
+            let shard = archive.shard(index)?;
+            for local in 0..info.samples as u32 {
+                seen_keys.insert(key_hash(&shard.key(local)?));
+            }
+        }
+        let output = Output::Volumes(VolumeOutput::appending(root, budget, last, kept)?);
+        Ok(Writer::continuing(
+            builder,
+            output,
+            coder,
+            parent,
+            seen_keys,
+            Some(lock),
+        ))
+    }
+
+    /// A writer that adds a generation to the stream file `path` (§16.5): the file is read
+    /// whole in one pass (every check of [`crate::verify_stream`]; the keys of every
+    /// generation are kept to refuse a repeat), then the new shards, their checkpoints and
+    /// a final manifest naming the last final manifest's root as parent are written after
+    /// its end, never before. The archive's id, layout and the stream's record size
+    /// replace this builder's; the checkpoint interval and threads are this builder's.
+    /// Until [`Writer::finish`] the stream's current generation stays the one it had.
+    ///
+    /// Bytes after the last final manifest that end the file without another final
+    /// manifest (what an interrupted append leaves) are cut off first: no generation
+    /// lists them. The file is locked against other writers until the writer is dropped.
+    ///
+    /// # Errors
+    /// A file that is not a stream, a stream with no final manifest, damage anywhere in
+    /// the stream (the reader's error, naming the file and offset), another writer holding
+    /// the lock, or an I/O error.
+    pub fn append_stream_file(self, path: impl AsRef<Path>) -> Result<Writer> {
+        let path = path.as_ref().to_path_buf();
+        let lock = crate::io::ArchiveLock::take(&path)?;
+        let mut file = File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, "open stream", e))?;
+        let old = read_stream_for_append(&file, &path, true)?;
+        if let Some(tail) = old.torn_tail {
+            // Nothing lists these bytes; a one-pass reader could not read past them.
+            file.set_len(old.committed.end)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| Error::io_at(&path, "cut the unfinished append at", tail, e))?;
+        }
+        let end = old.committed.end;
+        file.seek(std::io::SeekFrom::Start(end))
+            .map_err(|e| Error::io_at(&path, "seek", end, e))?;
+        let mut writer = self.continue_stream(old, Box::new(file), path.clone(), Some(lock))?;
+        if let Some(appending) = writer.appending.as_mut() {
+            appending.restore = Some((path, end));
+        }
         Ok(writer)
+    }
+
+    /// A writer that adds a generation to the stream `old` (read whole, from its first
+    /// byte), writing to `sink`, which must receive its bytes just after `old`'s last
+    /// record: the same file opened for appending, or a tape drive positioned at the end
+    /// of the stream's data (docs/design.md §7b). As
+    /// [`append_stream_file`](Self::append_stream_file), but a stream that does not end
+    /// with its final manifest is refused (a sink cannot be cut back). `name` names the
+    /// stream in errors.
+    ///
+    /// # Errors
+    /// As [`append_stream_file`](Self::append_stream_file), and a stream with bytes after
+    /// its last final manifest.
+    pub fn append_stream<R: Read>(
+        self,
+        old: R,
+        sink: Box<dyn Write + Send>,
+        name: impl Into<PathBuf>,
+    ) -> Result<Writer> {
+        let name = name.into();
+        let old = read_stream_for_append(old, &name, false)?;
+        self.continue_stream(old, sink, name, None)
+    }
+
+    fn continue_stream(
+        self,
+        old: StreamToAppend,
+        sink: Box<dyn Write + Send>,
+        name: PathBuf,
+        lock: Option<crate::io::ArchiveLock>,
+    ) -> Result<Writer> {
+        let parent = old.committed.manifest.clone();
+        let (mut builder, coder) = self.continuing(&parent)?;
+        builder.stream_record = old.record_size;
+        let stream = RecordStream::resume(sink, name, &old, parent.archive_id_bytes());
+        let output = Output::Stream(stream);
+        Ok(Writer::continuing(
+            builder, output, coder, parent, old.keys, lock,
+        ))
+    }
+
+    /// The builder that writes the next generation of `parent`: its id and layout, this
+    /// builder's threads and checkpoint interval.
+    fn continuing(&self, parent: &Manifest) -> Result<(WriterBuilder, BlockCoder)> {
+        let layout = &parent.layout;
+        let profile = MediaProfile::from_name(&layout.profile).ok_or_else(|| {
+            Error::invalid_input(
+                format!("profile {:?}", layout.profile),
+                "not a profile this build knows",
+            )
+        })?;
+        let mut builder = WriterBuilder::for_profile(profile);
+        builder.threads = self.threads;
+        builder.checkpoint_every = self.checkpoint_every;
+        builder.align = layout.align;
+        builder.block_size = layout.block_size;
+        builder.shard_size = layout.shard_size;
+        builder.volume_size = layout.volume_size;
+        builder.compression = match layout.compression.as_str() {
+            "none" => Compression::None,
+            _ => Compression::Zstd {
+                level: layout.level,
+            },
+        };
+        builder.archive_id = Some(parent.archive_id_bytes());
+        let coder = builder.check()?;
+        Ok((builder, coder))
     }
 
     /// A writer that sends the whole archive as one stream of fixed-size records to `sink`
@@ -595,7 +740,24 @@ pub struct Writer {
 struct Appending {
     /// The parent generation's number and root.
     parent: (u64, String),
-    _lock: crate::io::ArchiveLock,
+    /// `None` for a sink the writer cannot lock.
+    _lock: Option<crate::io::ArchiveLock>,
+    /// A stream file and its length before the append: an append that does not finish
+    /// cuts the file back to it, so a failed command leaves the stream as it was.
+    restore: Option<(PathBuf, u64)>,
+}
+
+impl Drop for Appending {
+    fn drop(&mut self) {
+        // Runs before the lock is released, and after the writer's output was closed
+        // (`output` is declared before `appending` in `Writer`).
+        if let Some((path, len)) = self.restore.take() {
+            let _ = File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_len(len).and_then(|()| f.sync_all()));
+        }
+    }
 }
 
 /// The first records of a shard with dictionaries on, encoded, until there are enough to
@@ -667,6 +829,31 @@ impl Writer {
             failed: false,
             appending: None,
         }
+    }
+
+    /// A writer that continues `parent`'s shards, ordinals and keys as its next generation.
+    fn continuing(
+        builder: WriterBuilder,
+        output: Output,
+        coder: BlockCoder,
+        parent: Manifest,
+        seen_keys: HashSet<[u8; 16]>,
+        lock: Option<crate::io::ArchiveLock>,
+    ) -> Writer {
+        let mut writer = Writer::new(builder, output, coder);
+        writer.next_ordinal = parent.totals.samples;
+        writer.placed_ordinal = parent.totals.samples;
+        writer.raw_bytes = parent.totals.raw_bytes;
+        writer.manifest_entries_len = parent.shards.iter().map(|s| s.canonical_len()).sum();
+        writer.uses_dictionary = parent.format_version != "1.0";
+        writer.seen_keys = seen_keys;
+        writer.appending = Some(Appending {
+            parent: (parent.generation_number(), parent.root),
+            _lock: lock,
+            restore: None,
+        });
+        writer.shards = parent.shards;
+        writer
     }
 
     /// A builder with default options.
@@ -1072,10 +1259,25 @@ impl Writer {
             self.open_trained_shard(false)?;
         }
         self.close_shard()?;
+        if let (Output::Volumes(v), Some(_)) = (&self.output, &self.appending) {
+            if v.is_empty() {
+                // The new volume would hold no shard (§2.1): nothing to append.
+                let _ = fs::remove_dir(v.current_dir());
+                return Err(Error::invalid_input(
+                    "append",
+                    "no sample to add: a generation of a split archive adds at least one \
+                     shard, in a new volume",
+                ));
+            }
+        }
         let manifest = self.manifest();
         debug_assert_eq!(manifest.totals.samples, self.next_ordinal);
         debug_assert_eq!(manifest.totals.raw_bytes, self.raw_bytes);
         self.output.write_manifest(&manifest, EntryKind::Final)?;
+        if let Some(appending) = self.appending.as_mut() {
+            // The new generation is whole: nothing to cut back.
+            appending.restore = None;
+        }
         Ok(manifest)
     }
 }
@@ -1119,6 +1321,65 @@ fn pass(
         z_len,
         z_crc: z.finalize(),
     })
+}
+
+/// Removes what an interrupted or failed append left in the split archive `root`: the
+/// volume folders after the current generation's last volume (see
+/// [`remove_unfinished_volumes`]).
+pub(crate) fn discard_unfinished_volumes(root: &Path) -> Result<()> {
+    let Some(found) = crate::archive::volume::find(root) else {
+        return Ok(());
+    };
+    let current = Manifest::load(&found.manifest_dir, &crate::Limits::default())?;
+    remove_unfinished_volumes(root, manifest::volume_count(&current))
+}
+
+/// Removes the volume folders after `last` in `root` that hold no manifest: what an
+/// interrupted append to a split archive left (shard files, partial files). A folder with
+/// any other file, or with a manifest, is refused rather than touched.
+fn remove_unfinished_volumes(root: &Path, last: u32) -> Result<()> {
+    let entries = fs::read_dir(root).map_err(|e| Error::io(root, "list", e))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(number) = name
+            .to_str()
+            .and_then(crate::archive::volume::volume_number_of)
+        else {
+            continue;
+        };
+        if number <= last {
+            continue;
+        }
+        let dir = entry.path();
+        let files: Vec<_> = fs::read_dir(&dir)
+            .map_err(|e| Error::io(&dir, "list", e))?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        let ours = |p: &PathBuf| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            p.is_file()
+                && name != manifest::MANIFEST_FILE
+                && ((name.starts_with("shard-") && name.contains(".shp"))
+                    || name.ends_with(manifest::PARTIAL_SUFFIX)
+                    || name.starts_with("manifest-"))
+        };
+        if let Some(other) = files.iter().find(|p| !ours(p)) {
+            return Err(Error::invalid_input(
+                dir.display().to_string(),
+                format!(
+                    "a volume folder after the archive's last volume ({last}) holds {}; \
+                     an interrupted append leaves only shard and partial files there",
+                    other.display()
+                ),
+            ));
+        }
+        for file in &files {
+            fs::remove_file(file).map_err(|e| Error::io(file, "remove leftover", e))?;
+        }
+        fs::remove_dir(&dir).map_err(|e| Error::io(&dir, "remove leftover volume folder", e))?;
+    }
+    Ok(())
 }
 
 /// The first 16 bytes of the key's BLAKE3 hash, by which duplicate keys are found.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::archive::manifest::PARTIAL_SUFFIX;
 use crate::archive::manifest::{shard_file_name, Manifest, MANIFEST_FILE};
 use crate::format::stream::{EntryHeader, EntryKind, ENTRY_HEADER_LEN, NO_PREVIOUS};
+use crate::write::stream_append::StreamToAppend;
 use crate::{Error, Result};
 
 /// The destination of an archive being written.
@@ -57,7 +58,8 @@ impl Output {
             Output::Volumes(v) => Some(
                 v.budget
                     .saturating_sub(v.used)
-                    .saturating_sub(MANIFEST_RESERVE_BYTES),
+                    .saturating_sub(MANIFEST_RESERVE_BYTES)
+                    .saturating_sub(v.kept_bytes()),
             ),
             _ => None,
         }
@@ -66,7 +68,11 @@ impl Output {
     /// The budget of a whole volume, when the output has volumes.
     pub(crate) fn volume_budget(&self) -> Option<u64> {
         match self {
-            Output::Volumes(v) => Some(v.budget.saturating_sub(MANIFEST_RESERVE_BYTES)),
+            Output::Volumes(v) => Some(
+                v.budget
+                    .saturating_sub(MANIFEST_RESERVE_BYTES)
+                    .saturating_sub(v.kept_bytes()),
+            ),
             _ => None,
         }
     }
@@ -208,8 +214,14 @@ pub(crate) struct VolumeOutput {
     volume: u32,
     used: u64,
     folder: FolderOutput,
-    /// Bytes used in each finished volume.
+    /// Bytes used in each finished volume this writer wrote.
     sizes: Vec<u64>,
+    /// The first volume this writer writes: 1, or the one after the last of the generation
+    /// an append continues (§2.1, appending).
+    first: u32,
+    /// The manifests of earlier generations, (file name, bytes), that every volume this
+    /// writer writes gets beside its manifest; counted in its budget.
+    kept: Vec<(String, Vec<u8>)>,
 }
 
 impl VolumeOutput {
@@ -221,13 +233,53 @@ impl VolumeOutput {
             volume: 0,
             used: 0,
             sizes: Vec::new(),
+            first: 1,
+            kept: Vec::new(),
         };
         v.start(1)?;
         Ok(v)
     }
 
+    /// The volumes of a new generation of a split archive whose last volume is `last`:
+    /// from `last + 1` on, never an existing one, each given `kept` (the manifests of
+    /// every earlier generation) beside the new manifest.
+    pub(crate) fn appending(
+        root: PathBuf,
+        budget: u64,
+        last: u32,
+        kept: Vec<(String, Vec<u8>)>,
+    ) -> Result<Self> {
+        let mut v = VolumeOutput {
+            folder: FolderOutput::new(root.clone()),
+            root,
+            budget,
+            volume: 0,
+            used: 0,
+            sizes: Vec::new(),
+            first: last + 1,
+            kept,
+        };
+        v.start(last + 1)?;
+        Ok(v)
+    }
+
+    /// Bytes every volume of this writer keeps for the earlier generations' manifests.
+    pub(crate) fn kept_bytes(&self) -> u64 {
+        self.kept.iter().map(|(_, b)| b.len() as u64).sum()
+    }
+
+    /// The folder of the volume being written.
+    pub(crate) fn current_dir(&self) -> &Path {
+        &self.folder.dir
+    }
+
+    /// Whether no shard was written to any volume of this writer.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sizes.is_empty() && self.used == 0
+    }
+
     fn start(&mut self, volume: u32) -> Result<()> {
-        if self.volume > 0 {
+        if self.volume >= self.first {
             self.sizes.push(self.used);
         }
         let dir = self
@@ -243,11 +295,12 @@ impl VolumeOutput {
     /// Fails when a manifest of `len` bytes does not fit beside the shards of some volume.
     fn check_manifest_fits(&self, len: u64, shard: Option<&str>) -> Result<()> {
         let sizes = self.sizes.iter().chain(std::iter::once(&self.used));
+        let len = len.saturating_add(self.kept_bytes());
         for (i, used) in sizes.enumerate() {
             if used.saturating_add(len) > self.budget {
-                let dir = self
-                    .root
-                    .join(crate::archive::manifest::volume_folder_name(i as u32 + 1));
+                let dir = self.root.join(crate::archive::manifest::volume_folder_name(
+                    self.first + i as u32,
+                ));
                 let when = shard.map_or(String::new(), |s| format!(" once {s} is listed"));
                 return Err(Error::invalid_input(
                     dir.display().to_string(),
@@ -268,12 +321,14 @@ impl VolumeOutput {
         // Every volume is checked before any gets its manifest: all or none.
         self.check_manifest_fits(len, None)?;
         for i in 0..=self.sizes.len() {
-            write_manifest_file(
-                &self
-                    .root
-                    .join(crate::archive::manifest::volume_folder_name(i as u32 + 1)),
-                manifest,
-            )?;
+            let dir = self.root.join(crate::archive::manifest::volume_folder_name(
+                self.first + i as u32,
+            ));
+            // The chain first, so a volume with the new manifest always has it.
+            for (name, bytes) in &self.kept {
+                write_file_atomically(&dir, name, bytes)?;
+            }
+            write_manifest_file(&dir, manifest)?;
         }
         Ok(())
     }
@@ -360,6 +415,26 @@ impl RecordStream {
         };
         s.write_entry(EntryKind::Start, &[])?;
         Ok(s)
+    }
+
+    /// A stream that continues `old` after its last final entry (§16.5): no start entry;
+    /// offsets, the entry counter and the back pointer go on from that entry's.
+    pub(crate) fn resume(
+        inner: Box<dyn Write + Send>,
+        name: PathBuf,
+        old: &StreamToAppend,
+        archive_id: [u8; 16],
+    ) -> Self {
+        RecordStream {
+            inner,
+            name,
+            record_size: old.record_size as usize,
+            buf: Vec::with_capacity(old.record_size as usize),
+            written: old.committed.end,
+            archive_id,
+            generation: old.committed.entry_generation + 1,
+            previous: old.committed.entry_offset,
+        }
     }
 
     /// Bytes accepted so far (written or buffered).

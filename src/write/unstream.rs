@@ -19,6 +19,9 @@ pub struct UnstreamReport {
     pub shards: u64,
     /// Samples in the archive.
     pub samples: u64,
+    /// The archive's generation (§11.3): that of the stream's last final manifest, or of
+    /// the checkpoint a torn append left after it.
+    pub generation: u64,
     /// True when the stream ended with its final manifest; false when the archive is the
     /// last checkpoint of a torn stream.
     pub complete: bool,
@@ -79,6 +82,8 @@ fn unstream_into<R: Read>(
     let mut reader = StreamReader::new(inner, name, limits)?;
     reader.copy_shards_to(dir);
     let mut last: Option<(Manifest, EntryKind)> = None;
+    // The final manifest of each generation, kept beside the folder's manifest (§11.3).
+    let mut finals: Vec<Manifest> = Vec::new();
     let mut damage = None;
     let mut written = 0u32;
     let mut copied: Vec<StreamShard> = Vec::new();
@@ -91,6 +96,9 @@ fn unstream_into<R: Read>(
                 if !agrees {
                     damage = Some(format!("a {kind:?} manifest in the stream does not match the {} shard(s) before it", copied.len()));
                     break;
+                }
+                if kind == EntryKind::Final {
+                    finals.push((*manifest).clone());
                 }
                 last = Some((*manifest, kind));
             }
@@ -142,10 +150,19 @@ fn unstream_into<R: Read>(
         let _ = fs::remove_file(dir.join(&name));
         let _ = fs::remove_file(dir.join(format!("{name}{PARTIAL_SUFFIX}")));
     }
+    // Every earlier generation's manifest first, so the chain is whole once manifest.json is.
+    for earlier in finals
+        .iter()
+        .filter(|m| m.generation_number() < manifest.generation_number())
+    {
+        let kept = crate::archive::manifest::generation_file_name(earlier.generation_number());
+        crate::write::output::write_manifest_file_as(dir, earlier, &kept)?;
+    }
     crate::write::output::write_manifest_file(dir, &manifest)?;
     Ok(UnstreamReport {
         shards: u64::from(listed),
         samples: manifest.totals.samples,
+        generation: manifest.generation_number(),
         complete: kind == EntryKind::Final && damage.is_none(),
         dropped_shards: u64::from(written.saturating_sub(listed)),
         damage,

@@ -160,6 +160,9 @@ fn run_stream(args: &Args) -> Result<u8> {
         if let Some(root) = &report.root {
             outln!("root {root}");
         }
+        if report.generation > 1 {
+            outln!("generation {}", report.generation);
+        }
     }
     Ok(if report.is_ok() {
         crate::EXIT_OK
