@@ -89,6 +89,20 @@ fn build(py: Python<'_>, error: &Error) -> PyResult<PyErr> {
             attrs.set_item("problem", problem.name())?;
             "TarError"
         }
+        ErrorKind::Remote {
+            url,
+            offset,
+            status,
+            expected,
+            reason,
+        } => {
+            attrs.set_item("url", url)?;
+            attrs.set_item("offset", *offset)?;
+            attrs.set_item("status", *status)?;
+            attrs.set_item("expected", expected)?;
+            attrs.set_item("reason", reason)?;
+            "RemoteError"
+        }
         _ => "ShardpackError",
     };
     let module = py.import("shardpack.errors")?;

@@ -78,6 +78,16 @@ class InvalidInputError(ShardpackError, ValueError):
     """An argument or input the library refuses; nothing was written for it."""
 
 
+class RemoteError(ShardpackError):
+    """A request to an object store or HTTP server that failed (``url``, ``offset``,
+    ``status``, the HTTP status when an answer came, ``expected``, ``reason``)."""
+
+    url: str
+    status: int | None
+    expected: str
+    reason: str
+
+
 class TarError(ShardpackError, ValueError):
     """A tar being imported is damaged, truncated or holds a member that cannot be a field
     (``file``, ``member``, ``after``, ``offset``, ``problem``: "damaged", "truncated",
