@@ -417,7 +417,9 @@ class StagedWrite:
         A write is recognised by its samples: keys are unique in an archive, so a
         generation that holds one key of each chosen attempt, and exactly as many new
         samples as they have, is this write's. An empty write has no key; its record
-        (see :meth:`_write_record`) says which generation it would have made."""
+        (see :meth:`_write_record`) says which generation it would have made. An object
+        store keeps no record, so there an empty write run twice adds two empty
+        generations: no sample twice, but one generation more."""
         if not _holds_archive(self.target):
             return None
         archive = _open(self.target)
