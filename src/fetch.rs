@@ -2,6 +2,7 @@
 //! (in parallel, resumable, every shard's BLAKE3 checked before it takes its name, the
 //! manifest last), [`push`] uploads (shards first, the manifest last).
 
+use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
@@ -433,7 +434,11 @@ fn hash(path: &Path, number: u32, chunk: u64) -> Result<String> {
 /// multipart upload of 16 MiB parts when it is larger than that, on S3), earlier
 /// generations' manifests and the parity file, then the manifest last, so that a reader
 /// never finds a manifest whose shards are not all there. `progress(done, total)` counts
-/// shard bytes uploaded.
+/// shard bytes uploaded; returns how many were.
+///
+/// A shard that the remote folder's current manifest lists with the same name, size and
+/// BLAKE3 is there already and is not uploaded again: pushing an archive with one more
+/// generation uploads that generation's shards only.
 ///
 /// # Errors
 /// The local archive does not open, a file cannot be read, or [`ErrorKind::Remote`].
@@ -448,7 +453,13 @@ pub fn push(dir: impl AsRef<Path>, url: &str, progress: &(dyn Fn(u64, u64) + Syn
         ));
     }
     let remote = Remote::open(url)?;
-    let total: u64 = m.shards.iter().map(|s| s.size).sum();
+    let there = shards_there(&remote);
+    let shards: Vec<&ShardInfo> = m
+        .shards
+        .iter()
+        .filter(|s| !there.contains(&(s.file.clone(), s.size, s.blake3.clone())))
+        .collect();
+    let total: u64 = shards.iter().map(|s| s.size).sum();
     let done = AtomicU64::new(0);
     let next = AtomicUsize::new(0);
     let failed: Mutex<Option<Error>> = Mutex::new(None);
@@ -456,7 +467,7 @@ pub fn push(dir: impl AsRef<Path>, url: &str, progress: &(dyn Fn(u64, u64) + Syn
         for _ in 0..4 {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(info) = m.shards.get(i) else { return };
+                let Some(info) = shards.get(i) else { return };
                 let path = dir.join(&info.file);
                 let result = upload(&remote, &info.file, &path, &|n| {
                     let d = done.fetch_add(n, Ordering::Relaxed) + n;
@@ -493,6 +504,40 @@ pub fn push(dir: impl AsRef<Path>, url: &str, progress: &(dyn Fn(u64, u64) + Syn
     }
     upload(&remote, MANIFEST_FILE, &dir.join(MANIFEST_FILE), &|_| {})?;
     Ok(total)
+}
+
+/// The shards the remote folder's current manifest lists, as (file, size, BLAKE3). The
+/// manifest is uploaded after its shards, so each is there whole. A folder without a
+/// manifest, or with one that does not parse, has none: every shard is then uploaded.
+fn shards_there(remote: &Remote) -> HashSet<(String, u64, String)> {
+    let listed = remote
+        .read_capped(
+            MANIFEST_FILE,
+            Limits::default().max_manifest_bytes,
+            "manifest size",
+        )
+        .and_then(|bytes| Manifest::parse(&bytes, &remote.as_path().join(MANIFEST_FILE)));
+    match listed {
+        Ok(m) => m
+            .shards
+            .into_iter()
+            .map(|s| (s.file, s.size, s.blake3))
+            .collect(),
+        Err(_) => HashSet::new(),
+    }
+}
+
+/// Removes the remote folder `url` and everything under it (every object whose name
+/// starts with the folder's); returns how many objects were deleted. A distributed write
+/// into an object store removes its staging folder with it. A URL naming a whole bucket
+/// or server is refused.
+///
+/// # Errors
+/// [`ErrorKind::InvalidInput`] for a URL that is not remote or names no folder, or
+/// [`ErrorKind::Remote`] (a store that takes no listing, as a plain HTTP server without
+/// WebDAV).
+pub fn remove_remote(url: &str) -> Result<u64> {
+    Remote::open(url)?.remove_all()
 }
 
 /// Part size of a multipart upload, and the size from which one is used.

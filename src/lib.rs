@@ -47,7 +47,7 @@ pub use archive::media::{
 pub use error::{
     Defect, Error, ErrorKind, InputChange, Location, Result, Structure, TarLocation, TarProblem,
 };
-pub use fetch::{fetch, push, FetchOptions, FetchReport};
+pub use fetch::{fetch, push, remove_remote, FetchOptions, FetchReport};
 pub use format::stream::EntryKind;
 pub use io::remote::{is_remote, without_credentials};
 pub use io::trace::{IoKind, IoOp, IoTrace};

@@ -234,6 +234,77 @@ fn push_uploads_an_archive_that_then_reads_remotely() {
     assert_eq!(read_all(&remote), samples);
 }
 
+/// Pushing an archive the remote folder holds already uploads no shard again; a shard
+/// whose bytes differ from the remote manifest's (another archive of the same layout) is
+/// uploaded, since only the manifest's BLAKE3 says a shard is there.
+#[test]
+fn push_skips_the_shards_the_remote_manifest_lists_unchanged() {
+    let root = tempfile::tempdir().unwrap();
+    archive_in(root.path(), Compression::None);
+    let served = tempfile::tempdir().unwrap();
+    let server = Server::start(served.path());
+    let url = server.url("up/ds");
+    let dir = root.path().join("ds");
+    let all: u64 = Archive::open(&dir)
+        .unwrap()
+        .manifest()
+        .shards
+        .iter()
+        .map(|s| s.size)
+        .sum();
+    assert_eq!(shardpack::push(&dir, &url, &|_, _| {}).unwrap(), all);
+    assert_eq!(shardpack::push(&dir, &url, &|_, _| {}).unwrap(), 0);
+    let other = tempfile::tempdir().unwrap();
+    let samples: Vec<OwnedSample> = (0..60)
+        .map(|i| {
+            (
+                format!("k/{i:04}"),
+                vec![("bin".to_string(), noise(i + 1000, 300))],
+            )
+        })
+        .collect();
+    write_archive(
+        &other.path().join("ds"),
+        tiny(Compression::None).shard_size(8 << 10),
+        &samples,
+    );
+    let other_dir = other.path().join("ds");
+    let other_all: u64 = Archive::open(&other_dir)
+        .unwrap()
+        .manifest()
+        .shards
+        .iter()
+        .map(|s| s.size)
+        .sum();
+    assert_eq!(
+        shardpack::push(&other_dir, &url, &|_, _| {}).unwrap(),
+        other_all
+    );
+    assert_eq!(read_all(&Archive::open(&url).unwrap()), samples);
+}
+
+/// `remove_remote` removes a folder, never a whole bucket or server.
+#[test]
+fn remove_remote_refuses_a_whole_bucket() {
+    for url in [
+        "s3://bucket",
+        "s3://bucket/",
+        "https://example.invalid",
+        "http://h:80/",
+    ] {
+        let err = shardpack::remove_remote(url).expect_err(url);
+        assert!(
+            matches!(err.kind(), ErrorKind::InvalidInput { .. }),
+            "{url}: {err}"
+        );
+    }
+    let err = shardpack::remove_remote("/local/folder").expect_err("not remote");
+    assert!(
+        matches!(err.kind(), ErrorKind::InvalidInput { .. }),
+        "{err}"
+    );
+}
+
 /// A server is hostile: a whole file for a range, another range than asked, a length far
 /// beyond what it sends. Each is an error naming the URL and offset (after object_store's
 /// retries), never other bytes and never an allocation of the claimed size.

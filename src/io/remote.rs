@@ -291,6 +291,48 @@ impl Remote {
         Ok(())
     }
 
+    /// Deletes every object under the folder (all of them, subfolders too); returns how
+    /// many. A folder that is a whole bucket or server is refused: this removes what one
+    /// write staged, never a store.
+    ///
+    /// # Errors
+    /// [`ErrorKind::InvalidInput`] for a folder with no prefix, [`ErrorKind::Remote`] for a
+    /// listing or a deletion that fails (a plain HTTP server that takes no listing, say).
+    pub(crate) fn remove_all(&self) -> Result<u64> {
+        let whole = match self.scheme {
+            Scheme::S3 => self.prefix.as_ref().is_empty(),
+            // An HTTP store's base is the URL itself: its path says which folder it is.
+            Scheme::Http => {
+                let rest = self.shown.split_once("://").map_or("", |(_, r)| r);
+                rest.find('/')
+                    .and_then(|at| rest.get(at..))
+                    .is_none_or(|path| path.trim_matches('/').is_empty())
+            }
+        };
+        if whole {
+            return Err(crate::Error::invalid_input(
+                &self.shown,
+                "a whole bucket or server is never removed; name a folder in it",
+            ));
+        }
+        let (store, prefix, url) = (self.store()?, self.prefix.clone(), self.shown.clone());
+        run(async move {
+            let mut listing = store.list(Some(&prefix));
+            let mut objects = Vec::new();
+            while let Some(meta) = listing.next().await {
+                let meta = meta.map_err(|e| failure(&url, None, "the folder's listing", &e))?;
+                objects.push(meta.location);
+            }
+            for object in &objects {
+                match store.delete(object).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(failure(&url, None, "to delete an object", &e)),
+                }
+            }
+            Ok(objects.len() as u64)
+        })?
+    }
+
     /// True when the store takes multipart uploads (S3; plain HTTP takes whole PUTs only).
     pub(crate) fn multipart(&self) -> bool {
         self.scheme == Scheme::S3

@@ -29,6 +29,8 @@ fn _shardpack(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write::merge, m)?)?;
     m.add_function(wrap_pyfunction!(remote::fetch, m)?)?;
     m.add_function(wrap_pyfunction!(remote::push, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::remove_remote, m)?)?;
+    m.add_function(wrap_pyfunction!(remote::is_remote, m)?)?;
     m.add_function(wrap_pyfunction!(order::epoch_order, m)?)?;
     m.add_function(wrap_pyfunction!(order::position_after, m)?)?;
     Ok(())

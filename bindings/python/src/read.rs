@@ -122,10 +122,12 @@ impl Archive {
         self.get_many(py, indices)
     }
 
-    /// The key of the sample at `index`, from the index alone.
-    fn key(&self, index: i64) -> PyResult<String> {
+    /// The key of the sample at `index`, from the index alone. The index may have to be
+    /// read first, over the network for a remote archive: without the GIL, as every read.
+    fn key(&self, py: Python<'_>, index: i64) -> PyResult<String> {
         let ordinal = self.ordinal(index)?;
-        self.inner.key(ordinal).map(|k| k.into_owned()).py()
+        py.detach(|| self.inner.key(ordinal).map(|k| k.into_owned()))
+            .py()
     }
 
     /// Every sample in file order, one `get` at a time through the map.

@@ -1,5 +1,6 @@
-//! Copying archives over the network: `fetch` and `push`, the crate's own, with the GIL
-//! released while they run.
+//! Copying archives over the network (`fetch`, `push`) and removing a remote folder: what
+//! `shardpack.cluster` needs for an `s3://` or `http(s)://` target, each a call of the
+//! crate's function of that name with the GIL released.
 
 use std::path::PathBuf;
 
@@ -50,4 +51,16 @@ pub fn fetch<'py>(
 #[pyfunction]
 pub fn push(py: Python<'_>, path: PathBuf, url: &str) -> PyResult<u64> {
     py.detach(|| shardpack::push(&path, url, &|_, _| {})).py()
+}
+
+/// Removes the remote folder `url` and every object under it; returns how many.
+#[pyfunction]
+pub fn remove_remote(py: Python<'_>, url: String) -> PyResult<u64> {
+    py.detach(|| shardpack::remove_remote(&url)).py()
+}
+
+/// True when `location` names a remote folder (`http://`, `https://` or `s3://`).
+#[pyfunction]
+pub fn is_remote(location: &str) -> bool {
+    shardpack::is_remote(location)
 }

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
+# Ray on Linux takes the machine's address as the node's and its servers listen on every
+# interface; with "clusters" off (the setting Ray uses on macOS and Windows) the node's
+# address is 127.0.0.1 and the GCS, the raylet and every worker listen there only. Read
+# when ray is imported, so it is set before any test module imports it.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 from pathlib import Path
 from typing import Any, Literal
 

@@ -4,6 +4,8 @@ task attempts give every sample exactly once, in task order; failures change not
 from __future__ import annotations
 
 import fcntl
+import json
+import multiprocessing
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 import pytest
 
 import shardpack
+import shardpack.cluster
 from shardpack.cluster import STAGING, StagedWrite, TaskResult, choose, write_task
 
 TASKS = 4
@@ -179,3 +182,104 @@ def test_attempts_without_numbers_claim_their_own_folders(tmp_path: Path) -> Non
 def test_write_ids_are_folder_names(tmp_path: Path) -> None:
     with pytest.raises(shardpack.errors.InvalidInputError):
         StagedWrite.begin(tmp_path, "../x")
+
+
+def crashing(target: Path, write_id: str, results: list[TaskResult], where: str) -> None:
+    """Runs the commit in a forked driver that dies at ``where``, as a killed one would."""
+
+    def run() -> None:
+        if where == "before-atomic-step":
+            # The append dies with part of the generation's shards written.
+            class Dying(shardpack.Writer):
+                written = 0
+
+                def write(self, key: str, fields: Any) -> int:
+                    Dying.written += 1
+                    if Dying.written == PER_TASK + 5:
+                        os._exit(3)
+                    return super().write(key, fields)
+
+            setattr(shardpack.cluster, "Writer", Dying)  # noqa: B010
+        else:
+            # The manifest renamed, the staging folder not yet removed.
+            StagedWrite._remove_staging = lambda self: os._exit(3)  # type: ignore[method-assign]
+        StagedWrite(target, write_id).commit(results)
+        os._exit(0)
+
+    child = multiprocessing.get_context("fork").Process(target=run)
+    child.start()
+    child.join()
+    assert child.exitcode == 3
+
+
+def staged(target: Path, tasks: range) -> tuple[StagedWrite, list[TaskResult]]:
+    write = StagedWrite.begin(target, lock=False)
+    results = [write_task(target, write.write_id, t, rows(t), **OPTIONS) for t in tasks]
+    return write, results
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "generation"])
+def test_a_commit_run_again_after_its_atomic_step_adds_nothing(
+    tmp_path: Path, existing: bool
+) -> None:
+    target = tmp_path / "out"
+    if existing:
+        write, results = staged(target, range(1))
+        write.commit(results)
+    write, results = staged(target, range(1, 3))
+    crashing(target, write.write_id, results, "after-atomic-step")
+    archive = shardpack.open(target)
+    assert archive.generation == 1 + existing
+    current = json.loads(archive.manifest_json())
+    # The driver, started again, retries the commit: it is found done, not made twice.
+    retried = StagedWrite(target, write.write_id)
+    assert retried.commit(results) == current
+    assert not os.path.exists(target / STAGING)
+    # Asked once more (the staging folder is gone now), the same answer.
+    assert StagedWrite(target, write.write_id).commit(results) == current
+    assert retried.commit(results) == current
+    assert shardpack.open(target).generation == 1 + existing
+    assert contents(target) == expected(range(3) if existing else range(1, 3))
+    report = shardpack.verify(target)
+    assert report.valid and report.leftovers == [], report
+
+
+def test_an_empty_write_committed_twice_adds_one_generation(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    write, results = staged(target, range(1))
+    write.commit(results)
+    write, _ = staged(target, range(0))
+    crashing(target, write.write_id, [], "after-atomic-step")
+    assert shardpack.open(target).generation == 2
+    StagedWrite(target, write.write_id).commit([])
+    assert shardpack.open(target).generation == 2
+
+
+def test_a_commit_interrupted_before_its_atomic_step_changes_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    write, results = staged(target, range(1))
+    write.commit(results)
+    before = shardpack.open(target).root
+    write, results = staged(target, range(1, 3))
+    crashing(target, write.write_id, results, "before-atomic-step")
+    assert shardpack.open(target).root == before
+    assert contents(target) == expected(range(1))
+    assert shardpack.verify(target).valid
+    # The retry makes the one generation the write adds.
+    StagedWrite(target, write.write_id).commit(results)
+    assert shardpack.open(target).generation == 2
+    assert contents(target) == expected(range(3))
+    shardpack.gc(target, delete=True)
+    report = shardpack.verify(target)
+    assert report.valid and report.leftovers == [], report
+
+
+def test_a_commit_finds_another_writes_samples_with_the_same_keys(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    write, results = staged(target, range(2))
+    write.commit(results)
+    # Another write of task 1's keys only: not this archive's generation, and refused.
+    other, again = staged(target, range(1, 2))
+    with pytest.raises(shardpack.errors.InvalidInputError, match="another write"):
+        other.commit(again)
+    assert shardpack.open(target).generation == 1

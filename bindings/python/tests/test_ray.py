@@ -1,5 +1,6 @@
-"""shardpack.ray on a local Ray (two CPUs, no dashboard): a retried failing write task
-and a duplicated one give every row exactly once; reading back gives the rows."""
+"""shardpack.ray on a local Ray (two CPUs, no dashboard, on 127.0.0.1 only): a retried
+failing write task and a duplicated one give every row exactly once; reading back gives
+the rows."""
 
 from __future__ import annotations
 
@@ -32,10 +33,12 @@ ROWS = 120
 
 @pytest.fixture(scope="session")
 def local_ray() -> Iterator[None]:
-    # Ray 2.60 has no loopback-only mode on Linux: it maps 127.0.0.1 to the machine's
-    # address (services.resolve_ip_for_localhost) and its GCS and raylet listen on every
-    # interface, guarded by the token authentication it enables by default.
+    # conftest.py keeps Ray on loopback: every server of this node on 127.0.0.1.
+    from ray._private import ray_constants
+
+    assert not ray_constants.ENABLE_RAY_CLUSTER, "ray was imported before conftest.py"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    assert ray.util.get_node_ip_address() == "127.0.0.1"  # type: ignore[no-untyped-call]
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield
     ray.shutdown()
@@ -143,3 +146,24 @@ def test_an_empty_dataset_gives_an_empty_archive(local_ray: None, tmp_path: Path
     )
     assert len(shardpack.open(target)) == 0
     assert shardpack.verify(target).valid
+
+
+def test_a_sink_into_s3(local_ray: None) -> None:
+    pytest.importorskip("moto.server")
+    from object_store import names, s3_server
+
+    with s3_server("ray") as env:
+        url = "s3://ray/out"
+        sink = shardpack.ray.ShardpackDatasink(url, key="id", shard_size=512)
+        # The workers started before the server: its address reaches them with the tasks.
+        dataset().write_datasink(sink, ray_remote_args={"runtime_env": {"env_vars": env}})
+        archive = shardpack.open(url)
+        assert sorted(archive.key(i) for i in range(len(archive))) == [
+            f"row/{i:05d}" for i in range(ROWS)
+        ]
+        assert shardpack.verify(url).valid
+        assert names(env, "ray", "out/_staging/") == []
+        rows = shardpack.ray.read_shardpack(
+            url, ray_remote_args={"runtime_env": {"env_vars": env}}
+        ).take_all()
+        assert sorted(row["__key__"] for row in rows) == [f"row/{i:05d}" for i in range(ROWS)]

@@ -25,11 +25,13 @@ from ._shardpack import export_tar as _export_tar
 from ._shardpack import fetch as _fetch
 from ._shardpack import gc as _gc
 from ._shardpack import import_tar as _import_tar
+from ._shardpack import is_remote as is_remote
 from ._shardpack import merge as _merge
 from ._shardpack import open as _open
 from ._shardpack import pack as _pack
 from ._shardpack import protect as _protect
 from ._shardpack import push as _push
+from ._shardpack import remove_remote as _remove_remote
 from ._shardpack import verify as _verify
 from .decoders import decode
 from .errors import CorruptError, ShardpackError
@@ -363,6 +365,20 @@ def gc(path: PathLike, *, delete: bool = False) -> dict[str, Any]:
     return report
 
 
+def push(path: PathLike, url: str) -> int:
+    """Uploads the archive folder ``path`` to the remote folder ``url`` as ``shardpack
+    push`` does: shards first, the manifest last, so no reader sees half an archive;
+    shards the remote manifest already lists unchanged are not sent again. Returns the
+    shard bytes uploaded."""
+    return _push(os.fspath(path), url)
+
+
+def remove_remote(url: str) -> int:
+    """Deletes the remote folder ``url`` and every object under it (never a whole bucket);
+    returns how many objects were deleted."""
+    return _remove_remote(url)
+
+
 def protect(path: PathLike, *, parity: float = 15.0) -> dict[str, Any]:
     """Adds Reed-Solomon parity of ``parity`` per cent to the archive in ``path``."""
     report: dict[str, Any] = json.loads(_protect(os.fspath(path), parity=parity))
@@ -378,12 +394,6 @@ def fetch(
     digest is refused before any shard is fetched. Raises the error of a shard that arrived
     damaged twice; returns counts (``bytes_fetched``, ``resumed``, ``refetched``, ...)."""
     return _fetch(url, os.fspath(output), expect_root=expect_root, parallel=parallel)
-
-
-def push(path: PathLike, url: str) -> int:
-    """Uploads the archive folder ``path`` to ``url`` as ``shardpack push`` does, the
-    manifest last; returns the shard bytes uploaded."""
-    return _push(os.fspath(path), url)
 
 
 def epoch_order(
@@ -459,11 +469,13 @@ __all__ = [
     "fetch",
     "gc",
     "import_tar",
+    "is_remote",
     "merge",
     "open",
     "pack",
     "protect",
     "push",
+    "remove_remote",
     "verify",
     "write_arrow",
 ]

@@ -6,8 +6,9 @@ as a Dataset, one read task per group of shards.
 >>> ds.write_datasink(shardpack.ray.ShardpackDatasink("/shared/out", key="id"))
 >>> shardpack.ray.read_shardpack("/shared/out").take(1)   # [{"__key__": ..., "jpg": b...}]
 
-The folder must be one every node sees (a shared file system). Write tasks are ordered by
-Ray Data's task index.
+The target is a folder every node sees (a shared file system), or an ``s3://`` or
+``http(s)://`` URL (see :mod:`shardpack.cluster`). Write tasks are ordered by Ray Data's
+task index.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import ray.data
 from ray.data.block import BlockAccessor, BlockMetadata
 from ray.data.datasource import Datasink, Datasource, ReadTask, WriteResult
 
-from . import FieldValue, PathLike, errors
+from . import FieldValue, PathLike, errors, is_remote
 from . import open as _open
 from .cluster import StagedWrite, TaskResult, write_task
 
@@ -50,7 +51,9 @@ class ShardpackDatasink(Datasink[TaskResult]):
         fields: Mapping[str, str] | Sequence[str] | None = None,
         **writer_options: Any,
     ) -> None:
-        self.path = os.path.abspath(os.fspath(path))
+        self.path = os.fspath(path)
+        if not is_remote(self.path):
+            self.path = os.path.abspath(self.path)
         self.key = key
         if fields is not None and not isinstance(fields, Mapping):
             fields = {name: name for name in fields}

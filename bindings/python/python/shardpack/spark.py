@@ -4,7 +4,10 @@ commit and abort run the protocol of :mod:`shardpack.cluster` on the driver.
 
 >>> shardpack.spark.write(df, "/shared/out", key="id", fields={"jpg": "jpg", "label": "cls"})
 
-The target folder must be one every executor and the driver see (a shared file system).
+The target is a folder every executor and the driver see (a shared file system), or an
+``s3://`` or ``http(s)://`` URL: then each task pushes its staging archive to
+``URL/_staging/...`` and the driver's commit composes the archive locally and pushes it,
+the manifest last (see :mod:`shardpack.cluster`).
 Partition *i*'s rows become samples after partition *i - 1*'s, in the order Spark gives them,
 so the same input and partitioning give the same archive.
 """
@@ -19,7 +22,7 @@ from typing import Any
 
 from pyspark.sql.datasource import DataSource, DataSourceWriter, WriterCommitMessage
 
-from . import FieldValue, PathLike, errors
+from . import FieldValue, PathLike, errors, is_remote
 from . import open as _open
 from .cluster import StagedWrite, TaskResult, write_task
 
@@ -72,7 +75,9 @@ def write(
     leaves the staged attempts alone; a failed job leaves ``path`` as it was.
     """
     df.sparkSession.dataSource.register(ShardpackDataSource)
-    target = os.path.abspath(os.fspath(path))
+    target = os.fspath(path)
+    if not is_remote(target):
+        target = os.path.abspath(target)
     with StagedWrite.begin(target) as staged:
         (
             df.write.format(NAME)
