@@ -91,6 +91,9 @@ impl Server {
                     return;
                 }
                 let Ok(conn) = conn else { continue };
+                // Head and body are two writes: without this the body of a small answer
+                // waits for the client's delayed ACK of the head.
+                let _ = conn.set_nodelay(true);
                 let (root, faults) = (root.clone(), faults.clone());
                 let (gets, heads, sent) = (gets.clone(), heads.clone(), sent.clone());
                 let counts = counts.clone();
