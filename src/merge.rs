@@ -3,6 +3,10 @@
 //! number, first ordinal) and the CRCs that cover it, in the header, every block header and
 //! the trailer; payloads, dictionaries and the index region are copied unchanged.
 //!
+//! One module, about 830 lines of code, because each step hands the next what it checked:
+//! the common layout, the key ranges found in bounded memory, the copy with its identity
+//! rewritten and the output removed on any failure.
+//!
 //! Before it writes anything, a merge opens every input (its latest manifest), requires one
 //! layout of them all, and reads every shard's key order, merging them as sorted lists, so
 //! that a key found twice anywhere is refused in memory bounded by the number of shards.

@@ -1,6 +1,10 @@
 //! Packing a folder: walk it, group its files into samples by the WebDataset convention,
 //! and write them, reading files on several threads ahead of the writer.
 //!
+//! One module (about 730 lines of code, the rest tests): the walk, the listing and the
+//! reading of what was walked are one rule set, since a file must still be the file that
+//! was listed (same folder, size, no link) when it is read.
+//!
 //! `train/0001.jpg` and `train/0001.json` become one sample with key `train/0001` and
 //! fields `jpg` and `json` (see [`split_key`]). Samples are written in sorted key order,
 //! fields in sorted name order. Empty folders are not recorded. Only regular files are

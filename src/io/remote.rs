@@ -1,6 +1,10 @@
 //! Archives read over the network: `http://`, `https://` and `s3://` folders, through
 //! `object_store` (ranged GETs, S3 signing, retries with backoff).
 //!
+//! One module, long because every part of it shares the one rule that a server is
+//! untrusted: the store and its runtime (rebuilt after a fork), what errors may show of a
+//! URL (never a credential), uploads, and the reads with their read-ahead.
+//!
 //! A remote archive is a folder like any other: `manifest.json` is read with one GET, and
 //! each shard through [`RemoteFile`], a [`ReadAt`] whose reads are ranged GETs of exactly
 //! the bytes a reader asks for, so that every check a reader makes on a local file applies

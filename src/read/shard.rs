@@ -1,4 +1,9 @@
 //! One shard file, mapped and structurally checked, read record by record (§12.2–§12.5).
+//!
+//! Long because it is the one type every reader goes through: opening with the header,
+//! trailer and index geometry checked, the record and block tables, the dictionary and
+//! the decoded-block cache are the state of [`Shard`] that each read checks against; the
+//! byte layouts and their pure checks live in `format/`.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;

@@ -1,5 +1,9 @@
 //! Reading a tape stream (§16) in one pass: samples, shard ends and manifest entries, in
 //! stream order, never seeking; and `unstream`, which turns a stream into an archive folder.
+//!
+//! Long because it is one state machine: a stream cannot be re-read, so the entry walk,
+//! the checks of each shard as it passes and of each generation's manifest against the
+//! shards before it all happen in the one loop of [`StreamReader`], sharing its state.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Read};
