@@ -21,7 +21,6 @@ import torch.utils.data
 from torch.utils.data import DataLoader
 
 import shardpack
-from fault_proxy import proxying
 from range_server import files_of, serving
 from shardpack import errors
 from shardpack.torch import MapDataset
@@ -248,38 +247,3 @@ def test_a_flipped_byte_on_s3_is_an_error_naming_the_url_and_offset(
     assert not (tmp_path / "copy" / "manifest.json").exists()
     assert not (tmp_path / "copy" / "shard-000001.shp").exists()
     no_secret_in(refused.value)
-
-
-def test_faults_between_s3_and_shardpack_are_retried_or_re_fetched(
-    s3_endpoint: str, compressed: Path, tmp_path: Path
-) -> None:
-    s3(s3_endpoint).create_bucket(Bucket="bucket-f")
-    url = "s3://bucket-f/through-a-proxy"
-    shardpack.push(compressed, url)
-    local = shardpack.open(compressed)
-    with proxying(s3_endpoint) as proxy:
-        os.environ["AWS_ENDPOINT_URL"] = proxy.url
-        try:
-            # Answered 503, delayed: retried, and every sample is the local one.
-            proxy.faults = ["503", "delay", "503"]
-            remote = shardpack.open(url)
-            same_samples(remote, local)
-            assert [f for f, _ in proxy.spent] == ["503", "delay", "503"]
-            # A body cut short is retried or an error naming the URL; never other bytes.
-            proxy.faults = ["cut"]
-            again = shardpack.open(url)
-            try:
-                same_samples(again, local)
-            except errors.ShardpackError as e:
-                assert url in str(e)
-                no_secret_in(e)
-            assert proxy.faults == []
-            # A byte flipped in transit during fetch: caught by the shard's BLAKE3 and
-            # fetched again, so the copy is the archive.
-            proxy.faults = ["flip"]
-            fetched = shardpack.fetch(url, tmp_path / "copy", expect_root=local.root)
-            assert proxy.faults == [] and fetched["refetched"] >= 1, (proxy.spent, fetched)
-            assert files_of(tmp_path / "copy") == files_of(compressed)
-            assert shardpack.verify(tmp_path / "copy", expect_root=local.root).valid
-        finally:
-            os.environ["AWS_ENDPOINT_URL"] = s3_endpoint
