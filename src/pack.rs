@@ -473,10 +473,7 @@ impl FolderListing {
         options: &PackOptions,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Manifest> {
-        if !options.skip_special {
-            self.refuse_special_files()?;
-        }
-        refuse_stream_parity(options)?;
+        self.check_stream_inputs(options)?;
         let writer = builder.append_stream_file(path)?;
         self.write(writer, progress)
     }
@@ -498,10 +495,7 @@ impl FolderListing {
         options: &PackOptions,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Manifest> {
-        if !options.skip_special {
-            self.refuse_special_files()?;
-        }
-        refuse_stream_parity(options)?;
+        self.check_stream_inputs(options)?;
         let id = self.archive_id(&builder);
         let writer = builder.archive_id(id).create_stream(sink, name)?;
         self.write(writer, progress)
@@ -710,14 +704,21 @@ pub fn pack_folder(
 /// Protects with `percent` (0 for none) an archive that was just written and hashed, so
 /// without verifying it first.
 /// Streams carry no parity (§16.1).
-fn refuse_stream_parity(options: &PackOptions) -> Result<()> {
-    if options.parity_percent.is_some_and(|p| p != 0.0) {
-        return Err(Error::invalid_input(
-            "parity",
-            "streams carry no parity: unstream, then protect",
-        ));
+impl FolderListing {
+    /// What a stream refuses before a byte is written: special files (unless skipped) and
+    /// parity.
+    fn check_stream_inputs(&self, options: &PackOptions) -> Result<()> {
+        if !options.skip_special {
+            self.refuse_special_files()?;
+        }
+        if options.parity_percent.is_some_and(|p| p != 0.0) {
+            return Err(Error::invalid_input(
+                "parity",
+                "streams carry no parity: unstream, then protect",
+            ));
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn protect_written(dir: &Path, percent: f64) -> Result<Option<crate::ProtectReport>> {

@@ -458,14 +458,7 @@ impl WriterBuilder {
         if !dir.join(&kept).exists() {
             output::write_manifest_file_as(&dir, &parent, &kept)?;
         }
-        let mut seen_keys = HashSet::with_capacity(parent.totals.samples as usize);
-        let archive = crate::read::Archive::open(&dir)?;
-        for (index, info) in parent.shards.iter().enumerate() {
-            let shard = archive.shard(index)?;
-            for local in 0..info.samples as u32 {
-                seen_keys.insert(key_hash(&shard.key(local)?));
-            }
-        }
+        let seen_keys = keys_of(&dir, &parent)?;
         let output = Output::Folder(FolderOutput::new(dir));
         Ok(Writer::continuing(
             builder,
@@ -510,14 +503,7 @@ impl WriterBuilder {
             let bytes = manifest::read_capped(&path, crate::Limits::default().max_manifest_bytes)?;
             kept.push((name, bytes));
         }
-        let mut seen_keys = HashSet::with_capacity(parent.totals.samples as usize);
-        let archive = crate::read::Archive::open(&root)?;
-        for (index, info) in parent.shards.iter().enumerate() {
-            let shard = archive.shard(index)?;
-            for local in 0..info.samples as u32 {
-                seen_keys.insert(key_hash(&shard.key(local)?));
-            }
-        }
+        let seen_keys = keys_of(&root, &parent)?;
         let output = Output::Volumes(VolumeOutput::appending(root, budget, last, kept)?);
         Ok(Writer::continuing(
             builder,
@@ -1383,6 +1369,20 @@ fn remove_unfinished_volumes(root: &Path, last: u32) -> Result<()> {
 }
 
 /// The first 16 bytes of the key's BLAKE3 hash, by which duplicate keys are found.
+/// The hashes of every key the archive at `path` holds, as of generation `parent`: what a
+/// new generation may not repeat.
+fn keys_of(path: &Path, parent: &Manifest) -> Result<HashSet<[u8; 16]>> {
+    let mut keys = HashSet::with_capacity(parent.totals.samples as usize);
+    let archive = crate::read::Archive::open(path)?;
+    for (index, info) in parent.shards.iter().enumerate() {
+        let shard = archive.shard(index)?;
+        for local in 0..info.samples as u32 {
+            keys.insert(key_hash(&shard.key(local)?));
+        }
+    }
+    Ok(keys)
+}
+
 fn key_hash(key: &str) -> [u8; 16] {
     let hash = blake3::hash(key.as_bytes());
     let mut out = [0u8; 16];
