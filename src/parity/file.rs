@@ -9,10 +9,19 @@ use super::*;
 /// another shard from ours.
 pub(super) fn chunk_digest(bytes: &[u8]) -> u64 {
     let h = blake3::hash(bytes);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&h.as_bytes()[..8]);
+    let mut first = [0u8; CHUNK_DIGEST_WIDTH];
+    first.copy_from_slice(&h.as_bytes()[..CHUNK_DIGEST_WIDTH]);
     u64::from_le_bytes(first)
 }
+
+/// A file-table entry (§17.3): `name_len` (u16), the name, `size` (u64), `blake3`.
+const NAME_LEN_WIDTH: usize = 2;
+const SIZE_WIDTH: usize = 8;
+const DIGEST_WIDTH: usize = 32;
+/// The bytes of a file-table entry besides its name (42).
+const ENTRY_FIXED_LEN: usize = NAME_LEN_WIDTH + SIZE_WIDTH + DIGEST_WIDTH;
+/// A chunk's entry in the data and parity digest tables: its `digest64`.
+const CHUNK_DIGEST_WIDTH: usize = 8;
 
 pub(super) fn encode_tables(p: &Parity) -> Vec<u8> {
     let mut t = Vec::new();
@@ -21,7 +30,8 @@ pub(super) fn encode_tables(p: &Parity) -> Vec<u8> {
         t.extend_from_slice(f.name.as_bytes());
         t.extend_from_slice(&f.size.to_le_bytes());
         t.extend_from_slice(
-            &crate::archive::manifest::parse_hex::<32>(&f.blake3).unwrap_or([0; 32]),
+            &crate::archive::manifest::parse_hex::<DIGEST_WIDTH>(&f.blake3)
+                .unwrap_or([0; DIGEST_WIDTH]),
         );
     }
     for c in p.data_digests.iter().chain(&p.parity_digests) {
@@ -208,14 +218,14 @@ pub(super) fn load(folder: &Path) -> Result<Parity> {
         };
         let name_len = usize::from(u16::from_le_bytes(
             tables
-                .get(pos..pos + 2)
+                .get(pos..pos + NAME_LEN_WIDTH)
                 .ok_or_else(bad)?
                 .try_into()
                 .unwrap_or_default(),
         ));
         let name = String::from_utf8(
             tables
-                .get(pos + 2..pos + 2 + name_len)
+                .get(pos + NAME_LEN_WIDTH..pos + NAME_LEN_WIDTH + name_len)
                 .ok_or_else(bad)?
                 .to_vec(),
         )
@@ -231,20 +241,20 @@ pub(super) fn load(folder: &Path) -> Result<Parity> {
                 ),
             ));
         }
-        pos += 2 + name_len;
+        pos += NAME_LEN_WIDTH + name_len;
         let size = u64::from_le_bytes(
             tables
-                .get(pos..pos + 8)
+                .get(pos..pos + SIZE_WIDTH)
                 .ok_or_else(bad)?
                 .try_into()
                 .unwrap_or_default(),
         );
-        let digest: [u8; 32] = tables
-            .get(pos + 8..pos + 40)
+        let digest: [u8; DIGEST_WIDTH] = tables
+            .get(pos + SIZE_WIDTH..pos + SIZE_WIDTH + DIGEST_WIDTH)
             .ok_or_else(bad)?
             .try_into()
             .unwrap_or_default();
-        pos += 40;
+        pos += SIZE_WIDTH + DIGEST_WIDTH;
         files.push(ProtectedFile {
             name,
             size,
@@ -258,7 +268,7 @@ pub(super) fn load(folder: &Path) -> Result<Parity> {
     let digest_bytes = m
         .checked_mul(layer)
         .and_then(|p| p.checked_add(n))
-        .and_then(|c| c.checked_mul(8));
+        .and_then(|c| c.checked_mul(CHUNK_DIGEST_WIDTH as u64));
     if first_chunk != n || digest_bytes != Some((tables.len() - pos) as u64) {
         return Err(Error::corrupt(
             at(header.tables_offset),
@@ -271,7 +281,7 @@ pub(super) fn load(folder: &Path) -> Result<Parity> {
         ));
     }
     let digests: Vec<u64> = tables[pos..]
-        .chunks_exact(8)
+        .chunks_exact(CHUNK_DIGEST_WIDTH)
         .map(|c| u64::from_le_bytes(c.try_into().unwrap_or_default()))
         .collect();
     let (data_digests, parity_digests) = digests.split_at((n as usize).min(digests.len()));
@@ -380,7 +390,10 @@ pub(super) fn geometry(
     let n = sizes
         .iter()
         .fold(0u64, |n, s| n.saturating_add(s.div_ceil(chunk).max(1)));
-    let file_table: u64 = names.iter().map(|n| 42 + n.len() as u64).sum();
+    let file_table: u64 = names
+        .iter()
+        .map(|n| (ENTRY_FIXED_LEN + n.len()) as u64)
+        .sum();
     geometry_of(n, file_table, parity_layers)
 }
 
@@ -404,7 +417,7 @@ pub(super) fn geometry_of(
     let tables_len = m
         .checked_mul(layer)
         .and_then(|p| p.checked_add(n))
-        .and_then(|c| c.checked_mul(8))
+        .and_then(|c| c.checked_mul(CHUNK_DIGEST_WIDTH as u64))
         .and_then(|d| d.checked_add(file_table));
     match tables_len {
         Some(tables_len) if tables_len <= MAX_TABLES_LEN => Ok(Geometry {
