@@ -539,3 +539,59 @@ fn a_scan_reads_ahead_in_few_large_overlapping_requests() {
         "the next range was not in flight while the current one was read"
     );
 }
+
+/// `get_many` over HTTP asks for a whole batch at once, several GETs in flight, each record
+/// once and nothing far from it; the shard's index, kept since the shard opened, is not
+/// asked for again, and stays kept for the reads after the batch.
+#[test]
+fn get_many_fetches_a_whole_batch_together_and_keeps_the_index() {
+    const RECORD: usize = 4 << 10;
+    const STRIDE: u64 = 20; // records 80 KiB apart: more than the gap that merges two GETs
+    let root = tempfile::tempdir().unwrap();
+    let samples: Vec<OwnedSample> = (0..2400)
+        .map(|i| (format!("s/{i:05}"), vec![("bin".to_string(), noise(i, RECORD))]))
+        .collect();
+    write_archive(
+        &root.path().join("ds"),
+        shardpack::Writer::builder()
+            .compression(Compression::None)
+            .shard_size(64 << 20),
+        &samples,
+    );
+    let server = Server::start(root.path());
+    let remote = Archive::open(server.url("ds")).unwrap();
+    assert_eq!(remote.shard_count(), 1);
+    remote.get(0).unwrap();
+    server.faults.lock().unwrap().delay = Some(std::time::Duration::from_millis(5));
+    server
+        .most_active
+        .store(0, std::sync::atomic::Ordering::SeqCst);
+    let gets = || server.gets.load(std::sync::atomic::Ordering::Relaxed);
+    let sent = || server.bytes_sent.load(std::sync::atomic::Ordering::Relaxed);
+    // A batch far larger than the 32 ranges the cache used to hold, in a shuffled order.
+    let batch: Vec<u64> = (1..=119u64).map(|i| (i * 47 % 119 + 1) * STRIDE).collect();
+    let (gets_before, sent_before) = (gets(), sent());
+    let read = remote.get_many(&batch);
+    for (got, &ordinal) in read.into_iter().zip(&batch) {
+        let got = got.unwrap();
+        assert_eq!(got.key(), samples[ordinal as usize].0);
+        assert_eq!(got.field("bin").unwrap(), &samples[ordinal as usize].1[0].1[..]);
+    }
+    let (batch_gets, batch_sent) = (gets() - gets_before, sent() - sent_before);
+    assert_eq!(batch_gets, batch.len() as u64, "one GET per record, none for the index");
+    assert!(
+        batch_sent <= batch.len() as u64 * RECORD as u64 * 2,
+        "{batch_sent} bytes sent for {} records of {RECORD}",
+        batch.len()
+    );
+    assert!(
+        server
+            .most_active
+            .load(std::sync::atomic::Ordering::SeqCst)
+            > 1,
+        "the batch's GETs run together"
+    );
+    let before = gets();
+    remote.get(7).unwrap();
+    assert_eq!(gets() - before, 1, "the index is still kept after the batch");
+}

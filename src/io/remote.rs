@@ -59,9 +59,15 @@ enum Scheme {
 /// How long one request may take before it is retried (object_store's default is 30 s).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Ranges a [`RemoteFile`] keeps, most recent last, and the bytes they may hold together.
-const CACHED_RANGES: usize = 32;
+/// Ranges a [`RemoteFile`] keeps, least recently used first, and the bytes they may hold
+/// together. A batch of small samples is hundreds of ranges, and must fit beside the index.
+const CACHED_RANGES: usize = 1024;
 const CACHED_BYTES: u64 = 64 << 20;
+
+/// Ranges of one hint closer than this are fetched by one GET. object_store's default,
+/// 1 MiB, would fetch most of a shard for a batch of small samples spread over it; 64 KiB
+/// keeps the bytes fetched near the bytes asked for, and the GETs still run 10 at once.
+const HINT_COALESCE_GAP: u64 = 64 << 10;
 
 /// A remote archive folder: its object store, the prefix of its objects, and the URL shown
 /// in messages (without credentials).
@@ -189,18 +195,23 @@ impl Remote {
         run(async move { fetch_range(&*store, &object, &url, range, None).await })?
     }
 
-    /// Bytes of each of `ranges` of `name`, fetched with nearby ranges merged and several
-    /// requests in flight (object_store's coalescing: gaps up to 1 MiB, 10 at once).
+    /// Bytes of each of `ranges` of `name`, fetched with ranges less than `gap` apart
+    /// merged and several requests in flight (object_store's coalescing, 10 at once).
     ///
     /// # Errors
     /// [`ErrorKind::Remote`] for the first range that fails.
-    pub(crate) fn ranges(&self, name: &str, ranges: Vec<Range<u64>>) -> Result<Vec<Bytes>> {
+    pub(crate) fn ranges(
+        &self,
+        name: &str,
+        ranges: Vec<Range<u64>>,
+        gap: u64,
+    ) -> Result<Vec<Bytes>> {
         let (store, object, url) = (self.store()?, self.object(name), self.url_of(name));
         run(async move {
             object_store::coalesce_ranges(
                 &ranges,
                 |r| fetch_range(&*store, &object, &url, r, None),
-                object_store::OBJECT_STORE_COALESCE_DEFAULT,
+                gap,
             )
             .await
         })?
@@ -737,8 +748,9 @@ const RANGES_IN_FLIGHT: usize = 2;
 /// next [`RANGES_IN_FLIGHT`] ranges of that size are asked for at once, in the background,
 /// so that the network works while the reader checks and decodes. Ranges read ahead or
 /// asked for by a hint (the index on a shard's first use, `get_many`'s batch) are kept, at
-/// most [`CACHED_RANGES`] and [`CACHED_BYTES`] together, most recent last, so that the reads
-/// inside them cost no request. Kept bytes are checked by every read that uses them, as a
+/// most [`CACHED_RANGES`] and [`CACHED_BYTES`] together, the least recently used given up
+/// first, so that the reads inside them cost no request and the index, used by every read,
+/// stays. Kept bytes are checked by every read that uses them, as a
 /// map's are: bytes damaged in transit fail their CRC each time, never pass.
 pub(crate) struct RemoteFile {
     remote: Arc<Remote>,
@@ -761,15 +773,17 @@ struct ReadAhead {
 impl RemoteFile {
     /// Fills `buf` from kept ranges, across several when they are contiguous; false when
     /// some of its bytes are in none.
+    /// The ranges used become the most recently used.
     fn cached(&self, offset: u64, buf: &mut [u8]) -> bool {
-        let cache = self
+        let mut cache = self
             .cache
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut at = 0usize;
+        let mut used: Vec<usize> = Vec::new();
         'fill: while at < buf.len() {
             let pos = offset + at as u64;
-            for (start, bytes) in cache.iter().rev() {
+            for (index, (start, bytes)) in cache.iter().enumerate().rev() {
                 let piece_end = start + bytes.len() as u64;
                 if *start <= pos && pos < piece_end {
                     let from = (pos - start) as usize;
@@ -781,11 +795,19 @@ impl RemoteFile {
                     };
                     dst.copy_from_slice(src);
                     at += n;
+                    used.push(index);
                     continue 'fill;
                 }
             }
             return false;
         }
+        used.sort_unstable();
+        used.dedup();
+        let mut moved = Vec::with_capacity(used.len());
+        for &index in used.iter().rev() {
+            moved.extend(cache.remove(index));
+        }
+        cache.extend(moved.into_iter().rev());
         true
     }
 
@@ -914,18 +936,29 @@ impl ReadAt for RemoteFile {
     }
 
     fn will_need_ranges(&self, ranges: &[(u64, u64)]) {
+        // At most half the cache, so that what the hint fetches does not push out the
+        // index or itself before it is read; the rest of a larger hint is read as asked.
+        let (mut ranges_left, mut bytes_left) = (CACHED_RANGES / 2, CACHED_BYTES / 2);
         let wanted: Vec<Range<u64>> = ranges
             .iter()
-            .filter(|&&(o, l)| l > 0 && l <= CACHED_BYTES && o.saturating_add(l) <= self.len)
+            .filter(|&&(o, l)| l > 0 && o.saturating_add(l) <= self.len)
             .filter(|&&(o, l)| !self.is_cached(o, l))
+            .take_while(|&&(_, l)| {
+                let fits = ranges_left > 0 && l <= bytes_left;
+                ranges_left = ranges_left.saturating_sub(1);
+                bytes_left = bytes_left.saturating_sub(l);
+                fits
+            })
             .map(|&(o, l)| o..o + l)
-            .take(CACHED_RANGES)
             .collect();
         if wanted.is_empty() {
             return;
         }
         // A hint: a failure here is met again, and reported, by the read that needs the bytes.
-        if let Ok(fetched) = self.remote.ranges(&self.name, wanted.clone()) {
+        if let Ok(fetched) = self
+            .remote
+            .ranges(&self.name, wanted.clone(), HINT_COALESCE_GAP)
+        {
             for (r, bytes) in wanted.into_iter().zip(fetched) {
                 self.keep(r.start, bytes);
             }
