@@ -166,6 +166,13 @@ impl<'scope, J: Send + 'scope, R: Send + 'scope> Ordered<'scope, J, R> {
         Ok(())
     }
 
+    /// Takes `result`, worked out by the caller, as the next in order: for work too small
+    /// to be worth a hand-over to a worker.
+    pub(crate) fn submit_done(&mut self, result: R) {
+        self.early.insert(self.submitted, Ok(result));
+        self.submitted += 1;
+    }
+
     /// The oldest result not yet taken, if it is done.
     pub(crate) fn try_next(&mut self) -> Option<io::Result<R>> {
         if let Some(r) = self.ready.pop_front() {
@@ -278,6 +285,30 @@ mod tests {
             got.push(r.unwrap());
         }
         assert_eq!(got, (0..20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn results_worked_out_by_the_caller_keep_their_place_among_the_jobs() {
+        let mut pool = Ordered::spawn("test", vec![(); 2], 4, |_, i: u64| {
+            std::thread::sleep(Duration::from_millis(10));
+            i
+        })
+        .unwrap();
+        let mut got = Vec::new();
+        for i in 0..12 {
+            if i % 3 == 0 {
+                pool.submit(i).unwrap();
+            } else {
+                pool.submit_done(i);
+            }
+            while let Some(r) = pool.try_next() {
+                got.push(r.unwrap());
+            }
+        }
+        while let Some(r) = pool.next() {
+            got.push(r.unwrap());
+        }
+        assert_eq!(got, (0..12).collect::<Vec<_>>());
     }
 
     #[test]

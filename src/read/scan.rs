@@ -250,7 +250,7 @@ impl ShardReader {
         }
         let zeros = |from: u64, to: u64, structure: Structure| -> Result<()> {
             let run = shard.payload(from..to)?;
-            match run.iter().position(|&b| b != 0) {
+            match crate::format::le::first_nonzero(&run) {
                 None => Ok(()),
                 Some(at) => Err(Error::corrupt(
                     Location::shard(path, number, from + at as u64),
@@ -288,10 +288,12 @@ impl ShardReader {
             zeros(covered, entry.offset, Structure::BlockPadding)?;
             covered = end;
             // The payload's CRC and its decoding run on the decoders, straight from the
-            // map: the reader thread only walks the block table.
+            // map: the reader thread only walks the block table. A stored block is only
+            // its CRC, cheaper here than handed over to a decoder and back.
             let (shard, source, path) = (shard.clone(), source.clone(), path.to_path_buf());
             let max = self.max_block;
-            let job: DecodeJob = Box::new(move || {
+            let stored = h.codec == Codec::Stored;
+            let check = move || {
                 let payload = shard.payload(start..end)?;
                 let crc = checksum::crc32(&payload);
                 if crc != h.payload_crc {
@@ -319,8 +321,14 @@ impl ShardReader {
                     }
                 };
                 Ok(cursor.checked_against(shard))
-            });
-            if !hand_over(decoders, job, tx)? {
+            };
+            let handed = if stored {
+                decoders.submit_done(check());
+                send_done(decoders, tx)?
+            } else {
+                hand_over(decoders, Box::new(check), tx)?
+            };
+            if !handed {
                 return Ok(false);
             }
         }
@@ -414,6 +422,12 @@ type Decoders = Ordered<'static, DecodeJob, Result<BlockCursor>>;
 /// the scan was dropped.
 fn hand_over(decoders: &mut Decoders, job: DecodeJob, tx: &SyncSender<ScanEvent>) -> Result<bool> {
     decoders.submit(job).map_err(decoder_failed)?;
+    send_done(decoders, tx)
+}
+
+/// Sends on the blocks decoded so far, in order, without waiting; false when the scan was
+/// dropped.
+fn send_done(decoders: &mut Decoders, tx: &SyncSender<ScanEvent>) -> Result<bool> {
     while let Some(done) = decoders.try_next() {
         let cursor = done.map_err(decoder_failed)??;
         if tx.send(ScanEvent::Block(cursor)).is_err() {
