@@ -48,7 +48,7 @@ pub(super) fn first_nonzero(file: &File, path: &Path, from: u64, to: u64) -> Res
         let piece = &mut buf[..(to - pos).min(BATCH_BYTES) as usize];
         file.read_exact_at(piece, pos)
             .map_err(|e| Error::io_at(path, "read", pos, e))?;
-        if let Some(i) = piece.iter().position(|&b| b != 0) {
+        if let Some(i) = crate::format::le::first_nonzero(piece) {
             return Ok(Some(pos + i as u64));
         }
         pos += piece.len() as u64;

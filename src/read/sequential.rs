@@ -409,7 +409,7 @@ impl ShardScanner {
                 ),
             ));
         }
-        if padding.iter().any(|&b| b != 0) {
+        if crate::format::le::first_nonzero(padding).is_some() {
             return Err(Error::corrupt(
                 Location::shard(&self.path, number, end - self.base),
                 Defect::not_zero(Structure::BlockPadding),

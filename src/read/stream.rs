@@ -456,7 +456,7 @@ impl<R: Read> StreamReader<R> {
                 ),
             ));
         }
-        if let Some(i) = pad.iter().position(|&b| b != 0) {
+        if let Some(i) = crate::format::le::first_nonzero(pad) {
             return Err(Error::corrupt(
                 self.at(body_at + h.manifest_len + i as u64),
                 Defect::not_zero(Structure::StreamPadding),

@@ -519,7 +519,7 @@ impl Verifier {
         let Some(region) = bytes.get(a..b.min(bytes.len())) else {
             return;
         };
-        if let Some(i) = region.iter().position(|&x| x != 0) {
+        if let Some(i) = crate::format::le::first_nonzero(region) {
             let last = region.iter().rposition(|&x| x != 0).unwrap_or(i);
             self.push(
                 path.to_path_buf(),
