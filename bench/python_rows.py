@@ -9,7 +9,8 @@ timed after imports and interpreter start.
 * `sp-threads`: `archive.get_many(batch)` from one thread, then the same batches split
   over two `threading.Thread`s.
 * `loader`: one epoch of a `torch.utils.data.DataLoader` (2 workers, batches of 256, raw
-  bytes per field, no decoding) over shardpack, MDS, WebDataset or LitData.
+  bytes per field, no decoding) over shardpack, MDS, WebDataset or LitData; for shardpack
+  also its `StreamingDataLoader`, whose workers hand on batches gathered into shared memory.
 * `pack-wds-shards`, `pack-litdata`: the inputs of the WebDataset and LitData loaders.
 """
 
@@ -203,6 +204,14 @@ def _sp_stream(path: str):
     return torch.utils.data.DataLoader(ds, batch_size=BATCH, num_workers=WORKERS), ()
 
 
+def _sp_loader(path: str):
+    from shardpack.torch import StreamingDataLoader, StreamingDataset
+
+    # Raw fields: the workers gather each batch into shared-memory buffers.
+    ds = StreamingDataset(path, batch_size=BATCH, decode=False)
+    return StreamingDataLoader(ds, num_workers=WORKERS), ()
+
+
 def _sp_map(path: str):
     import torch
     import torch.utils.data
@@ -253,7 +262,7 @@ def _litdata(path: str):
                                        collate_fn=_lit_collate), ("key",)
 
 
-LOADERS = {"sp-stream": _sp_stream, "sp-map": _sp_map, "mds": _mds, "wds": _wds,
+LOADERS = {"sp-stream": _sp_stream, "sp-loader": _sp_loader, "sp-map": _sp_map, "mds": _mds, "wds": _wds,
            "litdata": _litdata}
 
 

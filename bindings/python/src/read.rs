@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::{PyIndexError, PyKeyError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyMemoryView, PyTuple};
+use pyo3::types::{PyByteArray, PyList, PyMemoryView, PyTuple};
 use shardpack::SourceKind;
 
 use crate::buffer::FieldBytes;
@@ -115,6 +115,74 @@ impl Archive {
         read.into_iter()
             .map(|sample| sample.map(|inner| Sample { inner }).map_err(to_py))
             .collect()
+    }
+
+    /// The samples at `indices` gathered field by field into one buffer, for handing a
+    /// batch on as two large objects (to another process, to a device) instead of an
+    /// object per sample and field: `(keys, ordinals, names, bytes, starts, lengths)`.
+    /// `bytes` holds field `names[0]` of every sample, in order, then `names[1]`, ...;
+    /// `starts[f * n + i]` and `lengths[f * n + i]` place field `f` of sample `i` in it,
+    /// with length -1 for a sample without that field. Fields are in the order they are
+    /// first met. The reads are made as `get_many`'s; the first sample that fails to read
+    /// is the error.
+    #[allow(clippy::type_complexity)]
+    fn get_batch<'py>(
+        &self,
+        py: Python<'py>,
+        indices: Vec<i64>,
+    ) -> PyResult<(
+        Vec<String>,
+        Vec<u64>,
+        Vec<String>,
+        Bound<'py, PyByteArray>,
+        Vec<i64>,
+        Vec<i64>,
+    )> {
+        let ordinals = indices
+            .iter()
+            .map(|&i| self.ordinal(i))
+            .collect::<PyResult<Vec<u64>>>()?;
+        let read = py.detach(|| {
+            self.inner
+                .get_many(&ordinals)
+                .into_iter()
+                .collect::<shardpack::Result<Vec<_>>>()
+        });
+        let samples = read.map_err(to_py)?;
+        let mut names: Vec<&str> = Vec::new();
+        for sample in &samples {
+            for (name, _) in sample.fields() {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        let cells = names.len() * samples.len();
+        let (mut starts, mut lengths) = (Vec::with_capacity(cells), Vec::with_capacity(cells));
+        let mut total = 0usize;
+        for &name in &names {
+            for sample in &samples {
+                let len = sample.field(name).map(<[u8]>::len);
+                starts.push(total as i64);
+                lengths.push(len.map_or(-1, |n| n as i64));
+                total += len.unwrap_or(0);
+            }
+        }
+        let gathered = PyByteArray::new_with(py, total, |out| {
+            let mut at = 0;
+            for &name in &names {
+                for bytes in samples.iter().filter_map(|s| s.field(name)) {
+                    if let Some(dst) = out.get_mut(at..at + bytes.len()) {
+                        dst.copy_from_slice(bytes);
+                    }
+                    at += bytes.len();
+                }
+            }
+            Ok(())
+        })?;
+        let keys = samples.iter().map(|s| s.key().to_string()).collect();
+        let names = names.into_iter().map(str::to_string).collect();
+        Ok((keys, ordinals, names, gathered, starts, lengths))
     }
 
     /// What PyTorch's fetcher calls for a whole batch.

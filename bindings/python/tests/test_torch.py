@@ -211,3 +211,42 @@ def test_a_map_dataset_pickles_without_its_samples(stored: Path) -> None:
     assert len(pickle.dumps(dataset)) < 2000
     again = pickle.loads(pickle.dumps(dataset))
     assert again[3]["__key__"] == "sample/00003"
+
+
+@pytest.mark.parametrize(("workers", "shared"), [(0, False), (2, False), (2, True)])
+def test_gathered_batches_hold_the_samples_the_dataset_yields(
+    tmp_path: Path, workers: int, shared: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Small batches are pickled, large ones pass in shared memory (forked workers inherit
+    # the threshold).
+    import shardpack.torch
+
+    monkeypatch.setattr(shardpack.torch, "_SHARED_BYTES", 0 if shared else 1 << 62)
+    path = tmp_path / "mixed"
+    with shardpack.Writer(path) as writer:
+        for i in range(100):
+            fields = {"txt": f"text {i}".encode() * (i % 7), "bin": bytes([i]) * (i * 13 % 300)}
+            if i % 5 == 0:
+                del fields["bin"]  # a sample without a field; some fields are empty
+            writer.write(f"s/{i:03}", fields)
+    options: dict[str, Any] = {"batch_size": 16, "shuffle": True, "decode": False}
+    expected = [
+        (item["__key__"], item["__ordinal__"], item["txt"], item.get("bin"))
+        for item in StreamingDataset(path, **options)
+    ]
+    loader = StreamingDataLoader(
+        StreamingDataset(path, **options), num_workers=workers, timeout=120 if workers else 0
+    )
+    got = []
+    for batch in loader:
+        assert set(batch) == {"__key__", "__ordinal__", "txt", "bin"}
+        assert len(batch["__key__"]) <= 16
+        for key, ordinal, txt, binary in zip(
+            batch["__key__"], batch["__ordinal__"], batch["txt"], batch["bin"], strict=True
+        ):
+            assert isinstance(txt, memoryview)
+            got.append((key, int(ordinal), bytes(txt), None if binary is None else bytes(binary)))
+    if workers == 0:
+        assert got == expected
+    assert sorted(got) == sorted(expected)
+    assert len(got) == 100

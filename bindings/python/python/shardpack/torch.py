@@ -8,7 +8,10 @@
   mid-epoch exactly, also under torchdata's ``StatefulDataLoader``.
 * :class:`StreamingDataLoader`: a ``DataLoader`` that counts the batches it handed out, so
   its ``state_dict()`` is one global position in the epoch, which resumes with any other
-  number of ranks or workers.
+  number of ranks or workers. Over a dataset of raw fields (``decode=False``, no
+  ``transform``) its workers gather each batch field by field into one shared-memory
+  tensor, so a batch crosses to the main process as a few buffers, not as an object per
+  sample and field; its fields are then lists of ``memoryview``s of that memory.
 
 The order and the split are the Rust library's (docs/sample-order.md). Parameter names
 follow MosaicML Streaming's where they mean the same thing.
@@ -73,10 +76,53 @@ class _Reader:
                     out[name] = bytes(value)
         return self.transform(out) if self.transform is not None else out
 
+    @property
+    def raw(self) -> bool:
+        """True when items are the raw fields: no decoding and no transform."""
+        return self.decode_fields is False and self.transform is None
+
+    def batch(self, archive: Archive, indices: list[int]) -> dict[str, Any]:
+        """The samples at ``indices`` gathered into one buffer (see :func:`unpack_batch`).
+        A large buffer goes to the main process as a shared-memory tensor, one copy; a
+        small one is cheaper pickled than a shared-memory segment is to set up and pass."""
+        keys, ordinals, names, data, starts, lengths = archive.get_batch(indices)
+        buffer: torch.Tensor | bytearray = (
+            torch.frombuffer(data, dtype=torch.uint8)
+            if data and len(data) >= _SHARED_BYTES
+            else data
+        )
+        return {"__key__": keys, _GATHERED: (names, buffer, ordinals, starts, lengths)}
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["_archive"] = None
         return state
+
+
+_GATHERED = "__gathered__"
+# From about this size, a batch's buffer crosses processes faster in shared memory.
+_SHARED_BYTES = 4 << 20
+
+
+def _as_gathered(batch: dict[str, Any]) -> dict[str, Any]:
+    return batch
+
+
+def unpack_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """A gathered batch as the collated one a ``DataLoader`` makes of the samples:
+    ``__ordinal__`` a tensor, each field a list with one ``memoryview`` per sample (``None``
+    for a sample without it) of the batch's buffer, without a copy."""
+    gathered = batch.pop(_GATHERED, None)
+    if gathered is None:
+        return batch
+    names, buffer, ordinals, starts, lengths = gathered
+    batch["__ordinal__"] = torch.tensor(ordinals, dtype=torch.int64)
+    view = buffer.numpy().data if isinstance(buffer, torch.Tensor) else memoryview(buffer)
+    n = len(ordinals)
+    for f, name in enumerate(names):
+        cells = zip(starts[f * n : (f + 1) * n], lengths[f * n : (f + 1) * n], strict=True)
+        batch[name] = [view[at : at + size] if size >= 0 else None for at, size in cells]
+    return batch
 
 
 class MapDataset(torch.utils.data.Dataset[Any]):
@@ -114,7 +160,9 @@ class StreamingDataset(torch.utils.data.IterableDataset[Any]):
     chunks of ``batch_size`` samples, so that every sample is read exactly once per epoch
     across all of them (with ``drop_last``, the last incomplete step is skipped).
 
-    Use the DataLoader with the same ``batch_size``. A copy that finishes an epoch moves to
+    Use the DataLoader with the same ``batch_size``, or :class:`StreamingDataLoader`; given
+    to a StreamingDataLoader over raw fields, the dataset yields whole gathered batches
+    (see :func:`unpack_batch`) from then on. A copy that finishes an epoch moves to
     the next (in the main process, or in persistent workers); with workers that are not
     persistent, call :meth:`set_epoch` before each epoch, or use
     :class:`StreamingDataLoader`, which does. ``shuffle_block_size`` is the
@@ -150,6 +198,8 @@ class StreamingDataset(torch.utils.data.IterableDataset[Any]):
         self._rank = rank
         self._world = world_size
         self.epoch = 0
+        # Set by StreamingDataLoader over raw fields: yield whole gathered batches.
+        self._gather = False
         # Resumption: a global position, or (with the same partition) the chunks done.
         self._start = 0
         self._done = 0
@@ -210,6 +260,15 @@ class StreamingDataset(torch.utils.data.IterableDataset[Any]):
         plan = self._plan(rank, world, worker, workers, start=self._start, done=self._done)
         skip = self._offset
         for chunk in plan:
+            if self._gather:
+                rest = chunk[skip:]
+                skip = 0
+                if rest:
+                    self._offset = len(chunk)
+                    yield self._reader.batch(archive, rest)
+                self._done += 1
+                self._offset = 0
+                continue
             samples = archive.get_many(chunk[skip:])
             self._offset = skip
             skip = 0
@@ -274,6 +333,15 @@ class StreamingDataLoader(torch.utils.data.DataLoader[Any]):
     def __init__(self, dataset: StreamingDataset, **kwargs: Any) -> None:
         if kwargs.setdefault("batch_size", dataset.batch_size) != dataset.batch_size:
             raise InvalidInputError("batch_size must be the dataset's batch_size")
+        if kwargs.get("drop_last"):
+            raise InvalidInputError("drop_last is the dataset's: StreamingDataset(drop_last=True)")
+        if dataset._reader.raw and kwargs.get("collate_fn") is None:
+            # The dataset's chunks are the batches: the workers gather them whole.
+            dataset._gather = True
+            kwargs["batch_size"] = None
+            kwargs.pop("drop_last", None)
+            # Without batching, the DataLoader would convert each batch item by item.
+            kwargs["collate_fn"] = _as_gathered
         super().__init__(dataset, **kwargs)
         self._steps = 0
         self._fresh = True
@@ -287,7 +355,7 @@ class StreamingDataLoader(torch.utils.data.DataLoader[Any]):
         self._steps = 0
         for batch in super().__iter__():
             self._steps += 1
-            yield batch
+            yield unpack_batch(batch) if self.dataset._gather else batch
         self.dataset.set_epoch(epoch + 1)
         self._steps = 0
         self._fresh = True
@@ -317,4 +385,4 @@ class StreamingDataLoader(torch.utils.data.DataLoader[Any]):
         self._steps = 0
 
 
-__all__ = ["MapDataset", "StreamingDataLoader", "StreamingDataset"]
+__all__ = ["MapDataset", "StreamingDataLoader", "StreamingDataset", "unpack_batch"]
