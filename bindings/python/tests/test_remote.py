@@ -8,10 +8,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +19,10 @@ import torch.utils.data
 from torch.utils.data import DataLoader
 
 import shardpack
+from moto_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, s3, serving_s3
 from range_server import files_of, serving
 from shardpack import errors
 from shardpack.torch import MapDataset
-
-ACCESS_KEY_ID = "AKIDSHARDPACKTEST"
-SECRET_ACCESS_KEY = "shardpack-test-secret-do-not-print"
 
 
 def same_samples(a: shardpack.Archive, b: shardpack.Archive) -> None:
@@ -120,57 +116,11 @@ def test_a_forked_child_reads_with_the_handle_of_its_parent(stored: Path) -> Non
     assert done.returncode == 0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """A moto S3 server on loopback, and the AWS_* variables pointing at it."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                _, err = server.communicate()
-                pytest.fail(f"moto_server did not start: {err.decode(errors='replace')}")
-            time.sleep(0.1)
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_REGION")}
-    saved |= {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    os.environ["AWS_REGION"] = "us-east-1"
-    os.environ["AWS_ACCESS_KEY_ID"] = ACCESS_KEY_ID
-    os.environ["AWS_SECRET_ACCESS_KEY"] = SECRET_ACCESS_KEY
-    try:
+    with serving_s3() as endpoint:
         yield endpoint
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        server.kill()
-        server.communicate()
-
-
-def s3(endpoint: str) -> Any:
-    """A boto3 client of the test server (boto3 comes with moto): set-up and damage."""
-    import boto3
-
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
 
 
 def no_secret_in(error: BaseException) -> None:
@@ -247,3 +197,4 @@ def test_a_flipped_byte_on_s3_is_an_error_naming_the_url_and_offset(
     assert not (tmp_path / "copy" / "manifest.json").exists()
     assert not (tmp_path / "copy" / "shard-000001.shp").exists()
     no_secret_in(refused.value)
+
