@@ -198,3 +198,50 @@ def test_a_flipped_byte_on_s3_is_an_error_naming_the_url_and_offset(
     assert not (tmp_path / "copy" / "shard-000001.shp").exists()
     no_secret_in(refused.value)
 
+
+def shardpack_cli() -> str:
+    """The CLI binary: `./test` builds it (`cargo test --workspace`) and names it in
+    SHARDPACK_CLI. Missing in CI, the test fails; elsewhere it is skipped, saying why."""
+    path = os.environ.get("SHARDPACK_CLI", "")
+    if path and os.access(path, os.X_OK):
+        return path
+    message = (
+        f"no shardpack binary at SHARDPACK_CLI={path!r}: build it with "
+        "`cargo build -p shardpack-cli` and name it there (./test does both)"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def test_the_cli_lists_verifies_and_fetches_s3_at_the_endpoint_it_is_given(
+    s3_endpoint: str, compressed: Path, tmp_path: Path
+) -> None:
+    binary = shardpack_cli()
+    s3(s3_endpoint).create_bucket(Bucket="bucket-cli")
+    url = "s3://bucket-cli/datasets/text"
+    shardpack.push(compressed, url)
+    local = shardpack.open(compressed)
+    # Only the flag says where the store is: nothing in the environment does.
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [binary, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    listed = cli("--endpoint", s3_endpoint, "ls", url, "--long")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == cli("ls", str(compressed), "--long").stdout
+    # A global flag: after the subcommand too.
+    verified = cli("verify", url, "--endpoint", s3_endpoint)
+    assert verified.returncode == 0 and verified.stdout.startswith("OK"), verified
+    copy = tmp_path / "copy"
+    fetched = cli(
+        "--endpoint", s3_endpoint, "fetch", url, "-o", str(copy), "--expect-root", local.root
+    )
+    assert fetched.returncode == 0, fetched.stderr
+    assert files_of(copy) == files_of(compressed)
+    assert shardpack.verify(copy, expect_root=local.root).valid
+    for run in (listed, verified, fetched):
+        assert SECRET_ACCESS_KEY not in run.stdout + run.stderr
