@@ -1,5 +1,6 @@
 //! The CLI on remote archives (issue #14), against a loopback HTTP server the test starts:
-//! `ls`, `info`, `cat` and `verify` take a URL where they take a folder; `fetch` killed
+//! `ls`, `info`, `cat`, `verify`, `extract` and `bench` take a URL where they take a folder;
+//! `fetch` killed
 //! mid-download (SIGKILL) resumes to an archive identical to the source; a wrong
 //! `--expect-root` exits 1; `push` uploads an archive that then reads remotely.
 
@@ -240,4 +241,113 @@ fn push_then_read_over_http() {
     );
     let v = shardpack(&["verify", &url]);
     assert!(v.status.success(), "{}", text(&v));
+}
+
+#[test]
+fn extract_of_a_url_writes_the_files_extract_of_the_folder_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    pack(tmp.path(), 30, 50_000);
+    let server = Server::start(tmp.path());
+    let (remote_out, local_out) = (tmp.path().join("from-url"), tmp.path().join("from-dir"));
+    let r = shardpack(&[
+        "extract",
+        &server.url("ds"),
+        "-o",
+        remote_out.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let l = shardpack(&[
+        "extract",
+        tmp.path().join("ds").to_str().unwrap(),
+        "-o",
+        local_out.to_str().unwrap(),
+    ]);
+    assert!(l.status.success(), "{}", String::from_utf8_lossy(&l.stderr));
+    assert_eq!(folder_files(&remote_out), folder_files(&local_out));
+    assert_eq!(
+        folder_files(&remote_out),
+        folder_files(&tmp.path().join("in"))
+    );
+
+    // A byte flipped on the server: that file is reported by its URL, the others written.
+    let shard = tmp.path().join("ds/shard-000001.shp");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[5000] ^= 0x40;
+    std::fs::write(&shard, &bytes).unwrap();
+    let damaged_out = tmp.path().join("damaged");
+    let d = shardpack(&[
+        "extract",
+        &server.url("ds"),
+        "-o",
+        damaged_out.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&d.stderr);
+    assert_eq!(d.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{}/shard-000001.shp", server.url("ds"))),
+        "{stderr}"
+    );
+    let written = folder_files(&damaged_out);
+    assert!(
+        !written.is_empty() && written.len() < 30,
+        "{} files",
+        written.len()
+    );
+    for (name, data) in written {
+        assert_eq!(
+            data,
+            std::fs::read(tmp.path().join("in").join(&name)).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn bench_reads_a_url_as_it_reads_a_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    pack(tmp.path(), 30, 50_000);
+    let server = Server::start(tmp.path());
+    let url = server.url("ds");
+    for args in [
+        vec!["--pattern", "random", "--samples", "20"],
+        vec!["--pattern", "sequential"],
+        vec!["--pattern", "sequential", "--no-model"],
+    ] {
+        let mut all = vec!["bench", url.as_str(), "--json"];
+        all.extend(&args);
+        let out = shardpack(&all);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(report["archive"], url.as_str(), "{args:?}");
+        assert_eq!(report["archive_samples"], 30, "{args:?}");
+        let measured = &report["measured"];
+        let want = if args[1] == "random" { 20 } else { 30 };
+        assert_eq!(measured["samples"], want, "{args:?}: {report}");
+        // A sequential run reads every byte of the 30 files.
+        if args[1] == "sequential" {
+            assert_eq!(measured["payload_bytes"], 30 * 50_000, "{args:?}");
+        }
+        let modelled = report["modelled"].as_array().unwrap();
+        assert_eq!(
+            modelled.is_empty(),
+            args.contains(&"--no-model"),
+            "{args:?}"
+        );
+    }
+    // Bytes damaged on the server stop the run with exit status 1, naming the URL.
+    let shard = tmp.path().join("ds/shard-000001.shp");
+    let mut bytes = std::fs::read(&shard).unwrap();
+    bytes[5000] ^= 0x40;
+    std::fs::write(&shard, &bytes).unwrap();
+    let out = shardpack(&["bench", &url, "--pattern", "sequential", "--no-model"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("{url}/shard-000001.shp")),
+        "{stderr}"
+    );
 }

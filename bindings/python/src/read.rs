@@ -422,6 +422,21 @@ impl SampleIter {
     }
 }
 
+impl Drop for SampleIter {
+    /// A scan's drop waits for its reader thread, which may be in a request to a server:
+    /// never with the GIL held, so that Python threads (a server in this process, say)
+    /// run meanwhile.
+    fn drop(&mut self) {
+        let inner = std::mem::replace(
+            self.inner
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            Box::new(std::iter::empty()),
+        );
+        Python::attach(|py| py.detach(move || drop(inner)));
+    }
+}
+
 #[pymethods]
 impl SampleIter {
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {

@@ -8,10 +8,8 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +19,10 @@ import torch.utils.data
 from torch.utils.data import DataLoader
 
 import shardpack
+from moto_server import ACCESS_KEY_ID, SECRET_ACCESS_KEY, s3, serving_s3
 from range_server import files_of, serving
 from shardpack import errors
 from shardpack.torch import MapDataset
-
-ACCESS_KEY_ID = "AKIDSHARDPACKTEST"
-SECRET_ACCESS_KEY = "shardpack-test-secret-do-not-print"
 
 
 def same_samples(a: shardpack.Archive, b: shardpack.Archive) -> None:
@@ -120,57 +116,11 @@ def test_a_forked_child_reads_with_the_handle_of_its_parent(stored: Path) -> Non
     assert done.returncode == 0
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint() -> Iterator[str]:
     """A moto S3 server on loopback, and the AWS_* variables pointing at it."""
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                _, err = server.communicate()
-                pytest.fail(f"moto_server did not start: {err.decode(errors='replace')}")
-            time.sleep(0.1)
-    saved = {k: os.environ.get(k) for k in ("AWS_ENDPOINT_URL", "AWS_REGION")}
-    saved |= {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    os.environ["AWS_ENDPOINT_URL"] = endpoint
-    os.environ["AWS_REGION"] = "us-east-1"
-    os.environ["AWS_ACCESS_KEY_ID"] = ACCESS_KEY_ID
-    os.environ["AWS_SECRET_ACCESS_KEY"] = SECRET_ACCESS_KEY
-    try:
+    with serving_s3() as endpoint:
         yield endpoint
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        server.kill()
-        server.communicate()
-
-
-def s3(endpoint: str) -> Any:
-    """A boto3 client of the test server (boto3 comes with moto): set-up and damage."""
-    import boto3
-
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
 
 
 def no_secret_in(error: BaseException) -> None:
@@ -247,3 +197,51 @@ def test_a_flipped_byte_on_s3_is_an_error_naming_the_url_and_offset(
     assert not (tmp_path / "copy" / "manifest.json").exists()
     assert not (tmp_path / "copy" / "shard-000001.shp").exists()
     no_secret_in(refused.value)
+
+
+def shardpack_cli() -> str:
+    """The CLI binary: `./test` builds it (`cargo test --workspace`) and names it in
+    SHARDPACK_CLI. Missing in CI, the test fails; elsewhere it is skipped, saying why."""
+    path = os.environ.get("SHARDPACK_CLI", "")
+    if path and os.access(path, os.X_OK):
+        return path
+    message = (
+        f"no shardpack binary at SHARDPACK_CLI={path!r}: build it with "
+        "`cargo build -p shardpack-cli` and name it there (./test does both)"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def test_the_cli_lists_verifies_and_fetches_s3_at_the_endpoint_it_is_given(
+    s3_endpoint: str, compressed: Path, tmp_path: Path
+) -> None:
+    binary = shardpack_cli()
+    s3(s3_endpoint).create_bucket(Bucket="bucket-cli")
+    url = "s3://bucket-cli/datasets/text"
+    shardpack.push(compressed, url)
+    local = shardpack.open(compressed)
+    # Only the flag says where the store is: nothing in the environment does.
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [binary, *args], env=env, capture_output=True, text=True, timeout=120, check=False
+        )
+
+    listed = cli("--endpoint", s3_endpoint, "ls", url, "--long")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout == cli("ls", str(compressed), "--long").stdout
+    # A global flag: after the subcommand too.
+    verified = cli("verify", url, "--endpoint", s3_endpoint)
+    assert verified.returncode == 0 and verified.stdout.startswith("OK"), verified
+    copy = tmp_path / "copy"
+    fetched = cli(
+        "--endpoint", s3_endpoint, "fetch", url, "-o", str(copy), "--expect-root", local.root
+    )
+    assert fetched.returncode == 0, fetched.stderr
+    assert files_of(copy) == files_of(compressed)
+    assert shardpack.verify(copy, expect_root=local.root).valid
+    for run in (listed, verified, fetched):
+        assert SECRET_ACCESS_KEY not in run.stdout + run.stderr

@@ -16,7 +16,8 @@ use crate::output::progress_bar;
 /// the rest is extracted, and the exit status is 1.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The archive folder, or - for a stream on standard input.
+    /// The archive folder, its URL (http://, https://, s3://), or - for a stream on
+    /// standard input.
     archive: PathBuf,
     /// Read generation N of an appended archive (1 is the archive as first written)
     /// instead of the current one.

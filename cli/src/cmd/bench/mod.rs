@@ -32,7 +32,7 @@ const MB: f64 = 1e6;
 /// A damaged sample stops the run with exit status 1.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The archive folder.
+    /// The archive folder, or its URL (http://, https://, s3://).
     archive: PathBuf,
     /// sequential: read every shard front to back in large reads (`Archive::scan`);
     /// random: read samples by ordinal in a fixed pseudo-random order (`Archive::get`).
