@@ -549,7 +549,12 @@ fn get_many_fetches_a_whole_batch_together_and_keeps_the_index() {
     const STRIDE: u64 = 20; // records 80 KiB apart: more than the gap that merges two GETs
     let root = tempfile::tempdir().unwrap();
     let samples: Vec<OwnedSample> = (0..2400)
-        .map(|i| (format!("s/{i:05}"), vec![("bin".to_string(), noise(i, RECORD))]))
+        .map(|i| {
+            (
+                format!("s/{i:05}"),
+                vec![("bin".to_string(), noise(i, RECORD))],
+            )
+        })
         .collect();
     write_archive(
         &root.path().join("ds"),
@@ -575,23 +580,31 @@ fn get_many_fetches_a_whole_batch_together_and_keeps_the_index() {
     for (got, &ordinal) in read.into_iter().zip(&batch) {
         let got = got.unwrap();
         assert_eq!(got.key(), samples[ordinal as usize].0);
-        assert_eq!(got.field("bin").unwrap(), &samples[ordinal as usize].1[0].1[..]);
+        assert_eq!(
+            got.field("bin").unwrap(),
+            &samples[ordinal as usize].1[0].1[..]
+        );
     }
     let (batch_gets, batch_sent) = (gets() - gets_before, sent() - sent_before);
-    assert_eq!(batch_gets, batch.len() as u64, "one GET per record, none for the index");
+    assert_eq!(
+        batch_gets,
+        batch.len() as u64,
+        "one GET per record, none for the index"
+    );
     assert!(
         batch_sent <= batch.len() as u64 * RECORD as u64 * 2,
         "{batch_sent} bytes sent for {} records of {RECORD}",
         batch.len()
     );
     assert!(
-        server
-            .most_active
-            .load(std::sync::atomic::Ordering::SeqCst)
-            > 1,
+        server.most_active.load(std::sync::atomic::Ordering::SeqCst) > 1,
         "the batch's GETs run together"
     );
     let before = gets();
     remote.get(7).unwrap();
-    assert_eq!(gets() - before, 1, "the index is still kept after the batch");
+    assert_eq!(
+        gets() - before,
+        1,
+        "the index is still kept after the batch"
+    );
 }
