@@ -49,6 +49,7 @@ pub use error::{
 };
 pub use fetch::{fetch, push, remove_remote, FetchOptions, FetchReport};
 pub use format::stream::EntryKind;
+pub use io::range_cache::RemoteCache;
 pub use io::remote::{is_remote, without_credentials};
 pub use io::trace::{IoKind, IoOp, IoTrace};
 pub use io::{AccessPattern, ReadAt, SourceKind};

@@ -29,6 +29,15 @@ struct Cli {
     /// overrides. Credentials come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
     #[arg(long, global = true, value_name = "URL")]
     endpoint: Option<String>,
+    /// Keep the bytes read from remote archives (http(s):// and s3:// URLs) in this folder,
+    /// so that reading them again makes no request; for ls, info, cat, extract, verify and
+    /// bench. Several processes may share it. Entries are checked before use.
+    #[arg(long, global = true, value_name = "DIR")]
+    cache_dir: Option<std::path::PathBuf>,
+    /// The most bytes --cache-dir holds; the least recently used go first.
+    #[arg(long, global = true, value_name = "SIZE", default_value = "10G",
+          value_parser = size::parse_size, requires = "cache_dir")]
+    cache_size: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +70,9 @@ fn main() -> ExitCode {
         // The library reads the endpoint where every AWS tool does; set here, before any
         // thread starts, so that no other thread reads the environment as it changes.
         std::env::set_var("AWS_ENDPOINT_URL", endpoint);
+    }
+    if let Some(dir) = cli.cache_dir {
+        cmd::use_remote_cache(shardpack::RemoteCache::new(dir, cli.cache_size));
     }
     let result = match cli.command {
         Command::Pack(args) => cmd::pack::run(args),

@@ -114,6 +114,48 @@ fn ls_info_cat_and_verify_take_a_url() {
 }
 
 #[test]
+fn a_cache_dir_serves_a_second_command_without_requests() {
+    let tmp = tempfile::tempdir().unwrap();
+    pack(tmp.path(), 6, 50_000);
+    let server = Server::start(tmp.path());
+    let url = server.url("ds");
+    let cache = tmp.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let cat = [
+        "--cache-dir",
+        cache,
+        "--cache-size",
+        "64M",
+        "cat",
+        &url,
+        "003",
+        "-f",
+        "bin",
+    ];
+    let first = shardpack(&cat);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(first.stdout.len(), 50_000);
+    let gets = || server.gets.load(std::sync::atomic::Ordering::Relaxed);
+    let before = gets();
+    let again = shardpack(&cat);
+    assert_eq!(again.stdout, first.stdout);
+    // The manifest's GET only: the shard's bytes came from the cache folder.
+    assert_eq!(gets() - before, 1);
+    let v = shardpack(&["verify", &url, "--cache-dir", cache]);
+    assert!(text(&v).starts_with("OK"), "{}", text(&v));
+    let size_alone = shardpack(&["--cache-size", "1M", "ls", &url]);
+    assert_eq!(
+        size_alone.status.code(),
+        Some(2),
+        "--cache-size needs --cache-dir"
+    );
+}
+
+#[test]
 fn fetch_with_a_wrong_root_exits_1_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     pack(tmp.path(), 4, 50_000);

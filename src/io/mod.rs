@@ -4,6 +4,7 @@
 //! object, a test double). Tracing wraps a source and observes it; it never changes what
 //! is read or checked.
 
+pub(crate) mod range_cache;
 pub(crate) mod remote;
 mod sys;
 pub mod trace;
@@ -119,6 +120,12 @@ pub trait ReadAt: Send + Sync {
 
     /// Hints how the source will be read.
     fn advise(&self, _pattern: AccessPattern) {}
+
+    /// Tells the source that the `len` bytes at `offset` it returned failed a check (a
+    /// CRC): a source that keeps bytes (a remote one's caches, in memory and on disk) gives
+    /// those up, so that the next read fetches them again instead of meeting the same
+    /// damaged bytes for ever.
+    fn check_failed(&self, _offset: u64, _len: u64) {}
 }
 
 /// Another handle on a source, passing every call through (see `Shard::batch_handle`).
@@ -147,6 +154,10 @@ impl ReadAt for Shared {
 
     fn advise(&self, pattern: AccessPattern) {
         self.0.advise(pattern)
+    }
+
+    fn check_failed(&self, offset: u64, len: u64) {
+        self.0.check_failed(offset, len)
     }
 }
 
@@ -261,6 +272,9 @@ impl ReadAt for Traced {
     }
     fn advise(&self, pattern: AccessPattern) {
         self.inner.advise(pattern);
+    }
+    fn check_failed(&self, offset: u64, len: u64) {
+        self.inner.check_failed(offset, len);
     }
 }
 

@@ -30,6 +30,7 @@ use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt};
 
+use crate::io::range_cache::CachedShard;
 use crate::io::{AccessPattern, ReadAt};
 use crate::{ErrorKind, Result};
 
@@ -388,12 +389,20 @@ impl Remote {
     }
 
     /// A shard file `name` of `len` bytes (the manifest's size: no request is made to learn
-    /// it), read ahead `chunk` bytes at a time once advised sequential.
-    pub(crate) fn file(self: &Arc<Self>, name: &str, len: u64, chunk: u64) -> RemoteFile {
+    /// it), read ahead `chunk` bytes at a time once advised sequential, and through `disk`
+    /// when there is an on-disk cache.
+    pub(crate) fn file(
+        self: &Arc<Self>,
+        name: &str,
+        len: u64,
+        chunk: u64,
+        disk: Option<CachedShard>,
+    ) -> RemoteFile {
         RemoteFile {
             remote: self.clone(),
             name: name.to_string(),
             len,
+            disk,
             chunk: chunk.clamp(1, CACHED_BYTES),
             sequential: AtomicBool::new(false),
             cache: Mutex::new(VecDeque::new()),
@@ -751,11 +760,16 @@ const RANGES_IN_FLIGHT: usize = 2;
 /// most [`CACHED_RANGES`] and [`CACHED_BYTES`] together, the least recently used given up
 /// first, so that the reads inside them cost no request and the index, used by every read,
 /// stays. Kept bytes are checked by every read that uses them, as a
-/// map's are: bytes damaged in transit fail their CRC each time, never pass.
+/// map's are: bytes damaged in transit fail their CRC, never pass, and once a reader says
+/// so ([`ReadAt::check_failed`]) they are given up and fetched again.
+///
+/// With an on-disk cache (`disk`), every fetch goes through it: whole cached blocks are
+/// read from the folder, and only the runs of blocks it lacks are asked of the server.
 pub(crate) struct RemoteFile {
     remote: Arc<Remote>,
     name: String,
     len: u64,
+    disk: Option<CachedShard>,
     chunk: u64,
     sequential: AtomicBool,
     cache: Mutex<VecDeque<(u64, Bytes)>>,
@@ -771,6 +785,42 @@ struct ReadAhead {
 }
 
 impl RemoteFile {
+    /// Bytes `range` of the file: through the on-disk cache when there is one, from the
+    /// server otherwise.
+    fn fetch(&self, range: Range<u64>) -> Result<Bytes> {
+        match &self.disk {
+            Some(disk) => disk.read(range, &|r| self.remote.range(&self.name, r)),
+            None => self.remote.range(&self.name, range),
+        }
+    }
+
+    /// [`RemoteFile::fetch`] started in the background; the bytes (or the error) arrive on
+    /// the receiver. Reads of the cache folder run on the runtime's blocking threads.
+    fn fetch_in_background(
+        &self,
+        range: Range<u64>,
+    ) -> Result<std::sync::mpsc::Receiver<Result<Bytes>>> {
+        let Some(disk) = self.disk.clone() else {
+            return self.remote.range_in_background(&self.name, range);
+        };
+        let (remote, name) = (self.remote.clone(), self.name.clone());
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        runtime()?.spawn_blocking(move || {
+            // The reader may have moved elsewhere and dropped the receiver: nothing to do.
+            let _ = tx.send(disk.read(range, &|r| remote.range(&name, r)));
+        });
+        Ok(rx)
+    }
+
+    /// `range` grown to whole cached blocks when there is a cache, so that what is fetched
+    /// ahead is cached whole; unchanged otherwise.
+    fn widened(&self, range: Range<u64>) -> Range<u64> {
+        match &self.disk {
+            Some(disk) => disk.widened(range),
+            None => range,
+        }
+    }
+
     /// Fills `buf` from kept ranges, across several when they are contiguous; false when
     /// some of its bytes are in none.
     /// The ranges used become the most recently used.
@@ -845,10 +895,7 @@ impl RemoteFile {
         if !self.cached(offset, buf) {
             ahead.in_flight.clear();
             let fetch_end = offset.saturating_add(step).max(end).min(self.len);
-            let bytes = self
-                .remote
-                .range(&self.name, offset..fetch_end)
-                .map_err(io::Error::other)?;
+            let bytes = self.fetch(offset..fetch_end).map_err(io::Error::other)?;
             let src = bytes
                 .get(..buf.len())
                 .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
@@ -860,8 +907,8 @@ impl RemoteFile {
             ahead.next = ahead.next.max(end);
         }
         while ahead.in_flight.len() < RANGES_IN_FLIGHT && ahead.next < self.len {
-            let range = ahead.next..ahead.next.saturating_add(step).min(self.len);
-            match self.remote.range_in_background(&self.name, range.clone()) {
+            let range = self.widened(ahead.next..ahead.next.saturating_add(step).min(self.len));
+            match self.fetch_in_background(range.clone()) {
                 Ok(rx) => {
                     ahead.next = range.end;
                     ahead.in_flight.push_back((range, rx));
@@ -888,6 +935,23 @@ impl RemoteFile {
                 None => break,
             }
         }
+    }
+
+    /// Of the ranges a hint wants, keeps those the cache folder holds whole, and returns the
+    /// others grown to whole blocks, for the server.
+    fn kept_from_disk(&self, disk: &CachedShard, wanted: Vec<Range<u64>>) -> Vec<Range<u64>> {
+        let (held, missing): (Vec<_>, Vec<_>) =
+            wanted.into_iter().partition(|r| disk.holds(r.clone()));
+        for range in held {
+            // Read as any fetch is: a block removed meanwhile is asked of the server.
+            if let Ok(bytes) = self.fetch(range.clone()) {
+                self.keep(range.start, bytes);
+            }
+        }
+        let mut missing: Vec<Range<u64>> = missing.into_iter().map(|r| disk.widened(r)).collect();
+        missing.sort_by_key(|r| (r.start, r.end));
+        missing.dedup();
+        missing
     }
 
     fn is_cached(&self, offset: u64, len: u64) -> bool {
@@ -920,10 +984,7 @@ impl ReadAt for RemoteFile {
         if self.sequential.load(Ordering::Relaxed) {
             return self.read_sequential(offset, buf);
         }
-        let bytes = self
-            .remote
-            .range(&self.name, offset..end)
-            .map_err(io::Error::other)?;
+        let bytes = self.fetch(offset..end).map_err(io::Error::other)?;
         let src = bytes
             .get(..buf.len())
             .ok_or_else(|| io::Error::from(io::ErrorKind::UnexpectedEof))?;
@@ -954,14 +1015,34 @@ impl ReadAt for RemoteFile {
         if wanted.is_empty() {
             return;
         }
+        let wanted = match &self.disk {
+            Some(disk) => self.kept_from_disk(disk, wanted),
+            None => wanted,
+        };
         // A hint: a failure here is met again, and reported, by the read that needs the bytes.
         if let Ok(fetched) = self
             .remote
             .ranges(&self.name, wanted.clone(), HINT_COALESCE_GAP)
         {
             for (r, bytes) in wanted.into_iter().zip(fetched) {
+                if let Some(disk) = &self.disk {
+                    disk.store(r.start, &bytes);
+                }
                 self.keep(r.start, bytes);
             }
+        }
+    }
+
+    fn check_failed(&self, offset: u64, len: u64) {
+        let failed = offset..offset.saturating_add(len.max(1));
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(start, bytes)| {
+                start + bytes.len() as u64 <= failed.start || failed.end <= *start
+            });
+        if let Some(disk) = &self.disk {
+            disk.forget(failed);
         }
     }
 

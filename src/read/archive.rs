@@ -5,6 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::archive::manifest::{Manifest, MANIFEST_FILE};
 use crate::archive::volume::{self, Found, VolumeSet};
+use crate::io::range_cache::{RangeCache, RemoteCache};
 use crate::io::remote::{self, Remote};
 use crate::io::{AccessPattern, ReadAt, SourceKind};
 use crate::read::order::{EpochOrder, Shuffle};
@@ -30,6 +31,8 @@ struct Inner {
     volumes: Option<VolumeSet>,
     /// For an archive read over the network: its folder's store.
     remote: Option<Arc<Remote>>,
+    /// For an archive read over the network with [`ArchiveOptions::remote_cache`].
+    disk_cache: Option<Arc<RangeCache>>,
 }
 
 /// How to open an [`Archive`]: every option combines with every other.
@@ -48,6 +51,7 @@ pub struct ArchiveOptions {
     volumes: Option<Vec<PathBuf>>,
     source: SourceKind,
     generation: Option<u64>,
+    remote_cache: Option<RemoteCache>,
 }
 
 impl ArchiveOptions {
@@ -86,6 +90,17 @@ impl ArchiveOptions {
     /// its shards are never changed by later ones.
     pub fn generation(mut self, number: u64) -> Self {
         self.generation = Some(number);
+        self
+    }
+
+    /// For an archive read over the network: keeps the shard bytes fetched in folder `dir`
+    /// (created if missing), at most `max_bytes` of them, so that reading them again (the
+    /// next epoch, another process given the same folder) makes no request. Entries are
+    /// named by each shard's BLAKE3, checked by a CRC of their own (a damaged one is
+    /// fetched again) and then by every check a read makes; the least recently used are
+    /// removed first. Several processes may share the folder. Local archives ignore it.
+    pub fn remote_cache(mut self, dir: impl Into<PathBuf>, max_bytes: u64) -> Self {
+        self.remote_cache = Some(RemoteCache::new(dir, max_bytes));
         self
     }
 
@@ -135,6 +150,7 @@ impl ArchiveOptions {
                 options: self,
                 volumes,
                 remote: None,
+                disk_cache: None,
             }),
         })
     }
@@ -177,6 +193,11 @@ impl ArchiveOptions {
             ));
         }
         let shards = manifest.shards.iter().map(|_| OnceLock::new()).collect();
+        let disk_cache = self
+            .remote_cache
+            .as_ref()
+            .map(RemoteCache::open)
+            .transpose()?;
         Ok(Archive {
             inner: Arc::new(Inner {
                 path,
@@ -185,6 +206,7 @@ impl ArchiveOptions {
                 options: self,
                 volumes: None,
                 remote: Some(remote),
+                disk_cache,
             }),
         })
     }
@@ -351,7 +373,10 @@ impl Archive {
                 let chunk = crate::MediaProfile::from_name(&inner.manifest.layout.profile)
                     .unwrap_or_default()
                     .read_chunk;
-                let file = Arc::new(remote.file(&info.file, info.size, chunk));
+                let disk = inner.disk_cache.as_ref().and_then(|cache| {
+                    cache.shard(&remote.url_of(&info.file), &info.blake3, info.size)
+                });
+                let file = Arc::new(remote.file(&info.file, info.size, chunk, disk));
                 let source: Arc<dyn ReadAt> = match &inner.options.trace {
                     Some(trace) => Arc::new(crate::io::Traced {
                         inner: file.clone(),
@@ -366,7 +391,13 @@ impl Archive {
                     source,
                     expected,
                     inner.options.limits,
-                )?;
+                )
+                .inspect_err(|e| {
+                    // Which kept bytes failed is not known: none of the shard's are kept.
+                    if e.is_corruption() {
+                        file.check_failed(0, info.size);
+                    }
+                })?;
                 let layout = shard.layout();
                 if layout.index_len <= REMOTE_INDEX_FETCHED_WHOLE_BYTES {
                     file.will_need(layout.index_offset, layout.index_len);
@@ -532,6 +563,12 @@ impl Archive {
     /// The options this archive was opened with.
     pub(crate) fn opened_with(&self) -> &ArchiveOptions {
         &self.inner.options
+    }
+
+    /// The on-disk cache remote reads go through ([`ArchiveOptions::remote_cache`]), if one
+    /// was asked for.
+    pub fn remote_cache(&self) -> Option<&RemoteCache> {
+        self.inner.options.remote_cache.as_ref()
     }
 
     /// The caps this archive was opened with.

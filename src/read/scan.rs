@@ -297,6 +297,8 @@ impl ShardReader {
                 let payload = shard.payload(start..end)?;
                 let crc = checksum::crc32(&payload);
                 if crc != h.payload_crc {
+                    // A source keeping these bytes fetches them again for the next pass.
+                    source.check_failed(start, h.stored_len);
                     return Err(Error::corrupt(
                         Location::shard(&path, number, start).len(h.stored_len),
                         Defect::crc(Structure::BlockPayload { block: b }, h.payload_crc, crc),

@@ -736,8 +736,21 @@ impl Shard {
     }
 
     /// [`Shard::get`], a stored sample holding `handle` (this shard's bytes, or a
-    /// [`Shard::batch_handle`]) for its map.
+    /// [`Shard::batch_handle`]) for its map. When the record fails a check, the source is
+    /// told which bytes failed (the record's, and the place the error names), so that a
+    /// source keeping them fetches them again for the next read.
     pub(crate) fn get_holding(&self, local: u32, handle: &Arc<dyn ReadAt>) -> Result<Sample> {
+        let read = self.read_record(local, handle);
+        if let Err(ErrorKind::Corrupt { location, .. }) = read.as_ref().map_err(Error::kind) {
+            if let Some((start, end)) = self.record_range(local) {
+                handle.check_failed(start, end - start);
+            }
+            handle.check_failed(location.offset, location.len);
+        }
+        read
+    }
+
+    fn read_record(&self, local: u32, handle: &Arc<dyn ReadAt>) -> Result<Sample> {
         if local >= self.layout.record_count {
             return Err(ErrorKind::OrdinalOutOfRange {
                 ordinal: u64::from(local),

@@ -8,6 +8,7 @@
 //! HTTP, so leftovers are not looked for, and parity is not checked remotely.
 
 use super::*;
+use crate::io::range_cache::{CachedShard, CACHE_BLOCK_BYTES};
 use crate::io::remote::Remote;
 
 pub(super) fn verify_remote(
@@ -79,11 +80,22 @@ pub(super) fn verify_remote(
         .and_then(|m| crate::MediaProfile::from_name(&m.layout.profile))
         .unwrap_or_default()
         .read_chunk;
+    let disk_cache = options
+        .remote_cache
+        .as_ref()
+        .map(crate::RemoteCache::open)
+        .transpose()?;
     let mut done = 0;
     for (i, info) in shards.iter().enumerate() {
         let number = i as u32;
         let path = dir.join(&info.file);
+        let cached = disk_cache
+            .as_ref()
+            .and_then(|c| c.shard(&remote.url_of(&info.file), &info.blake3, info.size));
         let staged = (|| -> Result<()> {
+            if let Some(cached) = &cached {
+                return stage_cached(cached, &remote, info, &path, chunk);
+            }
             let mut file = crate::io::create_new(&path)?;
             remote.copy_to(
                 &info.file,
@@ -95,11 +107,18 @@ pub(super) fn verify_remote(
                 &mut |_| {},
             )
         })();
+        let findings_before = v.findings.len();
         match staged {
             Ok(()) => v.check_shard(&path, number, Some(info), manifest.as_ref()),
             Err(e) => {
                 v.complete = false;
                 v.push_error(&e, Some(number), info.size);
+            }
+        }
+        if v.findings.len() > findings_before {
+            // Which blocks hold the damage is not known: none of the shard's are kept.
+            if let Some(cached) = &cached {
+                cached.forget(0..info.size);
             }
         }
         let _ = std::fs::remove_file(&path);
@@ -160,6 +179,29 @@ fn is_not_found(e: &Error) -> bool {
             ..
         }
     )
+}
+
+/// Copies shard `info` into `path` through the on-disk cache, `chunk` bytes (whole cached
+/// blocks) at a time.
+fn stage_cached(
+    cached: &CachedShard,
+    remote: &Remote,
+    info: &ShardInfo,
+    path: &Path,
+    chunk: u64,
+) -> Result<()> {
+    use std::io::Write;
+    let step = chunk.div_ceil(CACHE_BLOCK_BYTES).max(1) * CACHE_BLOCK_BYTES;
+    let mut file = crate::io::create_new(path)?;
+    let mut at = 0;
+    while at < info.size {
+        let end = at.saturating_add(step).min(info.size);
+        let bytes = cached.read(at..end, &|r| remote.range(&info.file, r))?;
+        file.write_all(&bytes)
+            .map_err(|e| Error::io_at(path, "write", at, e))?;
+        at = end;
+    }
+    Ok(())
 }
 
 /// Copies the small file `name` (at most `max` bytes) into `dir`.

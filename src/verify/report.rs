@@ -29,6 +29,10 @@ pub struct VerifyOptions {
     pub limits: Limits,
     /// Records every read of the sequential pass.
     pub trace: Option<crate::IoTrace>,
+    /// For a remote archive: read the shards through this on-disk cache (as
+    /// [`crate::ArchiveOptions::remote_cache`] reads do), so that the bytes checked are
+    /// the bytes reads would get. A shard with a finding has its cached blocks removed.
+    pub remote_cache: Option<crate::RemoteCache>,
 }
 
 impl VerifyOptions {

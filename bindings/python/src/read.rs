@@ -13,13 +13,18 @@ use crate::errors::{to_py, IntoPy};
 
 /// Opens the archive in folder `path`; only the manifest is read until a sample is.
 #[pyfunction]
-#[pyo3(signature = (path, *, source = "mmap", expect_root = None, generation = None))]
+#[pyo3(signature = (
+    path, *, source = "mmap", expect_root = None, generation = None, cache_dir = None,
+    cache_bytes = None
+))]
 pub fn open(
     py: Python<'_>,
     path: PathBuf,
     source: &str,
     expect_root: Option<&str>,
     generation: Option<u64>,
+    cache_dir: Option<PathBuf>,
+    cache_bytes: Option<u64>,
 ) -> PyResult<Archive> {
     let kind = match source {
         "mmap" => SourceKind::Map,
@@ -34,6 +39,18 @@ pub fn open(
     let options = match generation {
         Some(number) => options.generation(number),
         None => options,
+    };
+    let options = match (cache_dir, cache_bytes) {
+        (Some(dir), bytes) => options.remote_cache(
+            dir,
+            bytes.unwrap_or(shardpack::RemoteCache::DEFAULT_MAX_BYTES),
+        ),
+        (None, Some(_)) => {
+            return Err(PyValueError::new_err(
+                "cache_bytes bounds the folder given as cache_dir; give cache_dir too",
+            ))
+        }
+        (None, None) => options,
     };
     let archive = py.detach(|| options.open(&path)).py()?;
     if let Some(root) = expect_root {
@@ -250,6 +267,18 @@ impl Archive {
             .collect()
     }
 
+    /// The folder remote reads are cached in (`cache_dir` of `open`), or None.
+    #[getter]
+    fn cache_dir(&self) -> Option<PathBuf> {
+        self.inner.remote_cache().map(|c| c.dir().to_path_buf())
+    }
+
+    /// The most bytes the cache folder holds, or None without one.
+    #[getter]
+    fn cache_bytes(&self) -> Option<u64> {
+        self.inner.remote_cache().map(|c| c.max_bytes())
+    }
+
     /// The manifest as JSON text.
     fn manifest_json(&self) -> PyResult<String> {
         serde_json::to_string(self.inner.manifest())
@@ -274,6 +303,8 @@ impl Archive {
             self.source.clone(),
             self.inner.root_digest().to_string(),
             self.inner.generation(),
+            self.cache_dir(),
+            self.cache_bytes(),
         );
         PyTuple::new(py, [reopen.into_any(), args.into_pyobject(py)?.into_any()])
     }

@@ -374,14 +374,17 @@ pub fn export_tar(
     to_json(&report)
 }
 
-/// Verifies the archive in `path`; returns the report (every finding) as JSON text.
+/// Verifies the archive in `path`; returns the report (every finding) as JSON text. A
+/// remote archive is read through the cache folder `cache_dir` when one is given.
 #[pyfunction]
-#[pyo3(signature = (path, *, mode = "full", expect_root = None))]
+#[pyo3(signature = (path, *, mode = "full", expect_root = None, cache_dir = None, cache_bytes = None))]
 pub fn verify(
     py: Python<'_>,
     path: PathBuf,
     mode: &str,
     expect_root: Option<String>,
+    cache_dir: Option<PathBuf>,
+    cache_bytes: Option<u64>,
 ) -> PyResult<String> {
     let mode = match mode {
         "quick" => VerifyMode::Quick,
@@ -393,9 +396,16 @@ pub fn verify(
             )))
         }
     };
+    let remote_cache = cache_dir.map(|dir| {
+        shardpack::RemoteCache::new(
+            dir,
+            cache_bytes.unwrap_or(shardpack::RemoteCache::DEFAULT_MAX_BYTES),
+        )
+    });
     let options = VerifyOptions {
         mode,
         expect_root,
+        remote_cache,
         ..VerifyOptions::default()
     };
     let report = py.detach(|| shardpack::verify(&path, &options)).py()?;

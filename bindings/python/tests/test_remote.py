@@ -93,6 +93,72 @@ def test_forked_dataloader_workers_read_a_url_the_parent_opened(compressed: Path
             assert all(txt == f"text of {i}".encode() for i, txt in seen.items())
 
 
+def shard_gets(server: Any) -> int:
+    """GETs of shard files answered so far (the manifest's apart)."""
+    with server.lock:
+        return sum(1 for path, _ in server.gets if path.endswith(".shp"))
+
+
+def test_a_cache_dir_makes_the_second_epoch_request_nothing(
+    compressed: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    with serving(compressed.parent) as server:
+        url = server.url(compressed.name)
+        first = shardpack.open(url, cache_dir=cache, cache_bytes=64 << 20)
+        assert first.cache_dir is not None and Path(first.cache_dir) == cache
+        assert first.cache_bytes == 64 << 20
+        epoch = [(s.key, bytes(s.record())) for s in first.scan()]
+        assert any(cache.iterdir())
+        again = shardpack.open(url, cache_dir=cache, cache_bytes=64 << 20)
+        before = shard_gets(server)
+        assert [(s.key, bytes(s.record())) for s in again.scan()] == epoch
+        assert [bytes(s["txt"]) for s in again.get_many([9, 2, 40])] == [
+            b"text of 9",
+            b"text of 2",
+            b"text of 40",
+        ]
+        assert shard_gets(server) == before
+        unpickled = pickle.loads(pickle.dumps(again))
+        assert unpickled.cache_dir == again.cache_dir
+        assert unpickled.cache_bytes == again.cache_bytes
+        with pytest.raises(ValueError, match="cache_dir"):
+            shardpack.open(url, cache_bytes=1 << 20)
+        assert shardpack.verify(url, cache_dir=cache).valid
+
+
+def test_forked_dataloader_workers_share_the_cache_dir(compressed: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with serving(compressed.parent) as server:
+        url = server.url(compressed.name)
+        dataset = MapDataset(url, decode=False, cache_dir=cache, cache_bytes=64 << 20)
+        fork = multiprocessing.get_context("fork")
+
+        def one_epoch() -> dict[int, bytes]:
+            loader = DataLoader(
+                dataset,
+                batch_size=25,
+                shuffle=True,
+                num_workers=2,
+                multiprocessing_context=fork,
+                timeout=60,
+            )
+            seen: dict[int, bytes] = {}
+            for batch in loader:
+                for ordinal, txt in zip(batch["__ordinal__"], batch["txt"], strict=True):
+                    seen[int(ordinal)] = txt
+            return seen
+
+        first = one_epoch()
+        assert sorted(first) == list(range(len(dataset)))
+        assert all(txt == f"text of {i}".encode() for i, txt in first.items())
+        before = shard_gets(server)
+        assert one_epoch() == first
+        assert shard_gets(server) == before, "the workers read the second epoch from the cache"
+        # The dataset pickles (spawned workers) with its cache.
+        assert pickle.loads(pickle.dumps(dataset))._reader.cache_dir == os.fspath(cache)
+
+
 CHILD_READS_AFTER_PARENT = """
 import os, sys, shardpack
 archive = shardpack.open(sys.argv[1])

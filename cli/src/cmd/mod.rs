@@ -22,9 +22,31 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+/// The on-disk cache of remote bytes given by `--cache-dir`, set once before any command.
+static REMOTE_CACHE: std::sync::OnceLock<shardpack::RemoteCache> = std::sync::OnceLock::new();
+
+/// Reads of remote archives go through `cache` (`--cache-dir`, `--cache-size`).
+pub fn use_remote_cache(cache: shardpack::RemoteCache) {
+    let _ = REMOTE_CACHE.set(cache);
+}
+
+/// The cache `--cache-dir` asked for, if any.
+pub fn remote_cache() -> Option<shardpack::RemoteCache> {
+    REMOTE_CACHE.get().cloned()
+}
+
+/// Archive options with the command line's global choices (`--cache-dir`).
+pub fn archive_options() -> shardpack::ArchiveOptions {
+    let options = shardpack::Archive::options();
+    match remote_cache() {
+        Some(cache) => options.remote_cache(cache.dir(), cache.max_bytes()),
+        None => options,
+    }
+}
+
 /// Opens the archive folder at `path`: its current generation, or generation `number`.
 pub fn open_archive(path: &Path, generation: Option<u64>) -> shardpack::Result<shardpack::Archive> {
-    let options = shardpack::Archive::options();
+    let options = archive_options();
     match generation {
         Some(number) => options.generation(number).open(path),
         None => options.open(path),

@@ -48,6 +48,7 @@ pub fn run(args: Args) -> Result<u8> {
     let options = VerifyOptions {
         mode,
         expect_root: args.expect_root.clone(),
+        remote_cache: super::remote_cache(),
         ..Default::default()
     };
     let bar = progress_bar(0, "verify");

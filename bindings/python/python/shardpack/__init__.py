@@ -53,21 +53,46 @@ def open(
     source: Literal["mmap", "pread"] = "mmap",
     expect_root: str | None = None,
     generation: int | None = None,
+    cache_dir: PathLike | None = None,
+    cache_bytes: int | None = None,
 ) -> Archive:
     """Opens the archive folder ``path``; only the manifest is read until a sample is.
 
     ``source="pread"`` reads with positioned reads instead of a memory map (for files that
     may change while read). With ``expect_root``, a different root digest is refused.
     ``generation`` opens an earlier generation of an appended archive (1 is the archive as
-    first written) instead of the current one.
+    first written) instead of the current one. For a remote archive (a URL), ``cache_dir``
+    keeps the bytes fetched in that folder, at most ``cache_bytes`` (10 GiB unless given),
+    so that reading them again (the next epoch, another worker) makes no request.
     """
-    return _open(os.fspath(path), source=source, expect_root=expect_root, generation=generation)
+    return _open(
+        os.fspath(path),
+        source=source,
+        expect_root=expect_root,
+        generation=generation,
+        cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+        cache_bytes=cache_bytes,
+    )
 
 
-def _reopen(path: str, source: Literal["mmap", "pread"], root: str, generation: int = 1) -> Archive:
-    """Unpickles an :class:`Archive`: the same folder and generation, refused if its
-    contents changed."""
-    return _open(path, source=source, expect_root=root, generation=generation)
+def _reopen(
+    path: str,
+    source: Literal["mmap", "pread"],
+    root: str,
+    generation: int = 1,
+    cache_dir: str | None = None,
+    cache_bytes: int | None = None,
+) -> Archive:
+    """Unpickles an :class:`Archive`: the same folder, generation and cache, refused if
+    its contents changed."""
+    return _open(
+        path,
+        source=source,
+        expect_root=root,
+        generation=generation,
+        cache_dir=cache_dir,
+        cache_bytes=cache_bytes,
+    )
 
 
 def _field_bytes(name: str, value: Any) -> Any:
@@ -324,9 +349,20 @@ def verify(
     *,
     mode: Literal["quick", "full", "deep"] = "full",
     expect_root: str | None = None,
+    cache_dir: PathLike | None = None,
+    cache_bytes: int | None = None,
 ) -> VerifyReport:
-    """Verifies the archive in ``path``; the report lists every finding."""
-    raw: dict[str, Any] = json.loads(_verify(os.fspath(path), mode=mode, expect_root=expect_root))
+    """Verifies the archive in ``path``; the report lists every finding. A remote archive
+    is read through ``cache_dir`` when given (as :func:`open` reads), so that the bytes
+    checked are those reads would get."""
+    text = _verify(
+        os.fspath(path),
+        mode=mode,
+        expect_root=expect_root,
+        cache_dir=None if cache_dir is None else os.fspath(cache_dir),
+        cache_bytes=cache_bytes,
+    )
+    raw: dict[str, Any] = json.loads(text)
     return VerifyReport(
         archive=str(raw["archive"]),
         mode=str(raw["mode"]),

@@ -45,11 +45,22 @@ class _Reader:
         decode_fields: bool | Mapping[str, Decoder],
         transform: Transform | None,
         source: Literal["mmap", "pread"],
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_bytes: int | None = None,
     ) -> None:
-        archive = local if isinstance(local, Archive) else _open_archive(local, source=source)
+        if isinstance(local, Archive):
+            archive = local
+        else:
+            archive = _open_archive(
+                local, source=source, cache_dir=cache_dir, cache_bytes=cache_bytes
+            )
         self.path = archive.url or str(archive.path)
         self.root = archive.root
         self.source: Literal["mmap", "pread"] = source
+        # An archive given open keeps its own cache: each worker reopens with the same one.
+        folder = archive.cache_dir
+        self.cache_dir: str | None = None if folder is None else os.fspath(folder)
+        self.cache_bytes: int | None = archive.cache_bytes
         self.length = len(archive)
         self.shard_samples = archive.shard_samples
         self.decode_fields = decode_fields
@@ -59,7 +70,13 @@ class _Reader:
 
     def archive(self) -> Archive:
         if self._archive is None or self._pid != os.getpid():
-            self._archive = _open_archive(self.path, source=self.source, expect_root=self.root)
+            self._archive = _open_archive(
+                self.path,
+                source=self.source,
+                expect_root=self.root,
+                cache_dir=self.cache_dir,
+                cache_bytes=self.cache_bytes,
+            )
             self._pid = os.getpid()
         return self._archive
 
@@ -136,8 +153,10 @@ class MapDataset(torch.utils.data.Dataset[Any]):
         decode: bool | Mapping[str, Decoder] = True,
         transform: Transform | None = None,
         source: Literal["mmap", "pread"] = "mmap",
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_bytes: int | None = None,
     ) -> None:
-        self._reader = _Reader(local, decode, transform, source)
+        self._reader = _Reader(local, decode, transform, source, cache_dir, cache_bytes)
 
     def __len__(self) -> int:
         return self._reader.length
@@ -185,10 +204,12 @@ class StreamingDataset(torch.utils.data.IterableDataset[Any]):
         source: Literal["mmap", "pread"] = "mmap",
         rank: int | None = None,
         world_size: int | None = None,
+        cache_dir: str | os.PathLike[str] | None = None,
+        cache_bytes: int | None = None,
     ) -> None:
         if batch_size < 1:
             raise InvalidInputError(f"batch_size must be at least 1, not {batch_size}")
-        self._reader = _Reader(local, decode, transform, source)
+        self._reader = _Reader(local, decode, transform, source, cache_dir, cache_bytes)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.shuffle_seed = shuffle_seed

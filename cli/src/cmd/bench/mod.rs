@@ -78,7 +78,7 @@ struct Measured {
 pub fn run(args: Args) -> Result<u8> {
     super::refuse_stream(&args.archive, "bench")?;
     let trace = IoTrace::new();
-    let mut options = Archive::options();
+    let mut options = super::archive_options();
     if !args.no_model {
         options = options.trace(trace.clone());
         if let Pattern::Sequential = args.pattern {
