@@ -26,6 +26,7 @@ const MB: f64 = 1e6;
 /// every byte of every field touched and every checksum checked), and model the traced I/O
 /// on a hard disk, an SSD, LTO-9 tape and a Blu-ray disc with a simple cost model (seek,
 /// latency and bandwidth figures published for each medium; a model, not a measurement).
+/// An archive given by URL is measured only.
 ///
 /// The files are read through the page cache as it is: right after packing they are
 /// probably cached, and the measured numbers then show CPU cost, not the device.
@@ -79,7 +80,11 @@ pub fn run(args: Args) -> Result<u8> {
     super::refuse_stream(&args.archive, "bench")?;
     let trace = IoTrace::new();
     let mut options = super::archive_options();
-    if !args.no_model {
+    // The model is of a drive serving a local archive's reads. Over a URL the reads a
+    // reader makes are served by ranged GETs, read-ahead and caches, so a trace of them is
+    // no drive's request stream: a URL is measured only.
+    let model = !args.no_model && !shardpack::is_remote(&args.archive.to_string_lossy());
+    if model {
         options = options.trace(trace.clone());
         if let Pattern::Sequential = args.pattern {
             // The model charges a sequential pass by its reads: make them the profile's
@@ -100,7 +105,7 @@ pub fn run(args: Args) -> Result<u8> {
         .filter(|op| op.kind == IoKind::Read)
         .map(|op| op.len)
         .sum();
-    let modelled = if args.no_model {
+    let modelled = if !model {
         Vec::new()
     } else {
         model::model(&ops, PAGE_BYTES)
@@ -341,8 +346,9 @@ impl Report<'_> {
                 "payload_bytes": m.payload_bytes,
                 "payload_mb_per_sec": per_sec(m.payload_bytes as f64 / MB, m.wall),
                 // Reads of the shard files (sequential); map accesses are not file reads.
-                "file_bytes_read": sequential.then_some(self.file_bytes),
-                "file_mb_per_sec": sequential
+                // Only a traced run counts them (not with --no-model, not over a URL).
+                "file_bytes_read": (sequential && self.ops > 0).then_some(self.file_bytes),
+                "file_mb_per_sec": (sequential && self.ops > 0)
                     .then(|| per_sec(self.file_bytes as f64 / MB, m.wall)),
                 "latency_secs": {
                     "p50": p50.as_secs_f64(),
@@ -385,7 +391,7 @@ impl Report<'_> {
             m.payload_bytes,
             per_sec(m.payload_bytes as f64 / MB, m.wall)
         );
-        if self.args.pattern == Pattern::Sequential {
+        if self.args.pattern == Pattern::Sequential && self.ops > 0 {
             println!(
                 "  file reads   {} bytes of shard files: {:.1} MB/s",
                 self.file_bytes,
@@ -400,7 +406,11 @@ impl Report<'_> {
         );
         println!();
         if self.modelled.is_empty() {
-            println!("not modelled (--no-model)");
+            if self.args.no_model {
+                println!("not modelled (--no-model)");
+            } else {
+                println!("not modelled: the media model is of a local archive's reads");
+            }
             return;
         }
         println!(
