@@ -34,6 +34,26 @@ fn small_archive(root: &Path) -> Vec<OwnedSample> {
     samples
 }
 
+/// `count` samples of one field of `len` random bytes each.
+fn noise_samples(count: u64, len: usize) -> Vec<OwnedSample> {
+    (0..count)
+        .map(|i| {
+            (
+                format!("k/{i:04}"),
+                vec![("bin".to_string(), noise(i, len))],
+            )
+        })
+        .collect()
+}
+
+/// The keys a scan of `archive` gives, in order.
+fn scan_keys(archive: &Archive) -> Vec<String> {
+    archive
+        .scan()
+        .map(|s| s.unwrap().key().to_string())
+        .collect()
+}
+
 fn open_cached(url: &str, cache: &Path, max_bytes: u64) -> Archive {
     Archive::options()
         .remote_cache(cache, max_bytes)
@@ -109,12 +129,6 @@ fn a_second_scan_is_served_by_the_cache() {
     let samples = small_archive(root.path());
     let keys: Vec<String> = samples.iter().map(|s| s.0.clone()).collect();
     let server = Server::start(root.path());
-    let scan_keys = |archive: &Archive| -> Vec<String> {
-        archive
-            .scan()
-            .map(|s| s.unwrap().key().to_string())
-            .collect()
-    };
     let first = open_cached(&server.url("ds"), cache.path(), 64 << 20);
     assert_eq!(scan_keys(&first), keys);
     assert_eq!(read_all(&first), samples);
@@ -135,14 +149,7 @@ fn a_scan_read_ahead_in_the_background_is_cached_whole() {
     let root = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     // Shards of several read sizes (1 MiB), so that the scan reads ahead in the background.
-    let samples: Vec<OwnedSample> = (0..800)
-        .map(|i| {
-            (
-                format!("k/{i:04}"),
-                vec![("bin".to_string(), noise(i, 4096))],
-            )
-        })
-        .collect();
+    let samples = noise_samples(800, 4096);
     write_archive(
         &root.path().join("ds"),
         tiny(Compression::None)
@@ -152,12 +159,6 @@ fn a_scan_read_ahead_in_the_background_is_cached_whole() {
     );
     let server = Server::start(root.path());
     let keys: Vec<String> = samples.iter().map(|s| s.0.clone()).collect();
-    let scan_keys = |archive: &Archive| -> Vec<String> {
-        archive
-            .scan()
-            .map(|s| s.unwrap().key().to_string())
-            .collect()
-    };
     let first = open_cached(&server.url("ds"), cache.path(), 64 << 20);
     assert!(first.manifest().shards[0].size > 2 << 20);
     assert_eq!(scan_keys(&first), keys);
@@ -173,14 +174,7 @@ fn a_scan_read_ahead_in_the_background_is_cached_whole() {
 fn the_cache_folder_stays_within_its_bound() {
     let root = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let samples: Vec<OwnedSample> = (0..300)
-        .map(|i| {
-            (
-                format!("k/{i:04}"),
-                vec![("bin".to_string(), noise(i, 4096))],
-            )
-        })
-        .collect();
+    let samples = noise_samples(300, 4096);
     write_archive(
         &root.path().join("ds"),
         tiny(Compression::None)

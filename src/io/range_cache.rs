@@ -118,8 +118,7 @@ impl RangeCache {
         blake3: &str,
         len: u64,
     ) -> Option<CachedShard> {
-        let well_formed = blake3.len() == 64 && blake3.bytes().all(|b| b.is_ascii_hexdigit());
-        well_formed.then(|| CachedShard {
+        is_digest_hex(blake3).then(|| CachedShard {
             cache: self.clone(),
             url: url.to_string(),
             key: blake3.to_ascii_lowercase(),
@@ -264,10 +263,12 @@ fn is_cache_file_name(name: &str) -> bool {
     let Some((key, block)) = entry.split_once('-') else {
         return false;
     };
-    key.len() == 64
-        && key.bytes().all(|b| b.is_ascii_hexdigit())
-        && !block.is_empty()
-        && block.bytes().all(|b| b.is_ascii_digit())
+    is_digest_hex(key) && !block.is_empty() && block.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// True for a BLAKE3 digest in hex (either case), the only names entries are keyed by.
+fn is_digest_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn open_no_follow(path: &Path) -> io::Result<File> {

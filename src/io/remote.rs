@@ -821,9 +821,8 @@ impl RemoteFile {
         }
     }
 
-    /// Fills `buf` from kept ranges, across several when they are contiguous; false when
-    /// some of its bytes are in none.
-    /// The ranges used become the most recently used.
+    /// Fills `buf` from kept ranges, across several when they are contiguous, and makes
+    /// those the most recently used; false when some of its bytes are in none.
     fn cached(&self, offset: u64, buf: &mut [u8]) -> bool {
         let mut cache = self
             .cache

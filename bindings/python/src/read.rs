@@ -90,6 +90,11 @@ impl Archive {
             ))
         })
     }
+
+    /// [`Archive::ordinal`] of each of `indices`.
+    fn ordinals(&self, indices: &[i64]) -> PyResult<Vec<u64>> {
+        indices.iter().map(|&i| self.ordinal(i)).collect()
+    }
 }
 
 #[pymethods]
@@ -116,10 +121,7 @@ impl Archive {
     /// The samples at `indices` (negative ones count from the end), in the order asked; the
     /// reads are made in file order with the GIL released.
     fn get_many(&self, py: Python<'_>, indices: Vec<i64>) -> PyResult<Vec<Sample>> {
-        let ordinals = indices
-            .iter()
-            .map(|&i| self.ordinal(i))
-            .collect::<PyResult<Vec<u64>>>()?;
+        let ordinals = self.ordinals(&indices)?;
         // The samples are boxed with the GIL released too: only the Python objects are
         // made while it is held.
         let read: Vec<_> = py.detach(|| {
@@ -155,10 +157,7 @@ impl Archive {
         Vec<i64>,
         Vec<i64>,
     )> {
-        let ordinals = indices
-            .iter()
-            .map(|&i| self.ordinal(i))
-            .collect::<PyResult<Vec<u64>>>()?;
+        let ordinals = self.ordinals(&indices)?;
         let read = py.detach(|| {
             self.inner
                 .get_many(&ordinals)
@@ -176,24 +175,24 @@ impl Archive {
         }
         let cells = names.len() * samples.len();
         let (mut starts, mut lengths) = (Vec::with_capacity(cells), Vec::with_capacity(cells));
+        let mut pieces: Vec<&[u8]> = Vec::with_capacity(cells);
         let mut total = 0usize;
         for &name in &names {
             for sample in &samples {
-                let len = sample.field(name).map(<[u8]>::len);
+                let field = sample.field(name);
                 starts.push(total as i64);
-                lengths.push(len.map_or(-1, |n| n as i64));
-                total += len.unwrap_or(0);
+                lengths.push(field.map_or(-1, |bytes| bytes.len() as i64));
+                pieces.extend(field);
+                total += field.map_or(0, <[u8]>::len);
             }
         }
         let gathered = PyByteArray::new_with(py, total, |out| {
             let mut at = 0;
-            for &name in &names {
-                for bytes in samples.iter().filter_map(|s| s.field(name)) {
-                    if let Some(dst) = out.get_mut(at..at + bytes.len()) {
-                        dst.copy_from_slice(bytes);
-                    }
-                    at += bytes.len();
+            for bytes in &pieces {
+                if let Some(dst) = out.get_mut(at..at + bytes.len()) {
+                    dst.copy_from_slice(bytes);
                 }
+                at += bytes.len();
             }
             Ok(())
         })?;

@@ -49,19 +49,26 @@ def serving_s3() -> Iterator[str]:
                 "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID,
                 "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY,
             }
-            saved = {k: os.environ.get(k) for k in env}
-            os.environ.update(env)
-            try:
+            with environment(env):
                 yield endpoint
-            finally:
-                for key, value in saved.items():
-                    if value is None:
-                        os.environ.pop(key, None)
-                    else:
-                        os.environ[key] = value
         finally:
             server.kill()
             server.wait(timeout=30)
+
+
+@contextmanager
+def environment(env: dict[str, str]) -> Iterator[None]:
+    """Sets ``env`` in ``os.environ`` while the block runs, then puts back what was there."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def wait_for(server: subprocess.Popen[bytes], port: int, log: Any) -> None:

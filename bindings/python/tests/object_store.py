@@ -3,10 +3,11 @@ that points the library's S3 client at it."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from moto_server import environment
 
 
 @contextmanager
@@ -24,17 +25,11 @@ def s3_server(bucket: str) -> Iterator[dict[str, str]]:
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_REGION": "us-east-1",
     }
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
     try:
-        client(env).create_bucket(Bucket=bucket)
-        yield env
+        with environment(env):
+            client(env).create_bucket(Bucket=bucket)
+            yield env
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         server.stop()
 
 

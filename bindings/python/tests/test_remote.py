@@ -74,23 +74,29 @@ def test_forked_dataloader_workers_read_a_url_the_parent_opened(compressed: Path
         url = server.url(compressed.name)
         remote = shardpack.open(url)
         assert bytes(remote[7]["txt"]) == b"text of 7"
-        fork = multiprocessing.get_context("fork")
         for dataset in (_Opened(remote), MapDataset(url, decode=False)):
-            loader = DataLoader(
-                dataset,
-                batch_size=25,
-                shuffle=True,
-                num_workers=2,
-                multiprocessing_context=fork,
-                timeout=60,
-            )
-            seen: dict[int, bytes] = {}
-            for batch in loader:
-                ordinals = batch["ordinal" if "ordinal" in batch else "__ordinal__"]
-                for ordinal, txt in zip(ordinals, batch["txt"], strict=True):
-                    seen[int(ordinal)] = txt
+            seen = forked_epoch(dataset)
             assert sorted(seen) == list(range(len(remote)))
             assert all(txt == f"text of {i}".encode() for i, txt in seen.items())
+
+
+def forked_epoch(dataset: torch.utils.data.Dataset[Any]) -> dict[int, bytes]:
+    """One shuffled epoch through two forked DataLoader workers: each sample's text by
+    ordinal."""
+    loader = DataLoader(
+        dataset,
+        batch_size=25,
+        shuffle=True,
+        num_workers=2,
+        multiprocessing_context=multiprocessing.get_context("fork"),
+        timeout=60,
+    )
+    seen: dict[int, bytes] = {}
+    for batch in loader:
+        ordinals = batch["ordinal" if "ordinal" in batch else "__ordinal__"]
+        for ordinal, txt in zip(ordinals, batch["txt"], strict=True):
+            seen[int(ordinal)] = txt
+    return seen
 
 
 def shard_gets(server: Any) -> int:
@@ -132,28 +138,11 @@ def test_forked_dataloader_workers_share_the_cache_dir(compressed: Path, tmp_pat
     with serving(compressed.parent) as server:
         url = server.url(compressed.name)
         dataset = MapDataset(url, decode=False, cache_dir=cache, cache_bytes=64 << 20)
-        fork = multiprocessing.get_context("fork")
-
-        def one_epoch() -> dict[int, bytes]:
-            loader = DataLoader(
-                dataset,
-                batch_size=25,
-                shuffle=True,
-                num_workers=2,
-                multiprocessing_context=fork,
-                timeout=60,
-            )
-            seen: dict[int, bytes] = {}
-            for batch in loader:
-                for ordinal, txt in zip(batch["__ordinal__"], batch["txt"], strict=True):
-                    seen[int(ordinal)] = txt
-            return seen
-
-        first = one_epoch()
+        first = forked_epoch(dataset)
         assert sorted(first) == list(range(len(dataset)))
         assert all(txt == f"text of {i}".encode() for i, txt in first.items())
         before = shard_gets(server)
-        assert one_epoch() == first
+        assert forked_epoch(dataset) == first
         assert shard_gets(server) == before, "the workers read the second epoch from the cache"
         # The dataset pickles (spawned workers) with its cache.
         assert pickle.loads(pickle.dumps(dataset))._reader.cache_dir == os.fspath(cache)
