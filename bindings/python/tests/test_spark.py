@@ -76,9 +76,10 @@ def check_every_row_once(path: Path) -> None:
     assert not os.path.exists(path / "_staging")
 
 
-class FailingWriter(shardpack.spark.ShardpackWriter):
+class FailsOnce(shardpack.spark.PartitionWriter):
     """Partition 1's first attempt fails after 10 rows (a shard of them finished);
-    partition 2's task runs twice, as a speculative copy would, and the commit gets both."""
+    partition 2's task runs twice, as a speculative copy would, and both results reach the
+    commit, the copy's first."""
 
     def _samples(self, data: Iterator[Any]) -> Iterator[tuple[str, dict[str, Any]]]:
         task, attempt = self._attempt()
@@ -87,25 +88,43 @@ class FailingWriter(shardpack.spark.ShardpackWriter):
                 raise RuntimeError("injected failure of partition 1, attempt 0")
             yield sample
 
-    def write(self, iterator: Iterator[Any]) -> shardpack.spark.TaskMessage:
+    def write_partition(self, data: Iterator[Any]) -> shardpack.cluster.TaskResult:
         task, attempt = self._attempt()
         if task != 2:
-            return super().write(iterator)
-        rows = list(self._samples(iterator))
+            return super().write_partition(data)
+        rows = list(self._samples(data))
         options = self.writer_options
         copy = write_task(self.path, self.write_id, task, rows, attempt=attempt + 1, **options)
-        with open(os.path.join(self.path, "_staging", self.write_id, "copy.json"), "w") as f:
+        with open(self._copy_file(), "w") as f:
             json.dump(copy.__dict__, f)
-        first = write_task(self.path, self.write_id, task, rows, attempt=attempt, **options)
-        return shardpack.spark.TaskMessage(first)
+        return write_task(self.path, self.write_id, task, rows, attempt=attempt, **options)
+
+    def _copy_file(self) -> str:
+        return os.path.join(self.path, "_staging", self.write_id, "copy.json")
+
+    def _copy(self) -> shardpack.cluster.TaskResult:
+        with open(self._copy_file()) as f:
+            return shardpack.cluster.TaskResult(**json.load(f))
+
+
+class FailingTask(FailsOnce):
+    """The tasks of ``shardpack.spark.write``: the copy's result is one more row."""
+
+    def __call__(self, batches: Iterator[Any]) -> Iterator[Any]:
+        yield from super().__call__(batches)
+        if self._attempt()[0] == 2:
+            import pyarrow
+
+            yield pyarrow.RecordBatch.from_pydict({"result": [json.dumps(self._copy().__dict__)]})
+
+
+class FailingWriter(FailsOnce, shardpack.spark.ShardpackWriter):
+    """The data source's tasks: the copy's message is one more message."""
 
     def _results(
         self, messages: list[WriterCommitMessage | None]
     ) -> list[shardpack.cluster.TaskResult | None]:
-        with open(os.path.join(self.path, "_staging", self.write_id, "copy.json")) as f:
-            copy = shardpack.cluster.TaskResult(**json.load(f))
-        # The speculative copy's message comes first; the commit still takes attempt 0.
-        return [copy, *super()._results(messages)]
+        return [self._copy(), *super()._results(messages)]
 
 
 class FailingSource(shardpack.spark.ShardpackDataSource):
@@ -140,6 +159,17 @@ def test_write_gives_every_row_once_and_the_same_archive_twice(
 
 
 def test_a_retried_and_a_duplicated_task_give_every_row_once(
+    spark: SparkSession, clean: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "out"
+    monkeypatch.setattr(shardpack.spark, "PartitionWriter", FailingTask)
+    shardpack.spark.write(frame(spark), target, key="id", shard_size=1024)
+    check_every_row_once(target)
+    # Exactly the rows of a clean run, in the same order.
+    assert contents(target) == contents(clean)
+
+
+def test_the_data_source_gives_every_row_once_through_a_retry_and_a_duplicate(
     spark: SparkSession, clean: Path, tmp_path: Path
 ) -> None:
     target = tmp_path / "out"
@@ -148,7 +178,6 @@ def test_a_retried_and_a_duplicated_task_give_every_row_once(
             **shardpack.spark.options(key="id", write_id=staged.write_id, shard_size=1024)
         ).save(str(target))
     check_every_row_once(target)
-    # Exactly the rows of a clean run, in the same order.
     assert contents(target) == contents(clean)
 
 

@@ -30,10 +30,11 @@ from pyspark import TaskContext
 from pyspark.sql import SparkSession
 import shardpack.spark
 
-master, target, markers, slow = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+master, target, markers = sys.argv[1:4]
+slow, way = int(sys.argv[4]), sys.argv[5]
 
 
-class SlowFirstAttempt(shardpack.spark.ShardpackWriter):
+class SlowFirstAttempt(shardpack.spark.PartitionWriter):
     def _samples(self, data):
         task, attempt = self._attempt()
         open(os.path.join(markers, f"task-{task}-attempt-{attempt}"), "w").close()
@@ -42,19 +43,17 @@ class SlowFirstAttempt(shardpack.spark.ShardpackWriter):
         yield from super()._samples(data)
 
 
-class SlowSource(shardpack.spark.ShardpackDataSource):
-    @classmethod
-    def name(cls):
-        return "shardpack"
+class SlowWriter(SlowFirstAttempt, shardpack.spark.ShardpackWriter):
+    pass
 
+
+class SlowSource(shardpack.spark.ShardpackDataSource):
     def writer(self, schema, overwrite):
         inner = super().writer(schema, overwrite)
-        return SlowFirstAttempt(
-            inner.path, inner.write_id, inner.key, inner.fields, inner.writer_options
-        )
+        return SlowWriter(inner.path, inner.write_id, inner.key, inner.fields, inner.writer_options)
 
 
-shardpack.spark.ShardpackDataSource = SlowSource
+shardpack.spark.PartitionWriter = SlowFirstAttempt
 spark = (
     SparkSession.builder.master(master)
     .config("spark.ui.enabled", "false")
@@ -78,16 +77,26 @@ df = (
     .repartition(4, "id")
     .sortWithinPartitions("id")
 )
-manifest = shardpack.spark.write(df, target, key="id", shard_size=1024)
+if way == "write":
+    manifest = shardpack.spark.write(df, target, key="id", shard_size=1024)
+else:
+    spark.dataSource.register(SlowSource)
+    with shardpack.cluster.StagedWrite.begin(target) as staged:
+        df.write.format("shardpack").mode("append").options(
+            **shardpack.spark.options(key="id", write_id=staged.write_id, shard_size=1024)
+        ).save(target)
+    manifest = json.loads(shardpack.open(target).manifest_json())
 spark.stop()
 print(json.dumps({"samples": manifest["totals"]["samples"]}))
 """
 
 
-def run_job(master: str, target: Path, markers: Path, slow: int) -> dict[str, int]:
+def run_job(master: str, target: Path, markers: Path, slow: int, way: str) -> dict[str, int]:
+    """Runs the job, through ``shardpack.spark.write`` (``way="write"``) or the data
+    source (``way="source"``)."""
     markers.mkdir()
     done = subprocess.run(
-        [sys.executable, "-c", JOB, master, str(target), str(markers), str(slow)],
+        [sys.executable, "-c", JOB, master, str(target), str(markers), str(slow), way],
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
         capture_output=True,
         text=True,
@@ -101,11 +110,17 @@ def run_job(master: str, target: Path, markers: Path, slow: int) -> dict[str, in
 def test_a_speculative_copy_that_wins_gives_every_row_once(tmp_path: Path) -> None:
     with standalone(tmp_path / "cluster") as master:
         clean = tmp_path / "clean"
-        run_job(master, clean, tmp_path / "clean-markers", slow=-1)
-        target = tmp_path / "out"
-        result = run_job(master, target, tmp_path / "markers", slow=SLOW_PARTITION)
+        run_job(master, clean, tmp_path / "clean-markers", slow=-1, way="write")
+        for way in ("write", "source"):
+            target = tmp_path / way
+            markers = tmp_path / f"{way}-markers"
+            result = run_job(master, target, markers, slow=SLOW_PARTITION, way=way)
+            check_speculated(target, markers, clean, result)
+
+
+def check_speculated(target: Path, markers: Path, clean: Path, result: dict[str, int]) -> None:
     # Spark ran a second attempt of the slow partition only, while its first still slept.
-    attempts = sorted(p.name for p in (tmp_path / "markers").iterdir())
+    attempts = sorted(p.name for p in markers.iterdir())
     assert f"task-{SLOW_PARTITION}-attempt-1" in attempts, attempts
     assert [a for a in attempts if a.endswith("attempt-1")] == [f"task-{SLOW_PARTITION}-attempt-1"]
     assert result["samples"] == ROWS
