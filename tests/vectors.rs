@@ -1,7 +1,8 @@
 //! Golden vectors: the writer's exact output for fixed input is pinned in `tests/vectors/`,
 //! and an independent minimal reader written from `format-spec.md` alone reads it back.
 //!
-//! Regenerate (only when the format changes, in the same commit as the spec) with
+//! Regenerate (only when the format or a canonical writer rule changes, in the same commit
+//! as the spec) with
 //! `SHARDPACK_REGENERATE_VECTORS=1 cargo test --test vectors`, then update the SHA-256s in
 //! `tests/vectors/README.md`.
 

@@ -24,7 +24,7 @@ pub(crate) const MAX_FRAME_CONTENT: u64 = EAGER_ALLOC_BYTES;
 pub(crate) const TRAINING_RECORDS: usize = 2048;
 /// …and at most this many of their bytes: enough for zstd's trainer to find what repeats
 /// in small text and JSON records (a 32 KiB dictionary trained on 2,000 such records came
-/// within 1% of one trained on 5,000) while training stays near a quarter of a second.
+/// within 1% of one trained on 5,000).
 pub(crate) const TRAINING_BYTES: usize = 4 << 20;
 /// Fewer records than this give the trainer too little to learn from.
 pub(crate) const MIN_TRAINING_RECORDS: usize = 64;
@@ -32,20 +32,25 @@ pub(crate) const MIN_TRAINING_RECORDS: usize = 64;
 /// pays off for small ones only.
 pub(crate) const MAX_MEAN_RECORD: usize = 16 << 10;
 
+/// FASTCOVER's segment size `k` and d-mer size `d`, fixed. zstd's default trainer
+/// searches four values of `k`, compressing a held-out quarter of the records with each
+/// candidate, which took 0.3 s of a shard's packing; at a fixed `k` training takes a fifth
+/// of that, and on the bench's text the dictionary compressed as well (docs/design.md §4).
+const FASTCOVER_PARAMETERS: (u32, u32) = (200, 8);
+
 /// Smallest block target in a shard with a dictionary: a random read decodes one record
 /// whatever the block's size, and larger blocks waste less to alignment padding (half an
 /// alignment per block on average: 8% of a 64 KiB block of text compressed to 25 KiB).
 pub(crate) const MIN_BLOCK_BYTES: u64 = 1 << 20;
 
 /// Trains a dictionary of at most `size` bytes on `records` (the concatenated records,
-/// `lens` their lengths), or `None` when the records are too few or too large on average
-/// to profit from one, or training fails.
-pub(crate) fn train(records: &[u8], lens: &[usize], size: u32) -> Option<Vec<u8>> {
+/// `lens` their lengths) for frames compressed at `level`, or `None` when the records are
+/// too few or too large on average to profit from one, or training fails.
+pub(crate) fn train(records: &[u8], lens: &[usize], size: u32, level: i32) -> Option<Vec<u8>> {
     if lens.len() < MIN_TRAINING_RECORDS || records.len() / lens.len() >= MAX_MEAN_RECORD {
         return None;
     }
-    zstd::dict::from_continuous(records, lens, size as usize)
-        .ok()
+    crate::io::train_dictionary(records, lens, size as usize, FASTCOVER_PARAMETERS, level)
         .filter(|d| !d.is_empty())
 }
 
@@ -270,7 +275,7 @@ mod tests {
     #[test]
     fn a_block_round_trips_record_by_record_and_whole() {
         let (data, lens) = records();
-        let dict = train(&data, &lens, 4096).expect("trains");
+        let dict = train(&data, &lens, 4096, 3).expect("trains");
         let mut c = DictionaryCompressor::new(3, &dict).unwrap();
         let lens32: Vec<u32> = lens.iter().map(|&l| l as u32).collect();
         let payload = c.compress(&data, &lens32).unwrap().expect("shrinks");
@@ -300,7 +305,7 @@ mod tests {
     #[test]
     fn bad_tables_and_lengths_are_refused() {
         let (data, lens) = records();
-        let dict = train(&data, &lens, 4096).unwrap();
+        let dict = train(&data, &lens, 4096, 3).unwrap();
         let lens32: Vec<u32> = lens.iter().map(|&l| l as u32).collect();
         let payload = DictionaryCompressor::new(3, &dict)
             .unwrap()
@@ -328,7 +333,7 @@ mod tests {
     #[test]
     fn a_frame_declaring_a_window_above_2_pow_27_is_refused() {
         let (data, lens) = records();
-        let dict = train(&data, &lens, 4096).unwrap();
+        let dict = train(&data, &lens, 4096, 3).unwrap();
         let d = DecodingDictionary::new(&dict).unwrap();
         let mut c = DictionaryCompressor::new(3, &dict).unwrap();
         let record = &data[..lens[0]];
@@ -374,8 +379,23 @@ mod tests {
     #[test]
     fn large_or_few_records_get_no_dictionary() {
         let (data, lens) = records();
-        assert!(train(&data[..lens[0] * 10], &lens[..10], 4096).is_none());
+        assert!(train(&data[..lens[0] * 10], &lens[..10], 4096, 3).is_none());
         let big = vec![7u8; MAX_MEAN_RECORD * 100];
-        assert!(train(&big, &[MAX_MEAN_RECORD; 100], 4096).is_none());
+        assert!(train(&big, &[MAX_MEAN_RECORD; 100], 4096, 3).is_none());
+    }
+
+    #[test]
+    fn training_is_deterministic_and_stays_inside_its_records() {
+        let (data, lens) = records();
+        let dict = train(&data, &lens, 4096, 3).expect("trains");
+        assert!(!dict.is_empty() && dict.len() <= 4096);
+        assert_eq!(train(&data, &lens, 4096, 3), Some(dict));
+        // Lengths that claim more bytes than there are train nothing, whatever they say.
+        let mut long = lens.clone();
+        long[0] += 1;
+        assert!(train(&data, &long, 4096, 3).is_none());
+        let mut huge = lens;
+        huge[1] = usize::MAX;
+        assert!(train(&data, &huge, 4096, 3).is_none());
     }
 }

@@ -9,7 +9,7 @@ pub(crate) mod remote;
 mod sys;
 pub mod trace;
 
-pub(crate) use sys::{advise_sequential, start_writeback, Dir, EntryKind};
+pub(crate) use sys::{advise_sequential, start_writeback, train_dictionary, Dir, EntryKind};
 
 use std::borrow::Cow;
 use std::fs::File;

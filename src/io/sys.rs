@@ -26,6 +26,13 @@
 //! the next `readdir`, which may reuse its memory. `fstatat` writes into a zeroed `stat`
 //! owned by the caller. None of them can corrupt memory on hostile file names or types;
 //! what they return is checked like any input.
+//!
+//! [`train_dictionary`] calls zstd's dictionary trainer through its C interface, which the
+//! zstd crate does not expose with fixed parameters. It is sound for any bytes: the
+//! trainer reads `records[..sum of lens]`, which the function checks lies inside
+//! `records`, and writes at most `capacity` bytes into a buffer of that capacity, whose
+//! length is then set to what it returned only when that is not an error code and not
+//! larger than the capacity.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString, OsStr, OsString};
@@ -37,6 +44,52 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::Path;
 
 use super::AccessPattern;
+
+/// Trains a zstd dictionary of at most `capacity` bytes on `records` (concatenated, `lens`
+/// their lengths) with FASTCOVER at segment size `k` and d-mer size `d`, for frames
+/// compressed at `level`; `None` when zstd cannot train one. Deterministic: the same input
+/// gives the same dictionary.
+pub(crate) fn train_dictionary(
+    records: &[u8],
+    lens: &[usize],
+    capacity: usize,
+    (k, d): (u32, u32),
+    level: i32,
+) -> Option<Vec<u8>> {
+    let total = lens
+        .iter()
+        .try_fold(0usize, |sum, &len| sum.checked_add(len))?;
+    let count = u32::try_from(lens.len()).ok()?;
+    if total > records.len() {
+        return None;
+    }
+    // SAFETY: an all-zero ZDICT_fastCover_params_t is the documented "default" for every
+    // field; the ones that matter are set below.
+    let mut params: zstd_sys::ZDICT_fastCover_params_t = unsafe { std::mem::zeroed() };
+    params.k = k;
+    params.d = d;
+    params.zParams.compressionLevel = level;
+    let mut dictionary = Vec::<u8>::with_capacity(capacity);
+    // SAFETY: see the module documentation: the samples lie inside `records`, and the
+    // output buffer has room for `capacity` bytes.
+    let written = unsafe {
+        zstd_sys::ZDICT_trainFromBuffer_fastCover(
+            dictionary.as_mut_ptr().cast(),
+            capacity,
+            records.as_ptr().cast(),
+            lens.as_ptr(),
+            count,
+            params,
+        )
+    };
+    // SAFETY: `ZDICT_isError` only inspects the value.
+    if unsafe { zstd_sys::ZDICT_isError(written) } != 0 || written > capacity {
+        return None;
+    }
+    // SAFETY: the trainer initialised the first `written` bytes, and `written <= capacity`.
+    unsafe { dictionary.set_len(written) };
+    Some(dictionary)
+}
 
 pub(crate) struct ReadOnlyMap(memmap2::Mmap);
 

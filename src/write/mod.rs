@@ -239,8 +239,13 @@ impl WriterBuilder {
 
     /// The dictionary size to train, when dictionaries are on and blocks compressed.
     fn dictionary_size(&self) -> Option<u32> {
+        self.zstd_level().and(self.dictionary)
+    }
+
+    /// The zstd level blocks are compressed at, when they are.
+    fn zstd_level(&self) -> Option<i32> {
         match self.compression {
-            Compression::Zstd { .. } => self.dictionary,
+            Compression::Zstd { level } => Some(level),
             Compression::None => None,
         }
     }
@@ -284,10 +289,7 @@ impl WriterBuilder {
 
     fn check(&self) -> Result<BlockCoder> {
         self.check_options()?;
-        let level = match self.compression {
-            Compression::Zstd { level } => Some(level),
-            Compression::None => None,
-        };
+        let level = self.zstd_level();
         // One core: compress on the writer's own thread; more: one worker per core.
         let threads = match self.threads.unwrap_or_else(BlockCoder::default_threads) {
             1 => 0,
@@ -1058,17 +1060,18 @@ impl Writer {
     /// With `untrained`, §5.5 rule 3 has already decided to skip training.
     fn open_trained_shard(&mut self, untrained: bool) -> Result<()> {
         let batch = std::mem::take(&mut self.training);
-        let (Some(first_key), Some(&first_len), Some(size)) = (
+        let (Some(first_key), Some(&first_len), Some(size), Some(level)) = (
             batch.keys.first(),
             batch.lens.first(),
             self.options.dictionary_size(),
+            self.options.zstd_level(),
         ) else {
             return Ok(());
         };
         let trained = if untrained {
             None
         } else {
-            dictionary::train(&batch.records, &batch.lens, size)
+            dictionary::train(&batch.records, &batch.lens, size, level)
         };
         self.open_shard(first_key, first_len as u64, trained)?;
         let mut at = 0;
