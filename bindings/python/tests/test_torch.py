@@ -250,3 +250,19 @@ def test_gathered_batches_hold_the_samples_the_dataset_yields(
         assert got == expected
     assert sorted(got) == sorted(expected)
     assert len(got) == 100
+
+
+@pytest.mark.skipif(not hasattr(__import__("fcntl"), "F_GETPIPE_SZ"), reason="Linux only")
+def test_the_workers_hand_on_batches_through_a_widened_pipe(stored: Path) -> None:
+    import fcntl
+
+    loader = StreamingDataLoader(
+        StreamingDataset(stored, batch_size=8, decode=False), num_workers=2, timeout=120
+    )
+    iterator = loader._get_iterator()
+    try:
+        pipe = iterator._worker_result_queue._reader.fileno()
+        assert fcntl.fcntl(pipe, fcntl.F_GETPIPE_SZ) >= 1 << 20
+        assert sum(len(batch["__key__"]) for batch in iterator) == SAMPLES
+    finally:
+        iterator._shutdown_workers()

@@ -9,9 +9,11 @@
 * :class:`StreamingDataLoader`: a ``DataLoader`` that counts the batches it handed out, so
   its ``state_dict()`` is one global position in the epoch, which resumes with any other
   number of ranks or workers. Over a dataset of raw fields (``decode=False``, no
-  ``transform``) its workers gather each batch field by field into one shared-memory
-  tensor, so a batch crosses to the main process as a few buffers, not as an object per
-  sample and field; its fields are then lists of ``memoryview``s of that memory.
+  ``transform``) its workers gather each batch field by field into one buffer (a
+  shared-memory tensor from 4 MiB up), so a batch crosses to the main process as a few
+  buffers, not as an object per sample and field; its fields are then lists of
+  ``memoryview``s of that buffer. On Linux it widens the pipe its workers' batches cross
+  to 1 MiB, so that a worker hands on a batch in one write instead of 64 KiB at a time.
 
 The order and the split are the Rust library's (docs/sample-order.md). Parameter names
 follow MosaicML Streaming's where they mean the same thing.
@@ -19,6 +21,7 @@ follow MosaicML Streaming's where they mean the same thing.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal
@@ -344,6 +347,29 @@ class StreamingDataset(torch.utils.data.IterableDataset[Any]):
             self._offset = int(state["offset"])
 
 
+# Batches from the workers cross one pipe, 64 KiB by default on Linux: a batch of 540 KiB
+# took nine writes, each waiting for the main process to read the last. Wider, a worker
+# writes a batch at once; on bench/compare's text loader a DataLoader epoch took 20-35%
+# less time. 1 MiB is what Linux lets any process ask for (/proc/sys/fs/pipe-max-size).
+_RESULT_PIPE_BYTES = 1 << 20
+
+
+def _widen_result_pipe(iterator: Any) -> None:
+    """Widens the pipe of a multi-process DataLoader iterator's result queue, where the
+    platform and the iterator allow; otherwise leaves it as it is."""
+    reader = getattr(getattr(iterator, "_worker_result_queue", None), "_reader", None)
+    if reader is None:  # no workers
+        return
+    try:
+        import fcntl
+
+        set_size = fcntl.F_SETPIPE_SZ
+    except (ImportError, AttributeError):  # not Linux
+        return
+    with contextlib.suppress(OSError, ValueError):
+        fcntl.fcntl(reader.fileno(), set_size, _RESULT_PIPE_BYTES)
+
+
 class StreamingDataLoader(torch.utils.data.DataLoader[Any]):
     """A DataLoader over a :class:`StreamingDataset` whose state is one global position:
     every rank handed out the same number of batches, so ``state_dict()`` on any rank
@@ -366,6 +392,11 @@ class StreamingDataLoader(torch.utils.data.DataLoader[Any]):
         super().__init__(dataset, **kwargs)
         self._steps = 0
         self._fresh = True
+
+    def _get_iterator(self) -> Any:
+        iterator = super()._get_iterator()
+        _widen_result_pipe(iterator)
+        return iterator
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
         if not self._fresh:
