@@ -11,6 +11,24 @@ use shardpack::SourceKind;
 use crate::buffer::FieldBytes;
 use crate::errors::{to_py, IntoPy};
 
+/// The on-disk cache of remote reads a Python call asked for: `cache_bytes` bounds the
+/// folder `cache_dir`, so the bound alone is a mistake, not a request.
+pub(crate) fn remote_cache(
+    cache_dir: Option<PathBuf>,
+    cache_bytes: Option<u64>,
+) -> PyResult<Option<shardpack::RemoteCache>> {
+    match (cache_dir, cache_bytes) {
+        (Some(dir), bytes) => Ok(Some(shardpack::RemoteCache::new(
+            dir,
+            bytes.unwrap_or(shardpack::RemoteCache::DEFAULT_MAX_BYTES),
+        ))),
+        (None, Some(_)) => Err(PyValueError::new_err(
+            "cache_bytes bounds the folder given as cache_dir; give cache_dir too",
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Opens the archive in folder `path`; only the manifest is read until a sample is.
 #[pyfunction]
 #[pyo3(signature = (
@@ -40,17 +58,9 @@ pub fn open(
         Some(number) => options.generation(number),
         None => options,
     };
-    let options = match (cache_dir, cache_bytes) {
-        (Some(dir), bytes) => options.remote_cache(
-            dir,
-            bytes.unwrap_or(shardpack::RemoteCache::DEFAULT_MAX_BYTES),
-        ),
-        (None, Some(_)) => {
-            return Err(PyValueError::new_err(
-                "cache_bytes bounds the folder given as cache_dir; give cache_dir too",
-            ))
-        }
-        (None, None) => options,
+    let options = match remote_cache(cache_dir, cache_bytes)? {
+        Some(cache) => options.remote_cache(cache.dir(), cache.max_bytes()),
+        None => options,
     };
     let archive = py.detach(|| options.open(&path)).py()?;
     if let Some(root) = expect_root {

@@ -396,12 +396,7 @@ pub fn verify(
             )))
         }
     };
-    let remote_cache = cache_dir.map(|dir| {
-        shardpack::RemoteCache::new(
-            dir,
-            cache_bytes.unwrap_or(shardpack::RemoteCache::DEFAULT_MAX_BYTES),
-        )
-    });
+    let remote_cache = crate::read::remote_cache(cache_dir, cache_bytes)?;
     let options = VerifyOptions {
         mode,
         expect_root,

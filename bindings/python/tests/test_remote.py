@@ -130,6 +130,8 @@ def test_a_cache_dir_makes_the_second_epoch_request_nothing(
         assert unpickled.cache_bytes == again.cache_bytes
         with pytest.raises(ValueError, match="cache_dir"):
             shardpack.open(url, cache_bytes=1 << 20)
+        with pytest.raises(ValueError, match="cache_dir"):
+            shardpack.verify(url, cache_bytes=1 << 20)
         assert shardpack.verify(url, cache_dir=cache).valid
 
 
