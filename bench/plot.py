@@ -5,8 +5,9 @@
 
 ``targets``: one horizontal bar per target, its measured ratio divided by its goal on a log
 axis, so that every bar right of the line at 1 is a target met (for an "at most" target the
-quotient is inverted, so right is still better). ``scale``: the cost of each step against the
-archive's sample count, and the peak resident set of each step, both on log-log axes.
+quotient is inverted, so right is still better; bars below 0.05 are cut at the axis).
+``scale``: the cost of each step against the archive's sample count, and the peak resident
+set of each step, both on log-log axes.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def targets(data: list[dict], out: str) -> None:
     ax.barh(list(y), scores, color=colours)
     ax.axvline(1, color="black", linewidth=1)
     ax.set_xscale("log")
+    # Far misses (a profile read against its grain) would squeeze every other bar: clip them.
+    ax.set_xlim(max(min(scores) * 0.8, 0.05), max(max(scores) * 1.25, 2))
     ax.set_yticks(list(y), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("measured ratio / goal (right of 1: met)")

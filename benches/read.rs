@@ -6,6 +6,9 @@
 use std::hint::black_box;
 use std::path::Path;
 
+mod common;
+
+use common::ordinals;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use shardpack::{Archive, Compression, Writer};
 
@@ -31,17 +34,6 @@ fn build(dir: &Path, samples: u64, compression: Compression) -> std::path::PathB
     }
     w.finish().unwrap();
     path
-}
-
-/// A cheap deterministic sequence of ordinals spread over the archive.
-fn ordinals(n: u64) -> impl Iterator<Item = u64> {
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    std::iter::repeat_with(move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    })
 }
 
 fn bench(c: &mut Criterion) {

@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+mod common;
+
+use common::ordinals;
 use shardpack::{Archive, MediaProfile, VerifyOptions, Writer};
 
 const DEFAULT_SIZES: [u64; 5] = [1_000, 10_000, 100_000, 1_000_000, 10_000_000];
@@ -30,17 +33,6 @@ const STEPS: [&str; 6] = ["pack", "open", "get", "get_by_key", "scan", "verify"]
 
 fn key(i: u64) -> String {
     format!("train/{i:010}")
-}
-
-/// A cheap deterministic sequence spread over `0..n`.
-fn spread(n: u64) -> impl Iterator<Item = u64> {
-    let mut x = 0x2545_F491_4F6C_DD1Du64;
-    std::iter::repeat_with(move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    })
 }
 
 /// The process's peak resident set in KiB, from `/proc/self/status` (0 where there is none).
@@ -94,7 +86,7 @@ fn step(name: &str, path: &Path, n: u64) -> (u64, f64) {
             let archive = Archive::open(path).expect("open");
             let reads = READS.min(n);
             let start = Instant::now();
-            for ordinal in spread(n).take(reads as usize) {
+            for ordinal in ordinals(n).take(reads as usize) {
                 std::hint::black_box(archive.get(ordinal).expect("get").field("bin"));
             }
             return (reads, start.elapsed().as_secs_f64());
@@ -102,7 +94,7 @@ fn step(name: &str, path: &Path, n: u64) -> (u64, f64) {
         "get_by_key" => {
             let archive = Archive::open(path).expect("open");
             let reads = KEY_READS.min(n);
-            let keys: Vec<String> = spread(n).take(reads as usize).map(key).collect();
+            let keys: Vec<String> = ordinals(n).take(reads as usize).map(key).collect();
             let start = Instant::now();
             for k in &keys {
                 let sample = archive.get_by_key(k).expect("get_by_key");
