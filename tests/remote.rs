@@ -93,9 +93,7 @@ fn a_flipped_byte_in_transit_is_an_error_naming_the_url_and_offset() {
     let shard = remote.shard(0).unwrap();
     let (start, _) = shard.record_range(3).unwrap();
     server
-        .faults
-        .lock()
-        .unwrap()
+        .faults()
         .flip
         .insert("shard-000000.shp".into(), (start + 2, 1));
     let err = remote.get(3).unwrap_err();
@@ -113,7 +111,7 @@ fn unavailable_answers_and_cut_bodies_are_retried() {
     let samples = archive_in(root.path(), Compression::Zstd { level: 3 });
     let server = Server::start(root.path());
     {
-        let mut f = server.faults.lock().unwrap();
+        let mut f = server.faults();
         f.unavailable.insert("manifest.json".into(), 2);
         f.unavailable.insert("shard-000001.shp".into(), 1);
         f.cut_after.insert("shard-000000.shp".into(), 10);
@@ -171,9 +169,7 @@ fn fetch_copies_the_archive_and_checks_the_root() {
     assert!(!dest.join("manifest.json").exists());
     // A flipped byte makes the shard fail its digest: fetched once more, then kept.
     server
-        .faults
-        .lock()
-        .unwrap()
+        .faults()
         .flip
         .insert("shard-000001.shp".into(), (100, 1));
     let options = FetchOptions {
@@ -327,7 +323,7 @@ fn a_server_answering_other_ranges_is_an_error_never_other_bytes() {
         },
     ];
     for (i, fault) in faults.iter().enumerate() {
-        fault(&mut server.faults.lock().unwrap());
+        fault(&mut server.faults());
         let fresh = Archive::open(server.url("ds")).unwrap();
         let ordinal = fresh.manifest().shards[1].first_ordinal;
         let err = fresh.get(ordinal).expect_err("refused");
@@ -338,7 +334,7 @@ fn a_server_answering_other_ranges_is_an_error_never_other_bytes() {
             }
             other => panic!("fault {i}: {other:?}"),
         }
-        let mut f = server.faults.lock().unwrap();
+        let mut f = server.faults();
         f.ignore_range.clear();
         f.shift_range.clear();
         f.huge_length.clear();
@@ -354,9 +350,7 @@ fn fetch_reports_a_shard_that_fails_its_digest_twice() {
     archive_in(root.path(), Compression::None);
     let server = Server::start(root.path());
     server
-        .faults
-        .lock()
-        .unwrap()
+        .faults()
         .flip
         .insert("shard-000002.shp".into(), (10, 2));
     let dest = tempfile::tempdir().unwrap();
@@ -416,9 +410,7 @@ fn fetch_resumes_only_the_version_it_began_with() {
         noise_archive(&root.path().join("ds"), 1);
         let server = Server::start(root.path());
         server
-            .faults
-            .lock()
-            .unwrap()
+            .faults()
             .gone_after
             .insert("shard-000000.shp".into(), 2);
         let dest = tempfile::tempdir().unwrap();
@@ -429,7 +421,7 @@ fn fetch_resumes_only_the_version_it_began_with() {
         assert_eq!(kept, 128 << 10, "two GETs of 64 KiB written");
         assert!(dest.path().join("shard-000000.shp.etag.partial").exists());
         assert!(!dest.path().join("manifest.json").exists());
-        server.faults.lock().unwrap().gone_after.clear();
+        server.faults().gone_after.clear();
         if replaced {
             // Another archive under the same names (a sleep, so that the ETags of length
             // and modification time differ even on a coarse clock).
@@ -496,7 +488,7 @@ fn a_scan_reads_ahead_in_few_large_overlapping_requests() {
         .read_chunk;
     let server = Server::start(root.path());
     // Slow answers, so that requests asked for together are answered together.
-    server.faults.lock().unwrap().delay = Some(std::time::Duration::from_millis(30));
+    server.faults().delay = Some(std::time::Duration::from_millis(30));
     let remote = Archive::open(server.url("ds")).unwrap();
     let before = server.gets.load(std::sync::atomic::Ordering::Relaxed);
     server.get_lengths.lock().unwrap().clear();
@@ -567,7 +559,7 @@ fn get_many_fetches_a_whole_batch_together_and_keeps_the_index() {
     let remote = Archive::open(server.url("ds")).unwrap();
     assert_eq!(remote.shard_count(), 1);
     remote.get(0).unwrap();
-    server.faults.lock().unwrap().delay = Some(std::time::Duration::from_millis(5));
+    server.faults().delay = Some(std::time::Duration::from_millis(5));
     server
         .most_active
         .store(0, std::sync::atomic::Ordering::SeqCst);

@@ -245,12 +245,7 @@ fn bytes_damaged_in_transit_fail_once_then_are_fetched_again() {
     let local = Archive::open(root.path().join("ds")).unwrap();
     let (start, _) = local.shard(0).unwrap().record_range(3).unwrap();
     let server = Server::start(root.path());
-    server
-        .faults
-        .lock()
-        .unwrap()
-        .flip
-        .insert(SHARD0.into(), (start + 2, 1));
+    server.faults().flip.insert(SHARD0.into(), (start + 2, 1));
     let remote = open_cached(&server.url("ds"), cache.path(), 64 << 20);
     // The damaged bytes were cached as fetched: the record's CRC finds them.
     let err = remote.get(3).unwrap_err();
@@ -343,12 +338,7 @@ fn verify_through_the_cache_checks_the_bytes_reads_would_get() {
     assert!(report.is_ok(), "{:#?}", report.findings);
     // Bytes cached damaged (in transit) are found, named by URL, and given up.
     std::fs::remove_dir_all(cache.path()).unwrap();
-    server
-        .faults
-        .lock()
-        .unwrap()
-        .flip
-        .insert(SHARD0.into(), (500, 1));
+    server.faults().flip.insert(SHARD0.into(), (500, 1));
     let report = verify(server.url("ds"), &options).unwrap();
     assert!(!report.is_ok());
     assert!(

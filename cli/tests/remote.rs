@@ -190,7 +190,7 @@ fn a_killed_fetch_resumes_to_an_identical_verified_archive() {
     };
     let server = Server::start(tmp.path());
     // Slow answers, so that the kill lands mid-download.
-    server.faults.lock().unwrap().delay = Some(Duration::from_millis(100));
+    server.faults().delay = Some(Duration::from_millis(100));
     let dest = tmp.path().join("copy");
     let url = server.url("ds");
     let mut killed = 0;
@@ -229,7 +229,7 @@ fn a_killed_fetch_resumes_to_an_identical_verified_archive() {
         }
     }
     assert!(killed > 0, "no fetch was killed: the test proves nothing");
-    server.faults.lock().unwrap().delay = None;
+    server.faults().delay = None;
     let out = shardpack(&[
         "fetch",
         &url,

@@ -54,6 +54,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// The faults to inject, to set or clear between requests.
+    pub fn faults(&self) -> std::sync::MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap()
+    }
+
     /// Serves `root` on 127.0.0.1 at a free port until dropped.
     pub fn start(root: &Path) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
