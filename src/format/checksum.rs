@@ -27,6 +27,31 @@ pub fn blake3_update(hasher: &mut blake3::Hasher, bytes: &[u8]) {
     }
 }
 
+/// Adds `bytes` to a BLAKE3 hash on every core while `beside` runs on one of them, and
+/// returns what `beside` returns: work that needs the same bytes but not the digest keeps
+/// the cores busy instead of waiting for it.
+pub fn blake3_update_beside<R: Send>(
+    hasher: &mut blake3::Hasher,
+    bytes: &[u8],
+    beside: impl FnOnce() -> R + Send,
+) -> R {
+    match hashing_pool() {
+        Some(pool) => {
+            pool.join(
+                || {
+                    hasher.update_rayon(bytes);
+                },
+                beside,
+            )
+            .1
+        }
+        None => {
+            hasher.update(bytes);
+            beside()
+        }
+    }
+}
+
 /// The threads that hash, started on first use and started again in a process forked from
 /// one that used them. A forked child has none of its parent's threads, so rayon's global
 /// pool would wait for them for ever (a Python data-loader worker forked after its parent

@@ -232,12 +232,13 @@ impl Verifier {
                 None
             };
             let ordinal = view.first_ordinal + u64::from(local);
-            let key = view
-                .key(local)
-                .map(|k| String::from_utf8_lossy(k).into_owned())
-                .filter(|_| view.trusted);
+            // The key is spelled out only for a finding: most records have none.
             let affects = |v: &mut Verifier| {
-                v.affects(Some([ordinal, ordinal]), key.clone().into_iter().collect())
+                let key = view
+                    .key(local)
+                    .filter(|_| view.trusted)
+                    .map(|k| String::from_utf8_lossy(k).into_owned());
+                v.affects(Some([ordinal, ordinal]), key.into_iter().collect())
             };
             if let Err(d) = l.check_record(local, &r, entry, next_key) {
                 self.push_defect(d, path, number, entry_at, RECORD_ENTRY_LEN as u64);
@@ -285,7 +286,7 @@ impl Verifier {
                     prev_end,
                     r.offset,
                     (payload_offset, h),
-                    format!("before record {local}"),
+                    || format!("before record {local}"),
                 );
             }
             let record = raw
@@ -351,7 +352,7 @@ impl Verifier {
                     prev_end,
                     raw.len() as u64,
                     (payload_offset, h),
-                    format!("after the last record of block {b}"),
+                    || format!("after the last record of block {b}"),
                 );
             }
         }
@@ -368,11 +369,12 @@ impl Verifier {
         from: u64,
         to: u64,
         block: (u64, &BlockHeader),
-        place: String,
+        place: impl FnOnce() -> String,
     ) {
         let (payload_offset, h) = block;
         let ok = matches!(format::record::item_at(raw, from as usize), Ok(PayloadItem::Filler(n)) if n == to - from);
         if !ok {
+            let place = place();
             let (offset, len, place) = if h.codec == Codec::Stored {
                 (payload_offset + from, to - from, place)
             } else {

@@ -531,6 +531,14 @@ impl Verifier {
         }
     }
 
+    /// Takes the results of one shard's checks that ran on `guess`, a fresh verifier given
+    /// the running raw total: its total replaces ours, which the shard's checks had taken.
+    fn adopt(&mut self, guess: Verifier) {
+        let raw_total = guess.raw_total;
+        self.merge(guess);
+        self.raw_total = raw_total;
+    }
+
     /// Adds a shard's results to the archive's.
     fn merge(&mut self, one: Verifier) {
         self.findings.extend(one.findings);

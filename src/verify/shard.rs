@@ -69,6 +69,7 @@ impl Verifier {
             Err(e) => return self.push_error(&e, shard, 0),
         };
         bytes.advise(AccessPattern::Sequential);
+        self.proven = false;
         if self.mode != VerifyMode::Quick {
             self.bytes_checked += len;
             // The pass that reads every byte goes front to back in the profile's large
@@ -79,49 +80,99 @@ impl Verifier {
                 .unwrap_or_default()
                 .read_chunk;
             let spinning = reads_in_physical_order(manifest);
-            let digest = if self.trace.is_some() {
-                match crate::read::window::hash_file(path, number, chunk, self.trace.clone()) {
-                    Ok(d) => d,
-                    Err(e) => return self.push_error(&e, shard, 0),
-                }
-            } else {
-                // Hash the map in place, on every core, without copying it through read().
-                // A disk that must be read in physical order gets it one read chunk at a
-                // time, each asked for whole before it is hashed.
+            let expected = info.map(|i| i.blake3.as_str());
+            if let Some(expected) = expected
+                .filter(|_| self.mode == VerifyMode::Full && !spinning && self.trace.is_none())
+            {
+                // On a random-access medium the structural checks run beside the hash, on
+                // the same cores, as if the shard were proven; they run again from scratch
+                // (every CRC recomputed) only if the digest turns out not to match.
+                let mut guess = self.fresh();
+                guess.proven = true;
+                // As taken from this verifier: set again only once the trailer is read.
+                guess.raw_total = None;
                 let mut hasher = blake3::Hasher::new();
-                if spinning {
-                    let mut at = 0usize;
-                    while at < bytes.len() {
-                        let end = bytes.len().min(at + chunk as usize);
-                        bytes.will_need(at as u64, (end - at) as u64);
-                        checksum::blake3_update(
-                            &mut hasher,
-                            bytes.get(at..end).unwrap_or_default(),
-                        );
-                        at = end;
+                checksum::blake3_update_beside(&mut hasher, &bytes, || {
+                    guess.check_contents(path, number, &bytes, info, manifest, running_raw_total);
+                });
+                let digest = hasher.finalize().to_hex().to_string();
+                if digest == expected {
+                    self.adopt(guess);
+                    return;
+                }
+                self.push(
+                    path.to_path_buf(),
+                    shard,
+                    0,
+                    len,
+                    Defect::digest(Structure::ShardFile, expected, digest),
+                );
+            } else {
+                let digest = if self.trace.is_some() {
+                    match crate::read::window::hash_file(path, number, chunk, self.trace.clone()) {
+                        Ok(d) => d,
+                        Err(e) => return self.push_error(&e, shard, 0),
                     }
                 } else {
-                    checksum::blake3_update(&mut hasher, &bytes);
-                }
-                hasher.finalize().to_hex().to_string()
-            };
-            self.proven = false;
-            if let Some(info) = info {
-                if digest != info.blake3 {
-                    self.push(
-                        path.to_path_buf(),
-                        shard,
-                        0,
-                        len,
-                        Defect::digest(Structure::ShardFile, &info.blake3, digest),
-                    );
-                } else {
-                    // Deep recomputes everything anyway; Full trusts a proven shard's CRCs.
-                    self.proven = self.mode == VerifyMode::Full;
+                    // Hash the map in place, on every core, without copying it through
+                    // read(). A disk that must be read in physical order gets it one read
+                    // chunk at a time, each asked for whole before it is hashed.
+                    let mut hasher = blake3::Hasher::new();
+                    if spinning {
+                        let mut at = 0usize;
+                        while at < bytes.len() {
+                            let end = bytes.len().min(at + chunk as usize);
+                            bytes.will_need(at as u64, (end - at) as u64);
+                            checksum::blake3_update(
+                                &mut hasher,
+                                bytes.get(at..end).unwrap_or_default(),
+                            );
+                            at = end;
+                        }
+                    } else {
+                        checksum::blake3_update(&mut hasher, &bytes);
+                    }
+                    hasher.finalize().to_hex().to_string()
+                };
+                if let Some(expected) = expected {
+                    if digest != expected {
+                        self.push(
+                            path.to_path_buf(),
+                            shard,
+                            0,
+                            len,
+                            Defect::digest(Structure::ShardFile, expected, digest),
+                        );
+                    } else {
+                        // Deep recomputes everything anyway; Full trusts a proven shard's CRCs.
+                        self.proven = self.mode == VerifyMode::Full;
+                    }
                 }
             }
         }
-        let header = self.check_header(path, number, &bytes, info, manifest);
+        self.check_contents(path, number, &bytes, info, manifest, running_raw_total);
+    }
+
+    /// The checks of §13.1 after the digest: header, dictionary, padding, trailer, index,
+    /// block walk and tables, with `self.proven` saying whether the CRCs are known good.
+    fn check_contents(
+        &mut self,
+        path: &Path,
+        number: u32,
+        bytes: &[u8],
+        info: Option<&ShardInfo>,
+        manifest: Option<&Manifest>,
+        running_raw_total: Option<u64>,
+    ) {
+        let shard = Some(number);
+        let len = bytes.len() as u64;
+        let ordinals = info.map(|i| {
+            [
+                i.first_ordinal,
+                i.first_ordinal.saturating_add(i.samples).saturating_sub(1),
+            ]
+        });
+        let header = self.check_header(path, number, bytes, info, manifest);
         let default_align = manifest.map_or(4096, |m| m.layout.align);
         let align = u64::from(header.as_ref().map_or(default_align, |h| h.align));
         let data_offset = header.as_ref().map_or_else(
@@ -133,12 +184,12 @@ impl Verifier {
         self.dictionary = None;
         if self.mode != VerifyMode::Quick {
             if let Some(h) = header.as_ref().filter(|h| h.dictionary_len > 0) {
-                self.check_dictionary(path, number, &bytes, h);
+                self.check_dictionary(path, number, bytes, h);
             }
             self.check_zero(
                 path,
                 number,
-                &bytes,
+                bytes,
                 dictionary_end,
                 data_offset,
                 Structure::HeaderPadding,
@@ -162,7 +213,7 @@ impl Verifier {
             self.affects(ordinals, Vec::new());
             return;
         };
-        let trailer = match Trailer::decode(&copy_array(&bytes, trailer_offset)) {
+        let trailer = match Trailer::decode(&copy_array(bytes, trailer_offset)) {
             Ok(t) => Some(t),
             Err(d) => {
                 self.push_defect(d, path, number, trailer_offset, TRAILER_LEN as u64);
@@ -217,11 +268,11 @@ impl Verifier {
             return;
         }
         let index_ok = match (&layout, &trailer) {
-            (Some(l), Some(t)) => self.check_index_crc(path, number, &bytes, l, t),
+            (Some(l), Some(t)) => self.check_index_crc(path, number, bytes, l, t),
             _ => false,
         };
         let view = layout.map(|layout| IndexView {
-            bytes: &bytes,
+            bytes,
             layout,
             first_ordinal: header.as_ref().map_or(0, |h| h.first_ordinal),
             trusted: index_ok,
@@ -231,7 +282,7 @@ impl Verifier {
         let blocks = self.walk_blocks(
             path,
             number,
-            &bytes,
+            bytes,
             data_offset,
             walk_end,
             align,
