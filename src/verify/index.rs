@@ -64,6 +64,7 @@ impl Verifier {
         number: u32,
         view: &IndexView<'_>,
         walked: &[(u64, BlockHeader)],
+        mut along: Option<&mut HashAlong<'_>>,
     ) {
         let shard = Some(number);
         let l = view.layout;
@@ -81,57 +82,40 @@ impl Verifier {
                 ),
             );
         }
+        // Blocks are checked from the caches a piece of the hash just filled, while the
+        // next piece is hashed, not from memory a second time.
+        let mut hashed: Vec<u32> = Vec::new();
         for b in 0..l.block_count {
-            let at = l.block_entry_offset(b);
-            let Some(entry) = block_entry(view, b) else {
+            let Some(along) = along.as_deref_mut() else {
+                self.check_block(path, number, view, walked, b);
                 continue;
             };
-            if let Err(d) = l.check_block(b, &entry) {
-                self.push_defect(d, path, number, at, BLOCK_ENTRY_LEN as u64);
-                continue;
-            }
-            // The walk found blocks in ascending offset order.
-            let walked_block = walked
-                .binary_search_by_key(&entry.offset, |(o, _)| *o)
-                .ok()
-                .and_then(|i| walked.get(i));
-            match walked_block {
-                Some((_, h)) => {
-                    let agrees = h.block_number == b
-                        && h.stored_len == entry.stored_len
-                        && h.raw_len == entry.raw_len
-                        && h.record_count == entry.record_count
-                        && h.first_ordinal == view.first_ordinal + u64::from(entry.first_record);
-                    if !agrees {
-                        self.push(
-                            path.to_path_buf(),
-                            shard,
-                            at,
-                            32,
-                            Defect::mismatch(
-                                Structure::BlockEntry { block: b },
-                                "",
-                                "the values in the block's header",
-                                "different values",
-                            ),
-                        );
-                    } else {
-                        self.check_block_records(path, number, view, b, &entry, h);
+            // A damaged entry may point past the end; the hash stops there.
+            let block_end = block_entry(view, b).map_or(0, |e| {
+                e.offset
+                    .saturating_add(BLOCK_HEADER_LEN as u64)
+                    .saturating_add(e.stored_len)
+                    .min(along.len())
+            });
+            while block_end > along.hashed() {
+                let ready = std::mem::take(&mut hashed);
+                along.hash_to_beside(block_end, || {
+                    for b in ready {
+                        self.check_block(path, number, view, walked, b);
                     }
-                }
-                None => self.push(
-                    path.to_path_buf(),
-                    shard,
-                    at,
-                    32,
-                    Defect::invalid(
-                        Structure::BlockEntry { block: b },
-                        "offset",
-                        "the offset of a block header",
-                        entry.offset,
-                    ),
-                ),
+                });
             }
+            hashed.push(b);
+        }
+        let ready = std::mem::take(&mut hashed);
+        let check_ready = |v: &mut Verifier| {
+            for b in ready {
+                v.check_block(path, number, view, walked, b);
+            }
+        };
+        match along {
+            Some(along) => along.hash_to_beside(u64::MAX, || check_ready(self)),
+            None => check_ready(self),
         }
         let raw: u64 = (0..l.record_count)
             .filter_map(|r| view.record(r))
@@ -150,6 +134,70 @@ impl Verifier {
                     view.raw_bytes,
                 ),
             );
+        }
+    }
+
+    /// Checks block `b`'s entry against the block found by walking and, when they agree,
+    /// its records.
+    fn check_block(
+        &mut self,
+        path: &Path,
+        number: u32,
+        view: &IndexView<'_>,
+        walked: &[(u64, BlockHeader)],
+        b: u32,
+    ) {
+        let shard = Some(number);
+        let l = view.layout;
+        let at = l.block_entry_offset(b);
+        let Some(entry) = block_entry(view, b) else {
+            return;
+        };
+        if let Err(d) = l.check_block(b, &entry) {
+            self.push_defect(d, path, number, at, BLOCK_ENTRY_LEN as u64);
+            return;
+        }
+        // The walk found blocks in ascending offset order.
+        let walked_block = walked
+            .binary_search_by_key(&entry.offset, |(o, _)| *o)
+            .ok()
+            .and_then(|i| walked.get(i));
+        match walked_block {
+            Some((_, h)) => {
+                let agrees = h.block_number == b
+                    && h.stored_len == entry.stored_len
+                    && h.raw_len == entry.raw_len
+                    && h.record_count == entry.record_count
+                    && h.first_ordinal == view.first_ordinal + u64::from(entry.first_record);
+                if !agrees {
+                    self.push(
+                        path.to_path_buf(),
+                        shard,
+                        at,
+                        32,
+                        Defect::mismatch(
+                            Structure::BlockEntry { block: b },
+                            "",
+                            "the values in the block's header",
+                            "different values",
+                        ),
+                    );
+                } else {
+                    self.check_block_records(path, number, view, b, &entry, h);
+                }
+            }
+            None => self.push(
+                path.to_path_buf(),
+                shard,
+                at,
+                32,
+                Defect::invalid(
+                    Structure::BlockEntry { block: b },
+                    "offset",
+                    "the offset of a block header",
+                    entry.offset,
+                ),
+            ),
         }
     }
 

@@ -447,6 +447,57 @@ struct Verifier {
     headers: (u64, u64),
 }
 
+/// A shard's BLAKE3, computed while its checks go through it front to back: §13.1 lets a
+/// random-access medium be hashed in any order, and this one leaves each stretch in the
+/// caches for the checks that read it next.
+pub(super) struct HashAlong<'a> {
+    hasher: blake3::Hasher,
+    bytes: &'a [u8],
+    done: usize,
+}
+
+impl<'a> HashAlong<'a> {
+    /// The least hashed at a time: splitting a piece over the cores costs a few
+    /// microseconds, and what the checks read beside it should still fit in the caches.
+    const MIN_PIECE: usize = 1 << 20;
+
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
+        HashAlong {
+            hasher: blake3::Hasher::new(),
+            bytes,
+            done: 0,
+        }
+    }
+
+    /// How far the bytes are hashed.
+    pub(super) fn hashed(&self) -> u64 {
+        self.done as u64
+    }
+
+    /// How many bytes there are to hash.
+    pub(super) fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    /// Hashes on every core, while `beside` runs, the bytes up to `to` and at least
+    /// [`Self::MIN_PIECE`] of them (all that are left at the end).
+    pub(super) fn hash_to_beside(&mut self, to: u64, beside: impl FnOnce() + Send) {
+        let to = usize::try_from(to)
+            .unwrap_or(usize::MAX)
+            .max(self.done.saturating_add(Self::MIN_PIECE))
+            .min(self.bytes.len());
+        let piece = self.bytes.get(self.done..to).unwrap_or_default();
+        checksum::blake3_update_beside(&mut self.hasher, piece, beside);
+        self.done = to;
+    }
+
+    /// The digest of all the bytes, in lowercase hex.
+    pub(super) fn finish(mut self) -> String {
+        self.hash_to_beside(u64::MAX, || ());
+        self.hasher.finalize().to_hex().to_string()
+    }
+}
+
 impl Verifier {
     /// An empty verifier with the same settings, for one shard.
     fn fresh(&self) -> Verifier {
@@ -590,6 +641,27 @@ impl Verifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hashing_along_gives_the_digest_of_the_whole_whatever_the_pieces() {
+        let bytes: Vec<u8> = (0..5_000_000u32).map(|i| (i * 7 + i / 3) as u8).collect();
+        let want = blake3::hash(&bytes).to_hex().to_string();
+        // Forward, backward, inside one piece, past the end: every byte once, in order.
+        for schedule in [
+            vec![],
+            vec![10, 5, 1 << 20, 3_000_000, u64::MAX],
+            vec![4_999_999, 4_000_000, 6_000_000],
+        ] {
+            let mut along = HashAlong::new(&bytes);
+            let mut ran = 0;
+            for to in &schedule {
+                along.hash_to_beside(*to, || ran += 1);
+                assert!(along.hashed() <= along.len());
+            }
+            assert_eq!(ran, schedule.len(), "what runs beside runs once a call");
+            assert_eq!(along.finish(), want);
+        }
+    }
 
     #[test]
     fn a_finding_carries_the_typed_defect_and_its_sentence() {

@@ -84,18 +84,41 @@ impl Verifier {
             if let Some(expected) = expected
                 .filter(|_| self.mode == VerifyMode::Full && !spinning && self.trace.is_none())
             {
-                // On a random-access medium the structural checks run beside the hash, on
-                // the same cores, as if the shard were proven; they run again from scratch
+                // On a random-access medium the structural checks run as if the shard were
+                // proven while it is hashed, on the same cores; they run again from scratch
                 // (every CRC recomputed) only if the digest turns out not to match.
                 let mut guess = self.fresh();
                 guess.proven = true;
                 // As taken from this verifier: set again only once the trailer is read.
                 guess.raw_total = None;
-                let mut hasher = blake3::Hasher::new();
-                checksum::blake3_update_beside(&mut hasher, &bytes, || {
-                    guess.check_contents(path, number, &bytes, info, manifest, running_raw_total);
-                });
-                let digest = hasher.finalize().to_hex().to_string();
+                let digest = if manifest.is_some_and(|m| m.layout.compression == "none") {
+                    // Uncompressed records are read by the checks (their fillers, mostly):
+                    // they follow the hash piece by piece and find the bytes in the caches.
+                    let mut along = HashAlong::new(&bytes);
+                    guess.check_contents(
+                        path,
+                        number,
+                        &bytes,
+                        (info, manifest),
+                        running_raw_total,
+                        Some(&mut along),
+                    );
+                    along.finish()
+                } else {
+                    // Compressed blocks are only their index entries to the checks.
+                    let mut hasher = blake3::Hasher::new();
+                    checksum::blake3_update_beside(&mut hasher, &bytes, || {
+                        guess.check_contents(
+                            path,
+                            number,
+                            &bytes,
+                            (info, manifest),
+                            running_raw_total,
+                            None,
+                        );
+                    });
+                    hasher.finalize().to_hex().to_string()
+                };
                 if digest == expected {
                     self.adopt(guess);
                     return;
@@ -150,19 +173,27 @@ impl Verifier {
                 }
             }
         }
-        self.check_contents(path, number, &bytes, info, manifest, running_raw_total);
+        self.check_contents(
+            path,
+            number,
+            &bytes,
+            (info, manifest),
+            running_raw_total,
+            None,
+        );
     }
 
     /// The checks of §13.1 after the digest: header, dictionary, padding, trailer, index,
-    /// block walk and tables, with `self.proven` saying whether the CRCs are known good.
+    /// block walk and tables, with `self.proven` saying whether the CRCs are known good, and
+    /// `along` hashing the shard as the block checks go through it.
     fn check_contents(
         &mut self,
         path: &Path,
         number: u32,
         bytes: &[u8],
-        info: Option<&ShardInfo>,
-        manifest: Option<&Manifest>,
+        (info, manifest): (Option<&ShardInfo>, Option<&Manifest>),
         running_raw_total: Option<u64>,
+        along: Option<&mut HashAlong<'_>>,
     ) {
         let shard = Some(number);
         let len = bytes.len() as u64;
@@ -290,7 +321,7 @@ impl Verifier {
             view.as_ref(),
         );
         if let Some(view) = &view {
-            self.check_tables(path, number, view, &blocks);
+            self.check_tables(path, number, view, &blocks, along);
             self.check_key_order(path, number, view, info);
         }
     }
