@@ -81,9 +81,11 @@ impl Verifier {
                 .read_chunk;
             let spinning = reads_in_physical_order(manifest);
             let expected = info.map(|i| i.blake3.as_str());
-            if let Some(expected) = expected
-                .filter(|_| self.mode == VerifyMode::Full && !spinning && self.trace.is_none())
-            {
+            let speculate = expected.is_some()
+                && self.mode == VerifyMode::Full
+                && !spinning
+                && self.trace.is_none();
+            let (digest, guess) = if speculate {
                 // On a random-access medium the structural checks run as if the shard were
                 // proven while it is hashed, on the same cores; they run again from scratch
                 // (every CRC recomputed) only if the digest turns out not to match.
@@ -91,85 +93,61 @@ impl Verifier {
                 guess.proven = true;
                 // As taken from this verifier: set again only once the trailer is read.
                 guess.raw_total = None;
-                let digest = if manifest.is_some_and(|m| m.layout.compression == "none") {
+                let check = |guess: &mut Verifier, along: Option<&mut HashAlong<'_>>| {
+                    let contents = (info, manifest);
+                    guess.check_contents(path, number, &bytes, contents, running_raw_total, along);
+                };
+                let mut along = HashAlong::new(&bytes);
+                if manifest.is_some_and(|m| m.layout.compression == "none") {
                     // Uncompressed records are read by the checks (their fillers, mostly):
                     // they follow the hash piece by piece and find the bytes in the caches.
-                    let mut along = HashAlong::new(&bytes);
-                    guess.check_contents(
-                        path,
-                        number,
-                        &bytes,
-                        (info, manifest),
-                        running_raw_total,
-                        Some(&mut along),
-                    );
-                    along.finish()
+                    check(&mut guess, Some(&mut along));
                 } else {
                     // Compressed blocks are only their index entries to the checks.
-                    let mut hasher = blake3::Hasher::new();
-                    checksum::blake3_update_beside(&mut hasher, &bytes, || {
-                        guess.check_contents(
-                            path,
-                            number,
-                            &bytes,
-                            (info, manifest),
-                            running_raw_total,
-                            None,
-                        );
-                    });
-                    hasher.finalize().to_hex().to_string()
-                };
-                if digest == expected {
-                    self.adopt(guess);
-                    return;
+                    along.hash_to_beside(u64::MAX, || check(&mut guess, None));
                 }
-                self.push(
-                    path.to_path_buf(),
-                    shard,
-                    0,
-                    len,
-                    Defect::digest(Structure::ShardFile, expected, digest),
-                );
+                (along.finish(), Some(guess))
+            } else if self.trace.is_some() {
+                match crate::read::window::hash_file(path, number, chunk, self.trace.clone()) {
+                    Ok(d) => (d, None),
+                    Err(e) => return self.push_error(&e, shard, 0),
+                }
             } else {
-                let digest = if self.trace.is_some() {
-                    match crate::read::window::hash_file(path, number, chunk, self.trace.clone()) {
-                        Ok(d) => d,
-                        Err(e) => return self.push_error(&e, shard, 0),
+                // Hash the map in place, on every core, without copying it through read().
+                // A disk that must be read in physical order gets it one read chunk at a
+                // time, each asked for whole before it is hashed.
+                let mut hasher = blake3::Hasher::new();
+                if spinning {
+                    let mut at = 0usize;
+                    while at < bytes.len() {
+                        let end = bytes.len().min(at + chunk as usize);
+                        bytes.will_need(at as u64, (end - at) as u64);
+                        checksum::blake3_update(
+                            &mut hasher,
+                            bytes.get(at..end).unwrap_or_default(),
+                        );
+                        at = end;
                     }
                 } else {
-                    // Hash the map in place, on every core, without copying it through
-                    // read(). A disk that must be read in physical order gets it one read
-                    // chunk at a time, each asked for whole before it is hashed.
-                    let mut hasher = blake3::Hasher::new();
-                    if spinning {
-                        let mut at = 0usize;
-                        while at < bytes.len() {
-                            let end = bytes.len().min(at + chunk as usize);
-                            bytes.will_need(at as u64, (end - at) as u64);
-                            checksum::blake3_update(
-                                &mut hasher,
-                                bytes.get(at..end).unwrap_or_default(),
-                            );
-                            at = end;
-                        }
-                    } else {
-                        checksum::blake3_update(&mut hasher, &bytes);
-                    }
-                    hasher.finalize().to_hex().to_string()
-                };
-                if let Some(expected) = expected {
-                    if digest != expected {
-                        self.push(
-                            path.to_path_buf(),
-                            shard,
-                            0,
-                            len,
-                            Defect::digest(Structure::ShardFile, expected, digest),
-                        );
-                    } else {
-                        // Deep recomputes everything anyway; Full trusts a proven shard's CRCs.
-                        self.proven = self.mode == VerifyMode::Full;
-                    }
+                    checksum::blake3_update(&mut hasher, &bytes);
+                }
+                (hasher.finalize().to_hex().to_string(), None)
+            };
+            if let Some(expected) = expected {
+                if digest != expected {
+                    self.push(
+                        path.to_path_buf(),
+                        shard,
+                        0,
+                        len,
+                        Defect::digest(Structure::ShardFile, expected, digest),
+                    );
+                } else if let Some(guess) = guess {
+                    self.adopt(guess);
+                    return;
+                } else {
+                    // Deep recomputes everything anyway; Full trusts a proven shard's CRCs.
+                    self.proven = self.mode == VerifyMode::Full;
                 }
             }
         }
