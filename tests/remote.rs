@@ -411,8 +411,8 @@ fn fetch_resumes_only_the_version_it_began_with() {
         let server = Server::start(root.path());
         server
             .faults()
-            .gone_after
-            .insert("shard-000000.shp".into(), 2);
+            .gone_from
+            .insert("shard-000000.shp".into(), 128 << 10);
         let dest = tempfile::tempdir().unwrap();
         let cut = fetch(&server.url("ds"), dest.path(), &options, &|_, _| {}).unwrap();
         assert_eq!(cut.failed.len(), 1, "{:?}", cut.failed);
@@ -421,7 +421,7 @@ fn fetch_resumes_only_the_version_it_began_with() {
         assert_eq!(kept, 128 << 10, "two GETs of 64 KiB written");
         assert!(dest.path().join("shard-000000.shp.etag.partial").exists());
         assert!(!dest.path().join("manifest.json").exists());
-        server.faults().gone_after.clear();
+        server.faults().gone_from.clear();
         if replaced {
             // Another archive under the same names (a sleep, so that the ETags of length
             // and modification time differ even on a coarse clock).

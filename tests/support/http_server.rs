@@ -31,9 +31,10 @@ pub struct Faults {
     pub shift_range: HashMap<String, u32>,
     /// Claim this `Content-Length` (far more than is sent) in the next GET of the file.
     pub huge_length: HashMap<String, u64>,
-    /// Answer 404 to every GET of the file once N more have been answered: a download cut
-    /// off for good, as a killed one is (404 is not retried).
-    pub gone_after: HashMap<String, u32>,
+    /// Answer 404 to every GET of the file for bytes from this offset on: a download cut
+    /// off for good there, as a killed one is (404 is not retried). By offset, not by
+    /// count: a client with two GETs in flight may have the later range arrive first.
+    pub gone_from: HashMap<String, u64>,
 }
 
 pub struct Server {
@@ -222,12 +223,13 @@ fn serve(
             }
             {
                 let mut f = faults.lock().unwrap();
-                if let Some(n) = f.gone_after.get_mut(&name) {
-                    if *n == 0 {
-                        drop(f);
-                        return respond(&mut conn, "404 Not Found", &[], b"");
-                    }
-                    *n -= 1;
+                let start = headers
+                    .get("range")
+                    .and_then(|r| parse_range(r, len))
+                    .map_or(0, |(start, _)| start);
+                if f.gone_from.get(&name).is_some_and(|&from| start >= from) {
+                    drop(f);
+                    return respond(&mut conn, "404 Not Found", &[], b"");
                 }
                 if let Some(n) = f.unavailable.get_mut(&name).filter(|n| **n > 0) {
                     *n -= 1;
