@@ -14,7 +14,7 @@ use shardpack::format::checksum::crc32;
 use shardpack::format::index::{RECORD_CRC_OFFSET, RECORD_ENTRY_LEN};
 use shardpack::format::trailer::{Trailer, TRAILER_LEN};
 use shardpack::manifest::Manifest;
-use shardpack::{Archive, Compression, Shard, SourceKind};
+use shardpack::{Archive, Compression, Shard, SourceKind, VerifyMode, VerifyOptions};
 
 /// Recomputes, after an edit of shard `file`'s index, the index CRC in its trailer, the
 /// shard's digest in the manifest and the root: what a careful forger would do.
@@ -105,6 +105,17 @@ fn readers_agree(dir: &Path, source: SourceKind) -> usize {
     refused
 }
 
+/// Whether a verification in `mode` reports anything. The crafted shards are sealed, so a
+/// Full verification takes each as proven and runs its checks beside the hash (§13.1):
+/// what it finds there it must find without the block and record CRCs.
+fn verify_reports(dir: &Path, mode: VerifyMode) -> bool {
+    let options = VerifyOptions {
+        mode,
+        ..Default::default()
+    };
+    !shardpack::verify(dir, &options).unwrap().is_ok()
+}
+
 fn stored_archive(dir: &Path) {
     let mut builder = tiny(Compression::None);
     builder = builder.block_size(4096).shard_size(1 << 20);
@@ -133,6 +144,10 @@ fn a_table_pointing_at_another_record_reads_the_same_both_ways() {
         entry[RECORD_CRC_OFFSET..].copy_from_slice(&second_crc);
     });
     assert!(assert_readers_agree(dir.path()) >= 1);
+    // Two entries for one record's bytes: overlapping offsets, and a key that is not the
+    // heap's.
+    assert!(verify_reports(dir.path(), VerifyMode::Full));
+    assert!(verify_reports(dir.path(), VerifyMode::Deep));
 }
 
 #[test]
@@ -141,6 +156,9 @@ fn a_wrong_record_crc_in_the_table_fails_both_readers() {
     stored_archive(dir.path());
     edit_record_entry(dir.path(), 2, |entry| entry[RECORD_CRC_OFFSET] ^= 1);
     assert!(assert_readers_agree(dir.path()) >= 1);
+    // A sealed shard's CRCs are the writer's: Full may take them as matching, Deep
+    // recomputes them.
+    assert!(verify_reports(dir.path(), VerifyMode::Deep));
 }
 
 #[test]
@@ -159,6 +177,7 @@ fn a_wrong_key_in_the_heap_fails_both_readers() {
     std::fs::write(&path, &bytes).unwrap();
     reseal(dir.path(), "shard-000000.shp");
     assert!(assert_readers_agree(dir.path()) >= 1);
+    assert!(verify_reports(dir.path(), VerifyMode::Full));
 }
 
 #[test]
@@ -172,6 +191,8 @@ fn undamaged_archives_agree_on_every_sample() {
         let path = dir.path().join(name);
         write_archive(&path, builder, &text_samples(300));
         assert_eq!(assert_readers_agree(&path), 0, "{name}");
+        assert!(!verify_reports(&path, VerifyMode::Full), "{name}");
+        assert!(!verify_reports(&path, VerifyMode::Deep), "{name}");
         let archive = Archive::open(&path).unwrap();
         assert_eq!(
             archive.scan().filter(|s| s.is_ok()).count() as u64,
