@@ -17,13 +17,12 @@ use std::time::{Duration, Instant};
 
 mod common;
 
+use shardpack::format::block::BLOCK_HEADER_LEN;
 use shardpack::format::index::{RecordEntry, RECORD_ENTRY_LEN};
 use shardpack::format::Codec;
 use shardpack::Archive;
 use zstd::zstd_safe::{DCtx, DDict};
 
-/// Bytes of a block header; the payload follows it (§5.2).
-const BLOCK_HEADER_LEN: u64 = 64;
 /// Bytes of one frame table entry, the end offset of a record's frame (§5.5).
 const FRAME_ENTRY_LEN: usize = 4;
 const DEFAULT_READS: u64 = 100_000;
@@ -87,7 +86,7 @@ fn frames(archive: &Archive, maps: &[Vec<u8>], ordinals: &[u64]) -> Vec<Frame> {
         if shard.block_header(record.block, &block).unwrap().codec != Codec::ZstdDictionary {
             continue;
         }
-        let payload = (block.offset + BLOCK_HEADER_LEN) as usize;
+        let payload = block.offset as usize + BLOCK_HEADER_LEN;
         let table = block.record_count as usize * FRAME_ENTRY_LEN;
         let i = (local - block.first_record) as usize;
         let start = if i == 0 {

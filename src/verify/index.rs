@@ -64,7 +64,7 @@ impl Verifier {
         number: u32,
         view: &IndexView<'_>,
         walked: &[(u64, BlockHeader)],
-        mut along: Option<&mut HashAlong<'_>>,
+        along: Option<&mut HashAlong<'_>>,
     ) {
         let shard = Some(number);
         let l = view.layout;
@@ -82,40 +82,13 @@ impl Verifier {
                 ),
             );
         }
-        // Blocks are checked from the caches a piece of the hash just filled, while the
-        // next piece is hashed, not from memory a second time.
-        let mut hashed: Vec<u32> = Vec::new();
-        for b in 0..l.block_count {
-            let Some(along) = along.as_deref_mut() else {
-                self.check_block(path, number, view, walked, b);
-                continue;
-            };
-            // A damaged entry may point past the end; the hash stops there.
-            let block_end = block_entry(view, b).map_or(0, |e| {
-                e.offset
-                    .saturating_add(BLOCK_HEADER_LEN as u64)
-                    .saturating_add(e.stored_len)
-                    .min(along.len())
-            });
-            while block_end > along.hashed() {
-                let ready = std::mem::take(&mut hashed);
-                along.hash_to_beside(block_end, || {
-                    for b in ready {
-                        self.check_block(path, number, view, walked, b);
-                    }
-                });
-            }
-            hashed.push(b);
-        }
-        let ready = std::mem::take(&mut hashed);
-        let check_ready = |v: &mut Verifier| {
-            for b in ready {
-                v.check_block(path, number, view, walked, b);
-            }
-        };
         match along {
-            Some(along) => along.hash_to_beside(u64::MAX, || check_ready(self)),
-            None => check_ready(self),
+            None => {
+                for b in 0..l.block_count {
+                    self.check_block(path, number, view, walked, b);
+                }
+            }
+            Some(along) => self.check_blocks_along(path, number, view, walked, along),
         }
         let raw: u64 = (0..l.record_count)
             .filter_map(|r| view.record(r))
@@ -135,6 +108,43 @@ impl Verifier {
                 ),
             );
         }
+    }
+
+    /// Checks every block from the caches a piece of the hash just filled, while `along`
+    /// hashes the next piece, rather than from memory a second time.
+    fn check_blocks_along(
+        &mut self,
+        path: &Path,
+        number: u32,
+        view: &IndexView<'_>,
+        walked: &[(u64, BlockHeader)],
+        along: &mut HashAlong<'_>,
+    ) {
+        let mut hashed: Vec<u32> = Vec::new();
+        for b in 0..view.layout.block_count {
+            // A damaged entry may point past the end; the hash stops there.
+            let block_end = block_entry(view, b).map_or(0, |e| {
+                e.offset
+                    .saturating_add(BLOCK_HEADER_LEN as u64)
+                    .saturating_add(e.stored_len)
+                    .min(along.len())
+            });
+            if block_end > along.hashed() {
+                // Hashes at least up to `block_end`, so the blocks waiting are hashed.
+                let ready = std::mem::take(&mut hashed);
+                along.hash_to_beside(block_end, || {
+                    for b in ready {
+                        self.check_block(path, number, view, walked, b);
+                    }
+                });
+            }
+            hashed.push(b);
+        }
+        along.hash_to_beside(u64::MAX, || {
+            for b in hashed {
+                self.check_block(path, number, view, walked, b);
+            }
+        });
     }
 
     /// Checks block `b`'s entry against the block found by walking and, when they agree,
